@@ -1,0 +1,152 @@
+// Cross-entropy row driver: splits the batch over threads, cuts each row into fixed kBlock
+// blocks, calls one ISA's block kernels and merges their partials. Shared by every CPU ISA.
+//
+// Determinism: a row is always cut the same way and its partials merged in block order, and the
+// batch sum is taken in row order after all rows are done; which thread ran which row never
+// changes a bit of the result.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "dtype.h"
+#include "fusedce.h"
+#include "thread_pool.h"
+
+namespace fusedce {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// lse of one row: fold the block partials (m_b, s_b) in order, in double:
+//   M' = max(M, m_b),  S' = S·exp(M − M') + s_b·exp(m_b − M'),  lse = M + log S.
+// A NaN anywhere (NaN logit, or +inf which makes s_b = inf − inf) makes lse NaN. Fully masked
+// blocks (all −inf: s_b = 0) add nothing; an all −inf row gives lse = −inf.
+double row_lse(const Kernels& k, const char* z /* (V,) */, DType dt, int64_t vocab) {
+  const size_t esz = dtype_size(dt);
+  double M = -kInf, S = 0.0;
+  for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
+    const Partial p = k.partial[int(dt)](z + b0 * esz, std::min(kBlock, vocab - b0));
+    if (p.s != p.s) return std::numeric_limits<double>::quiet_NaN();
+    if (p.s == 0.0f) continue;
+    if (double(p.m) > M) {
+      S = S * std::exp(M - double(p.m)) + double(p.s);
+      M = p.m;
+    } else {
+      S += double(p.s) * std::exp(double(p.m) - M);
+    }
+  }
+  return M + std::log(S);
+}
+
+void zero_row(void* g, DType gdt, int64_t vocab) { std::memset(g, 0, size_t(vocab) * dtype_size(gdt)); }
+
+void store_one(void* g, DType gdt, int64_t j, float v) {
+  switch (gdt) {
+    case DType::F32: static_cast<float*>(g)[j] = v; break;
+    case DType::F16: static_cast<uint16_t*>(g)[j] = float_to_f16(v); break;
+    case DType::BF16: static_cast<uint16_t*>(g)[j] = float_to_bf16(v); break;
+  }
+}
+
+// Gradient of one counted row from its fp32 lse:
+//   g_j = p_j · scale for j ≠ t,      p_j = exp(z_j − lse)
+//   g_t = (p_t − 1) · scale = −(Σ_{j≠t} p_j) · scale
+// The target element is taken from the sum of the *other* probabilities, so a confident
+// prediction (p_t → 1) does not cancel: p_t − 1 computed directly in fp32 loses every digit
+// once 1 − p_t < 2⁻²⁴, and ~all of them in bf16. The row then sums to 0 by construction.
+// The target's block is split around t so z_t is never read here (in-place safe).
+void row_grad(const Kernels& k, const char* z, DType dt, char* g, DType gdt, int64_t vocab,
+              int64_t t, float lse, float scale) {
+  const size_t esz = dtype_size(dt), gsz = dtype_size(gdt);
+  auto* fn = k.grad[int(dt)][int(gdt)];
+  double others = 0.0;  // Σ_{j≠t} p_j, block sums folded in order
+  for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
+    const int64_t b1 = std::min(vocab, b0 + kBlock);
+    if (t >= b0 && t < b1) {
+      others += fn(z + b0 * esz, g + b0 * gsz, t - b0, lse, scale);
+      others += fn(z + (t + 1) * esz, g + (t + 1) * gsz, b1 - t - 1, lse, scale);
+    } else {
+      others += fn(z + b0 * esz, g + b0 * gsz, b1 - b0, lse, scale);
+    }
+  }
+  store_one(g, gdt, t, -float(others) * scale);
+}
+
+// Rows per task: enough that a task streams ≥ 64K elements, so small vocabularies do not drown
+// in scheduling; one row per task for realistic vocabularies.
+int64_t rows_per_task(int64_t vocab) { return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, vocab)); }
+
+template <class RowFn>
+void for_rows(int64_t rows, int64_t vocab, int threads, RowFn&& row) {
+  const int64_t rpt = rows_per_task(vocab);
+  const int64_t tasks = (rows + rpt - 1) / rpt;
+  parallel_for(tasks, threads, [&](int64_t task) {
+    const int64_t r1 = std::min(rows, (task + 1) * rpt);
+    for (int64_t r = task * rpt; r < r1; ++r) row(r);
+  });
+}
+
+}  // namespace
+
+int64_t count_targets(const int32_t* targets, int64_t rows, int64_t vocab, int32_t ignore_index) {
+  int64_t count = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t t = targets[r];
+    if (t == ignore_index) continue;
+    if (t < 0 || int64_t(t) >= vocab) return -1 - r;
+    ++count;
+  }
+  return count;
+}
+
+ForwardTotals cross_entropy_forward(const ForwardArgs& a) {
+  const Kernels& k = a.kernels ? *a.kernels : active_kernels();
+  const size_t esz = dtype_size(a.dtype), gsz = dtype_size(a.grad_dtype);
+  const auto* base = static_cast<const char*>(a.logits);
+  auto* gbase = static_cast<char*>(a.grad);
+  for_rows(a.rows, a.vocab, a.threads, [&](int64_t r) {
+    // 64-bit offsets: rows·vocab may exceed 2^31
+    const char* z = base + size_t(r) * size_t(a.vocab) * esz;
+    char* g = gbase ? gbase + size_t(r) * size_t(a.vocab) * gsz : nullptr;
+    const int32_t t = a.targets[r];
+    if (t == a.ignore_index) {
+      a.losses[r] = 0.0f;
+      a.lse[r] = 0.0f;
+      if (g) zero_row(g, a.grad_dtype, a.vocab);
+      return;
+    }
+    const double lse = row_lse(k, z, a.dtype, a.vocab);
+    float zt;
+    switch (a.dtype) {
+      case DType::F32: zt = reinterpret_cast<const float*>(z)[t]; break;
+      case DType::F16: zt = f16_to_float(reinterpret_cast<const uint16_t*>(z)[t]); break;
+      default: zt = bf16_to_float(reinterpret_cast<const uint16_t*>(z)[t]); break;
+    }
+    a.losses[r] = float(lse - double(zt));  // loss_i = lse_i − z_t, one rounding
+    a.lse[r] = float(lse);
+    // The fused gradient uses the same fp32 lse a separate backward would get, so both paths
+    // give bitwise identical gradients.
+    if (g) row_grad(k, z, a.dtype, g, a.grad_dtype, a.vocab, t, a.lse[r], a.row_scale ? a.row_scale[r] : a.scale);
+  });
+  double sum = 0.0;
+  for (int64_t r = 0; r < a.rows; ++r)
+    if (a.targets[r] != a.ignore_index) sum += double(a.losses[r]);
+  return {sum};
+}
+
+void cross_entropy_backward(const BackwardArgs& a) {
+  const Kernels& k = a.kernels ? *a.kernels : active_kernels();
+  const size_t esz = dtype_size(a.dtype), gsz = dtype_size(a.grad_dtype);
+  const auto* base = static_cast<const char*>(a.logits);
+  auto* gbase = static_cast<char*>(a.grad);
+  for_rows(a.rows, a.vocab, a.threads, [&](int64_t r) {
+    const char* z = base + size_t(r) * size_t(a.vocab) * esz;
+    char* g = gbase + size_t(r) * size_t(a.vocab) * gsz;
+    const int32_t t = a.targets[r];
+    if (t == a.ignore_index) return zero_row(g, a.grad_dtype, a.vocab);
+    row_grad(k, z, a.dtype, g, a.grad_dtype, a.vocab, t, a.lse[r], a.row_scale ? a.row_scale[r] : a.scale);
+  });
+}
+
+}  // namespace fusedce

@@ -1,0 +1,73 @@
+// Cross-entropy, portable scalar kernels (any CPU). The reference path: the tests compare every
+// other backend against the float64 reference *and* this one runs on every machine.
+//
+// Contract (see fusedce.h): per fixed block of ≤ kBlock elements,
+//   partial: m = max z (NaN-propagating), s = Σ_j exp(z_j − m) in fp32 over kLanes interleaved
+//            lanes, lanes added pairwise at the end; reads the block twice (the second time from L1).
+//   grad:    g_j = exp(z_j − lse) · scale, returns Σ_j exp(z_j − lse) (fp32 lanes, same order).
+// exp is the C library's expf (< 1 ulp).
+#include <cmath>
+#include <limits>
+
+#include "dtype.h"
+#include "fusedce.h"
+
+namespace fusedce {
+namespace {
+
+// Pairwise sum of the lanes: ((0+1)+(2+3)) + … , a fixed order.
+inline float reduce_lanes(float* acc) {
+  for (int w = kLanes / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return acc[0];
+}
+
+template <DType D>
+Partial partial_scalar(const void* zv, int64_t n) {
+  using E = Elem<D>;
+  const auto* z = static_cast<const typename E::T*>(zv);
+  // max that keeps a NaN once seen: (x > m) is false for NaN, so test x != x explicitly
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) {
+    const float x = E::load(z[j]);
+    if (x > m || x != x) m = x;
+    if (m != m) break;
+  }
+  if (m != m) return {m, m};
+  if (m == -std::numeric_limits<float>::infinity()) return {m, 0.0f};  // fully masked block
+  float acc[kLanes] = {};
+  for (int64_t j = 0; j < n; ++j) acc[j % kLanes] += std::exp(E::load(z[j]) - m);  // inf−inf → NaN
+  return {m, reduce_lanes(acc)};
+}
+
+template <DType DIn, DType DOut>
+float grad_scalar(const void* zv, void* gv, int64_t n, float lse, float scale) {
+  using EI = Elem<DIn>;
+  using EO = Elem<DOut>;
+  const auto* z = static_cast<const typename EI::T*>(zv);
+  auto* g = static_cast<typename EO::T*>(gv);
+  float acc[kLanes] = {};
+  for (int64_t j = 0; j < n; ++j) {
+    const float p = std::exp(EI::load(z[j]) - lse);  // read z[j] before g[j] is written (in-place)
+    acc[j % kLanes] += p;
+    g[j] = EO::store(p * scale);
+  }
+  return reduce_lanes(acc);
+}
+
+
+const Kernels kScalar = {
+    "scalar",
+    {partial_scalar<DType::F32>, partial_scalar<DType::F16>, partial_scalar<DType::BF16>},
+    {
+        {grad_scalar<DType::F32, DType::F32>, grad_scalar<DType::F32, DType::F16>, grad_scalar<DType::F32, DType::BF16>},
+        {grad_scalar<DType::F16, DType::F32>, grad_scalar<DType::F16, DType::F16>, grad_scalar<DType::F16, DType::BF16>},
+        {grad_scalar<DType::BF16, DType::F32>, grad_scalar<DType::BF16, DType::F16>, grad_scalar<DType::BF16, DType::BF16>},
+    },
+};
+
+}  // namespace
+
+const Kernels& scalar_kernels() { return kScalar; }
+
+}  // namespace fusedce

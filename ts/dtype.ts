@@ -1,0 +1,97 @@
+// Element types and exact fp32 <-> 16-bit conversions (round to nearest, ties to even).
+// bf16 and f16 data travel as Uint16Array holding the raw bits.
+
+export type DType = 'f32' | 'f16' | 'bf16';
+export const DTYPES: readonly DType[] = ['f32', 'f16', 'bf16'];
+
+/** Code used by the native layer: f32 = 0, f16 = 1, bf16 = 2. */
+export function dtypeCode(d: DType): number {
+  return d === 'f32' ? 0 : d === 'f16' ? 1 : 2;
+}
+
+function asFloat32(fn: string, a: unknown): Float32Array {
+  if (!(a instanceof Float32Array)) throw new TypeError(`${fn}: input must be a Float32Array`);
+  return a;
+}
+function asUint16(fn: string, a: unknown): Uint16Array {
+  if (!(a instanceof Uint16Array)) throw new TypeError(`${fn}: input must be a Uint16Array of raw 16-bit values`);
+  return a;
+}
+
+export const bf16 = {
+  /** fp32 → bf16 bits, round to nearest even; NaN stays NaN (quiet), overflow rounds to ±inf. */
+  fromFloat32(a: Float32Array): Uint16Array {
+    const src = asFloat32('bf16.fromFloat32', a);
+    const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
+    const out = new Uint16Array(src.length);
+    for (let i = 0; i < u.length; i++) {
+      const x = u[i]!;
+      out[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x0040 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+    }
+    return out;
+  },
+  /** bf16 bits → fp32 (exact). */
+  toFloat32(a: Uint16Array): Float32Array {
+    const src = asUint16('bf16.toFloat32', a);
+    const out = new Float32Array(src.length);
+    const u = new Uint32Array(out.buffer);
+    for (let i = 0; i < src.length; i++) u[i] = src[i]! << 16;
+    return out;
+  },
+};
+
+let f16Table: Float32Array | undefined;
+function f16ToFloatTable(): Float32Array {
+  if (f16Table) return f16Table;
+  const t = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const man = h & 0x3ff;
+    if (exp === 0x1f) t[h] = man ? NaN : sign * Infinity;
+    else if (exp === 0) t[h] = sign * man * 2 ** -24;
+    else t[h] = sign * (1 + man / 1024) * 2 ** (exp - 15);
+  }
+  return (f16Table = t);
+}
+
+export const f16 = {
+  /** fp32 → IEEE binary16 bits, round to nearest even, subnormals kept, ≥ 65520 → ±inf. */
+  fromFloat32(a: Float32Array): Uint16Array {
+    const src = asFloat32('f16.fromFloat32', a);
+    const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
+    const out = new Uint16Array(src.length);
+    for (let i = 0; i < u.length; i++) {
+      const x = u[i]!;
+      const sign = (x >>> 16) & 0x8000;
+      const abs = x & 0x7fffffff;
+      let h: number;
+      if (abs > 0x7f800000) h = 0x7e00 | ((abs >>> 13) & 0x3ff);
+      else if (abs >= 0x477ff000) h = 0x7c00;
+      else if (abs >= 0x38800000) {
+        const r = abs - 0x38000000;
+        h = (r + 0x0fff + ((r >>> 13) & 1)) >>> 13;
+      } else if (abs < 0x33000000) h = 0;
+      else {
+        const e = abs >>> 23;
+        const m = (abs & 0x7fffff) | 0x800000;
+        const shift = 126 - e;
+        let q = m >>> shift;
+        const rem = m & ((1 << shift) - 1);
+        const half = 1 << (shift - 1);
+        if (rem > half || (rem === half && q & 1)) q++;
+        h = q;
+      }
+      out[i] = sign | h;
+    }
+    return out;
+  },
+  /** f16 bits → fp32 (exact). */
+  toFloat32(a: Uint16Array): Float32Array {
+    const src = asUint16('f16.toFloat32', a);
+    const t = f16ToFloatTable();
+    const out = new Float32Array(src.length);
+    for (let i = 0; i < src.length; i++) out[i] = t[src[i]!]!;
+    return out;
+  },
+};
