@@ -8,6 +8,7 @@
 // Offline-safe: when the running Node ships its own headers (<prefix>/include/node/node_api.h,
 // true for official tarballs, nvm and distro packages), they are passed as --nodedir, so the
 // build never tries to download headers. An explicit npm_config_nodedir wins.
+// FUSEDCE_VERBOSE_BUILD=1 shows node-gyp's full log.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -55,6 +56,7 @@ if (!gyp) {
   process.exit(1);
 }
 const args = [gyp, 'rebuild', '--jobs', 'max'];
+if (!process.env.FUSEDCE_VERBOSE_BUILD) args.push('--loglevel=warn');
 const dir = nodeDir();
 if (dir) args.push(`--nodedir=${dir}`);
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });

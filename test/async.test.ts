@@ -1,7 +1,7 @@
 // Async calls: same results as sync, computed off the main thread, safe when concurrent.
 import { describe, expect, it } from 'vitest';
 import { crossEntropyBackward, crossEntropyBackwardAsync, crossEntropyForward, crossEntropyForwardAsync, type DType } from 'fusedce';
-import { makeLogits, randomLogits, randomTargets, testRng } from './reference';
+import { makeLogits, randomLogits, randomTargets, testRng } from './reference.mjs';
 
 const same = (a: ArrayBufferView, b: ArrayBufferView) =>
   Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));

@@ -20,7 +20,7 @@ import {
   ulpDistance16,
   type RefOptions,
   type RefResult,
-} from './reference';
+} from './reference.mjs';
 
 const DTYPES: DType[] = ['f32', 'bf16', 'f16'];
 

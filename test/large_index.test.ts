@@ -2,7 +2,7 @@
 // are counted (the rest are ignored and skipped), so the test is about addressing, not speed.
 import { describe, expect, it } from 'vitest';
 import { bf16, crossEntropyBackward, crossEntropyForward, logits } from 'fusedce';
-import { f64ToBf16, randomLogits, reference, testRng, ulpDistance16 } from './reference';
+import { f64ToBf16, randomLogits, reference, testRng, ulpDistance16 } from './reference.mjs';
 
 describe('64-bit indexing', () => {
   it('computes rows past element 2^31 correctly (16385 × 131072 bf16)', () => {
