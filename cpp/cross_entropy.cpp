@@ -18,17 +18,16 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// lse of one row: fold the block partials (m_b, s_b) in order, in double:
-//   M' = max(M, m_b),  S' = S·exp(M − M') + s_b·exp(m_b − M'),  lse = M + log S.
-// A NaN anywhere (NaN logit, or +inf which makes s_b = inf − inf) makes lse NaN. Fully masked
-// blocks (all −inf: s_b = 0) add nothing; an all −inf row gives lse = −inf.
-double row_lse(const Kernels& k, const char* z /* (V,) */, DType dt, int64_t vocab) {
-  const size_t esz = dtype_size(dt);
+// The block partials (m_b, s_b) of a row folded in order, in double:
+//   M' = max(M, m_b),  S' = S·exp(M − M') + s_b·exp(m_b − M').
+// A NaN partial (a NaN logit, or +inf which makes s_b = inf − inf) poisons the fold. Fully
+// masked blocks (all −inf: s_b = 0) add nothing.
+struct Fold {
   double M = -kInf, S = 0.0;
-  for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
-    const Partial p = k.partial[int(dt)](z + b0 * esz, std::min(kBlock, vocab - b0));
-    if (p.s != p.s) return std::numeric_limits<double>::quiet_NaN();
-    if (p.s == 0.0f) continue;
+  bool nan = false;
+  void add(Partial p) {
+    if (p.s != p.s) nan = true;
+    if (nan || p.s == 0.0f) return;
     if (double(p.m) > M) {
       S = S * std::exp(M - double(p.m)) + double(p.s);
       M = p.m;
@@ -36,7 +35,39 @@ double row_lse(const Kernels& k, const char* z /* (V,) */, DType dt, int64_t voc
       S += double(p.s) * std::exp(double(p.m) - M);
     }
   }
-  return M + std::log(S);
+};
+
+struct RowForward {
+  double lse, loss;
+};
+
+// One row's lse and loss. The target element is kept out of the fp32 block sums (its block is
+// split around t), so with M = max(max_{j≠t} z_j, z_t), S≠t = Σ_{j≠t} exp(z_j − M) and
+// e_t = exp(z_t − M):
+//   lse  = M + log(S≠t + e_t)
+//   loss = lse − z_t = log(1 + S≠t / e_t)          (log1p: no cancellation)
+// For a confident prediction the loss is ≈ S≠t/e_t ≪ 1; lse − z_t would cancel to the fp32
+// rounding of the block sum 1 + S≠t (≈ 6e-8 absolute), whatever the loss's size.
+// zt = NaN or +inf, or an all −inf row, gives NaN; zt = −inf alone gives loss +inf.
+RowForward row_forward(const Kernels& k, const char* z /* (V,) */, DType dt, int64_t vocab, int64_t t, float zt) {
+  const size_t esz = dtype_size(dt);
+  auto* partial = k.partial[int(dt)];
+  Fold f;
+  for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
+    const int64_t b1 = std::min(vocab, b0 + kBlock);
+    if (t >= b0 && t < b1) {
+      if (t > b0) f.add(partial(z + b0 * esz, t - b0));
+      if (b1 > t + 1) f.add(partial(z + (t + 1) * esz, b1 - t - 1));
+    } else {
+      f.add(partial(z + b0 * esz, b1 - b0));
+    }
+  }
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (f.nan || zt != zt) return {nan, nan};
+  const double M = std::max(f.M, double(zt));
+  const double others = f.S == 0.0 ? 0.0 : f.S * std::exp(f.M - M);
+  const double et = std::exp(double(zt) - M);  // NaN when M = zt = ±inf: the NaN row we want
+  return {M + std::log(others + et), std::log1p(others / et)};
 }
 
 void zero_row(void* g, DType gdt, int64_t vocab) { std::memset(g, 0, size_t(vocab) * dtype_size(gdt)); }
@@ -116,15 +147,15 @@ ForwardTotals cross_entropy_forward(const ForwardArgs& a) {
       if (g) zero_row(g, a.grad_dtype, a.vocab);
       return;
     }
-    const double lse = row_lse(k, z, a.dtype, a.vocab);
     float zt;
     switch (a.dtype) {
       case DType::F32: zt = reinterpret_cast<const float*>(z)[t]; break;
       case DType::F16: zt = f16_to_float(reinterpret_cast<const uint16_t*>(z)[t]); break;
       default: zt = bf16_to_float(reinterpret_cast<const uint16_t*>(z)[t]); break;
     }
-    a.losses[r] = float(lse - double(zt));  // loss_i = lse_i − z_t, one rounding
-    a.lse[r] = float(lse);
+    const RowForward rf = row_forward(k, z, a.dtype, a.vocab, t, zt);
+    a.losses[r] = float(rf.loss);
+    a.lse[r] = float(rf.lse);
     // The fused gradient uses the same fp32 lse a separate backward would get, so both paths
     // give bitwise identical gradients.
     if (g) row_grad(k, z, a.dtype, g, a.grad_dtype, a.vocab, t, a.lse[r], a.row_scale ? a.row_scale[r] : a.scale);

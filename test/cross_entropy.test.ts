@@ -13,6 +13,7 @@ import {
   f64ToBf16,
   f64ToF16,
   makeLogits,
+  normal,
   randomLogits,
   randomTargets,
   reference,
@@ -251,6 +252,29 @@ describe('extreme logits', () => {
       expectMatches(ref, outLow, outLow.grad, { rows, vocab });
       expect(out.losses[3]).toBeCloseTo(Math.log(vocab), 5);
       expect(Math.abs(out.losses[1]!)).toBeLessThan(1e-6);
+    });
+  }
+
+  for (const dtype of DTYPES) {
+    it(`confident rows (1 − p_t from 1e-3 to 1e-8): loss and target gradient keep their digits (${dtype})`, () => {
+      // Here the loss ≈ 1 − p_t ≪ 1. Computed as lse − z_t (or the gradient as p_t − 1) in fp32 it
+      // keeps only ~6e-8 / (1 − p_t) relative accuracy (≈ 6% at 1e-6); the kernels use
+      // log1p(S≠t / e_t) and −Σ_{j≠t} p_j, which keep full precision.
+      const r = testRng(`confident-${dtype}`);
+      const [rows, vocab] = [7, 1000];
+      const x = new Float32Array(rows * vocab);
+      const targets = randomTargets(r, rows, vocab);
+      for (let i = 0; i < rows; i++) {
+        for (let j = 0; j < vocab; j++) x[i * vocab + j] = normal(r) * 0.5;
+        x[i * vocab + targets[i]!] = 14 + 2 * i; // 1 − p_t ≈ 1000·e^0.125 / e^(14+2i): 1e-3 … 1e-8
+      }
+      const { z, values } = makeLogits(x, rows, vocab, dtype);
+      const ref = reference(values, targets, rows, vocab, { reduction: 'sum' });
+      for (const gradDtype of DTYPES) {
+        const out = crossEntropyForward(z, targets, { withGrad: true, reduction: 'sum', gradDtype });
+        expectMatches(ref, out, out.grad, { rows, vocab });
+      }
+      expect(-ref.grad[6 * vocab + targets[6]!]!).toBeLessThan(1e-7); // the sweep reaches tiny 1 − p_t
     });
   }
 

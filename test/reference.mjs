@@ -95,7 +95,12 @@ export function reference(values, targets, rows, vocab, opts = {}) {
             s += Math.exp(values[o + j] - m);
         const l = bad ? NaN : m + Math.log(s);
         lse[i] = l;
-        losses[i] = l - values[o + t];
+        // loss = lse − z_t = log1p(Σ_{j≠t} e^(z_j − z_t)), without the cancellation of lse − z_t
+        let rest = 0;
+        for (let j = 0; j < vocab; j++)
+            if (j !== t)
+                rest += Math.exp(values[o + j] - values[o + t]);
+        losses[i] = bad ? NaN : values[o + t] === -Infinity ? Infinity : Math.log1p(rest);
         sum += losses[i];
         const go = opts.gradOutput instanceof Float32Array ? opts.gradOutput[i] : (opts.gradOutput ?? 1);
         const scale = reduction === 'mean' ? go / count : go;
