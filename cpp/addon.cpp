@@ -88,6 +88,11 @@ struct Problem {
   int32_t ignore_index;
   fusedce::Reduction reduction;
   int threads;
+
+  fusedce::Batch batch() const {
+    return {data_of(logits), dtype, rows, vocab, static_cast<const int32_t*>(data_of(targets)), ignore_index,
+            threads, nullptr};
+  }
 };
 
 Problem read_problem(const Args& a) {
@@ -136,14 +141,16 @@ float grad_scale(fusedce::Reduction r, double go, int64_t count) {
   return float(go);
 }
 
-// Runs `work` now (sync) or on the libuv pool (async); `done` builds the result on the JS thread.
+// Runs `work` now (sync) or on the libuv pool (async); `done` returns the result on the JS thread.
+// While async work runs, the worker holds references to `inputs` and `done` to the outputs, so the
+// garbage collector cannot free memory a kernel is using.
 class Worker : public Napi::AsyncWorker {
  public:
   Worker(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
-         const std::vector<Napi::Object>& keep)
+         const std::vector<Napi::Object>& inputs)
       : Napi::AsyncWorker(env, "fusedce"), deferred_(Napi::Promise::Deferred::New(env)),
         work_(std::move(work)), done_(std::move(done)) {
-    for (const auto& o : keep) keep_.push_back(Napi::Persistent(o));
+    for (const auto& o : inputs) inputs_.push_back(Napi::Persistent(o));
   }
   Napi::Promise promise() const { return deferred_.Promise(); }
   void Execute() override { work_(); }
@@ -154,16 +161,16 @@ class Worker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::function<void()> work_;
   std::function<Napi::Value(Napi::Env)> done_;
-  std::vector<Napi::ObjectReference> keep_;
+  std::vector<Napi::ObjectReference> inputs_;
 };
 
 Napi::Value run(Napi::Env env, bool async, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
-                const std::vector<Napi::Object>& keep) {
+                const std::vector<Napi::Object>& inputs) {
   if (!async) {
     work();
     return done(env);
   }
-  auto* w = new Worker(env, std::move(work), std::move(done), keep);
+  auto* w = new Worker(env, std::move(work), std::move(done), inputs);
   Napi::Promise pr = w->promise();
   w->Queue();
   return pr;
@@ -185,42 +192,25 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   Napi::TypedArray grad;
   if (with_grad) grad = grad_array(a, 10, p, gdt);
 
-  fusedce::ForwardArgs fa{};
-  fa.logits = data_of(p.logits);
-  fa.dtype = p.dtype;
-  fa.rows = p.rows;
-  fa.vocab = p.vocab;
-  fa.targets = static_cast<const int32_t*>(data_of(p.targets));
-  fa.ignore_index = p.ignore_index;
-  fa.losses = losses.Data();
-  fa.lse = lse.Data();
-  fa.grad = with_grad ? data_of(grad) : nullptr;
-  fa.grad_dtype = gdt;
-  fa.scale = grad_scale(p.reduction, go, p.count);
-  fa.row_scale = nullptr;
-  fa.threads = p.threads;
-  fa.kernels = nullptr;
+  fusedce::ForwardArgs fa{p.batch(), losses.Data(), lse.Data(),
+                          {with_grad ? data_of(grad) : nullptr, gdt, grad_scale(p.reduction, go, p.count), nullptr}};
 
+  // The result object is built now, on the JS thread; the work only adds lossSum to it.
+  Napi::Object result = Napi::Object::New(a.env());
+  result.Set("losses", losses);
+  result.Set("lse", lse);
+  result.Set("count", Napi::Number::New(a.env(), double(p.count)));
+  if (with_grad) result.Set("grad", grad);
   auto totals = std::make_shared<fusedce::ForwardTotals>();
-  std::vector<Napi::Object> keep{p.logits, p.targets, losses, lse};
-  if (with_grad) keep.push_back(grad);
-  auto grad_ref = std::make_shared<Napi::Reference<Napi::TypedArray>>();
-  if (with_grad) *grad_ref = Napi::Persistent(grad);
-  auto losses_ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(losses));
-  auto lse_ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(lse));
-  const int64_t count = p.count;
+  auto result_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(result));
   return run(
       a.env(), async, [fa, totals] { *totals = fusedce::cross_entropy_forward(fa); },
-      [totals, count, with_grad, grad_ref, losses_ref, lse_ref](Napi::Env env) -> Napi::Value {
-        Napi::Object r = Napi::Object::New(env);
-        r.Set("losses", losses_ref->Value());
-        r.Set("lse", lse_ref->Value());
+      [totals, result_ref](Napi::Env env) -> Napi::Value {
+        Napi::Object r = result_ref->Value();
         r.Set("lossSum", Napi::Number::New(env, totals->loss_sum));
-        r.Set("count", Napi::Number::New(env, double(count)));
-        if (with_grad) r.Set("grad", grad_ref->Value());
         return r;
       },
-      keep);
+      {p.logits, p.targets});
 }
 
 // crossEntropyBackward(logits, dtype, rows, vocab, targets, ignoreIndex, reduction, threads,
@@ -242,27 +232,16 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
   const bool async = a.boolean(13);
   Napi::TypedArray grad = grad_array(a, 12, p, gdt);
 
-  fusedce::BackwardArgs ba{};
-  ba.logits = data_of(p.logits);
-  ba.dtype = p.dtype;
-  ba.rows = p.rows;
-  ba.vocab = p.vocab;
-  ba.targets = static_cast<const int32_t*>(data_of(p.targets));
-  ba.ignore_index = p.ignore_index;
-  ba.lse = static_cast<const float*>(data_of(lse));
-  ba.grad = data_of(grad);
-  ba.grad_dtype = gdt;
-  ba.scale = grad_scale(p.reduction, go, p.count);
-  ba.row_scale = per_row ? static_cast<const float*>(data_of(row_go)) : nullptr;
-  ba.threads = p.threads;
-  ba.kernels = nullptr;
+  const auto* row_scale = per_row ? static_cast<const float*>(data_of(row_go)) : nullptr;
+  fusedce::BackwardArgs ba{p.batch(), static_cast<const float*>(data_of(lse)),
+                           {data_of(grad), gdt, grad_scale(p.reduction, go, p.count), row_scale}};
 
-  std::vector<Napi::Object> keep{p.logits, p.targets, lse, grad};
-  if (per_row) keep.push_back(row_go);
-  auto grad_ref = std::make_shared<Napi::Reference<Napi::TypedArray>>(Napi::Persistent(grad));
+  std::vector<Napi::Object> inputs{p.logits, p.targets, lse};
+  if (per_row) inputs.push_back(row_go);
+  auto grad_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(grad.As<Napi::Object>()));
   return run(
       a.env(), async, [ba] { fusedce::cross_entropy_backward(ba); },
-      [grad_ref](Napi::Env) -> Napi::Value { return grad_ref->Value(); }, keep);
+      [grad_ref](Napi::Env) -> Napi::Value { return grad_ref->Value(); }, inputs);
 }
 
 Napi::Value Backend(const Napi::CallbackInfo& info) {

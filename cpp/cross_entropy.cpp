@@ -108,14 +108,40 @@ void row_grad(const Kernels& k, const char* z, DType dt, char* g, DType gdt, int
 // in scheduling; one row per task for realistic vocabularies.
 int64_t rows_per_task(int64_t vocab) { return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, vocab)); }
 
-template <class RowFn>
-void for_rows(int64_t rows, int64_t vocab, int threads, RowFn&& row) {
-  const int64_t rpt = rows_per_task(vocab);
-  const int64_t tasks = (rows + rpt - 1) / rpt;
-  parallel_for(tasks, threads, [&](int64_t task) {
-    const int64_t r1 = std::min(rows, (task + 1) * rpt);
-    for (int64_t r = task * rpt; r < r1; ++r) row(r);
+// Runs row(r, z, g, t) for every counted row r over the pool; z points at row r of the logits, g
+// at row r of the gradient (nullptr without one). Ignored rows get ignored(r) and a zero gradient.
+// 64-bit offsets: rows·vocab may exceed 2^31.
+template <class RowFn, class IgnoredFn>
+void for_each_row(const Batch& b, const GradOut& grad, RowFn&& row, IgnoredFn&& ignored) {
+  const size_t esz = dtype_size(b.dtype), gsz = dtype_size(grad.dtype);
+  const auto* base = static_cast<const char*>(b.logits);
+  auto* gbase = static_cast<char*>(grad.data);
+  const int64_t rpt = rows_per_task(b.vocab);
+  const int64_t tasks = (b.rows + rpt - 1) / rpt;
+  parallel_for(tasks, b.threads, [&](int64_t task) {
+    const int64_t r1 = std::min(b.rows, (task + 1) * rpt);
+    for (int64_t r = task * rpt; r < r1; ++r) {
+      const char* z = base + size_t(r) * size_t(b.vocab) * esz;
+      char* g = gbase ? gbase + size_t(r) * size_t(b.vocab) * gsz : nullptr;
+      const int32_t t = b.targets[r];
+      if (t == b.ignore_index) {
+        ignored(r);
+        if (g) zero_row(g, grad.dtype, b.vocab);
+      } else {
+        row(r, z, g, int64_t(t));
+      }
+    }
   });
+}
+
+float scale_of(const GradOut& g, int64_t r) { return g.row_scale ? g.row_scale[r] : g.scale; }
+
+float load_one(const char* z, DType dt, int64_t j) {
+  switch (dt) {
+    case DType::F32: return reinterpret_cast<const float*>(z)[j];
+    case DType::F16: return f16_to_float(reinterpret_cast<const uint16_t*>(z)[j]);
+    default: return bf16_to_float(reinterpret_cast<const uint16_t*>(z)[j]);
+  }
 }
 
 }  // namespace
@@ -132,52 +158,34 @@ int64_t count_targets(const int32_t* targets, int64_t rows, int64_t vocab, int32
 }
 
 ForwardTotals cross_entropy_forward(const ForwardArgs& a) {
-  const Kernels& k = a.kernels ? *a.kernels : active_kernels();
-  const size_t esz = dtype_size(a.dtype), gsz = dtype_size(a.grad_dtype);
-  const auto* base = static_cast<const char*>(a.logits);
-  auto* gbase = static_cast<char*>(a.grad);
-  for_rows(a.rows, a.vocab, a.threads, [&](int64_t r) {
-    // 64-bit offsets: rows·vocab may exceed 2^31
-    const char* z = base + size_t(r) * size_t(a.vocab) * esz;
-    char* g = gbase ? gbase + size_t(r) * size_t(a.vocab) * gsz : nullptr;
-    const int32_t t = a.targets[r];
-    if (t == a.ignore_index) {
-      a.losses[r] = 0.0f;
-      a.lse[r] = 0.0f;
-      if (g) zero_row(g, a.grad_dtype, a.vocab);
-      return;
-    }
-    float zt;
-    switch (a.dtype) {
-      case DType::F32: zt = reinterpret_cast<const float*>(z)[t]; break;
-      case DType::F16: zt = f16_to_float(reinterpret_cast<const uint16_t*>(z)[t]); break;
-      default: zt = bf16_to_float(reinterpret_cast<const uint16_t*>(z)[t]); break;
-    }
-    const RowForward rf = row_forward(k, z, a.dtype, a.vocab, t, zt);
-    a.losses[r] = float(rf.loss);
-    a.lse[r] = float(rf.lse);
-    // The fused gradient uses the same fp32 lse a separate backward would get, so both paths
-    // give bitwise identical gradients.
-    if (g) row_grad(k, z, a.dtype, g, a.grad_dtype, a.vocab, t, a.lse[r], a.row_scale ? a.row_scale[r] : a.scale);
-  });
+  const Batch& b = a.batch;
+  const Kernels& k = b.kernels ? *b.kernels : active_kernels();
+  for_each_row(
+      b, a.grad,
+      [&](int64_t r, const char* z, char* g, int64_t t) {
+        const RowForward rf = row_forward(k, z, b.dtype, b.vocab, t, load_one(z, b.dtype, t));
+        a.losses[r] = float(rf.loss);
+        a.lse[r] = float(rf.lse);
+        // The fused gradient uses the same fp32 lse a separate backward would get, so both paths
+        // give bitwise identical gradients.
+        if (g) row_grad(k, z, b.dtype, g, a.grad.dtype, b.vocab, t, a.lse[r], scale_of(a.grad, r));
+      },
+      [&](int64_t r) { a.losses[r] = a.lse[r] = 0.0f; });
   double sum = 0.0;
-  for (int64_t r = 0; r < a.rows; ++r)
-    if (a.targets[r] != a.ignore_index) sum += double(a.losses[r]);
+  for (int64_t r = 0; r < b.rows; ++r)
+    if (b.targets[r] != b.ignore_index) sum += double(a.losses[r]);
   return {sum};
 }
 
 void cross_entropy_backward(const BackwardArgs& a) {
-  const Kernels& k = a.kernels ? *a.kernels : active_kernels();
-  const size_t esz = dtype_size(a.dtype), gsz = dtype_size(a.grad_dtype);
-  const auto* base = static_cast<const char*>(a.logits);
-  auto* gbase = static_cast<char*>(a.grad);
-  for_rows(a.rows, a.vocab, a.threads, [&](int64_t r) {
-    const char* z = base + size_t(r) * size_t(a.vocab) * esz;
-    char* g = gbase + size_t(r) * size_t(a.vocab) * gsz;
-    const int32_t t = a.targets[r];
-    if (t == a.ignore_index) return zero_row(g, a.grad_dtype, a.vocab);
-    row_grad(k, z, a.dtype, g, a.grad_dtype, a.vocab, t, a.lse[r], a.row_scale ? a.row_scale[r] : a.scale);
-  });
+  const Batch& b = a.batch;
+  const Kernels& k = b.kernels ? *b.kernels : active_kernels();
+  for_each_row(
+      b, a.grad,
+      [&](int64_t r, const char* z, char* g, int64_t t) {
+        row_grad(k, z, b.dtype, g, a.grad.dtype, b.vocab, t, a.lse[r], scale_of(a.grad, r));
+      },
+      [](int64_t) {});
 }
 
 }  // namespace fusedce

@@ -72,21 +72,30 @@ CpuFeatures cpu_features();
 int64_t count_targets(const int32_t* targets /* (rows,) */, int64_t rows, int64_t vocab,
                       int32_t ignore_index);
 
-struct ForwardArgs {
+// What both directions share: the logits and targets of a batch, and how to run over it.
+struct Batch {
   const void* logits;      // (rows, vocab), dtype
   DType dtype;
   int64_t rows, vocab;
   const int32_t* targets;  // (rows,), already checked by count_targets
   int32_t ignore_index;
-  float* losses;           // (rows,) out: loss_i, 0 at ignored rows
-  float* lse;              // (rows,) out: lse_i in fp32, 0 at ignored rows
-  // Optional fused gradient: g = (p − onehot) · scale_i, scale_i = row_scale ? row_scale[i] : scale.
-  void* grad;              // (rows, vocab) out, grad_dtype, or nullptr; may be `logits` itself
-  DType grad_dtype;
-  float scale;
-  const float* row_scale;  // (rows,) or nullptr
   int threads;             // ≥ 1
   const Kernels* kernels;  // nullptr: active_kernels()
+};
+
+// Where the gradient goes: g = (p − onehot) · scale_i, scale_i = row_scale ? row_scale[i] : scale.
+struct GradOut {
+  void* data;              // (rows, vocab) of dtype, or nullptr for none; may be Batch::logits
+  DType dtype;             // itself (in place) when the dtypes are equal
+  float scale;
+  const float* row_scale;  // (rows,) or nullptr
+};
+
+struct ForwardArgs {
+  Batch batch;
+  float* losses;  // (rows,) out: loss_i, 0 at ignored rows
+  float* lse;     // (rows,) out: lse_i in fp32, 0 at ignored rows
+  GradOut grad;   // optional fused gradient (grad.data == nullptr: none)
 };
 
 struct ForwardTotals {
@@ -96,18 +105,9 @@ struct ForwardTotals {
 ForwardTotals cross_entropy_forward(const ForwardArgs& a);
 
 struct BackwardArgs {
-  const void* logits;      // (rows, vocab), dtype
-  DType dtype;
-  int64_t rows, vocab;
-  const int32_t* targets;  // (rows,), already checked by count_targets
-  int32_t ignore_index;
-  const float* lse;        // (rows,) from the forward
-  void* grad;              // (rows, vocab) out, grad_dtype; may be `logits` itself
-  DType grad_dtype;
-  float scale;
-  const float* row_scale;  // (rows,) or nullptr
-  int threads;
-  const Kernels* kernels;
+  Batch batch;
+  const float* lse;  // (rows,) from the forward
+  GradOut grad;      // grad.data required
 };
 
 void cross_entropy_backward(const BackwardArgs& a);
