@@ -1,10 +1,25 @@
 # CPU build of the fusedce addon (node-gyp). The CUDA variant is built by CMakeLists.txt
 # (cmake-js) in its own folder; this file never needs nvcc.
 #
-# What ships is portable x86-64 / aarch64 code: no -march=native. Kernels that need AVX2/FMA/F16C
-# live in their own translation units compiled with those flags only, and are chosen at run time
-# by CPUID (cpp/dispatch.cpp), so the same binary runs on any CPU.
+# What ships is portable code: no -march=native. The AVX2/FMA/F16C kernels are one translation
+# unit built as its own static library with those flags only (x86-64), and cpp/dispatch.cpp picks
+# them at run time by CPUID, so the same binary runs on any x86-64 CPU.
 {
+  "target_defaults": {
+    "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "cpp"],
+    "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+    "cflags!": ["-fno-exceptions"],
+    "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+    "cflags": ["-O3", "-fvisibility=hidden", "-fno-math-errno", "-fPIC"],
+    "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden", "-fno-math-errno", "-fPIC", "-Wall", "-Wextra"],
+    "xcode_settings": {
+      "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+      "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+      "GCC_SYMBOLS_PRIVATE_EXTERN": "YES",
+      "OTHER_CPLUSPLUSFLAGS": ["-O3", "-fno-math-errno"]
+    },
+    "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/std:c++17"] } }
+  },
   "targets": [
     {
       "target_name": "fusedce",
@@ -15,19 +30,26 @@
         "cpp/thread_pool.cpp",
         "cpp/cross_entropy_scalar.cpp"
       ],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "cpp"],
-      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
-      "cflags!": ["-fno-exceptions"],
-      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
-      "cflags": ["-O3", "-fvisibility=hidden", "-fno-math-errno"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden", "-fno-math-errno", "-Wall", "-Wextra"],
-      "xcode_settings": {
-        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
-        "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
-        "GCC_SYMBOLS_PRIVATE_EXTERN": "YES",
-        "OTHER_CPLUSPLUSFLAGS": ["-O3", "-fno-math-errno"]
-      },
-      "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/std:c++17"] } }
+      "conditions": [
+        ["target_arch=='x64'", {
+          "dependencies": ["fusedce_avx2"],
+          "defines": ["FUSEDCE_HAVE_AVX2=1"]
+        }]
+      ]
     }
+  ],
+  "conditions": [
+    ["target_arch=='x64'", {
+      "targets": [
+        {
+          "target_name": "fusedce_avx2",
+          "type": "static_library",
+          "sources": ["cpp/cross_entropy_avx2.cpp"],
+          "cflags_cc": ["-mavx2", "-mfma", "-mf16c"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx2", "-mfma", "-mf16c"] },
+          "msvs_settings": { "VCCLCompilerTool": { "AdditionalOptions": ["/arch:AVX2"] } }
+        }
+      ]
+    }]
   ]
 }

@@ -1,7 +1,7 @@
 // Run-time choice of CPU kernels. What ships is compiled for baseline x86-64 (or aarch64); ISA
 // specific kernels live in their own translation units and are chosen here by CPUID, so one
-// binary runs everywhere. FUSEDCE_ISA=scalar|avx2 overrides the choice (avx2 only where the CPU
-// has it). Until the AVX2 kernels land, every CPU runs the scalar kernels.
+// binary runs everywhere. FUSEDCE_ISA=scalar forces the portable kernels (the AVX2 ones are only
+// ever used where the CPU has AVX2, FMA and F16C).
 #include <cstdlib>
 #include <cstring>
 
@@ -9,8 +9,12 @@
 
 namespace fusedce {
 
-// Defined by an AVX2 translation unit when one is built; nullptr otherwise.
+// Defined by cross_entropy_avx2.cpp where it is built (x86-64).
+#if FUSEDCE_HAVE_AVX2
 const Kernels* avx2_kernels();
+#else
+static const Kernels* avx2_kernels() { return nullptr; }
+#endif
 
 CpuFeatures cpu_features() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -34,8 +38,5 @@ const Kernels& active_kernels() {
   static const Kernels* k = choose();
   return *k;
 }
-
-// No AVX2 translation unit in this build yet.
-const Kernels* avx2_kernels() { return nullptr; }
 
 }  // namespace fusedce
