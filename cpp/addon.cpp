@@ -244,6 +244,21 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
       [grad_ref](Napi::Env) -> Napi::Value { return grad_ref->Value(); }, inputs);
 }
 
+// expKernel(x: Float32Array, y: Float32Array, repeat) → undefined: y = exp(x) with the active
+// kernels' exp, `repeat` times (benchmarks keep x and y in L1 to measure the exp ceiling).
+Napi::Value ExpKernel(const Napi::CallbackInfo& info) {
+  Args a{info, "expKernel"};
+  if (!info[0].IsTypedArray()) throw_type(a.env(), "expKernel: x must be a Float32Array");
+  const double n = double(info[0].As<Napi::TypedArray>().ElementLength());
+  Napi::TypedArray x = a.typed(0, "x", napi_float32_array, n);
+  Napi::TypedArray y = a.typed(1, "y", napi_float32_array, n);
+  const int64_t repeat = a.integer(2, "repeat", 1, 1e9);
+  const auto& k = fusedce::active_kernels();
+  for (int64_t i = 0; i < repeat; ++i)
+    k.exp(static_cast<const float*>(data_of(x)), static_cast<float*>(data_of(y)), int64_t(n));
+  return info.Env().Undefined();
+}
+
 Napi::Value Backend(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), fusedce::active_kernels().name);
 }
@@ -265,6 +280,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("crossEntropyForward", Napi::Function::New(env, Forward, "crossEntropyForward"));
   exports.Set("crossEntropyBackward", Napi::Function::New(env, Backward, "crossEntropyBackward"));
   exports.Set("backend", Napi::Function::New(env, Backend, "backend"));
+  exports.Set("expKernel", Napi::Function::New(env, ExpKernel, "expKernel"));
   exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures, "cpuFeatures"));
   exports.Set("hardwareThreads", Napi::Function::New(env, HardwareThreads, "hardwareThreads"));
   exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));

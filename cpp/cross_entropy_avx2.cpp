@@ -20,7 +20,7 @@
 namespace fusedce {
 namespace {
 
-// exp(x) for 8 floats, ≤ 2 ulp (measured max ≈ 1 ulp over [−87, 0], see test/exp_avx2):
+// exp(x) for 8 floats, ≤ 2 ulp (test/exp.test.ts measures it against float64 over [−104, 88]):
 //   k = round(x·log2 e),  r = x − k·ln2 (Cody–Waite: ln2 = C1 + C2, C1 with 9 bits so k·C1 is
 //   exact),  e^r ≈ 1 + r + r²·P(r) with Cephes' degree-5 minimax P on |r| ≤ ln2/2,
 //   e^x = e^r · 2^k, 2^k built in the exponent field.
@@ -184,6 +184,17 @@ float grad_avx2(const void* zv, void* gv, int64_t n, float lse, float scale) {
   return reduce16(s0, s1);
 }
 
+void exp_avx2(const float* x, float* y, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(y + j, exp_ps(_mm256_loadu_ps(x + j)));
+  if (j < n) {
+    alignas(32) float buf[8] = {};
+    std::memcpy(buf, x + j, size_t(n - j) * 4);
+    _mm256_store_ps(buf, exp_ps(_mm256_load_ps(buf)));
+    std::memcpy(y + j, buf, size_t(n - j) * 4);
+  }
+}
+
 const Kernels kAvx2 = {
     "avx2",
     {partial_avx2<DType::F32>, partial_avx2<DType::F16>, partial_avx2<DType::BF16>},
@@ -192,6 +203,7 @@ const Kernels kAvx2 = {
         {grad_avx2<DType::F16, DType::F32>, grad_avx2<DType::F16, DType::F16>, grad_avx2<DType::F16, DType::BF16>},
         {grad_avx2<DType::BF16, DType::F32>, grad_avx2<DType::BF16, DType::F16>, grad_avx2<DType::BF16, DType::BF16>},
     },
+    exp_avx2,
 };
 
 }  // namespace

@@ -56,6 +56,10 @@ float grad_scalar(const void* zv, void* gv, int64_t n, float lse, float scale) {
 }
 
 
+void exp_scalar(const float* x, float* y, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] = std::exp(x[j]);
+}
+
 const Kernels kScalar = {
     "scalar",
     {partial_scalar<DType::F32>, partial_scalar<DType::F16>, partial_scalar<DType::BF16>},
@@ -64,6 +68,7 @@ const Kernels kScalar = {
         {grad_scalar<DType::F16, DType::F32>, grad_scalar<DType::F16, DType::F16>, grad_scalar<DType::F16, DType::BF16>},
         {grad_scalar<DType::BF16, DType::F32>, grad_scalar<DType::BF16, DType::F16>, grad_scalar<DType::BF16, DType::BF16>},
     },
+    exp_scalar,
 };
 
 }  // namespace

@@ -54,6 +54,9 @@ struct Kernels {
   // z: (n,) input dtype [dtype index]; g: (n,) output dtype [grad dtype index]; g may equal z
   // (in-place, same dtype) because each element is read before it is written.
   float (*grad[3][3])(const void* z, void* g, int64_t n, float lse, float scale);
+  // y = exp(x), the exp the kernels above use; for tests (accuracy) and benchmarks (the ceiling).
+  // x, y: (n,), may be equal.
+  void (*exp)(const float* x, float* y, int64_t n);
 };
 
 // Kernels chosen for this CPU (CPUID at first call; FUSEDCE_ISA=scalar|avx2 overrides).

@@ -372,6 +372,22 @@ export function crossEntropySuite(isa: string): void {
         }
       });
 
+      it('forward with withGrad writes into out (reused across calls) bitwise like a fresh array', () => {
+        const r = testRng('forward-out');
+        const [rows, vocab] = [3, 5000];
+        const { z } = makeLogits(randomLogits(r, rows, vocab), rows, vocab, 'bf16');
+        const targets = randomTargets(r, rows, vocab);
+        const fresh = crossEntropyForward(z, targets, { withGrad: true, gradDtype: 'f32' });
+        const buf = new Float32Array(rows * vocab).fill(NaN);
+        const out = logits(buf, rows, vocab);
+        for (let k = 0; k < 2; k++) {
+          const res = crossEntropyForward(z, targets, { withGrad: true, out });
+          expect(res.grad!.data).toBe(buf);
+          expect(res.grad!.dtype).toBe('f32');
+          expect(Buffer.from(buf.buffer).equals(Buffer.from(fresh.grad!.data.buffer))).toBe(true);
+        }
+      });
+
       it('out receives the gradient in its own dtype and is returned', () => {
         const r = testRng('out');
         const [rows, vocab] = [4, 1234];

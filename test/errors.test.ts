@@ -104,6 +104,12 @@ describe('crossEntropyForward / crossEntropyBackward arguments', () => {
     throwsNaming(() => crossEntropyBackward(z32, targets, lse, { out: { data: new Uint16Array(15), rows: 3, vocab: 5 } as never }), TypeError, 'out.dtype');
     throwsNaming(() => crossEntropyBackward(z32, targets, lse, { out: z32, inPlace: true }), TypeError, 'out', 'inPlace');
   });
+  it('rejects a forward out without withGrad, of the wrong size, or with inPlace', () => {
+    const out = logits(new Float32Array(15), 3, 5);
+    throwsNaming(() => crossEntropyForward(z32, targets, { out }), TypeError, 'out', 'withGrad');
+    throwsNaming(() => crossEntropyForward(z32, targets, { withGrad: true, out: logits(new Float32Array(10), 2, 5) }), RangeError, 'out', '[3, 5]');
+    throwsNaming(() => crossEntropyForward(z32, targets, { withGrad: true, out, inPlace: true }), TypeError, 'out', 'inPlace');
+  });
   it('rejects inPlace with another gradDtype, or without withGrad', () => {
     throwsNaming(() => crossEntropyForward(zbf, targets, { withGrad: true, inPlace: true, gradDtype: 'f32' }), RangeError, 'gradDtype', "'bf16'", 'inPlace');
     throwsNaming(() => crossEntropyForward(zbf, targets, { inPlace: true }), RangeError, 'inPlace', 'withGrad');

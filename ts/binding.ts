@@ -36,6 +36,8 @@ export interface NativeBinding {
     gradDtype: number, gradOut: Data | null, async: true,
   ): Promise<Data>;
   backend(): 'scalar' | 'avx2';
+  /** y = exp(x) with the active kernels' exp, `repeat` times (tests and the benchmark's exp ceiling). */
+  expKernel(x: Float32Array, y: Float32Array, repeat: number): void;
   cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean };
   hardwareThreads(): number;
   napiVersion: number;

@@ -33,6 +33,11 @@ export interface CrossEntropyForwardOptions extends CrossEntropyOptions {
   gradDtype?: DType;
   /** Write the gradient over logits.data (needs gradDtype equal to the logits' dtype). Default false. */
   inPlace?: boolean;
+  /**
+   * Write the gradient here (same rows and vocab as logits; its dtype is the gradient's dtype).
+   * Reusing one buffer across steps avoids the page faults of a fresh allocation every call.
+   */
+  out?: Logits;
   /** Upstream gradient d(objective)/d(loss): the gradient is d(loss·gradOutput)/dz. Default 1. */
   gradOutput?: number;
 }
@@ -60,7 +65,7 @@ export interface CrossEntropyResult {
   grad?: Logits;
 }
 
-const FORWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'withGrad', 'gradDtype', 'inPlace', 'gradOutput'] as const;
+const FORWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'withGrad', 'gradDtype', 'inPlace', 'out', 'gradOutput'] as const;
 const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOutput', 'gradDtype', 'out', 'inPlace'] as const;
 
 interface Common {
@@ -94,9 +99,26 @@ function reductionCode(r: Reduction): number {
   return r === 'mean' ? 0 : r === 'sum' ? 1 : 2;
 }
 
-function checkInPlace(fn: string, inPlace: boolean, z: Logits, gradDtype: DType): void {
-  if (inPlace && gradDtype !== z.dtype)
+/**
+ * Where the gradient goes, from the options gradDtype, out and inPlace: a new array (gradOut
+ * null), the given `out` (its dtype decides), or logits.data itself (inPlace).
+ */
+function gradTarget(fn: string, o: Partial<Record<string, unknown>>, z: Logits): { gradDtype: DType; gradOut: Logits['data'] | null } {
+  const inPlace = o.inPlace === undefined ? false : checkBoolean(fn, 'inPlace', o.inPlace);
+  let gradDtype = checkGradDtype(fn, o.gradDtype, z.dtype);
+  if (o.out !== undefined) {
+    if (inPlace) throw typeError(fn, 'out', 'undefined when inPlace is true (the gradient goes into logits.data)', o.out);
+    const out = checkLogits(fn, 'out', o.out);
+    if (out.rows !== z.rows || out.vocab !== z.vocab)
+      throw rangeError(fn, 'out', `a [${z.rows}, ${z.vocab}] matrix like logits`, `[${out.rows}, ${out.vocab}]`);
+    if (o.gradDtype !== undefined && out.dtype !== gradDtype)
+      throw typeError(fn, 'out.dtype', `gradDtype ('${gradDtype}')`, out.dtype);
+    return { gradDtype: out.dtype, gradOut: out.data };
+  }
+  if (!inPlace) return { gradDtype, gradOut: null };
+  if (gradDtype !== z.dtype)
     throw rangeError(fn, 'gradDtype', `the logits' dtype ('${z.dtype}') when inPlace is true`, gradDtype);
+  return { gradDtype, gradOut: z.data };
 }
 
 type ForwardPlan = { c: Common; withGrad: boolean; gradDtype: DType; gradOut: Logits['data'] | null; gradOutput: number };
@@ -105,12 +127,10 @@ function planForward(fn: string, logits: unknown, targets: unknown, opts: unknow
   const o = checkOptions(fn, opts, FORWARD_OPTIONS);
   const c = checkCommon(fn, logits, targets, o);
   const withGrad = o.withGrad === undefined ? false : checkBoolean(fn, 'withGrad', o.withGrad);
-  const inPlace = o.inPlace === undefined ? false : checkBoolean(fn, 'inPlace', o.inPlace);
-  const gradDtype = checkGradDtype(fn, o.gradDtype, c.z.dtype);
   const gradOutput = o.gradOutput === undefined ? 1 : checkFinite(fn, 'gradOutput', o.gradOutput);
-  if (inPlace && !withGrad) throw rangeError(fn, 'inPlace', 'false unless withGrad is true', inPlace);
-  checkInPlace(fn, inPlace, c.z, gradDtype);
-  return { c, withGrad, gradDtype, gradOut: inPlace ? c.z.data : null, gradOutput };
+  if (!withGrad && o.inPlace) throw rangeError(fn, 'inPlace', 'false unless withGrad is true', o.inPlace);
+  if (!withGrad && o.out !== undefined) throw typeError(fn, 'out', 'undefined unless withGrad is true', o.out);
+  return { c, withGrad, gradOutput, ...gradTarget(fn, o, c.z) };
 }
 
 function forwardArgs(p: ForwardPlan) {
@@ -165,22 +185,7 @@ function planBackward(fn: string, logits: unknown, targets: unknown, lse: unknow
     gradOutput = checkFinite(fn, 'gradOutput', o.gradOutput);
   }
 
-  const inPlace = o.inPlace === undefined ? false : checkBoolean(fn, 'inPlace', o.inPlace);
-  let gradDtype = checkGradDtype(fn, o.gradDtype, c.z.dtype);
-  let gradOut: Logits['data'] | null = null;
-  if (o.out !== undefined) {
-    if (inPlace) throw typeError(fn, 'out', 'undefined when inPlace is true (the gradient goes into logits.data)', o.out);
-    const out = checkLogits(fn, 'out', o.out);
-    if (out.rows !== c.z.rows || out.vocab !== c.z.vocab)
-      throw rangeError(fn, 'out', `a [${c.z.rows}, ${c.z.vocab}] matrix like logits`, `[${out.rows}, ${out.vocab}]`);
-    if (o.gradDtype !== undefined && out.dtype !== gradDtype)
-      throw typeError(fn, 'out.dtype', `gradDtype ('${gradDtype}')`, out.dtype);
-    gradDtype = out.dtype;
-    gradOut = out.data;
-  }
-  checkInPlace(fn, inPlace, c.z, gradDtype);
-  if (inPlace) gradOut = c.z.data;
-  return { c, lse, gradOutput, rowGrad, gradDtype, gradOut };
+  return { c, lse, gradOutput, rowGrad, ...gradTarget(fn, o, c.z) };
 }
 
 function backwardArgs(p: BackwardPlan) {

@@ -13,6 +13,7 @@ export {
   crossEntropyBackwardAsync,
 } from './cross_entropy';
 import { native } from './binding';
+import { checkInteger, rangeError, typeError } from './errors';
 
 /** The kernels in use: 'avx2' or 'scalar' (CPU). FUSEDCE_ISA=scalar forces the portable kernels. */
 export function backend(): 'avx2' | 'scalar' {
@@ -23,3 +24,19 @@ export function backend(): 'avx2' | 'scalar' {
 export function cpuInfo(): { avx2: boolean; fma: boolean; f16c: boolean; threads: number } {
   return { ...native().cpuFeatures(), threads: native().hardwareThreads() };
 }
+
+/** The CPU kernels' building blocks, for accuracy checks and benchmarks. */
+export const kernels = {
+  /**
+   * out = exp(x) computed with the exp the active CPU kernels use (vectorised on AVX2, expf on
+   * the scalar path), `repeat` times over the same data (a benchmark keeps x in L1 to measure the
+   * machine's exp ceiling). Returns `out`.
+   */
+  exp(x: Float32Array, out: Float32Array = new Float32Array(x.length), repeat = 1): Float32Array {
+    if (!(x instanceof Float32Array)) throw typeError('kernels.exp', 'x', 'a Float32Array', x);
+    if (!(out instanceof Float32Array)) throw typeError('kernels.exp', 'out', 'a Float32Array', out);
+    if (out.length !== x.length) throw rangeError('kernels.exp', 'out', `of length x.length (${x.length})`, out);
+    native().expKernel(x, out, checkInteger('kernels.exp', 'repeat', repeat, 1, 1e9));
+    return out;
+  },
+};
