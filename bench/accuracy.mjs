@@ -1,5 +1,5 @@
 // Accuracy report: fusedce vs the float64 reference on fresh random data, per shape and dtype.
-// Prints a Markdown table and writes bench/results/accuracy-<date>.json.
+// Prints a Markdown table and writes bench/results/accuracy-<date>-<kernels>.json.
 // Run: npm run accuracy        (FUSEDCE_SEED=… to replay a draw)
 import { execSync } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -60,7 +60,7 @@ let sha = 'unknown';
 try { sha = execSync('git rev-parse HEAD', { encoding: 'utf8' }).trim(); } catch {}
 const date = new Date().toISOString();
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-const file = new URL(`./results/accuracy-${date.slice(0, 10)}.json`, import.meta.url);
+const file = new URL(`./results/accuracy-${date.slice(0, 10)}-${backend()}.json`, import.meta.url);
 writeFileSync(file, JSON.stringify({ date, gitSha: sha, seed: SEED, kernels: backend(), node: process.version,
   cpu: os.cpus()[0]?.model, cores: os.cpus().length, results: rowsOut }, null, 2) + '\n');
 console.log(`\nwritten: ${file.pathname}`);

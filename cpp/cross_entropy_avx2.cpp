@@ -21,7 +21,7 @@ namespace fusedce {
 namespace {
 
 // exp(x) for 8 floats, ≤ 2 ulp (test/exp.test.ts measures it against float64 over [−104, 88]):
-//   k = round(x·log2 e),  r = x − k·ln2 (Cody–Waite: ln2 = C1 + C2, C1 with 9 bits so k·C1 is
+//   k = round(x·log2 e) (1.5·2^23 shifter),  r = x − k·ln2 (Cody–Waite: ln2 = C1 + C2, C1 with 9 bits so k·C1 is
 //   exact),  e^r ≈ 1 + r + r²·P(r) with Cephes' degree-5 minimax P on |r| ≤ ln2/2,
 //   e^x = e^r · 2^k, 2^k built in the exponent field.
 // Results below 2^−126 (x < −87.3) are made with two power-of-two factors so that subnormal
@@ -30,8 +30,10 @@ namespace {
 inline __m256 exp_ps(__m256 x) {
   const __m256 lo = _mm256_set1_ps(-104.0f), hi = _mm256_set1_ps(89.0f);
   x = _mm256_min_ps(hi, _mm256_max_ps(lo, x));  // constant first: a NaN in x is kept
-  const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // k = round(x·log2 e) by the 1.5·2^23 shifter: t's low mantissa bits hold k as an integer
+  const __m256 shifter = _mm256_set1_ps(12582912.0f);
+  const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), shifter);
+  const __m256 k = _mm256_sub_ps(t, shifter);
   __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
   r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
   __m256 p = _mm256_set1_ps(1.9875691500e-4f);
@@ -42,8 +44,9 @@ inline __m256 exp_ps(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
   const __m256 r2 = _mm256_mul_ps(r, r);
   p = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));  // 1 + r + r²·P(r)
-  const __m256i ki = _mm256_cvtps_epi32(k);
-  const __m256 small = _mm256_cmp_ps(k, _mm256_set1_ps(-126.0f), _CMP_LT_OQ);
+  const __m256i ki = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(shifter));
+  // x < −87.3 means k ≤ −126: tested on x, off the critical path
+  const __m256 small = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);
   if (__builtin_expect(_mm256_movemask_ps(small) == 0, 1)) {
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(ki, _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
