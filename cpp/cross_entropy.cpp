@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "dtype.h"
 #include "fusedce.h"
@@ -17,6 +18,16 @@ namespace fusedce {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+
+void zero_row(void* g, DType gdt, int64_t vocab) { std::memset(g, 0, size_t(vocab) * dtype_size(gdt)); }
+
+void store_one(void* g, DType gdt, int64_t j, float v) {
+  switch (gdt) {
+    case DType::F32: static_cast<float*>(g)[j] = v; break;
+    case DType::F16: static_cast<uint16_t*>(g)[j] = float_to_f16(v); break;
+    case DType::BF16: static_cast<uint16_t*>(g)[j] = float_to_bf16(v); break;
+  }
+}
 
 // The block partials (m_b, s_b) of a row folded in order, in double:
 //   M' = max(M, m_b),  S' = S·exp(M − M') + s_b·exp(m_b − M').
@@ -49,19 +60,8 @@ struct RowForward {
 // For a confident prediction the loss is ≈ S≠t/e_t ≪ 1; lse − z_t would cancel to the fp32
 // rounding of the block sum 1 + S≠t (≈ 6e-8 absolute), whatever the loss's size.
 // zt = NaN or +inf, or an all −inf row, gives NaN; zt = −inf alone gives loss +inf.
-RowForward row_forward(const Kernels& k, const char* z /* (V,) */, DType dt, int64_t vocab, int64_t t, float zt) {
-  const size_t esz = dtype_size(dt);
-  auto* partial = k.partial[int(dt)];
-  Fold f;
-  for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
-    const int64_t b1 = std::min(vocab, b0 + kBlock);
-    if (t >= b0 && t < b1) {
-      if (t > b0) f.add(partial(z + b0 * esz, t - b0));
-      if (b1 > t + 1) f.add(partial(z + (t + 1) * esz, b1 - t - 1));
-    } else {
-      f.add(partial(z + b0 * esz, b1 - b0));
-    }
-  }
+// lse and loss from the fold of the non-target elements and the target logit (see above).
+RowForward finish(const Fold& f, float zt) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   if (f.nan || zt != zt) return {nan, nan};
   const double M = std::max(f.M, double(zt));
@@ -70,14 +70,64 @@ RowForward row_forward(const Kernels& k, const char* z /* (V,) */, DType dt, int
   return {M + std::log(others + et), std::log1p(others / et)};
 }
 
-void zero_row(void* g, DType gdt, int64_t vocab) { std::memset(g, 0, size_t(vocab) * dtype_size(gdt)); }
-
-void store_one(void* g, DType gdt, int64_t j, float v) {
-  switch (gdt) {
-    case DType::F32: static_cast<float*>(g)[j] = v; break;
-    case DType::F16: static_cast<uint16_t*>(g)[j] = float_to_f16(v); break;
-    case DType::BF16: static_cast<uint16_t*>(g)[j] = float_to_bf16(v); break;
+// Calls piece(offset, n) for the row's blocks, the target's block split around t (so the target
+// never enters an fp32 block sum). The partition depends only on vocab and t.
+template <class PieceFn>
+void for_each_piece(int64_t vocab, int64_t t, PieceFn&& piece) {
+  for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
+    const int64_t b1 = std::min(vocab, b0 + kBlock);
+    if (t >= b0 && t < b1) {
+      if (t > b0) piece(b0, t - b0);
+      if (b1 > t + 1) piece(t + 1, b1 - t - 1);
+    } else {
+      piece(b0, b1 - b0);
+    }
   }
+}
+
+RowForward row_forward(const Kernels& k, const char* z /* (V,) */, DType dt, int64_t vocab, int64_t t, float zt) {
+  const size_t esz = dtype_size(dt);
+  Fold f;
+  for_each_piece(vocab, t, [&](int64_t off, int64_t n) { f.add(k.partial[int(dt)](z + off * esz, n)); });
+  return finish(f, zt);
+}
+
+// Vocabularies up to this size take the one-exp fused path (4 MB of fp32 scratch per thread).
+constexpr int64_t kFusedMaxVocab = int64_t(1) << 20;
+
+// Fused forward + gradient of one counted row with one exp per element:
+//   pass 1, per piece b: m_b, s_b = Σ e_j and e_j = exp(z_j − m_b) kept in an fp32 scratch row
+//   (L2-resident for realistic vocabularies);
+//   then lse and loss as in row_forward, and per piece c_b = exp(m_b − lse) · scale in double:
+//   g_j = e_j · c_b  (= p_j · scale),   g_t = −(Σ_b s_b · exp(m_b − lse)) · scale.
+// The gradient is taken from the double lse, not its fp32 rounding, so it is more accurate than
+// (and not bitwise equal to) a separate backward from the fp32 lse. z is not read again, so g
+// may be z itself (in place).
+RowForward row_fused(const Kernels& k, const char* z, DType dt, char* g, DType gdt, int64_t vocab, int64_t t,
+                     float zt, float scale) {
+  struct Piece {
+    int64_t off, n;
+    Partial p;
+  };
+  thread_local std::vector<float> scratch;
+  thread_local std::vector<Piece> pieces;
+  if (scratch.size() < size_t(vocab)) scratch.resize(size_t(vocab));
+  pieces.clear();
+  const size_t esz = dtype_size(dt), gsz = dtype_size(gdt);
+  Fold f;
+  for_each_piece(vocab, t, [&](int64_t off, int64_t n) {
+    pieces.push_back({off, n, k.partial_store[int(dt)](z + off * esz, n, scratch.data() + off)});
+    f.add(pieces.back().p);
+  });
+  const RowForward rf = finish(f, zt);
+  double others = 0.0;
+  for (const Piece& pc : pieces) {
+    const double c = std::exp(double(pc.p.m) - rf.lse);  // NaN row: NaN; masked piece: 0
+    others += double(pc.p.s) * c;
+    k.scale_store[int(gdt)](scratch.data() + pc.off, g + pc.off * gsz, pc.n, float(c * double(scale)));
+  }
+  store_one(g, gdt, t, float(-others * double(scale)));
+  return rf;
 }
 
 // Gradient of one counted row from its fp32 lse:
@@ -163,12 +213,14 @@ ForwardTotals cross_entropy_forward(const ForwardArgs& a) {
   for_each_row(
       b, a.grad,
       [&](int64_t r, const char* z, char* g, int64_t t) {
-        const RowForward rf = row_forward(k, z, b.dtype, b.vocab, t, load_one(z, b.dtype, t));
+        const float zt = load_one(z, b.dtype, t);
+        const bool fused = g && b.vocab <= kFusedMaxVocab;
+        const RowForward rf = fused ? row_fused(k, z, b.dtype, g, a.grad.dtype, b.vocab, t, zt, scale_of(a.grad, r))
+                                    : row_forward(k, z, b.dtype, b.vocab, t, zt);
         a.losses[r] = float(rf.loss);
         a.lse[r] = float(rf.lse);
-        // The fused gradient uses the same fp32 lse a separate backward would get, so both paths
-        // give bitwise identical gradients.
-        if (g) row_grad(k, z, b.dtype, g, a.grad.dtype, b.vocab, t, a.lse[r], scale_of(a.grad, r));
+        // Past kFusedMaxVocab: the gradient from the fp32 lse, as a separate backward computes it.
+        if (g && !fused) row_grad(k, z, b.dtype, g, a.grad.dtype, b.vocab, t, a.lse[r], scale_of(a.grad, r));
       },
       [&](int64_t r) { a.losses[r] = a.lse[r] = 0.0f; });
   double sum = 0.0;

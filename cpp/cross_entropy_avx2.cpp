@@ -124,13 +124,14 @@ inline float hmax(__m256 v) {
   return _mm_cvtss_f32(m);
 }
 
-template <DType D>
-Partial partial_avx2(const void* zv, int64_t n) {
+// One block: pass 1 takes the max (and notices NaN, which vmaxps alone would drop); pass 2 (from
+// L1) sums exp(z − m), and with Store also writes each exp to e (the fused path's scratch).
+template <DType D, bool Store>
+Partial partial_impl(const void* zv, int64_t n, float* e) {
   using T = typename V<D>::T;
   const T* z = static_cast<const T*>(zv);
   const int64_t n16 = n & ~int64_t(kLanes - 1);
   Tail<D> tail(z + n16, n - n16);
-  // pass 1: max, and whether any element is NaN (vmaxps alone would drop it)
   __m256 m0 = _mm256_set1_ps(-std::numeric_limits<float>::infinity()), m1 = m0;
   __m256 bad = _mm256_setzero_ps();
   auto max_step = [&](const T* p) {
@@ -141,22 +142,58 @@ Partial partial_avx2(const void* zv, int64_t n) {
   };
   for (int64_t j = 0; j < n16; j += kLanes) max_step(z + j);
   if (n > n16) max_step(tail.buf);
-  if (_mm256_movemask_ps(bad)) {
-    const float nan = std::numeric_limits<float>::quiet_NaN();
-    return {nan, nan};
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float m = _mm256_movemask_ps(bad) ? nan : hmax(_mm256_max_ps(m0, m1));
+  if (m != m || m == -std::numeric_limits<float>::infinity()) {  // NaN, or a fully masked block
+    if (Store)
+      for (int64_t j = 0; j < n; ++j) e[j] = m != m ? nan : 0.0f;
+    return {m, m != m ? nan : 0.0f};
   }
-  const float m = hmax(_mm256_max_ps(m0, m1));
-  if (m == -std::numeric_limits<float>::infinity()) return {m, 0.0f};  // fully masked block
-  // pass 2 (from L1): Σ exp(z − m); m = +inf gives inf − inf = NaN, as in the scalar path
+  // m = +inf gives inf − inf = NaN sums, as in the scalar path
   const __m256 mv = _mm256_set1_ps(m);
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  auto sum_step = [&](const T* p) {
-    s0 = _mm256_add_ps(s0, exp_ps(_mm256_sub_ps(V<D>::load(p), mv)));
-    s1 = _mm256_add_ps(s1, exp_ps(_mm256_sub_ps(V<D>::load(p + 8), mv)));
+  auto sum_step = [&](const T* p, float* dst) {
+    const __m256 e0 = exp_ps(_mm256_sub_ps(V<D>::load(p), mv));
+    const __m256 e1 = exp_ps(_mm256_sub_ps(V<D>::load(p + 8), mv));
+    s0 = _mm256_add_ps(s0, e0);
+    s1 = _mm256_add_ps(s1, e1);
+    if (Store) {
+      _mm256_storeu_ps(dst, e0);
+      _mm256_storeu_ps(dst + 8, e1);
+    }
   };
-  for (int64_t j = 0; j < n16; j += kLanes) sum_step(z + j);
-  if (n > n16) sum_step(tail.buf);
+  for (int64_t j = 0; j < n16; j += kLanes) sum_step(z + j, Store ? e + j : nullptr);
+  if (n > n16) {
+    alignas(32) float out[kLanes];
+    sum_step(tail.buf, out);
+    if (Store) std::memcpy(e + n16, out, size_t(n - n16) * sizeof(float));
+  }
   return {m, reduce16(s0, s1)};
+}
+
+template <DType D>
+Partial partial_avx2(const void* z, int64_t n) {
+  return partial_impl<D, false>(z, n, nullptr);
+}
+template <DType D>
+Partial partial_store_avx2(const void* z, int64_t n, float* e) {
+  return partial_impl<D, true>(z, n, e);
+}
+
+template <DType DOut>
+void scale_store_avx2(const float* e, void* gv, int64_t n, float c) {
+  using TO = typename V<DOut>::T;
+  TO* g = static_cast<TO*>(gv);
+  const __m256 cv = _mm256_set1_ps(c);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) V<DOut>::store(g + j, _mm256_mul_ps(_mm256_loadu_ps(e + j), cv));
+  if (j < n) {
+    alignas(32) float in[8] = {};
+    alignas(32) TO out[8];
+    std::memcpy(in, e + j, size_t(n - j) * sizeof(float));
+    V<DOut>::store(out, _mm256_mul_ps(_mm256_load_ps(in), cv));
+    std::memcpy(g + j, out, size_t(n - j) * sizeof(TO));
+  }
 }
 
 template <DType DIn, DType DOut>
@@ -206,6 +243,8 @@ const Kernels kAvx2 = {
         {grad_avx2<DType::F16, DType::F32>, grad_avx2<DType::F16, DType::F16>, grad_avx2<DType::F16, DType::BF16>},
         {grad_avx2<DType::BF16, DType::F32>, grad_avx2<DType::BF16, DType::F16>, grad_avx2<DType::BF16, DType::BF16>},
     },
+    {partial_store_avx2<DType::F32>, partial_store_avx2<DType::F16>, partial_store_avx2<DType::BF16>},
+    {scale_store_avx2<DType::F32>, scale_store_avx2<DType::F16>, scale_store_avx2<DType::BF16>},
     exp_avx2,
 };
 

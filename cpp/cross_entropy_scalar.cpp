@@ -22,22 +22,45 @@ inline float reduce_lanes(float* acc) {
   return acc[0];
 }
 
-template <DType D>
-Partial partial_scalar(const void* zv, int64_t n) {
+// One block: the max (keeping a NaN once seen: x > m is false for NaN), then Σ exp(z − m) over
+// the lanes, and with Store each exp also written to e (the fused path's scratch).
+template <DType D, bool Store>
+Partial partial_impl(const void* zv, int64_t n, float* e) {
   using E = Elem<D>;
   const auto* z = static_cast<const typename E::T*>(zv);
-  // max that keeps a NaN once seen: (x > m) is false for NaN, so test x != x explicitly
   float m = -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j < n; ++j) {
     const float x = E::load(z[j]);
     if (x > m || x != x) m = x;
     if (m != m) break;
   }
-  if (m != m) return {m, m};
-  if (m == -std::numeric_limits<float>::infinity()) return {m, 0.0f};  // fully masked block
+  if (m != m || m == -std::numeric_limits<float>::infinity()) {  // NaN, or a fully masked block
+    if (Store)
+      for (int64_t j = 0; j < n; ++j) e[j] = m != m ? m : 0.0f;
+    return {m, m != m ? m : 0.0f};
+  }
   float acc[kLanes] = {};
-  for (int64_t j = 0; j < n; ++j) acc[j % kLanes] += std::exp(E::load(z[j]) - m);  // inf−inf → NaN
+  for (int64_t j = 0; j < n; ++j) {
+    const float x = std::exp(E::load(z[j]) - m);  // inf − inf → NaN
+    acc[j % kLanes] += x;
+    if (Store) e[j] = x;
+  }
   return {m, reduce_lanes(acc)};
+}
+
+template <DType D>
+Partial partial_scalar(const void* z, int64_t n) {
+  return partial_impl<D, false>(z, n, nullptr);
+}
+template <DType D>
+Partial partial_store_scalar(const void* z, int64_t n, float* e) {
+  return partial_impl<D, true>(z, n, e);
+}
+
+template <DType DOut>
+void scale_store_scalar(const float* e, void* gv, int64_t n, float c) {
+  auto* g = static_cast<typename Elem<DOut>::T*>(gv);
+  for (int64_t j = 0; j < n; ++j) g[j] = Elem<DOut>::store(e[j] * c);
 }
 
 template <DType DIn, DType DOut>
@@ -68,6 +91,8 @@ const Kernels kScalar = {
         {grad_scalar<DType::F16, DType::F32>, grad_scalar<DType::F16, DType::F16>, grad_scalar<DType::F16, DType::BF16>},
         {grad_scalar<DType::BF16, DType::F32>, grad_scalar<DType::BF16, DType::F16>, grad_scalar<DType::BF16, DType::BF16>},
     },
+    {partial_store_scalar<DType::F32>, partial_store_scalar<DType::F16>, partial_store_scalar<DType::BF16>},
+    {scale_store_scalar<DType::F32>, scale_store_scalar<DType::F16>, scale_store_scalar<DType::BF16>},
     exp_scalar,
 };
 

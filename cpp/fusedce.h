@@ -54,6 +54,11 @@ struct Kernels {
   // z: (n,) input dtype [dtype index]; g: (n,) output dtype [grad dtype index]; g may equal z
   // (in-place, same dtype) because each element is read before it is written.
   float (*grad[3][3])(const void* z, void* g, int64_t n, float lse, float scale);
+  // The fused forward+backward's two halves (one exp per element):
+  // partial_store: as partial, and also e[j] = exp(z[j] − m) for j in [0, n) (e: (n,) fp32 scratch)
+  Partial (*partial_store[3])(const void* z, int64_t n, float* e);
+  // scale_store: g[j] = e[j] · c for j in [0, n), converted to the gradient dtype [index]
+  void (*scale_store[3])(const float* e, void* g, int64_t n, float c);
   // y = exp(x), the exp the kernels above use; for tests (accuracy) and benchmarks (the ceiling).
   // x, y: (n,), may be equal.
   void (*exp)(const float* x, float* y, int64_t n);
