@@ -145,7 +145,7 @@ const md = [
 ].join('\n');
 if (args.json) console.log(JSON.stringify(report, null, 2));
 else console.log('\n' + md);
-if (!args.quick) {
+if (!args.quick && !args.filter) {
   const dir = new URL('./results/', import.meta.url);
   mkdirSync(dir, { recursive: true });
   const base = `cross-entropy-${report.date.slice(0, 10)}`;

@@ -95,38 +95,53 @@ RowForward row_forward(const Kernels& k, const char* z /* (V,) */, DType dt, int
 // Vocabularies up to this size take the one-exp fused path (4 MB of fp32 scratch per thread).
 constexpr int64_t kFusedMaxVocab = int64_t(1) << 20;
 
+// One piece of a row (see for_each_piece) and its partial.
+struct Piece {
+  int64_t off, n;
+  Partial p;
+};
+
+// The fused path's middle step, once a row's piece partials are known (in piece order):
+// lse and loss as in row_forward, and per piece c_b = exp(m_b − lse) · scale in double, so that
+//   g_j = e_j · c_b  (= p_j · scale, e_j = exp(z_j − m_b) from the scratch),
+//   g_t = −Σ_b s_b · exp(m_b − lse) · scale  (returned in *gt).
+// A NaN row gives NaN c_b; a fully masked piece c_b = 0.
+RowForward fused_fold(const Piece* pcs, size_t count, float zt, float scale, float* c, float* gt) {
+  Fold f;
+  for (size_t i = 0; i < count; ++i) f.add(pcs[i].p);
+  const RowForward rf = finish(f, zt);
+  double others = 0.0;
+  for (size_t i = 0; i < count; ++i) {
+    const double cb = std::exp(double(pcs[i].p.m) - rf.lse);
+    others += double(pcs[i].p.s) * cb;
+    c[i] = float(cb * double(scale));
+  }
+  *gt = float(-others * double(scale));
+  return rf;
+}
+
 // Fused forward + gradient of one counted row with one exp per element:
 //   pass 1, per piece b: m_b, s_b = Σ e_j and e_j = exp(z_j − m_b) kept in an fp32 scratch row
-//   (L2-resident for realistic vocabularies);
-//   then lse and loss as in row_forward, and per piece c_b = exp(m_b − lse) · scale in double:
-//   g_j = e_j · c_b  (= p_j · scale),   g_t = −(Σ_b s_b · exp(m_b − lse)) · scale.
+//   (L2-resident for realistic vocabularies); then fused_fold; then g = e · c_b per piece.
 // The gradient is taken from the double lse, not its fp32 rounding, so it is more accurate than
-// (and not bitwise equal to) a separate backward from the fp32 lse. z is not read again, so g
-// may be z itself (in place).
+// (and not bitwise equal to) a separate backward from the fp32 lse. z is not read after pass 1,
+// so g may be z itself (in place).
 RowForward row_fused(const Kernels& k, const char* z, DType dt, char* g, DType gdt, int64_t vocab, int64_t t,
                      float zt, float scale) {
-  struct Piece {
-    int64_t off, n;
-    Partial p;
-  };
-  thread_local std::vector<float> scratch;
+  thread_local std::vector<float> scratch, c;
   thread_local std::vector<Piece> pieces;
   if (scratch.size() < size_t(vocab)) scratch.resize(size_t(vocab));
   pieces.clear();
   const size_t esz = dtype_size(dt), gsz = dtype_size(gdt);
-  Fold f;
   for_each_piece(vocab, t, [&](int64_t off, int64_t n) {
     pieces.push_back({off, n, k.partial_store[int(dt)](z + off * esz, n, scratch.data() + off)});
-    f.add(pieces.back().p);
   });
-  const RowForward rf = finish(f, zt);
-  double others = 0.0;
-  for (const Piece& pc : pieces) {
-    const double c = std::exp(double(pc.p.m) - rf.lse);  // NaN row: NaN; masked piece: 0
-    others += double(pc.p.s) * c;
-    k.scale_store[int(gdt)](scratch.data() + pc.off, g + pc.off * gsz, pc.n, float(c * double(scale)));
-  }
-  store_one(g, gdt, t, float(-others * double(scale)));
+  c.resize(pieces.size());
+  float gt;
+  const RowForward rf = fused_fold(pieces.data(), pieces.size(), zt, scale, c.data(), &gt);
+  for (size_t i = 0; i < pieces.size(); ++i)
+    k.scale_store[int(gdt)](scratch.data() + pieces[i].off, g + pieces[i].off * gsz, pieces[i].n, c[i]);
+  store_one(g, gdt, t, gt);
   return rf;
 }
 
@@ -141,16 +156,8 @@ void row_grad(const Kernels& k, const char* z, DType dt, char* g, DType gdt, int
               int64_t t, float lse, float scale) {
   const size_t esz = dtype_size(dt), gsz = dtype_size(gdt);
   auto* fn = k.grad[int(dt)][int(gdt)];
-  double others = 0.0;  // Σ_{j≠t} p_j, block sums folded in order
-  for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
-    const int64_t b1 = std::min(vocab, b0 + kBlock);
-    if (t >= b0 && t < b1) {
-      others += fn(z + b0 * esz, g + b0 * gsz, t - b0, lse, scale);
-      others += fn(z + (t + 1) * esz, g + (t + 1) * gsz, b1 - t - 1, lse, scale);
-    } else {
-      others += fn(z + b0 * esz, g + b0 * gsz, b1 - b0, lse, scale);
-    }
-  }
+  double others = 0.0;  // Σ_{j≠t} p_j, piece sums folded in order
+  for_each_piece(vocab, t, [&](int64_t off, int64_t n) { others += fn(z + off * esz, g + off * gsz, n, lse, scale); });
   store_one(g, gdt, t, -float(others) * scale);
 }
 
@@ -194,6 +201,144 @@ float load_one(const char* z, DType dt, int64_t j) {
   }
 }
 
+// ---- Small batches: one row's pieces over several threads ----------------------------------
+// With fewer rows than about two per thread, whole rows per task leave cores idle (1 × 128256
+// would use one). Then every counted row's pieces are spread over the pool, and each row is
+// folded in piece order afterwards. The pieces, the kernels called on them and the order of the
+// folds are exactly those of the row path, so both paths give bitwise identical results and
+// the choice (which depends on the thread count) never changes a bit.
+struct SplitRows {
+  std::vector<int64_t> row;        // counted rows, in order
+  std::vector<size_t> first;       // pieces of row[s]: [first[s], first[s + 1])
+  std::vector<Piece> pieces;       // offsets within their row
+  std::vector<int64_t> slot;       // index s into row of each piece
+};
+
+int effective_threads(const Batch& b) { return std::max(1, std::min(b.threads, hardware_threads())); }
+
+bool use_split(const Batch& b) {
+  const int threads = effective_threads(b);
+  return threads > 1 && b.vocab >= 2 * kBlock && b.rows < 2 * int64_t(threads);
+}
+
+SplitRows plan_split(const Batch& b) {
+  SplitRows sp;
+  for (int64_t r = 0; r < b.rows; ++r) {
+    const int64_t t = b.targets[r];
+    if (t == b.ignore_index) continue;
+    const int64_t s = int64_t(sp.row.size());
+    sp.row.push_back(r);
+    sp.first.push_back(sp.pieces.size());
+    for_each_piece(b.vocab, t, [&](int64_t off, int64_t n) {
+      sp.pieces.push_back({off, n, {}});
+      sp.slot.push_back(s);
+    });
+  }
+  sp.first.push_back(sp.pieces.size());
+  return sp;
+}
+
+// Runs fn(i) for every piece index i, in contiguous chunks of about a quarter of a thread's share.
+template <class Fn>
+void run_pieces(const Batch& b, size_t count, Fn&& fn) {
+  const int64_t n = int64_t(count), parts = 4 * int64_t(effective_threads(b));
+  const int64_t per = std::max<int64_t>(1, (n + parts - 1) / parts);
+  parallel_for((n + per - 1) / per, b.threads, [&](int64_t u) {
+    for (int64_t i = u * per; i < std::min(n, (u + 1) * per); ++i) fn(size_t(i));
+  });
+}
+
+// Row addressing shared by both directions (64-bit offsets).
+struct Rows {
+  const char* z;
+  char* g;
+  size_t zrow, grow;  // bytes per row
+  const char* zr(int64_t r) const { return z + size_t(r) * zrow; }
+  char* gr(int64_t r) const { return g + size_t(r) * grow; }
+};
+Rows rows_of(const Batch& b, const GradOut& grad) {
+  return {static_cast<const char*>(b.logits), static_cast<char*>(grad.data), size_t(b.vocab) * dtype_size(b.dtype),
+          size_t(b.vocab) * dtype_size(grad.dtype)};
+}
+
+void zero_ignored(const Batch& b, const GradOut& grad, const Rows& rw) {
+  if (!rw.g) return;
+  for (int64_t r = 0; r < b.rows; ++r)
+    if (b.targets[r] == b.ignore_index) zero_row(rw.gr(r), grad.dtype, b.vocab);
+}
+
+// Gradient from the fp32 lse, as row_grad, with the pieces spread over the pool.
+void backward_split(const Kernels& k, const Batch& b, const GradOut& grad, const float* lse) {
+  SplitRows sp = plan_split(b);
+  const Rows rw = rows_of(b, grad);
+  const size_t esz = dtype_size(b.dtype), gsz = dtype_size(grad.dtype);
+  auto* fn = k.grad[int(b.dtype)][int(grad.dtype)];
+  std::vector<float> sums(sp.pieces.size());
+  run_pieces(b, sp.pieces.size(), [&](size_t i) {
+    const Piece& pc = sp.pieces[i];
+    const int64_t r = sp.row[size_t(sp.slot[i])];
+    sums[i] = fn(rw.zr(r) + pc.off * esz, rw.gr(r) + pc.off * gsz, pc.n, lse[r], scale_of(grad, r));
+  });
+  for (size_t s = 0; s < sp.row.size(); ++s) {
+    const int64_t r = sp.row[s];
+    double others = 0.0;
+    for (size_t i = sp.first[s]; i < sp.first[s + 1]; ++i) others += sums[i];
+    store_one(rw.gr(r), grad.dtype, b.targets[r], -float(others) * scale_of(grad, r));
+  }
+  zero_ignored(b, grad, rw);
+}
+
+// Forward (and the fused gradient) as row_forward / row_fused, with the pieces spread over the pool.
+void forward_split(const Kernels& k, const ForwardArgs& a) {
+  const Batch& b = a.batch;
+  SplitRows sp = plan_split(b);
+  const Rows rw = rows_of(b, a.grad);
+  const size_t esz = dtype_size(b.dtype), gsz = dtype_size(a.grad.dtype);
+  const bool fused = rw.g && b.vocab <= kFusedMaxVocab;
+  // The calling thread's scratch, kept between calls (a fresh one would cost page faults each
+  // time). Workers reach it through the pointer e (a thread_local named inside the lambdas would
+  // be each worker's own). Concurrent calls have different callers, hence different scratches.
+  thread_local std::vector<float> scratch;
+  if (fused && scratch.size() < sp.row.size() * size_t(b.vocab)) scratch.resize(sp.row.size() * size_t(b.vocab));
+  float* const e = scratch.data();
+  std::vector<float> c(fused ? sp.pieces.size() : 0);
+  auto e_of = [&](size_t i) { return e + size_t(sp.slot[i]) * size_t(b.vocab) + size_t(sp.pieces[i].off); };
+  run_pieces(b, sp.pieces.size(), [&](size_t i) {
+    Piece& pc = sp.pieces[i];
+    const char* z = rw.zr(sp.row[size_t(sp.slot[i])]) + pc.off * esz;
+    pc.p = fused ? k.partial_store[int(b.dtype)](z, pc.n, e_of(i)) : k.partial[int(b.dtype)](z, pc.n);
+  });
+  for (int64_t r = 0; r < b.rows; ++r)
+    if (b.targets[r] == b.ignore_index) a.losses[r] = a.lse[r] = 0.0f;
+  for (size_t s = 0; s < sp.row.size(); ++s) {
+    const int64_t r = sp.row[s], t = b.targets[r];
+    const float zt = load_one(rw.zr(r), b.dtype, t);
+    const Piece* pcs = sp.pieces.data() + sp.first[s];
+    const size_t count = sp.first[s + 1] - sp.first[s];
+    RowForward rf;
+    if (fused) {
+      float gt;
+      rf = fused_fold(pcs, count, zt, scale_of(a.grad, r), c.data() + sp.first[s], &gt);
+      store_one(rw.gr(r), a.grad.dtype, t, gt);  // z (all of it read above) may be g
+    } else {
+      Fold f;
+      for (size_t i = 0; i < count; ++i) f.add(pcs[i].p);
+      rf = finish(f, zt);
+    }
+    a.losses[r] = float(rf.loss);
+    a.lse[r] = float(rf.lse);
+  }
+  if (fused) {
+    run_pieces(b, sp.pieces.size(), [&](size_t i) {
+      const Piece& pc = sp.pieces[i];
+      k.scale_store[int(a.grad.dtype)](e_of(i), rw.gr(sp.row[size_t(sp.slot[i])]) + pc.off * gsz, pc.n, c[i]);
+    });
+    zero_ignored(b, a.grad, rw);
+  } else if (rw.g) {
+    backward_split(k, b, a.grad, a.lse);
+  }
+}
+
 }  // namespace
 
 int64_t count_targets(const int32_t* targets, int64_t rows, int64_t vocab, int32_t ignore_index) {
@@ -210,7 +355,10 @@ int64_t count_targets(const int32_t* targets, int64_t rows, int64_t vocab, int32
 ForwardTotals cross_entropy_forward(const ForwardArgs& a) {
   const Batch& b = a.batch;
   const Kernels& k = b.kernels ? *b.kernels : active_kernels();
-  for_each_row(
+  if (use_split(b)) {
+    forward_split(k, a);
+  } else {
+    for_each_row(
       b, a.grad,
       [&](int64_t r, const char* z, char* g, int64_t t) {
         const float zt = load_one(z, b.dtype, t);
@@ -223,6 +371,7 @@ ForwardTotals cross_entropy_forward(const ForwardArgs& a) {
         if (g && !fused) row_grad(k, z, b.dtype, g, a.grad.dtype, b.vocab, t, a.lse[r], scale_of(a.grad, r));
       },
       [&](int64_t r) { a.losses[r] = a.lse[r] = 0.0f; });
+  }
   double sum = 0.0;
   for (int64_t r = 0; r < b.rows; ++r)
     if (b.targets[r] != b.ignore_index) sum += double(a.losses[r]);
@@ -232,6 +381,7 @@ ForwardTotals cross_entropy_forward(const ForwardArgs& a) {
 void cross_entropy_backward(const BackwardArgs& a) {
   const Batch& b = a.batch;
   const Kernels& k = b.kernels ? *b.kernels : active_kernels();
+  if (use_split(b)) return backward_split(k, b, a.grad, a.lse);
   for_each_row(
       b, a.grad,
       [&](int64_t r, const char* z, char* g, int64_t t) {

@@ -62,4 +62,21 @@ describe('async', () => {
       expect(same(g.grad!.data, expected[k]!.grad!.data)).toBe(true);
     });
   });
+
+  it('concurrent small batches (rows split over threads, each call with its own scratch) give the sync results', async () => {
+    const r = testRng('async-split');
+    const jobs = Array.from({ length: 8 }, (_, k) => {
+      const [rows, vocab] = [1 + (k % 3), 20000 + 4099 * k];
+      const { z } = makeLogits(randomLogits(r, rows, vocab), rows, vocab, k % 2 ? 'bf16' : 'f32');
+      return { z, targets: randomTargets(r, rows, vocab) };
+    });
+    const expected = jobs.map((j) => crossEntropyForward(j.z, j.targets, { withGrad: true, threads: 1 }));
+    for (let round = 0; round < 3; round++) {
+      const got = await Promise.all(jobs.map((j) => crossEntropyForwardAsync(j.z, j.targets, { withGrad: true, threads: 2 })));
+      got.forEach((g, k) => {
+        expect(same(g.lse, expected[k]!.lse)).toBe(true);
+        expect(same(g.grad!.data, expected[k]!.grad!.data)).toBe(true);
+      });
+    }
+  });
 });

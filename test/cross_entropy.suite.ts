@@ -235,6 +235,63 @@ export function crossEntropySuite(isa: string): void {
       });
     });
 
+    describe('small batches: a row split over threads', () => {
+      // With fewer rows than two per thread, each row's pieces are spread over the pool and
+      // folded in order afterwards: bitwise the one-thread (whole-row) result.
+      const same = (a: ArrayBufferView, b: ArrayBufferView) =>
+        expect(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))).toBe(true);
+      for (const [rows, vocab, dtype, gradDtype] of [
+        [1, 128256, 'bf16', 'bf16'],
+        [3, 20001, 'f32', 'f32'],
+        [2, 12289, 'f16', 'f32'],
+        [1, (1 << 20) + 3, 'bf16', 'bf16'], // past the one-exp path's scratch limit
+      ] as const) {
+        it(`${rows}×${vocab} ${dtype} → ${gradDtype}: forward, fused, backward and in place match threads 1`, () => {
+          const r = testRng(`split-${rows}-${vocab}-${dtype}`);
+          const x = randomLogits(r, rows, vocab);
+          const targets = randomTargets(r, rows, vocab);
+          if (rows === 3) targets[1] = -100;
+          const { z, values } = makeLogits(x, rows, vocab, dtype);
+          const go = Float32Array.from({ length: rows }, () => r() * 2 - 1);
+          for (const [opts, bopts] of [
+            [{}, {}],
+            [{ reduction: 'none', gradOutput: 0.37 }, { reduction: 'none', gradOutput: go }],
+          ] as const) {
+            const one = crossEntropyForward(z, targets, { ...opts, withGrad: true, gradDtype, threads: 1 });
+            const bwdOne = crossEntropyBackward(z, targets, one.lse, { ...bopts, gradDtype, threads: 1 });
+            for (const threads of [2, 5]) {
+              const o = crossEntropyForward(z, targets, { ...opts, withGrad: true, gradDtype, threads });
+              expect(o.loss).toBe(one.loss);
+              same(o.losses, one.losses);
+              same(o.lse, one.lse);
+              same(o.grad!.data, one.grad!.data);
+              same(crossEntropyBackward(z, targets, one.lse, { ...bopts, gradDtype, threads }).data, bwdOne.data);
+            }
+            if (gradDtype === dtype) {
+              const copy = { ...z, data: z.data.slice() } as Logits;
+              crossEntropyForward(copy, targets, { ...opts, withGrad: true, inPlace: true, threads: 2 });
+              same(copy.data, one.grad!.data);
+              const copy2 = { ...z, data: z.data.slice() } as Logits;
+              crossEntropyBackward(copy2, targets, one.lse, { ...bopts, inPlace: true, threads: 2 });
+              same(copy2.data, bwdOne.data);
+            }
+          }
+          // repeated: whichever thread runs which piece (the pool's workers take pieces when
+          // they are free), the result is the same
+          const fresh = crossEntropyForward(z, targets, { withGrad: true, gradDtype, threads: 1 });
+          for (let k = 0; k < 40; k++) {
+            const o = crossEntropyForward(z, targets, { withGrad: true, gradDtype, threads: 2 });
+            same(o.lse, fresh.lse);
+            same(o.grad!.data, fresh.grad!.data);
+          }
+          // and against the float64 reference
+          const ref = reference(values, targets, rows, vocab);
+          const out = crossEntropyForward(z, targets, { withGrad: true, threads: 2 });
+          expectMatches(ref, out, vocab < 1 << 20 ? out.grad : undefined, { rows, vocab });
+        });
+      }
+    });
+
     describe('extreme logits', () => {
       for (const dtype of DTYPES) {
         it(`±80 uniform, one-hot-like rows and all-equal rows (${dtype})`, () => {
