@@ -1,50 +1,90 @@
 // Cross-entropy CPU benchmark: fusedce forward, backward and fused forward+backward over the
-// shapes users run, next to this machine's exp ceiling measured in the same run, and a plain-JS
-// cross-entropy on the same data (checked to agree on the loss).
+// shapes users run, against the frameworks they know (PyTorch, onnxruntime-node, TensorFlow.js
+// cpu and wasm, plain JS) on the same data, next to this machine's ceilings measured in the
+// same run.
 //
 // I/O counted per call (elements N = rows·vocab):
 //   forward:  read logits (N·esz)                       + targets, losses, lse (negligible)
 //   backward: read logits (N·esz) + write grad (N·gsz)   into a reused `out` (no page faults)
 //   fused:    read logits (N·esz) + write grad (N·gsz)   into a reused `out`
-// Cross-entropy on a CPU is bound by exp, not memory: the ceiling is our exp kernel over an
-// L1-resident buffer, one thread, times the threads used (an upper bound: it assumes perfect
-// scaling), and "% ceiling" is elements/s over that. The machine may be shared and noisy, so the
-// ceiling is sampled before every shape and the highest sample is used (a conservative ratio);
-// every sample is in the JSON.
+// Ceilings:
+//   exp:  our exp kernel over an L1-resident buffer, one thread, times the threads used (an upper
+//         bound: it assumes perfect scaling). Cross-entropy on a CPU is bound by exp, not memory,
+//         so "% exp" is the figure of merit. Sampled before every shape (the machine may be
+//         shared and noisy); the highest sample is used (a conservative ratio).
+//   read: a streaming read of a 256 MiB buffer (kernels.read) at 1 and all threads; "% read" is
+//         the op's GB/s over it.
+// Peers get the same logits: PyTorch natively in bf16/f16/f32, the others the bf16 logits
+// dequantised to f32 (they have no bf16 input), once per shape. Each peer's loss is checked
+// against fusedce's; a disagreement is reported and makes the run exit 1.
 //
-// Run: npm run bench [-- --quick] [-- --json] [-- --filter 64x128256]
-//   --quick   one shape, bf16, short runs (a smoke test)
+// Run: npm run bench [-- --quick] [-- --json] [-- --filter 64x128256] [-- --peers none]
+//   --quick   one shape, bf16, short runs, no peers (a smoke test)
 //   --json    print the JSON result instead of the table
 //   --filter  only cases whose name contains the string
-// Writes bench/results/cross-entropy-<date>.json (machine, date, versions, git SHA).
-import { execSync } from 'node:child_process';
+//   --peers   comma list of torch,onnxruntime,tfjs-cpu,tfjs-wasm,js, or all (default) or none
+//   --out     folder for cross-entropy-<date>.{json,md,svg} (npm run bench: bench/results)
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
 import { backend, bf16, cpuInfo, crossEntropyBackward, crossEntropyForward, f16, kernels, logits } from 'fusedce';
+import { onnxruntimePeer } from './peers/onnxruntime.mjs';
+import { tfjsPeer } from './peers/tfjs.mjs';
+import { torchPeer } from './peers/torch.mjs';
 
 const { values: args } = parseArgs({
-  options: { quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, filter: { type: 'string' } },
+  options: {
+    quick: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    filter: { type: 'string' },
+    peers: { type: 'string' },
+    out: { type: 'string' },
+  },
 });
 const threadsAll = cpuInfo().threads;
 const SHAPES = args.quick ? [[8, 128256]] : [[1, 128256], [8, 128256], [64, 128256], [256, 32000], [16, 262144]];
 const DTYPES = args.quick ? ['bf16'] : ['bf16', 'f16', 'f32'];
 const THREADS = [...new Set([1, threadsAll])];
 const TIME_MS = args.quick ? 100 : 400;
+const ALL_PEERS = ['torch', 'onnxruntime', 'tfjs-cpu', 'tfjs-wasm', 'js'];
+const peerList = (args.peers ?? (args.quick ? 'js' : 'all')).split(',').map((s) => s.trim());
+const wantPeer = (p) => peerList.includes('all') || peerList.includes(p);
+for (const p of peerList)
+  if (!['all', 'none', ...ALL_PEERS].includes(p)) throw new RangeError(`--peers: unknown peer '${p}' (one of ${ALL_PEERS.join(', ')}, all, none)`);
 const log = (...a) => (args.json ? process.stderr.write(a.join(' ') + '\n') : console.log(...a));
+const selected = (name) => !args.filter || name.includes(args.filter);
 
-/** Median seconds of fn over a tinybench run. */
+// ---- progress bar (a terminal only)
+const tty = process.stderr.isTTY && !args.json;
+let done = 0;
+let total = 1;
+function progress(label) {
+  if (!tty) return;
+  const w = 30, f = Math.round((w * done) / total);
+  process.stderr.write(`\r\x1b[2K[${'#'.repeat(f)}${'.'.repeat(w - f)}] ${done}/${total} ${label}`.slice(0, process.stderr.columns ?? 120));
+}
+function say(line) {
+  if (tty) process.stderr.write('\r\x1b[2K');
+  log(line);
+}
+
+/** Median seconds of fn over a tinybench run (fn may be async): at least TIME_MS and 5 calls. */
 async function median(name, fn) {
-  const bench = new Bench({ time: TIME_MS, warmupTime: 50, warmupIterations: 3 });
+  progress(name);
+  const bench = new Bench({ time: TIME_MS, iterations: 5, warmupTime: 50, warmupIterations: 2 });
   bench.add(name, fn);
   await bench.run();
   const r = bench.tasks[0].result;
   if (r.state !== 'completed') throw new Error(`${name}: ${r.state} ${r.error ?? ''}`);
+  done++;
   return r.latency.p50 / 1e3;
 }
 
-// ---- ceiling: the kernels' exp over 4096 L1-resident floats, one thread
+// ---- ceilings
 const xl1 = Float32Array.from({ length: 4096 }, (_, i) => -20 * ((i * 0.618) % 1));
 const yl1 = new Float32Array(4096);
 const REPEAT = 256;
@@ -54,9 +94,41 @@ async function sampleCeiling() {
   ceilingSamples.push((4096 * REPEAT) / sec);
   return ceilingSamples.at(-1);
 }
-log(`exp ceiling (${backend()} kernels, L1-resident, 1 thread): ${((await sampleCeiling()) / 1e9).toFixed(2)} G elements/s`);
+const readBuf = new Float32Array(args.quick ? 16 << 20 : 64 << 20); // 64 or 256 MiB
+readBuf.fill(1);
+const readSamples = Object.fromEntries(THREADS.map((t) => [t, []]));
+async function sampleRead() {
+  for (const t of THREADS) readSamples[t].push(readBuf.byteLength / (await median(`read ceiling t${t}`, () => kernels.read(readBuf, t))));
+}
+const readGBs = (t) => Math.max(...readSamples[t]) / 1e9;
 
-// ---- data: LM-like logits, N(0, 2²) with a few spikes per row
+// ---- peers
+const peers = [];
+const skipped = [];
+if (wantPeer('torch')) {
+  const p = torchPeer();
+  (p.skip ? skipped : peers).push(p.skip ? `PyTorch: ${p.skip}` : p);
+}
+if (wantPeer('onnxruntime')) {
+  const p = await onnxruntimePeer();
+  (p.skip ? skipped : peers).push(p.skip ? `onnxruntime-node: ${p.skip}` : p);
+}
+for (const b of ['cpu', 'wasm'])
+  if (wantPeer(`tfjs-${b}`)) {
+    const p = await tfjsPeer(b);
+    (p.skip ? skipped : peers).push(p.skip ? `tfjs-${b}: ${p.skip}` : p);
+  }
+for (const s of skipped) log(`skipped peer — ${s}`);
+const torch = peers.find((p) => p.name === 'PyTorch');
+const jsPeers = peers.filter((p) => p !== torch);
+total = 2 + THREADS.length * 2 + SHAPES.length * (1 + DTYPES.length * THREADS.length * 3 + (wantPeer('js') ? 1 : 0)
+  + jsPeers.reduce((n, p) => n + (p.name === 'onnxruntime-node' ? THREADS.length : 2), 0) + (torch ? DTYPES.length : 0));
+
+log(`exp ceiling (${backend()} kernels, L1-resident, 1 thread): ${((await sampleCeiling()) / 1e9).toFixed(2)} G elements/s`);
+await sampleRead();
+log(`read ceiling: ${THREADS.map((t) => `${readGBs(t).toFixed(1)} GB/s at ${t} thread(s)`).join(', ')}`);
+
+// ---- data: LM-like logits, N(0, 2²), deterministic
 let seed = 7;
 const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
 function makeData(rows, vocab) {
@@ -87,11 +159,28 @@ function plainJsCE(values, targets, rows, vocab) {
 }
 
 const results = [];
+const mismatches = [];
 const esz = { f32: 4, f16: 2, bf16: 2 };
+// Loss agreement: peers fed f32 compute in fp32; PyTorch 1.13 rounds a bf16/f16 loss to its dtype.
+const LOSS_TOL = { f32: 1e-4, bf16: 1e-2, f16: 2e-3 };
+function record(r, N, bytes) {
+  const row = { ...r, elementsPerSec: N / r.seconds, gbPerSec: bytes / r.seconds / 1e9 };
+  results.push(row);
+  const name = `${row.impl} ${row.op} ${row.rows}x${row.vocab} ${row.dtype} t${row.threads}`;
+  say(`${name.padEnd(52)} ${(row.elementsPerSec / 1e9).toFixed(3).padStart(7)} G elem/s`);
+}
+function checkLoss(impl, dtype, loss, ref) {
+  const rel = Math.abs(loss - ref) / Math.abs(ref);
+  if (!(rel <= LOSS_TOL[dtype])) mismatches.push(`${impl} (${dtype}): loss ${loss} vs fusedce ${ref} (relative ${rel.toExponential(2)})`);
+  return rel;
+}
+
 for (const [rows, vocab] of SHAPES) {
-  if (results.length) await sampleCeiling();
+  const shape = `${rows}x${vocab}`;
+  await sampleCeiling();
   const { x, t } = makeData(rows, vocab);
   const N = rows * vocab;
+  const base = { rows, vocab };
   for (const dtype of DTYPES) {
     const conv = dtype === 'bf16' ? bf16 : dtype === 'f16' ? f16 : null;
     const z = conv ? logits(conv.fromFloat32(x), rows, vocab, dtype) : logits(x, rows, vocab);
@@ -104,52 +193,158 @@ for (const [rows, vocab] of SHAPES) {
         ['fused fwd+bwd', () => crossEntropyForward(z, t, { threads, withGrad: true, out }), 2 * N * esz[dtype]],
       ];
       for (const [op, fn, bytes] of cases) {
-        const name = `fusedce ${op} ${rows}x${vocab} ${dtype} t${threads}`;
-        if (args.filter && !name.includes(args.filter)) continue;
-        const sec = await median(name, fn);
-        results.push({ impl: 'fusedce', op, rows, vocab, dtype, threads, seconds: sec, elementsPerSec: N / sec, gbPerSec: bytes / sec / 1e9 });
-        log(`${name.padEnd(48)} ${(N / sec / 1e9).toFixed(3).padStart(7)} G elem/s`);
+        const name = `fusedce ${op} ${shape} ${dtype} t${threads}`;
+        if (!selected(name)) { done++; continue; }
+        record({ impl: 'fusedce', op, ...base, dtype, threads, seconds: await median(name, fn), loss }, N, bytes);
       }
     }
-    // plain JS peer, once per shape (bf16 data, dequantised; one thread), checked against fusedce
-    if (dtype === 'bf16' && (!args.filter || `plain-js ${rows}x${vocab}`.includes(args.filter))) {
-      const values = bf16.toFloat32(z.data);
-      const jsLoss = plainJsCE(values, t, rows, vocab);
-      if (Math.abs(jsLoss - loss) > 1e-5 * Math.abs(loss)) throw new Error(`plain JS loss ${jsLoss} ≠ fusedce ${loss}`);
-      const sec = await median(`plain-js ${rows}x${vocab}`, () => plainJsCE(values, t, rows, vocab));
-      results.push({ impl: 'plain JS', op: 'forward', rows, vocab, dtype: 'bf16', threads: 1, seconds: sec, elementsPerSec: N / sec, gbPerSec: (N * 2) / sec / 1e9 });
-      log(`${`plain JS forward ${rows}x${vocab} bf16 t1`.padEnd(48)} ${(N / sec / 1e9).toFixed(3).padStart(7)} G elem/s`);
+    // PyTorch on this dtype, natively (its own timing loop in a child process)
+    if (torch && selected(`PyTorch ${shape} ${dtype}`)) {
+      progress(`PyTorch ${shape} ${dtype}`);
+      for (const r of torch.run(z.data, t, rows, vocab, dtype, THREADS, TIME_MS / 1000)) {
+        if (r.skip) { skipped.push(`PyTorch ${r.op} ${dtype}: ${r.skip}`); continue; }
+        const lossRelDiff = checkLoss('PyTorch', dtype, r.loss, loss);
+        const bytes = (r.op === 'forward' ? 1 : 2) * N * esz[dtype];
+        record({ impl: 'PyTorch', op: r.op === 'forward' ? 'forward' : 'fused fwd+bwd', ...base, dtype, threads: r.threads, seconds: r.seconds, loss: r.loss, lossRelDiff }, N, bytes);
+      }
+      done++;
+    } else if (torch) done++;
+    if (dtype !== 'bf16') continue;
+    // JS peers: the bf16 logits dequantised to f32, once per shape
+    const values = bf16.toFloat32(z.data);
+    for (const p of jsPeers) {
+      const threadsList = p.name === 'onnxruntime-node' ? THREADS : [1];
+      for (const threads of threadsList) {
+        const prepared = await p.prepare(values, t, rows, vocab, threads);
+        const lossRelDiff = checkLoss(p.name, 'f32', prepared.loss, loss);
+        const ops = [['forward', prepared.forward, N * 4], ...(prepared.fwdBwd ? [['fused fwd+bwd', prepared.fwdBwd, 2 * N * 4]] : [])];
+        for (const [op, fn, bytes] of ops) {
+          const name = `${p.name} ${op} ${shape} f32 t${threads}`;
+          if (!selected(name)) { done++; continue; }
+          record({ impl: p.name, op, ...base, dtype: 'f32', threads, seconds: await median(name, fn), loss: prepared.loss, lossRelDiff }, N, bytes);
+        }
+        prepared.dispose?.();
+      }
+    }
+    if (wantPeer('js')) {
+      const name = `plain JS forward ${shape} f32 t1`;
+      if (selected(name)) {
+        const jsLoss = plainJsCE(values, t, rows, vocab);
+        const lossRelDiff = checkLoss('plain JS', 'f32', jsLoss, loss);
+        record({ impl: 'plain JS', op: 'forward', ...base, dtype: 'f32', threads: 1, seconds: await median(name, () => plainJsCE(values, t, rows, vocab)), loss: jsLoss, lossRelDiff }, N, N * 4);
+      } else done++;
     }
   }
 }
 
 await sampleCeiling();
+await sampleRead();
+if (tty) process.stderr.write('\r\x1b[2K');
 const expPerThread = Math.max(...ceilingSamples);
-for (const r of results) r.pctCeiling = (100 * r.elementsPerSec) / (expPerThread * r.threads);
+for (const r of results) {
+  r.pctExpCeiling = (100 * r.elementsPerSec) / (expPerThread * Math.min(r.threads, threadsAll));
+  r.pctReadCeiling = (100 * r.gbPerSec) / readGBs(THREADS.includes(r.threads) ? r.threads : threadsAll);
+}
+
+// ---- ratios: fusedce over each peer, same shape and logits dtype, threads = all (peers' own threads)
+const peerBaseDtype = (r) => (r.impl === 'PyTorch' ? r.dtype : 'bf16'); // JS peers ran on the bf16 data
+const ratios = [];
+for (const r of results.filter((r) => r.impl !== 'fusedce')) {
+  const ours = results.find((o) => o.impl === 'fusedce' && o.op === r.op && o.rows === r.rows && o.vocab === r.vocab && o.dtype === peerBaseDtype(r) && o.threads === threadsAll);
+  if (ours && (r.impl === 'PyTorch' ? r.threads === threadsAll : true))
+    ratios.push({ shape: `${r.rows}×${r.vocab}`, dtype: peerBaseDtype(r), op: r.op, peer: `${r.impl} t${r.threads}`, ratio: ours.elementsPerSec / r.elementsPerSec });
+}
 
 let sha = 'unknown';
-try { sha = execSync('git rev-parse HEAD', { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(); } catch {}
+try {
+  // only this package's own checkout (not the repository of a project that installed it)
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const git = (a) => execFileSync('git', ['-C', root, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  if (path.resolve(git(['rev-parse', '--show-toplevel'])) === path.resolve(root)) sha = git(['rev-parse', 'HEAD']);
+} catch {}
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const report = {
   date: new Date().toISOString(), gitSha: sha, fusedce: pkg.version, node: process.version, kernels: backend(),
-  cpu: os.cpus()[0]?.model, cores: threadsAll, quick: args.quick,
-  expCeilingPerThread: expPerThread, expCeilingSamples: ceilingSamples, results,
+  cpu: os.cpus()[0]?.model, cores: threadsAll, quick: args.quick, filter: args.filter ?? null,
+  peers: peers.map((p) => ({ name: p.name, version: p.version })), skipped,
+  expCeilingPerThread: expPerThread, expCeilingSamples: ceilingSamples,
+  readCeilingGBs: Object.fromEntries(THREADS.map((t) => [t, readGBs(t)])), readSamples,
+  results, ratios, mismatches,
 };
+const f3 = (v) => (v / 1e9).toFixed(3);
 const md = [
-  `fusedce CPU benchmark — ${report.date.slice(0, 10)}, ${report.cpu} (${threadsAll} threads), ${report.kernels} kernels, Node ${report.node}, git ${sha.slice(0, 7)}`,
-  `exp ceiling: ${(expPerThread / 1e9).toFixed(2)} G elements/s per thread (L1-resident; highest of ${ceilingSamples.length} samples, ${ceilingSamples.map((c) => (c / 1e9).toFixed(2)).join(', ')})`,
+  `fusedce CPU benchmark — ${report.date.slice(0, 10)}, ${report.cpu} (${threadsAll} threads), ${report.kernels} kernels, Node ${report.node}, fusedce ${report.fusedce}, git ${sha.slice(0, 7)}`,
   '',
-  '| impl | op | shape | dtype | threads | G elements/s | GB/s | % of exp ceiling |',
-  '|---|---|---|---|---|---|---|---|',
-  ...results.map((r) => `| ${r.impl} | ${r.op} | ${r.rows}×${r.vocab} | ${r.dtype} | ${r.threads} | ${(r.elementsPerSec / 1e9).toFixed(3)} | ${r.gbPerSec.toFixed(2)} | ${r.pctCeiling.toFixed(0)}% |`),
+  `- exp ceiling: ${(expPerThread / 1e9).toFixed(2)} G elements/s per thread (L1-resident; highest of ${ceilingSamples.length} samples: ${ceilingSamples.map((c) => (c / 1e9).toFixed(2)).join(', ')})`,
+  `- read ceiling: ${THREADS.map((t) => `${readGBs(t).toFixed(1)} GB/s at ${t} thread(s)`).join(', ')} (streaming read of ${readBuf.byteLength >> 20} MiB)`,
+  `- peers: ${peers.map((p) => `${p.name} ${p.version}`).join(', ') || 'none'}${skipped.length ? `; skipped: ${skipped.join('; ')}` : ''}`,
+  '- PyTorch runs on the same logits in their dtype; onnxruntime-node, TensorFlow.js and plain JS on the bf16 logits dequantised to f32 (no bf16 input); TensorFlow.js labels are a dense one-hot built outside the timing; onnxruntime-node (inference build) has no gradient.',
+  ...(mismatches.length ? [`- **LOSS MISMATCH**: ${mismatches.join('; ')}`] : ['- every peer agreed with fusedce on the loss']),
+  '',
+  '| impl | op | shape | dtype | threads | G elements/s | GB/s | % exp ceiling | % read ceiling |',
+  '|---|---|---|---|---|---|---|---|---|',
+  ...results.map((r) => `| ${r.impl} | ${r.op} | ${r.rows}×${r.vocab} | ${r.dtype} | ${r.threads} | ${f3(r.elementsPerSec)} | ${r.gbPerSec.toFixed(2)} | ${r.pctExpCeiling.toFixed(0)}% | ${r.pctReadCeiling.toFixed(0)}% |`),
+  ...(ratios.length ? ['', `fusedce (${threadsAll} threads) over each peer, same shape, op and logits:`, '', '| shape | logits | op | peer | fusedce × faster |', '|---|---|---|---|---|',
+    ...ratios.map((q) => `| ${q.shape} | ${q.dtype} | ${q.op} | ${q.peer} | ${q.ratio.toFixed(1)}× |`)] : []),
 ].join('\n');
+
+// ---- SVG: G elements/s (log scale) per implementation, bf16 logits, all threads, per shape
+function svgChart() {
+  const series = [
+    ['fusedce', 'forward', '#1f77b4'], ['fusedce', 'fused fwd+bwd', '#aec7e8'],
+    ['PyTorch', 'forward', '#d62728'], ['PyTorch', 'fused fwd+bwd', '#ff9896'],
+    ['onnxruntime-node', 'forward', '#2ca02c'], ['tfjs-wasm', 'forward', '#9467bd'], ['tfjs-cpu', 'forward', '#c5b0d5'],
+    ['plain JS', 'forward', '#7f7f7f'],
+  ].filter(([impl]) => results.some((r) => r.impl === impl));
+  const shapes = [...new Set(results.map((r) => `${r.rows}×${r.vocab}`))];
+  const pick = (impl, op, shape) => {
+    const c = results.filter((r) => r.impl === impl && r.op === op && `${r.rows}×${r.vocab}` === shape && (impl === 'fusedce' || impl === 'PyTorch' ? r.dtype === 'bf16' : true));
+    return c.length ? Math.max(...c.filter((r) => r.threads === Math.max(...c.map((q) => q.threads))).map((r) => r.elementsPerSec)) : null;
+  };
+  const W = 960, H = 460, L = 70, R = 20, T = 50, B = 120, bw = 11;
+  const lo = -2, hi = 1; // 10^-2 … 10^1 G elements/s
+  const y = (v) => T + (H - T - B) * (1 - (Math.log10(Math.max(v / 1e9, 10 ** lo)) - lo) / (hi - lo));
+  const gw = (W - L - R) / Math.max(shapes.length, 1);
+  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">Cross-entropy throughput, bf16 logits (peers without bf16: the same values in f32), ${threadsAll} threads</text>`,
+    `<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${report.cpu}, ${report.date.slice(0, 10)}, fusedce ${report.fusedce} (${sha.slice(0, 7)}); dashed: exp ceiling × threads</text>`];
+  for (let e = lo; e <= hi; e++) {
+    parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(10 ** (e + 9))}" y2="${y(10 ** (e + 9))}" stroke="#ddd"/>`,
+      `<text x="${L - 6}" y="${y(10 ** (e + 9)) + 4}" text-anchor="end">${10 ** e}</text>`);
+  }
+  parts.push(`<text transform="translate(18 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">G elements/s (log)</text>`);
+  shapes.forEach((shape, i) => {
+    const x0 = L + i * gw + (gw - series.length * (bw + 2)) / 2;
+    series.forEach(([impl, op, color], k) => {
+      const v = pick(impl, op, shape);
+      if (v == null) return;
+      parts.push(`<rect x="${x0 + k * (bw + 2)}" y="${y(v)}" width="${bw}" height="${H - B - y(v)}" fill="${color}"><title>${impl} ${op} ${shape}: ${(v / 1e9).toFixed(3)} G elements/s</title></rect>`);
+    });
+    const c = y(expPerThread * threadsAll);
+    parts.push(`<line x1="${L + i * gw + 6}" x2="${L + (i + 1) * gw - 6}" y1="${c}" y2="${c}" stroke="#d62728" stroke-dasharray="5 3"/>`,
+      `<text x="${L + i * gw + gw / 2}" y="${H - B + 16}" text-anchor="middle">${shape}</text>`);
+  });
+  series.forEach(([impl, op, color], k) => {
+    const lx = L + (k % 4) * 215, ly = H - B + 44 + Math.floor(k / 4) * 20;
+    parts.push(`<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${color}"/>`, `<text x="${lx + 18}" y="${ly}">${impl} ${op}</text>`);
+  });
+  parts.push('</svg>');
+  return parts.join('\n');
+}
+
 if (args.json) console.log(JSON.stringify(report, null, 2));
 else console.log('\n' + md);
-if (!args.quick && !args.filter) {
-  const dir = new URL('./results/', import.meta.url);
+if (args.out) {
+  const dir = path.resolve(args.out);
   mkdirSync(dir, { recursive: true });
-  const base = `cross-entropy-${report.date.slice(0, 10)}`;
-  writeFileSync(new URL(`${base}.json`, dir), JSON.stringify(report, null, 2) + '\n');
-  writeFileSync(new URL(`${base}.md`, dir), md + '\n');
-  log(`\nwritten: bench/results/${base}.json and .md`);
+  const base = path.join(dir, `cross-entropy-${report.date.slice(0, 10)}${args.quick ? '-quick' : ''}${args.filter ? '-filtered' : ''}`);
+  writeFileSync(`${base}.json`, JSON.stringify(report, null, 2) + '\n');
+  writeFileSync(`${base}.md`, md + '\n');
+  writeFileSync(`${base}.svg`, svgChart() + '\n');
+  log(`\nwritten: ${path.relative(process.cwd(), base)}.{json,md,svg}`);
+}
+if (mismatches.length) {
+  console.error(`loss mismatch: ${mismatches.join('; ')}`);
+  process.exitCode = 1;
 }

@@ -259,6 +259,32 @@ Napi::Value ExpKernel(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// readKernel(data: TypedArray, threads) → number: a streaming read of data (a sum of its 64-bit
+// words, in 1 MiB chunks over the pool), the benchmark's read-bandwidth ceiling. The sum is
+// returned so the reads cannot be optimised away.
+Napi::Value ReadKernel(const Napi::CallbackInfo& info) {
+  Args a{info, "readKernel"};
+  if (!info[0].IsTypedArray()) throw_type(a.env(), "readKernel: data must be a typed array");
+  const auto arr = info[0].As<Napi::TypedArray>();
+  const int threads = int(a.integer(1, "threads", 1, 65536));
+  const auto* words = static_cast<const uint64_t*>(data_of(arr));
+  const int64_t n = int64_t(arr.ByteLength() / 8), chunk = (int64_t(1) << 20) / 8;
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  std::vector<uint64_t> sums(size_t(std::max<int64_t>(chunks, 1)), 0);
+  fusedce::parallel_for(chunks, threads, [&](int64_t c) {
+    const uint64_t* p = words + c * chunk;
+    const int64_t m = std::min(chunk, n - c * chunk);
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t j = 0;
+    for (; j + 4 <= m; j += 4) s0 += p[j], s1 += p[j + 1], s2 += p[j + 2], s3 += p[j + 3];
+    for (; j < m; ++j) s0 += p[j];
+    sums[size_t(c)] = s0 + s1 + s2 + s3;
+  });
+  uint64_t total = 0;
+  for (uint64_t v : sums) total += v;
+  return Napi::Number::New(info.Env(), double(total & 0xFFFFFFFFu));
+}
+
 Napi::Value Backend(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), fusedce::active_kernels().name);
 }
@@ -281,6 +307,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("crossEntropyBackward", Napi::Function::New(env, Backward, "crossEntropyBackward"));
   exports.Set("backend", Napi::Function::New(env, Backend, "backend"));
   exports.Set("expKernel", Napi::Function::New(env, ExpKernel, "expKernel"));
+  exports.Set("readKernel", Napi::Function::New(env, ReadKernel, "readKernel"));
   exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures, "cpuFeatures"));
   exports.Set("hardwareThreads", Napi::Function::New(env, HardwareThreads, "hardwareThreads"));
   exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));

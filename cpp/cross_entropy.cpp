@@ -120,6 +120,14 @@ RowForward fused_fold(const Piece* pcs, size_t count, float zt, float scale, flo
   return rf;
 }
 
+// Gradients at least this large are written with non-temporal stores by the fused path's second
+// pass (scale_store), which is otherwise bound by reading each line into the cache before writing
+// it. Smaller ones stay in the cache, where the caller will read them.
+constexpr double kStreamBytes = 8.0 * (1 << 20);
+bool streams(const Batch& b, const GradOut& g) {
+  return double(b.rows) * double(b.vocab) * double(dtype_size(g.dtype)) >= kStreamBytes;
+}
+
 // Fused forward + gradient of one counted row with one exp per element:
 //   pass 1, per piece b: m_b, s_b = Σ e_j and e_j = exp(z_j − m_b) kept in an fp32 scratch row
 //   (L2-resident for realistic vocabularies); then fused_fold; then g = e · c_b per piece.
@@ -127,20 +135,21 @@ RowForward fused_fold(const Piece* pcs, size_t count, float zt, float scale, flo
 // (and not bitwise equal to) a separate backward from the fp32 lse. z is not read after pass 1,
 // so g may be z itself (in place).
 RowForward row_fused(const Kernels& k, const char* z, DType dt, char* g, DType gdt, int64_t vocab, int64_t t,
-                     float zt, float scale) {
-  thread_local std::vector<float> scratch, c;
+                     float zt, float scale, bool stream) {
+  thread_local std::vector<float> buf, c;
   thread_local std::vector<Piece> pieces;
-  if (scratch.size() < size_t(vocab)) scratch.resize(size_t(vocab));
+  if (buf.size() < size_t(vocab)) buf.resize(size_t(vocab));
+  float* const e = buf.data();
   pieces.clear();
   const size_t esz = dtype_size(dt), gsz = dtype_size(gdt);
   for_each_piece(vocab, t, [&](int64_t off, int64_t n) {
-    pieces.push_back({off, n, k.partial_store[int(dt)](z + off * esz, n, scratch.data() + off)});
+    pieces.push_back({off, n, k.partial_store[int(dt)](z + off * esz, n, e + off)});
   });
   c.resize(pieces.size());
   float gt;
   const RowForward rf = fused_fold(pieces.data(), pieces.size(), zt, scale, c.data(), &gt);
   for (size_t i = 0; i < pieces.size(); ++i)
-    k.scale_store[int(gdt)](scratch.data() + pieces[i].off, g + pieces[i].off * gsz, pieces[i].n, c[i]);
+    k.scale_store[int(gdt)](e + pieces[i].off, g + pieces[i].off * gsz, pieces[i].n, c[i], stream);
   store_one(g, gdt, t, gt);
   return rf;
 }
@@ -331,7 +340,8 @@ void forward_split(const Kernels& k, const ForwardArgs& a) {
   if (fused) {
     run_pieces(b, sp.pieces.size(), [&](size_t i) {
       const Piece& pc = sp.pieces[i];
-      k.scale_store[int(a.grad.dtype)](e_of(i), rw.gr(sp.row[size_t(sp.slot[i])]) + pc.off * gsz, pc.n, c[i]);
+      k.scale_store[int(a.grad.dtype)](e_of(i), rw.gr(sp.row[size_t(sp.slot[i])]) + pc.off * gsz, pc.n, c[i],
+                                       streams(b, a.grad));
     });
     zero_ignored(b, a.grad, rw);
   } else if (rw.g) {
@@ -358,12 +368,13 @@ ForwardTotals cross_entropy_forward(const ForwardArgs& a) {
   if (use_split(b)) {
     forward_split(k, a);
   } else {
+    const bool stream = streams(b, a.grad);
     for_each_row(
       b, a.grad,
       [&](int64_t r, const char* z, char* g, int64_t t) {
         const float zt = load_one(z, b.dtype, t);
         const bool fused = g && b.vocab <= kFusedMaxVocab;
-        const RowForward rf = fused ? row_fused(k, z, b.dtype, g, a.grad.dtype, b.vocab, t, zt, scale_of(a.grad, r))
+        const RowForward rf = fused ? row_fused(k, z, b.dtype, g, a.grad.dtype, b.vocab, t, zt, scale_of(a.grad, r), stream)
                                     : row_forward(k, z, b.dtype, b.vocab, t, zt);
         a.losses[r] = float(rf.loss);
         a.lse[r] = float(rf.lse);

@@ -67,6 +67,8 @@ struct V<DType::F32> {
   using T = float;
   static __m256 load(const T* p) { return _mm256_loadu_ps(p); }
   static void store(T* p, __m256 v) { _mm256_storeu_ps(p, v); }
+  static constexpr int kAlign = 32;  // a non-temporal store needs p aligned to this
+  static void stream(T* p, __m256 v) { _mm256_stream_ps(p, v); }
 };
 template <>
 struct V<DType::BF16> {
@@ -75,16 +77,20 @@ struct V<DType::BF16> {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
-  // round to nearest even: (u + 0x7fff + ((u >> 16) & 1)) >> 16; NaN → (u >> 16) | 0x40
   static void store(T* p, __m256 v) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), pack(v));
+  }
+  static constexpr int kAlign = 16;
+  static void stream(T* p, __m256 v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), pack(v)); }
+  // round to nearest even: (u + 0x7fff + ((u >> 16) & 1)) >> 16; NaN → (u >> 16) | 0x40
+  static __m128i pack(__m256 v) {
     const __m256i u = _mm256_castps_si256(v);
     const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
     __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), odd), 16);
     const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
     const __m256i qnan = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
     r = _mm256_blendv_epi8(r, qnan, nan);
-    const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+    return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
   }
 };
 template <>
@@ -93,6 +99,10 @@ struct V<DType::F16> {
   static __m256 load(const T* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static void store(T* p, __m256 v) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+  }
+  static constexpr int kAlign = 16;
+  static void stream(T* p, __m256 v) {
+    _mm_stream_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
   }
 };
 
@@ -180,20 +190,23 @@ Partial partial_store_avx2(const void* z, int64_t n, float* e) {
   return partial_impl<D, true>(z, n, e);
 }
 
+// g = e · c. With stream, the aligned middle is written with non-temporal stores: a large
+// gradient then goes to memory without first being read into the cache (no read-for-ownership),
+// which is what bounds this pass; the caller asks for it only when the gradient is far larger
+// than the caches. Ends with sfence so the stores are visible to other threads after return.
 template <DType DOut>
-void scale_store_avx2(const float* e, void* gv, int64_t n, float c) {
+void scale_store_avx2(const float* e, void* gv, int64_t n, float c, bool stream) {
   using TO = typename V<DOut>::T;
   TO* g = static_cast<TO*>(gv);
   const __m256 cv = _mm256_set1_ps(c);
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8) V<DOut>::store(g + j, _mm256_mul_ps(_mm256_loadu_ps(e + j), cv));
-  if (j < n) {
-    alignas(32) float in[8] = {};
-    alignas(32) TO out[8];
-    std::memcpy(in, e + j, size_t(n - j) * sizeof(float));
-    V<DOut>::store(out, _mm256_mul_ps(_mm256_load_ps(in), cv));
-    std::memcpy(g + j, out, size_t(n - j) * sizeof(TO));
+  if (stream) {
+    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % V<DOut>::kAlign; ++j) g[j] = Elem<DOut>::store(e[j] * c);
+    for (; j + 8 <= n; j += 8) V<DOut>::stream(g + j, _mm256_mul_ps(_mm256_loadu_ps(e + j), cv));
+    _mm_sfence();
   }
+  for (; j + 8 <= n; j += 8) V<DOut>::store(g + j, _mm256_mul_ps(_mm256_loadu_ps(e + j), cv));
+  for (; j < n; ++j) g[j] = Elem<DOut>::store(e[j] * c);
 }
 
 template <DType DIn, DType DOut>

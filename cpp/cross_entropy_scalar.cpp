@@ -58,7 +58,7 @@ Partial partial_store_scalar(const void* z, int64_t n, float* e) {
 }
 
 template <DType DOut>
-void scale_store_scalar(const float* e, void* gv, int64_t n, float c) {
+void scale_store_scalar(const float* e, void* gv, int64_t n, float c, bool /*stream*/) {
   auto* g = static_cast<typename Elem<DOut>::T*>(gv);
   for (int64_t j = 0; j < n; ++j) g[j] = Elem<DOut>::store(e[j] * c);
 }

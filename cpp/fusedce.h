@@ -57,8 +57,9 @@ struct Kernels {
   // The fused forward+backward's two halves (one exp per element):
   // partial_store: as partial, and also e[j] = exp(z[j] − m) for j in [0, n) (e: (n,) fp32 scratch)
   Partial (*partial_store[3])(const void* z, int64_t n, float* e);
-  // scale_store: g[j] = e[j] · c for j in [0, n), converted to the gradient dtype [index]
-  void (*scale_store[3])(const float* e, void* g, int64_t n, float c);
+  // scale_store: g[j] = e[j] · c for j in [0, n), converted to the gradient dtype [index];
+  // stream: a hint that g is far larger than the caches (non-temporal stores where supported)
+  void (*scale_store[3])(const float* e, void* g, int64_t n, float c, bool stream);
   // y = exp(x), the exp the kernels above use; for tests (accuracy) and benchmarks (the ceiling).
   // x, y: (n,), may be equal.
   void (*exp)(const float* x, float* y, int64_t n);

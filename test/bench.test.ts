@@ -10,13 +10,15 @@ describe('bench/cross_entropy.bench.mjs --quick', () => {
     const out = execFileSync(process.execPath, [script, '--quick', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     const report = JSON.parse(out);
     expect(report.expCeilingPerThread).toBeGreaterThan(0);
+    expect(report.mismatches).toEqual([]);
     const impls = new Set(report.results.map((r: { impl: string }) => r.impl));
     expect([...impls].sort()).toEqual(['fusedce', 'plain JS']);
     const ops = new Set(report.results.filter((r: { impl: string }) => r.impl === 'fusedce').map((r: { op: string }) => r.op));
     expect([...ops].sort()).toEqual(['backward', 'forward', 'fused fwd+bwd']);
     for (const r of report.results) {
       expect(r.elementsPerSec).toBeGreaterThan(0);
-      expect(r.pctCeiling).toBeGreaterThan(0);
+      expect(r.pctExpCeiling).toBeGreaterThan(0);
+      expect(r.pctReadCeiling).toBeGreaterThan(0);
     }
   });
 });

@@ -44,3 +44,24 @@ describe(`exp (${backend()} kernels)`, () => {
     expect(() => kernels.exp(new Float32Array(2), undefined, 0)).toThrow(RangeError);
   });
 });
+
+describe('kernels.read (the benchmark read-bandwidth ceiling)', () => {
+  it('reads every 64-bit word: the checksum is the low 32 bits of their sum, for any threads', () => {
+    // 3 MiB + 24 bytes: several 1 MiB chunks and a short last one
+    const words = new BigUint64Array((3 << 17) + 3);
+    let sum = 0n;
+    for (let i = 0; i < words.length; i++) {
+      words[i] = BigInt(i) * 0x9e3779b97f4a7c15n & 0xffffffffffffffffn;
+      sum += words[i]!;
+    }
+    const expected = Number(sum & 0xffffffffn);
+    for (const threads of [1, 2, 3]) expect(kernels.read(words, threads)).toBe(expected);
+    expect(kernels.read(new Uint16Array(new ArrayBuffer(16), 8, 4))).toBe(0);
+  });
+  it('rejects bad arguments', () => {
+    expect(() => kernels.read([1, 2] as never)).toThrow(/kernels.read: data/);
+    expect(() => kernels.read(new DataView(new ArrayBuffer(8)) as never)).toThrow(TypeError);
+    expect(() => kernels.read(new Uint8Array(new ArrayBuffer(16), 4))).toThrow(RangeError);
+    expect(() => kernels.read(new Float32Array(4), 0)).toThrow(/kernels.read: threads/);
+  });
+});

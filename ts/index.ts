@@ -39,4 +39,14 @@ export const kernels = {
     native().expKernel(x, out, checkInteger('kernels.exp', 'repeat', repeat, 1, 1e9));
     return out;
   },
+  /**
+   * Reads every byte of `data` once (a streaming sum over `threads` threads of the pool), for the
+   * benchmark's read-bandwidth ceiling. Returns a checksum (the low 32 bits of the sum of the
+   * 64-bit words; trailing bytes past a multiple of 8 are not read).
+   */
+  read(data: ArrayBufferView, threads: number = cpuInfo().threads): number {
+    if (!ArrayBuffer.isView(data) || data instanceof DataView) throw typeError('kernels.read', 'data', 'a typed array', data);
+    if (data.byteOffset % 8 !== 0) throw rangeError('kernels.read', 'data', 'starting at a multiple of 8 bytes', data.byteOffset);
+    return native().readKernel(data, checkInteger('kernels.read', 'threads', threads, 1, 65536));
+  },
 };
