@@ -1,9 +1,11 @@
 # CPU build of the fusedce addon (node-gyp). The CUDA variant is built by CMakeLists.txt
 # (cmake-js) in its own folder; this file never needs nvcc.
 #
-# What ships is portable code: no -march=native. The AVX2/FMA/F16C kernels are one translation
-# unit built as its own static library with those flags only (x86-64), and cpp/dispatch.cpp picks
-# them at run time by CPUID, so the same binary runs on any x86-64 CPU.
+# What ships is portable code: no -march=native. The AVX2/FMA/F16C kernels and the AVX-512
+# (F/BW/VL) kernels are each one translation unit built as its own static library with those
+# flags only (x86-64), and cpp/dispatch.cpp picks one at run time by CPUID, so the same binary
+# runs on any x86-64 CPU. (GCC 12's AVX-512 headers trip -Wuninitialized on their own
+# _mm512_undefined_* helpers; that target turns the warning off.)
 {
   "target_defaults": {
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "cpp"],
@@ -32,7 +34,7 @@
       ],
       "conditions": [
         ["target_arch=='x64'", {
-          "dependencies": ["fusedce_avx2"],
+          "dependencies": ["fusedce_avx2", "fusedce_avx512"],
           "defines": ["FUSEDCE_HAVE_AVX2=1"]
         }]
       ]
@@ -48,6 +50,15 @@
           "cflags_cc": ["-mavx2", "-mfma", "-mf16c"],
           "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx2", "-mfma", "-mf16c"] },
           "msvs_settings": { "VCCLCompilerTool": { "AdditionalOptions": ["/arch:AVX2"] } }
+        },
+        {
+          "target_name": "fusedce_avx512",
+          "type": "static_library",
+          "sources": ["cpp/cross_entropy_avx512.cpp"],
+          "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-mf16c",
+                        "-Wno-uninitialized", "-Wno-maybe-uninitialized"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-mf16c"] },
+          "msvs_settings": { "VCCLCompilerTool": { "AdditionalOptions": ["/arch:AVX512"] } }
         }
       ]
     }]

@@ -295,6 +295,7 @@ Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
   o.Set("avx2", f.avx2);
   o.Set("fma", f.fma);
   o.Set("f16c", f.f16c);
+  o.Set("avx512", f.avx512);
   return o;
 }
 

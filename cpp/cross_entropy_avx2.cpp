@@ -24,9 +24,10 @@ namespace {
 //   k = round(x·log2 e) (1.5·2^23 shifter),  r = x − k·ln2 (Cody–Waite: ln2 = C1 + C2, C1 with 9 bits so k·C1 is
 //   exact),  e^r ≈ 1 + r + r²·P(r) with Cephes' degree-5 minimax P on |r| ≤ ln2/2,
 //   e^x = e^r · 2^k, 2^k built in the exponent field.
-// Results below 2^−126 (x < −87.3) are made with two power-of-two factors so that subnormal
-// results are rounded once, correctly, like expf; that slow path runs only for vectors that have
-// such a lane. x < −104 gives 0, NaN gives NaN, +inf gives +inf.
+// Results below 2^−126 (x < −87.3), and those of x in (88.37, 89], are made with two
+// power-of-two factors so that they are rounded once, correctly, like expf (subnormal, or
+// finite up to FLT_MAX at x = 88.72, then +inf); that slow path runs only for vectors that have
+// such a lane. x < −104 gives 0, NaN gives NaN, x ≥ 89 and +inf give +inf.
 inline __m256 exp_ps(__m256 x) {
   const __m256 lo = _mm256_set1_ps(-104.0f), hi = _mm256_set1_ps(89.0f);
   x = _mm256_min_ps(hi, _mm256_max_ps(lo, x));  // constant first: a NaN in x is kept
@@ -45,9 +46,13 @@ inline __m256 exp_ps(__m256 x) {
   const __m256 r2 = _mm256_mul_ps(r, r);
   p = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));  // 1 + r + r²·P(r)
   const __m256i ki = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(shifter));
-  // x < −87.3 means k ≤ −126: tested on x, off the critical path
-  const __m256 small = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);
-  if (__builtin_expect(_mm256_movemask_ps(small) == 0, 1)) {
+  // 2^k is built in one step for −125 ≤ k ≤ 127, where p·2^k (p ∈ [0.70, 1.42]) is a normal,
+  // finite float. Outside, i.e. subnormal results (k ≤ −126) and
+  // x in (88.37, 89] (k = 128, whose 2^k alone is not a float): the two-factor path. The range
+  // test is one unsigned compare, (k + 125) > 252, done as a signed one with the sign bit flipped.
+  const __m256i out = _mm256_cmpgt_epi32(_mm256_add_epi32(ki, _mm256_set1_epi32(int(125u + 0x80000000u))),
+                                         _mm256_set1_epi32(int(252u + 0x80000000u)));
+  if (__builtin_expect(_mm256_movemask_ps(_mm256_castsi256_ps(out)) == 0, 1)) {
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(ki, _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
   }

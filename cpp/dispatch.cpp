@@ -9,20 +9,24 @@
 
 namespace fusedce {
 
-// Defined by cross_entropy_avx2.cpp where it is built (x86-64).
+// Defined by cross_entropy_avx2.cpp / cross_entropy_avx512.cpp where they are built (x86-64).
 #if FUSEDCE_HAVE_AVX2
 const Kernels* avx2_kernels();
+const Kernels* avx512_kernels();
 #else
 static const Kernels* avx2_kernels() { return nullptr; }
+static const Kernels* avx512_kernels() { return nullptr; }
 #endif
 
 CpuFeatures cpu_features() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
+  // avx512*: also checks that the OS saves the zmm and mask registers (XGETBV)
   return {__builtin_cpu_supports("avx2") != 0, __builtin_cpu_supports("fma") != 0,
-          __builtin_cpu_supports("f16c") != 0};
+          __builtin_cpu_supports("f16c") != 0,
+          __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")};
 #else
-  return {false, false, false};
+  return {false, false, false, false};
 #endif
 }
 
@@ -30,8 +34,10 @@ static const Kernels* choose() {
   const char* env = std::getenv("FUSEDCE_ISA");
   const CpuFeatures f = cpu_features();
   const Kernels* avx2 = (f.avx2 && f.fma && f.f16c) ? avx2_kernels() : nullptr;
+  const Kernels* avx512 = (avx2 && f.avx512) ? avx512_kernels() : nullptr;
   if (env && std::strcmp(env, "scalar") == 0) return &scalar_kernels();
-  return avx2 ? avx2 : &scalar_kernels();
+  if (env && std::strcmp(env, "avx2") == 0) return avx2 ? avx2 : &scalar_kernels();
+  return avx512 ? avx512 : avx2 ? avx2 : &scalar_kernels();
 }
 
 const Kernels& active_kernels() {

@@ -47,7 +47,7 @@ struct Partial {
 
 // One ISA's kernels. Pointers are to the first element of a contiguous range.
 struct Kernels {
-  const char* name;  // "scalar" | "avx2"
+  const char* name;  // "scalar" | "avx2" | "avx512"
   // (max, Σ exp(z − max)) over z[0, n), n ≤ kBlock.        z: (n,) of the input dtype
   Partial (*partial[3])(const void* z, int64_t n);
   // g[j] = exp(z[j] − lse) · scale for j in [0, n); returns Σ_j exp(z[j] − lse) in fp32.
@@ -72,6 +72,7 @@ const Kernels& scalar_kernels();
 // CPU features seen by CPUID (x86-64) or false elsewhere.
 struct CpuFeatures {
   bool avx2, fma, f16c;
+  bool avx512;  // AVX-512 F + BW + VL, with OS support
 };
 CpuFeatures cpu_features();
 

@@ -11,13 +11,14 @@ function ulps(a: number, b: number): number {
 }
 
 describe(`exp (${backend()} kernels)`, () => {
-  it('is within 2 ulp of the correctly rounded exp over [−104, 88], subnormal results included', () => {
+  it('is within 2 ulp of the correctly rounded exp over [−104, 88.72], subnormal and near-FLT_MAX results included', () => {
     const r = testRng('exp');
     const n = 1 << 20;
     const x = new Float32Array(n);
     for (let i = 0; i < n; i++) {
-      // half of the points where cross-entropy evaluates exp (x = z − lse ∈ [−30, 0]), the rest anywhere
-      x[i] = i % 2 ? -30 * r() : -104 + 192 * r();
+      // half of the points where cross-entropy evaluates exp (x = z − lse ∈ [−30, 0]), some near
+      // the top (2^k alone overflows there for x > 88.37), the rest anywhere
+      x[i] = i % 2 ? -30 * r() : i % 7 === 0 ? 87 + 1.72 * r() : -104 + 192.72 * r();
     }
     const y = kernels.exp(x);
     let worst = 0;
@@ -29,7 +30,7 @@ describe(`exp (${backend()} kernels)`, () => {
     expect(worst, `worst at x = ${x[at]}: ${y[at]} vs ${Math.exp(x[at]!)}`).toBeLessThanOrEqual(2);
   });
   it('handles the special values', () => {
-    const y = kernels.exp(new Float32Array([0, -Infinity, NaN, -200, 1, -87.5, -103]));
+    const y = kernels.exp(new Float32Array([0, -Infinity, NaN, -200, 1, -87.5, -103, 88.7, 88.73, 89, Infinity]));
     expect(y[0]).toBe(1);
     expect(y[1]).toBe(0);
     expect(y[2]).toBeNaN();
@@ -37,6 +38,10 @@ describe(`exp (${backend()} kernels)`, () => {
     expect(ulps(y[4]!, Math.fround(Math.E))).toBeLessThanOrEqual(1);
     expect(ulps(y[5]!, Math.fround(Math.exp(-87.5)))).toBeLessThanOrEqual(1); // subnormal
     expect(ulps(y[6]!, Math.fround(Math.exp(-103)))).toBeLessThanOrEqual(1); // smallest subnormals
+    expect(ulps(y[7]!, Math.fround(Math.exp(Math.fround(88.7))))).toBeLessThanOrEqual(1); // finite, near FLT_MAX
+    expect(y[8]).toBe(Infinity); // e^88.73 > FLT_MAX
+    expect(y[9]).toBe(Infinity);
+    expect(y[10]).toBe(Infinity);
   });
   it('rejects bad arguments', () => {
     expect(() => kernels.exp(new Float64Array(2) as never)).toThrow(TypeError);

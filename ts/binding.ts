@@ -35,12 +35,12 @@ export interface NativeBinding {
     reduction: number, threads: number, lse: Float32Array, gradOutput: number, gradOutputRows: Float32Array | null,
     gradDtype: number, gradOut: Data | null, async: true,
   ): Promise<Data>;
-  backend(): 'scalar' | 'avx2';
+  backend(): 'scalar' | 'avx2' | 'avx512';
   /** y = exp(x) with the active kernels' exp, `repeat` times (tests and the benchmark's exp ceiling). */
   expKernel(x: Float32Array, y: Float32Array, repeat: number): void;
   /** A streaming read of data over `threads` threads (the benchmark's read-bandwidth ceiling). */
   readKernel(data: ArrayBufferView, threads: number): number;
-  cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean };
+  cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean };
   hardwareThreads(): number;
   napiVersion: number;
 }

@@ -15,21 +15,25 @@ export {
 import { native } from './binding';
 import { checkInteger, rangeError, typeError } from './errors';
 
-/** The kernels in use: 'avx2' or 'scalar' (CPU). FUSEDCE_ISA=scalar forces the portable kernels. */
-export function backend(): 'avx2' | 'scalar' {
+/**
+ * The CPU kernels in use: 'avx512' (AVX-512 F/BW/VL), 'avx2' (AVX2 + FMA + F16C) or 'scalar',
+ * the best the CPU has. FUSEDCE_ISA=avx2 or FUSEDCE_ISA=scalar, set before the first call, asks
+ * for a lower one (avx512 and avx2 give bitwise identical results; scalar differs by its exp).
+ */
+export function backend(): 'avx512' | 'avx2' | 'scalar' {
   return native().backend();
 }
 
 /** CPU features seen by CPUID, and the hardware thread count. */
-export function cpuInfo(): { avx2: boolean; fma: boolean; f16c: boolean; threads: number } {
+export function cpuInfo(): { avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean; threads: number } {
   return { ...native().cpuFeatures(), threads: native().hardwareThreads() };
 }
 
 /** The CPU kernels' building blocks, for accuracy checks and benchmarks. */
 export const kernels = {
   /**
-   * out = exp(x) computed with the exp the active CPU kernels use (vectorised on AVX2, expf on
-   * the scalar path), `repeat` times over the same data (a benchmark keeps x in L1 to measure the
+   * out = exp(x) computed with the exp the active CPU kernels use (vectorised on AVX2 and AVX-512,
+   * expf on the scalar path), `repeat` times over the same data (a benchmark keeps x in L1 to measure the
    * machine's exp ceiling). Returns `out`.
    */
   exp(x: Float32Array, out: Float32Array = new Float32Array(x.length), repeat = 1): Float32Array {
