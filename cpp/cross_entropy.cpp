@@ -128,31 +128,78 @@ bool streams(const Batch& b, const GradOut& g) {
   return double(b.rows) * double(b.vocab) * double(dtype_size(g.dtype)) >= kStreamBytes;
 }
 
-// Fused forward + gradient of one counted row with one exp per element:
+// Fused forward + gradient with one exp per element, for a run of consecutive rows:
 //   pass 1, per piece b: m_b, s_b = Σ e_j and e_j = exp(z_j − m_b) kept in an fp32 scratch row
-//   (L2-resident for realistic vocabularies); then fused_fold; then g = e · c_b per piece.
+//   (L2-resident for realistic vocabularies); then fused_fold; then pass 2, g = e · c_b per piece.
+// Pass 1 is bound by the exp, pass 2 by writing the gradient to memory. So that the two overlap,
+// pass 2 of a row runs piece by piece between the pieces of the next row's pass 1 (two scratch
+// rows, used in turn); the last row of the run is finished alone.
 // The gradient is taken from the double lse, not its fp32 rounding, so it is more accurate than
 // (and not bitwise equal to) a separate backward from the fp32 lse. z is not read after pass 1,
-// so g may be z itself (in place).
-RowForward row_fused(const Kernels& k, const char* z, DType dt, char* g, DType gdt, int64_t vocab, int64_t t,
-                     float zt, float scale, bool stream) {
-  thread_local std::vector<float> buf, c;
-  thread_local std::vector<Piece> pieces;
-  if (buf.size() < size_t(vocab)) buf.resize(size_t(vocab));
-  float* const e = buf.data();
-  pieces.clear();
-  const size_t esz = dtype_size(dt), gsz = dtype_size(gdt);
-  for_each_piece(vocab, t, [&](int64_t off, int64_t n) {
-    pieces.push_back({off, n, k.partial_store[int(dt)](z + off * esz, n, e + off)});
-  });
-  c.resize(pieces.size());
-  float gt;
-  const RowForward rf = fused_fold(pieces.data(), pieces.size(), zt, scale, c.data(), &gt);
-  for (size_t i = 0; i < pieces.size(); ++i)
-    k.scale_store[int(gdt)](e + pieces[i].off, g + pieces[i].off * gsz, pieces[i].n, c[i], stream);
-  store_one(g, gdt, t, gt);
-  return rf;
-}
+// so g may be z itself (in place). The order of work never changes a result.
+class FusedRows {
+ public:
+  // The scratch rows are the thread's own, kept between calls (fresh ones would cost page faults
+  // every time); one FusedRows at a time per thread.
+  FusedRows(const Kernels& k, DType dt, DType gdt, int64_t vocab, bool stream)
+      : k_(k), dt_(dt), gdt_(gdt), vocab_(vocab), stream_(stream), rows_(thread_rows()) {
+    for (int i = 0; i < 2; ++i) {
+      if (rows_[i].e.size() < size_t(vocab)) rows_[i].e.resize(size_t(vocab));
+      rows_[i].g = nullptr;
+    }
+  }
+  ~FusedRows() { finish_pending(0); }
+
+  // Pass 1 and the fold of one counted row; its pass 2 is left pending.
+  RowForward row(const char* z /* (V,) */, char* g /* (V,) */, int64_t t, float zt, float scale) {
+    Row& cur = rows_[next_];
+    Row& prev = rows_[1 - next_];
+    cur.pieces.clear();
+    cur.g = g;
+    const size_t esz = dtype_size(dt_);
+    size_t done = 0;  // pieces of prev written so far
+    for_each_piece(vocab_, t, [&](int64_t off, int64_t n) {
+      cur.pieces.push_back({off, n, k_.partial_store[int(dt_)](z + off * esz, n, cur.e.data() + off)});
+      if (prev.g && done < prev.pieces.size()) write_piece(prev, done++);
+    });
+    finish_pending(done);
+    cur.c.resize(cur.pieces.size());
+    float gt;
+    const RowForward rf = fused_fold(cur.pieces.data(), cur.pieces.size(), zt, scale, cur.c.data(), &gt);
+    store_one(g, gdt_, t, gt);
+    next_ = 1 - next_;
+    return rf;
+  }
+
+ private:
+  struct Row {
+    std::vector<float> e;  // (V,) scratch: e_j = exp(z_j − m_b)
+    std::vector<Piece> pieces;
+    std::vector<float> c;
+    char* g = nullptr;  // the row's gradient, or nullptr when nothing is pending
+  };
+  static Row* thread_rows() {
+    thread_local Row rows[2];
+    return rows;
+  }
+  void write_piece(const Row& r, size_t i) {
+    const Piece& pc = r.pieces[i];
+    k_.scale_store[int(gdt_)](r.e.data() + pc.off, r.g + pc.off * dtype_size(gdt_), pc.n, r.c[i], stream_);
+  }
+  // Writes what is left of the pending row's gradient (pieces [from, end)).
+  void finish_pending(size_t from) {
+    Row& prev = rows_[1 - next_];
+    if (!prev.g) return;
+    for (size_t i = from; i < prev.pieces.size(); ++i) write_piece(prev, i);
+    prev.g = nullptr;
+  }
+  const Kernels& k_;
+  DType dt_, gdt_;
+  int64_t vocab_;
+  bool stream_;
+  Row* rows_;  // [2]
+  int next_ = 0;
+};
 
 // Gradient of one counted row from its fp32 lse:
 //   g_j = p_j · scale for j ≠ t,      p_j = exp(z_j − lse)
@@ -208,6 +255,32 @@ float load_one(const char* z, DType dt, int64_t j) {
     case DType::F16: return f16_to_float(reinterpret_cast<const uint16_t*>(z)[j]);
     default: return bf16_to_float(reinterpret_cast<const uint16_t*>(z)[j]);
   }
+}
+
+// The fused forward over whole rows: runs of consecutive rows per task, so that FusedRows can
+// overlap each row's gradient writes with the next row's exps; up to 16 rows per task while
+// there are still about three tasks per thread to balance the load.
+void forward_fused_rows(const Kernels& k, const ForwardArgs& a, bool stream) {
+  const Batch& b = a.batch;
+  const size_t esz = dtype_size(b.dtype), gsz = dtype_size(a.grad.dtype);
+  const int threads = std::max(1, std::min(b.threads, hardware_threads()));
+  const int64_t rpt = std::max(rows_per_task(b.vocab), std::min<int64_t>(16, b.rows / (3 * int64_t(threads))));
+  parallel_for((b.rows + rpt - 1) / rpt, b.threads, [&](int64_t task) {
+    FusedRows fr(k, b.dtype, a.grad.dtype, b.vocab, stream);
+    for (int64_t r = task * rpt; r < std::min(b.rows, (task + 1) * rpt); ++r) {
+      const char* z = static_cast<const char*>(b.logits) + size_t(r) * size_t(b.vocab) * esz;
+      char* g = static_cast<char*>(a.grad.data) + size_t(r) * size_t(b.vocab) * gsz;
+      const int32_t t = b.targets[r];
+      if (t == b.ignore_index) {
+        a.losses[r] = a.lse[r] = 0.0f;
+        zero_row(g, a.grad.dtype, b.vocab);
+        continue;
+      }
+      const RowForward rf = fr.row(z, g, t, load_one(z, b.dtype, t), scale_of(a.grad, r));
+      a.losses[r] = float(rf.loss);
+      a.lse[r] = float(rf.lse);
+    }
+  });
 }
 
 // ---- Small batches: one row's pieces over several threads ----------------------------------
@@ -297,7 +370,7 @@ void backward_split(const Kernels& k, const Batch& b, const GradOut& grad, const
   zero_ignored(b, grad, rw);
 }
 
-// Forward (and the fused gradient) as row_forward / row_fused, with the pieces spread over the pool.
+// Forward (and the fused gradient) as row_forward / FusedRows, with the pieces spread over the pool.
 void forward_split(const Kernels& k, const ForwardArgs& a) {
   const Batch& b = a.batch;
   SplitRows sp = plan_split(b);
@@ -367,19 +440,17 @@ ForwardTotals cross_entropy_forward(const ForwardArgs& a) {
   const Kernels& k = b.kernels ? *b.kernels : active_kernels();
   if (use_split(b)) {
     forward_split(k, a);
+  } else if (a.grad.data && b.vocab <= kFusedMaxVocab) {
+    forward_fused_rows(k, a, streams(b, a.grad));
   } else {
-    const bool stream = streams(b, a.grad);
     for_each_row(
       b, a.grad,
       [&](int64_t r, const char* z, char* g, int64_t t) {
-        const float zt = load_one(z, b.dtype, t);
-        const bool fused = g && b.vocab <= kFusedMaxVocab;
-        const RowForward rf = fused ? row_fused(k, z, b.dtype, g, a.grad.dtype, b.vocab, t, zt, scale_of(a.grad, r), stream)
-                                    : row_forward(k, z, b.dtype, b.vocab, t, zt);
+        const RowForward rf = row_forward(k, z, b.dtype, b.vocab, t, load_one(z, b.dtype, t));
         a.losses[r] = float(rf.loss);
         a.lse[r] = float(rf.lse);
         // Past kFusedMaxVocab: the gradient from the fp32 lse, as a separate backward computes it.
-        if (g && !fused) row_grad(k, z, b.dtype, g, a.grad.dtype, b.vocab, t, a.lse[r], scale_of(a.grad, r));
+        if (g) row_grad(k, z, b.dtype, g, a.grad.dtype, b.vocab, t, a.lse[r], scale_of(a.grad, r));
       },
       [&](int64_t r) { a.losses[r] = a.lse[r] = 0.0f; });
   }

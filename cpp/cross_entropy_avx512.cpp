@@ -27,8 +27,15 @@ namespace {
 
 // exp(x) for 16 floats: see exp_ps in cross_entropy_avx2.cpp for the reduction and polynomial
 // (identical here, operation for operation). e^x = p · 2^k with vscalefps.
+// The forward's block sums only ever take exp of z − (block max) ≤ 0 or NaN, so they ask for
+// kUpTo0 and skip the clamp at 89 that only x = +inf needs (scalef alone already overflows to
+// +inf correctly for finite x); that is one of the ~16 operations each 16 elements cost on the
+// FP port. The gradient keeps it: a caller's lse may be anything.
+enum class Range { kAll, kUpTo0 };
+template <Range R = Range::kAll>
 inline __m512 exp16(__m512 x) {
-  x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));  // NaN kept
+  x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);  // NaN kept (the second operand is returned)
+  if (R == Range::kAll) x = _mm512_min_ps(_mm512_set1_ps(89.0f), x);
   const __m512 shifter = _mm512_set1_ps(12582912.0f);
   const __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), shifter);
   const __m512 k = _mm512_sub_ps(t, shifter);  // round(x·log2 e), exactly an integer
@@ -79,7 +86,13 @@ struct W16 {
 };
 struct Bf16Conv {
   static constexpr uint16_t kMinusInf = 0xff80;
-  static __m512 widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+  // word i of h to the high half of dword i, low half zero: one permute on the shuffle port,
+  // leaving the FP port (which the exp saturates) to the exp
+  static __m512 widen(__m256i h) {
+    const __m512i idx = _mm512_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8, 7, 7, 6, 6, 5, 5,
+                                         4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    return _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xAAAAAAAAu, idx, _mm512_castsi256_si512(h)));
+  }
   // round to nearest even: (u + 0x7fff + ((u >> 16) & 1)) >> 16; NaN → (u >> 16) | 0x40 (quiet),
   // as float_to_bf16 and the AVX2 path
   static __m256i narrow(__m512 v) {
@@ -110,35 +123,31 @@ inline float reduce16(__m512 a) {
 }
 
 // One block: pass 1 takes the max over two independent accumulators (max is exact, so their
-// number changes nothing) and notes any NaN (vmaxps alone would drop it); pass 2, from L1, sums
-// exp(z − m) in the 16 lanes, and with Store also writes each exp to e (the fused path's scratch).
+// number changes nothing); pass 2, from L1, sums exp(z − m) in the 16 lanes, and with Store also
+// writes each exp to e (the fused path's scratch).
+// NaN: vmaxps may drop a NaN, but then exp(NaN − m) makes s NaN, which is all the contract asks.
+// Only when the max is −inf (s would be 0 without a pass 2) is the block searched for a NaN.
 template <DType D, bool Store>
 Partial partial_impl(const void* zv, int64_t n, float* e) {
   using T = typename W<D>::T;
   const T* z = static_cast<const T*>(zv);
   const int64_t n16 = n & ~int64_t(kLanes - 1), n32 = n & ~int64_t(2 * kLanes - 1);
-  const float ninf = -std::numeric_limits<float>::infinity();
+  const float ninf = -std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
   __m512 m0 = _mm512_set1_ps(ninf), m1 = m0;
-  __mmask16 bad = 0;
   for (int64_t j = 0; j < n32; j += 2 * kLanes) {
-    const __m512 a = W<D>::load(z + j), b = W<D>::load(z + j + kLanes);
-    m0 = _mm512_max_ps(m0, a);
-    m1 = _mm512_max_ps(m1, b);
-    bad |= _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q);
+    m0 = _mm512_max_ps(m0, W<D>::load(z + j));
+    m1 = _mm512_max_ps(m1, W<D>::load(z + j + kLanes));
   }
-  if (n16 > n32) {
-    const __m512 a = W<D>::load(z + n32);
-    m0 = _mm512_max_ps(m0, a);
-    bad |= _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
+  if (n16 > n32) m0 = _mm512_max_ps(m0, W<D>::load(z + n32));
+  if (n > n16) m1 = _mm512_max_ps(m1, W<D>::load_tail(z + n16, n - n16));
+  float m = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+  if (m == ninf) {  // a fully masked block, unless it hides a NaN
+    __mmask16 bad = 0;
+    for (int64_t j = 0; j < n16; j += kLanes) bad |= _mm512_cmp_ps_mask(W<D>::load(z + j), _mm512_setzero_ps(), _CMP_UNORD_Q);
+    if (n > n16) bad |= _mm512_cmp_ps_mask(W<D>::load_tail(z + n16, n - n16), _mm512_setzero_ps(), _CMP_UNORD_Q);
+    if (bad) m = nan;
   }
-  if (n > n16) {
-    const __m512 a = W<D>::load_tail(z + n16, n - n16);
-    m1 = _mm512_max_ps(m1, a);
-    bad |= _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
-  }
-  const float nan = std::numeric_limits<float>::quiet_NaN();
-  const float m = bad ? nan : _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
-  if (m != m || m == ninf) {  // NaN, or a fully masked block
+  if (m != m || m == ninf) {
     if (Store)
       for (int64_t j = 0; j < n; ++j) e[j] = m != m ? nan : 0.0f;
     return {m, m != m ? nan : 0.0f};
@@ -147,12 +156,12 @@ Partial partial_impl(const void* zv, int64_t n, float* e) {
   const __m512 mv = _mm512_set1_ps(m);
   __m512 s = _mm512_setzero_ps();
   for (int64_t j = 0; j < n16; j += kLanes) {
-    const __m512 x = exp16(_mm512_sub_ps(W<D>::load(z + j), mv));
+    const __m512 x = exp16<Range::kUpTo0>(_mm512_sub_ps(W<D>::load(z + j), mv));
     s = _mm512_add_ps(s, x);
     if (Store) _mm512_storeu_ps(e + j, x);
   }
   if (n > n16) {
-    const __m512 x = exp16(_mm512_sub_ps(W<D>::load_tail(z + n16, n - n16), mv));
+    const __m512 x = exp16<Range::kUpTo0>(_mm512_sub_ps(W<D>::load_tail(z + n16, n - n16), mv));
     s = _mm512_add_ps(s, x);
     if (Store) _mm512_mask_storeu_ps(e + n16, first(n - n16), x);
   }

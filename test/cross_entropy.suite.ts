@@ -345,16 +345,21 @@ export function crossEntropySuite(isa: string): void {
       }
 
       it('a NaN or +Inf logit makes its row NaN and leaves the others alone', () => {
-        const [rows, vocab] = [4, 50];
+        const [rows, vocab] = [6, 50];
         const x = randomLogits(testRng('nan'), rows, vocab);
         x[0 * vocab + 7] = NaN;
         x[1 * vocab + 3] = Infinity;
-        const targets = new Int32Array([1, 2, 3, 4]);
+        // row 4: a NaN among −Inf (masked) logits, so no block max sees it; row 5: a NaN in the 16-lane tail
+        x.fill(-Infinity, 4 * vocab, 5 * vocab);
+        x[4 * vocab + 4] = 0;
+        x[4 * vocab + 30] = NaN;
+        x[5 * vocab + 49] = NaN;
+        const targets = new Int32Array([1, 2, 3, 4, 4, 5]);
         for (const dtype of DTYPES) {
           const { z } = makeLogits(x, rows, vocab, dtype);
           const out = crossEntropyForward(z, targets, { withGrad: true, gradDtype: 'f32' });
           const g = out.grad!.data as Float32Array;
-          for (const i of [0, 1]) {
+          for (const i of [0, 1, 4, 5]) {
             expect(out.losses[i]).toBeNaN();
             expect(out.lse[i]).toBeNaN();
             for (let j = 0; j < vocab; j++) expect(g[i * vocab + j]).toBeNaN();
@@ -414,16 +419,19 @@ export function crossEntropySuite(isa: string): void {
     describe('outputs: inPlace, out, gradDtype', () => {
       it('inPlace writes the same gradient over the logits (forward and backward)', () => {
         const r = testRng('inplace');
-        const [rows, vocab] = [5, 9001];
+        // 8 rows: one thread takes them in runs of 2, whose gradient writes trail the next row's reads
+        const [rows, vocab] = [8, 9001];
         const x = randomLogits(r, rows, vocab);
         const targets = randomTargets(r, rows, vocab, 0.2);
         for (const dtype of DTYPES) {
           const { z } = makeLogits(x, rows, vocab, dtype);
           const expected = crossEntropyForward(z, targets, { withGrad: true });
-          const copy = { ...z, data: z.data.slice() } as Logits;
-          const fused = crossEntropyForward(copy, targets, { withGrad: true, inPlace: true });
-          expect(fused.grad!.data).toBe(copy.data);
-          expect(Buffer.from(copy.data.buffer).equals(Buffer.from(expected.grad!.data.buffer))).toBe(true);
+          for (const threads of [1, 2]) {
+            const copy = { ...z, data: z.data.slice() } as Logits;
+            const fused = crossEntropyForward(copy, targets, { withGrad: true, inPlace: true, threads });
+            expect(fused.grad!.data).toBe(copy.data);
+            expect(Buffer.from(copy.data.buffer).equals(Buffer.from(expected.grad!.data.buffer))).toBe(true);
+          }
           const copy2 = { ...z, data: z.data.slice() } as Logits;
           const separate = crossEntropyBackward(z, targets, expected.lse);
           const g = crossEntropyBackward(copy2, targets, expected.lse, { inPlace: true });
