@@ -94,6 +94,24 @@ RowForward row_forward(const Kernels& k, const char* z /* (V,) */, DType dt, int
 
 // Vocabularies up to this size take the one-exp fused path (4 MB of fp32 scratch per thread).
 constexpr int64_t kFusedMaxVocab = int64_t(1) << 20;
+// Whether a forward takes the one-exp fused path: a gradient is asked for and the row fits.
+bool fuses(const Batch& b, const GradOut& g) { return g.data && b.vocab <= kFusedMaxVocab; }
+
+int effective_threads(const Batch& b) { return std::max(1, std::min(b.threads, hardware_threads())); }
+
+// Row addressing shared by both directions (64-bit offsets).
+struct Rows {
+  const char* z;
+  char* g;
+  size_t zrow, grow;  // bytes per row
+  const char* zr(int64_t r) const { return z + size_t(r) * zrow; }
+  char* gr(int64_t r) const { return g + size_t(r) * grow; }
+};
+Rows rows_of(const Batch& b, const GradOut& grad) {
+  return {static_cast<const char*>(b.logits), static_cast<char*>(grad.data), size_t(b.vocab) * dtype_size(b.dtype),
+          size_t(b.vocab) * dtype_size(grad.dtype)};
+}
+
 
 // One piece of a row (see for_each_piece) and its partial.
 struct Piece {
@@ -262,21 +280,19 @@ float load_one(const char* z, DType dt, int64_t j) {
 // there are still about three tasks per thread to balance the load.
 void forward_fused_rows(const Kernels& k, const ForwardArgs& a, bool stream) {
   const Batch& b = a.batch;
-  const size_t esz = dtype_size(b.dtype), gsz = dtype_size(a.grad.dtype);
-  const int threads = std::max(1, std::min(b.threads, hardware_threads()));
-  const int64_t rpt = std::max(rows_per_task(b.vocab), std::min<int64_t>(16, b.rows / (3 * int64_t(threads))));
+  const Rows rw = rows_of(b, a.grad);
+  const int64_t rpt =
+      std::max(rows_per_task(b.vocab), std::min<int64_t>(16, b.rows / (3 * int64_t(effective_threads(b)))));
   parallel_for((b.rows + rpt - 1) / rpt, b.threads, [&](int64_t task) {
     FusedRows fr(k, b.dtype, a.grad.dtype, b.vocab, stream);
     for (int64_t r = task * rpt; r < std::min(b.rows, (task + 1) * rpt); ++r) {
-      const char* z = static_cast<const char*>(b.logits) + size_t(r) * size_t(b.vocab) * esz;
-      char* g = static_cast<char*>(a.grad.data) + size_t(r) * size_t(b.vocab) * gsz;
       const int32_t t = b.targets[r];
       if (t == b.ignore_index) {
         a.losses[r] = a.lse[r] = 0.0f;
-        zero_row(g, a.grad.dtype, b.vocab);
+        zero_row(rw.gr(r), a.grad.dtype, b.vocab);
         continue;
       }
-      const RowForward rf = fr.row(z, g, t, load_one(z, b.dtype, t), scale_of(a.grad, r));
+      const RowForward rf = fr.row(rw.zr(r), rw.gr(r), t, load_one(rw.zr(r), b.dtype, t), scale_of(a.grad, r));
       a.losses[r] = float(rf.loss);
       a.lse[r] = float(rf.lse);
     }
@@ -295,8 +311,6 @@ struct SplitRows {
   std::vector<Piece> pieces;       // offsets within their row
   std::vector<int64_t> slot;       // index s into row of each piece
 };
-
-int effective_threads(const Batch& b) { return std::max(1, std::min(b.threads, hardware_threads())); }
 
 bool use_split(const Batch& b) {
   const int threads = effective_threads(b);
@@ -328,19 +342,6 @@ void run_pieces(const Batch& b, size_t count, Fn&& fn) {
   parallel_for((n + per - 1) / per, b.threads, [&](int64_t u) {
     for (int64_t i = u * per; i < std::min(n, (u + 1) * per); ++i) fn(size_t(i));
   });
-}
-
-// Row addressing shared by both directions (64-bit offsets).
-struct Rows {
-  const char* z;
-  char* g;
-  size_t zrow, grow;  // bytes per row
-  const char* zr(int64_t r) const { return z + size_t(r) * zrow; }
-  char* gr(int64_t r) const { return g + size_t(r) * grow; }
-};
-Rows rows_of(const Batch& b, const GradOut& grad) {
-  return {static_cast<const char*>(b.logits), static_cast<char*>(grad.data), size_t(b.vocab) * dtype_size(b.dtype),
-          size_t(b.vocab) * dtype_size(grad.dtype)};
 }
 
 void zero_ignored(const Batch& b, const GradOut& grad, const Rows& rw) {
@@ -376,7 +377,7 @@ void forward_split(const Kernels& k, const ForwardArgs& a) {
   SplitRows sp = plan_split(b);
   const Rows rw = rows_of(b, a.grad);
   const size_t esz = dtype_size(b.dtype), gsz = dtype_size(a.grad.dtype);
-  const bool fused = rw.g && b.vocab <= kFusedMaxVocab;
+  const bool fused = fuses(b, a.grad);
   // The calling thread's scratch, kept between calls (a fresh one would cost page faults each
   // time). Workers reach it through the pointer e (a thread_local named inside the lambdas would
   // be each worker's own). Concurrent calls have different callers, hence different scratches.
@@ -411,10 +412,10 @@ void forward_split(const Kernels& k, const ForwardArgs& a) {
     a.lse[r] = float(rf.lse);
   }
   if (fused) {
+    const bool stream = streams(b, a.grad);
     run_pieces(b, sp.pieces.size(), [&](size_t i) {
       const Piece& pc = sp.pieces[i];
-      k.scale_store[int(a.grad.dtype)](e_of(i), rw.gr(sp.row[size_t(sp.slot[i])]) + pc.off * gsz, pc.n, c[i],
-                                       streams(b, a.grad));
+      k.scale_store[int(a.grad.dtype)](e_of(i), rw.gr(sp.row[size_t(sp.slot[i])]) + pc.off * gsz, pc.n, c[i], stream);
     });
     zero_ignored(b, a.grad, rw);
   } else if (rw.g) {
@@ -440,7 +441,7 @@ ForwardTotals cross_entropy_forward(const ForwardArgs& a) {
   const Kernels& k = b.kernels ? *b.kernels : active_kernels();
   if (use_split(b)) {
     forward_split(k, a);
-  } else if (a.grad.data && b.vocab <= kFusedMaxVocab) {
+  } else if (fuses(b, a.grad)) {
     forward_fused_rows(k, a, streams(b, a.grad));
   } else {
     for_each_row(

@@ -13,8 +13,9 @@
 // Reads and writes, per counted row:
 //   forward            reads z once from memory (each fixed block of kBlock elements is read a
 //                      second time from L1 when its sum is taken), writes loss_i and lse_i.
-//   forward + grad     as forward, then reads z again (L2-resident for vocab ≤ ~256K) and
-//                      writes the gradient row once.
+//   forward + grad     as forward, and keeps each exp in an fp32 scratch row (L2-resident for
+//                      vocab ≤ ~256K), from which it writes the gradient row once (one exp per
+//                      element; vocab > 2^20 reads z again instead).
 //   backward           reads z and lse_i once, writes the gradient row once.
 // No probability matrix is ever stored.
 #pragma once
@@ -39,7 +40,8 @@ constexpr int64_t kBlock = 4096;
 constexpr int kLanes = 16;
 
 // Result of a block: max and Σ exp(z − max). An all-(−inf) block gives (−inf, 0); a block with a
-// NaN gives m = NaN. A block whose max is +inf gives s = NaN (inf − inf).
+// NaN gives s = NaN (m may be NaN too, or the max of the other elements: the fold looks at s). A
+// block whose max is +inf gives s = NaN (inf − inf).
 struct Partial {
   float m;
   float s;
