@@ -1,6 +1,6 @@
 // The benchmark script runs (--quick), its peers agree on the loss (it throws otherwise), and it
 // reports positive throughputs. Speed itself is never asserted here: that is what the bench is for.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
@@ -20,5 +20,21 @@ describe('bench/cross_entropy.bench.mjs --quick', () => {
       expect(r.pctExpCeiling).toBeGreaterThan(0);
       expect(r.pctReadCeiling).toBeGreaterThan(0);
     }
+  });
+  it('rejects an unknown --peers entry, naming the option, before measuring anything', () => {
+    const script = fileURLToPath(new URL('../bench/cross_entropy.bench.mjs', import.meta.url));
+    const r = spawnSync(process.execPath, [script, '--quick', '--peers', 'torch,bogus'], { encoding: 'utf8' });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/RangeError: --peers: unknown peer 'bogus'/);
+  });
+});
+
+describe('fusedce command line', () => {
+  const bin = fileURLToPath(new URL('../bin/fusedce.mjs', import.meta.url));
+  it('prints its usage, and rejects an unknown command with exit 2', () => {
+    expect(spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' }).stdout).toMatch(/usage: fusedce bench/);
+    const r = spawnSync(process.execPath, [bin, 'nope'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/unknown command 'nope'/);
   });
 });
