@@ -6,6 +6,9 @@ export default defineConfig({
     // The native addon runs in forked child processes (one per test file), not worker threads.
     pool: 'forks',
     testTimeout: 120_000,
+    // Host arrays run on the CPU unless a test file asks for the GPU (the CUDA test files set
+    // FUSEDCE_DEVICE=cuda themselves), so the CPU kernels are what the CPU tests check on any machine.
+    env: { FUSEDCE_DEVICE: 'cpu' },
     hookTimeout: 120_000,
   },
 });

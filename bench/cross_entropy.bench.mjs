@@ -31,7 +31,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
-import { backend, bf16, cpuInfo, crossEntropyBackward, crossEntropyForward, f16, kernels, logits } from 'fusedce';
+import { cpuBackend as backend, bf16, cpuInfo, crossEntropyBackward, crossEntropyForward, f16, kernels, logits, setDevice } from 'fusedce';
+// This is the CPU benchmark (the GPU one is bench/cross_entropy_cuda.bench.py): host arrays stay on the CPU.
+setDevice('cpu');
 import { onnxruntimePeer } from './peers/onnxruntime.mjs';
 import { tfjsPeer } from './peers/tfjs.mjs';
 import { torchPeer } from './peers/torch.mjs';

@@ -13,6 +13,17 @@ import { native } from './binding';
 import { type DType, DTYPES, dtypeCode } from './dtype';
 import { checkBoolean, checkFinite, checkInteger, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
+import {
+  type Device,
+  DeviceLogits,
+  DeviceTargets,
+  DeviceVector,
+  Staging,
+  cuda,
+  cudaBinding,
+  newVector,
+  resolveDevice,
+} from './cuda';
 
 export type Reduction = 'mean' | 'sum' | 'none';
 const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
@@ -22,8 +33,14 @@ export interface CrossEntropyOptions {
   reduction?: Reduction;
   /** Rows whose target equals this count nowhere (loss 0, gradient 0). Default -100. */
   ignoreIndex?: number;
-  /** Threads for this call (≥ 1; more than the machine has are capped). Default: all cores. */
+  /** Threads for this call (≥ 1; more than the machine has are capped). Default: all cores. CPU only. */
   threads?: number;
+  /**
+   * Where a call with host arrays runs: 'auto' (the GPU when the CUDA variant is built and a device
+   * answers, else the CPU), 'cpu' or 'cuda'. Default: setDevice() / FUSEDCE_DEVICE / 'auto'.
+   * Calls with device tensors always run on the GPU.
+   */
+  device?: Device;
 }
 
 export interface CrossEntropyForwardOptions extends CrossEntropyOptions {
@@ -36,18 +53,19 @@ export interface CrossEntropyForwardOptions extends CrossEntropyOptions {
   /**
    * Write the gradient here (same rows and vocab as logits; its dtype is the gradient's dtype).
    * Reusing one buffer across steps avoids the page faults of a fresh allocation every call.
+   * With device logits, a DeviceLogits.
    */
-  out?: Logits;
+  out?: Logits | DeviceLogits;
   /** Upstream gradient d(objective)/d(loss): the gradient is d(loss·gradOutput)/dz. Default 1. */
   gradOutput?: number;
 }
 
 export interface CrossEntropyBackwardOptions extends CrossEntropyOptions {
-  /** Upstream gradient: a number, or per row (Float32Array of length rows) with reduction 'none'. Default 1. */
-  gradOutput?: number | Float32Array;
+  /** Upstream gradient: a number, or per row (Float32Array or DeviceVector of length rows) with reduction 'none'. Default 1. */
+  gradOutput?: number | Float32Array | DeviceVector;
   gradDtype?: DType;
   /** Write the gradient here (same rows and vocab as logits); its dtype is the gradient's dtype. */
-  out?: Logits;
+  out?: Logits | DeviceLogits;
   /** Write the gradient over logits.data. Default false. */
   inPlace?: boolean;
 }
@@ -65,8 +83,17 @@ export interface CrossEntropyResult {
   grad?: Logits;
 }
 
-const FORWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'withGrad', 'gradDtype', 'inPlace', 'out', 'gradOutput'] as const;
-const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOutput', 'gradDtype', 'out', 'inPlace'] as const;
+/** The result with device logits: losses, lse and the gradient stay on the device. */
+export interface CudaCrossEntropyResult {
+  loss: number;
+  losses: DeviceVector;
+  lse: DeviceVector;
+  count: number;
+  grad?: DeviceLogits;
+}
+
+const FORWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'withGrad', 'gradDtype', 'inPlace', 'out', 'gradOutput', 'device'] as const;
+const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOutput', 'gradDtype', 'out', 'inPlace', 'device'] as const;
 
 interface Common {
   z: Logits;
@@ -148,19 +175,245 @@ function forwardResult(p: ForwardPlan, r: { losses: Float32Array; lse: Float32Ar
 
 /**
  * Cross-entropy loss (and optionally its gradient) from logits [rows, vocab] and int targets [rows].
+ * With device logits (cuda.upload / cuda.fromPointer) it runs on the GPU and losses, lse and grad
+ * stay on the device; with host arrays it runs where `device` says (see CrossEntropyOptions).
  * @example
  *   const z = logits(bf16.fromFloat32(x), rows, vocab, 'bf16');
  *   const { loss, lse, grad } = crossEntropyForward(z, targets, { withGrad: true });
  */
-export function crossEntropyForward(logits: Logits, targets: Int32Array, opts?: CrossEntropyForwardOptions): CrossEntropyResult {
-  const p = planForward('crossEntropyForward', logits, targets, opts);
+export function crossEntropyForward(logits: DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): CudaCrossEntropyResult;
+export function crossEntropyForward(logits: Logits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): CrossEntropyResult;
+export function crossEntropyForward(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): CrossEntropyResult | CudaCrossEntropyResult {
+  const fn = 'crossEntropyForward';
+  const where = cudaMode(fn, logits, targets, opts, FORWARD_OPTIONS);
+  if (where) return cudaForward(fn, logits, targets, opts, where, false) as CrossEntropyResult | CudaCrossEntropyResult;
+  const p = planForward(fn, logits, targets, opts);
   return forwardResult(p, native().crossEntropyForward(...forwardArgs(p), false));
 }
 
-/** crossEntropyForward off the main thread; inputs must not be detached or modified until it settles. */
-export async function crossEntropyForwardAsync(logits: Logits, targets: Int32Array, opts?: CrossEntropyForwardOptions): Promise<CrossEntropyResult> {
-  const p = planForward('crossEntropyForwardAsync', logits, targets, opts);
+/** crossEntropyForward off the main thread; inputs must not be detached, modified or disposed until it settles. */
+export async function crossEntropyForwardAsync(logits: DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): Promise<CudaCrossEntropyResult>;
+export async function crossEntropyForwardAsync(logits: Logits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): Promise<CrossEntropyResult>;
+export async function crossEntropyForwardAsync(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): Promise<CrossEntropyResult | CudaCrossEntropyResult> {
+  const fn = 'crossEntropyForwardAsync';
+  const where = cudaMode(fn, logits, targets, opts, FORWARD_OPTIONS);
+  if (where) return cudaForward(fn, logits, targets, opts, where, true);
+  const p = planForward(fn, logits, targets, opts);
   return forwardResult(p, await native().crossEntropyForward(...forwardArgs(p), true));
+}
+
+// ---------------- the CUDA path ----------------
+
+/**
+ * Whether a call runs on the GPU: 'device' (device logits: results stay on the device), 'host'
+ * (host arrays on the GPU: results come back as host arrays), or null (the CPU).
+ */
+function cudaMode(fn: string, logits: unknown, targets: unknown, opts: unknown, known: readonly string[]): 'device' | 'host' | null {
+  const o = checkOptions(fn, opts, known);
+  const anyDevice = logits instanceof DeviceLogits || targets instanceof DeviceTargets;
+  if (anyDevice && o.device === 'cpu')
+    throw typeError(fn, 'device', "'cuda' or 'auto' when logits or targets are device tensors", o.device,
+      'Download them first (tensor.download()) to run on the CPU');
+  if (logits instanceof DeviceLogits) return 'device';
+  if (targets instanceof DeviceTargets) {
+    cudaBinding();
+    return 'host';
+  }
+  return resolveDevice(fn, o.device) === 'cuda' ? 'host' : null;
+}
+
+interface CudaCommon {
+  z: Logits | DeviceLogits;
+  targets: Int32Array | DeviceTargets;
+  rows: number;
+  vocab: number;
+  dtype: DType;
+  reduction: Reduction;
+  ignoreIndex: number;
+}
+
+function cudaCommon(fn: string, logits: unknown, targets: unknown, o: Partial<Record<string, unknown>>): CudaCommon {
+  let z: Logits | DeviceLogits;
+  if (logits instanceof DeviceLogits) {
+    logits.buffer(fn);
+    z = logits;
+  } else {
+    z = checkLogits(fn, 'logits', logits);
+  }
+  if (!(targets instanceof Int32Array) && !(targets instanceof DeviceTargets))
+    throw typeError(fn, 'targets', `an Int32Array or DeviceTargets of length rows (${z.rows})`, targets,
+      'Convert with Int32Array.from(targets), or cuda.uploadTargets(…)');
+  if (targets.length !== z.rows) throw rangeError(fn, 'targets', `of length rows (${z.rows})`, targets);
+  if (o.threads !== undefined) checkInteger(fn, 'threads', o.threads, 1, 65536);
+  return {
+    z,
+    targets,
+    rows: z.rows,
+    vocab: z.vocab,
+    dtype: z.dtype,
+    reduction: o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS),
+    ignoreIndex: o.ignoreIndex === undefined ? -100 : checkInteger(fn, 'ignoreIndex', o.ignoreIndex, -(2 ** 31), 2 ** 31 - 1),
+  };
+}
+
+/** Where the gradient goes on the GPU: a new tensor, `out`, or the logits themselves (inPlace). */
+interface CudaGradTarget {
+  gradDtype: DType;
+  out: Logits | DeviceLogits | null;
+  inPlace: boolean;
+}
+
+function cudaGradTarget(fn: string, o: Partial<Record<string, unknown>>, c: CudaCommon, mode: 'device' | 'host'): CudaGradTarget {
+  const inPlace = o.inPlace === undefined ? false : checkBoolean(fn, 'inPlace', o.inPlace);
+  const gradDtype = checkGradDtype(fn, o.gradDtype, c.dtype);
+  if (o.out !== undefined) {
+    if (inPlace) throw typeError(fn, 'out', 'undefined when inPlace is true (the gradient goes into the logits)', o.out);
+    let out: Logits | DeviceLogits;
+    if (mode === 'device') {
+      if (!(o.out instanceof DeviceLogits))
+        throw typeError(fn, 'out', 'a DeviceLogits (cuda.empty) when the logits are on the device', o.out);
+      o.out.buffer(fn);
+      out = o.out;
+    } else {
+      if (o.out instanceof DeviceLogits) throw typeError(fn, 'out', 'host Logits when the logits are host arrays', o.out);
+      out = checkLogits(fn, 'out', o.out);
+    }
+    if (out.rows !== c.rows || out.vocab !== c.vocab)
+      throw rangeError(fn, 'out', `a [${c.rows}, ${c.vocab}] matrix like logits`, `[${out.rows}, ${out.vocab}]`);
+    if (o.gradDtype !== undefined && out.dtype !== gradDtype) throw typeError(fn, 'out.dtype', `gradDtype ('${gradDtype}')`, out.dtype);
+    if (out === c.z || (mode === 'device' && (out as DeviceLogits).address === (c.z as DeviceLogits).address))
+      throw rangeError(fn, 'out', 'a tensor other than logits', out, 'use inPlace: true to write the gradient over the logits');
+    return { gradDtype: out.dtype, out, inPlace: false };
+  }
+  if (inPlace && gradDtype !== c.dtype)
+    throw rangeError(fn, 'gradDtype', `the logits' dtype ('${c.dtype}') when inPlace is true`, gradDtype);
+  return { gradDtype, out: null, inPlace };
+}
+
+function cudaForward(fn: string, logits: unknown, targets: unknown, opts: unknown, mode: 'device' | 'host', async: boolean) {
+  const o = checkOptions(fn, opts, FORWARD_OPTIONS);
+  const c = cudaCommon(fn, logits, targets, o);
+  const withGrad = o.withGrad === undefined ? false : checkBoolean(fn, 'withGrad', o.withGrad);
+  const gradOutput = o.gradOutput === undefined ? 1 : checkFinite(fn, 'gradOutput', o.gradOutput);
+  if (!withGrad && o.inPlace) throw rangeError(fn, 'inPlace', 'false unless withGrad is true', o.inPlace);
+  if (!withGrad && o.out !== undefined) throw typeError(fn, 'out', 'undefined unless withGrad is true', o.out);
+  const gt = cudaGradTarget(fn, o, c, mode);
+
+  const st = new Staging();
+  const made: { dispose(): void }[] = [];  // results made here: disposed if the call fails
+  const keep = <T extends { dispose(): void }>(t: T): T => (mode === 'host' ? st.temp(t as never) : (made.push(t), t));
+  const fail = (e: unknown): never => {
+    for (const m of made) m.dispose();
+    st.dispose();
+    throw e;
+  };
+  let run: unknown;
+  let losses: DeviceVector, lse: DeviceVector, grad: DeviceLogits | undefined;
+  try {
+    const dz = st.logits(fn, c.z as Logits | DeviceLogits);
+    const dt = st.targets(fn, c.targets);
+    losses = keep(newVector(c.rows));
+    lse = keep(newVector(c.rows));
+    if (withGrad) {
+      if (gt.inPlace) grad = dz;
+      else if (gt.out instanceof DeviceLogits) grad = gt.out;
+      else grad = keep(cuda.empty(c.rows, c.vocab, gt.gradDtype));
+    }
+    run = cudaBinding().crossEntropyForward(
+      dz.buffer(fn), dtypeCode(c.dtype), c.rows, c.vocab, dt.buffer(fn), c.ignoreIndex, reductionCode(c.reduction),
+      losses.buffer(fn), lse.buffer(fn), grad ? grad.buffer(fn) : null, dtypeCode(gt.gradDtype), gradOutput, async as false,
+    );
+  } catch (e) {
+    return fail(e);
+  }
+  const finish = (r: { lossSum: number; count: number }): CrossEntropyResult | CudaCrossEntropyResult => {
+    try {
+      const loss = c.reduction === 'mean' ? (r.count > 0 ? r.lossSum / r.count : 0) : r.lossSum;
+      if (mode === 'device') {
+        const out: CudaCrossEntropyResult = { loss, losses, lse, count: r.count };
+        if (grad) out.grad = grad;
+        return out;
+      }
+      const out: CrossEntropyResult = { loss, losses: losses.download(), lse: lse.download(), count: r.count };
+      if (grad) {
+        const z = c.z as Logits;
+        const data = gt.inPlace ? z.data : gt.out ? (gt.out as Logits).data
+          : gt.gradDtype === 'f32' ? new Float32Array(c.rows * c.vocab) : new Uint16Array(c.rows * c.vocab);
+        if (data.length > 0) grad.buffer(fn).download(data);
+        out.grad = { data, dtype: gt.gradDtype, rows: c.rows, vocab: c.vocab };
+      }
+      st.dispose();
+      return out;
+    } catch (e) {
+      return fail(e);
+    }
+  };
+  if (run instanceof Promise) return (run as Promise<{ lossSum: number; count: number }>).then(finish, fail);
+  return finish(run as { lossSum: number; count: number });
+}
+
+function cudaBackward(fn: string, logits: unknown, targets: unknown, lseIn: unknown, opts: unknown, mode: 'device' | 'host', async: boolean) {
+  const o = checkOptions(fn, opts, BACKWARD_OPTIONS);
+  const c = cudaCommon(fn, logits, targets, o);
+  if (!(lseIn instanceof Float32Array) && !(lseIn instanceof DeviceVector))
+    throw typeError(fn, 'lse', `a Float32Array or DeviceVector of length rows (${c.rows}), as returned by crossEntropyForward`, lseIn);
+  if (lseIn.length !== c.rows) throw rangeError(fn, 'lse', `of length rows (${c.rows})`, lseIn);
+  let gradOutput = 1;
+  let rowGrad: Float32Array | DeviceVector | null = null;
+  if (o.gradOutput instanceof Float32Array || o.gradOutput instanceof DeviceVector) {
+    if (c.reduction !== 'none')
+      throw typeError(fn, 'gradOutput', `a number with reduction '${c.reduction}' (per-row gradOutput needs reduction 'none')`, o.gradOutput);
+    if (o.gradOutput.length !== c.rows) throw rangeError(fn, 'gradOutput', `of length rows (${c.rows})`, o.gradOutput);
+    rowGrad = o.gradOutput;
+  } else if (o.gradOutput !== undefined) {
+    if (typeof o.gradOutput !== 'number')
+      throw typeError(fn, 'gradOutput', "a finite number, or a Float32Array of length rows with reduction 'none'", o.gradOutput);
+    gradOutput = checkFinite(fn, 'gradOutput', o.gradOutput);
+  }
+  const gt = cudaGradTarget(fn, o, c, mode);
+
+  const st = new Staging();
+  let made: DeviceLogits | null = null;
+  const fail = (e: unknown): never => {
+    if (made && mode === 'device') made.dispose();
+    st.dispose();
+    throw e;
+  };
+  let grad: DeviceLogits;
+  let run: unknown;
+  try {
+    const dz = st.logits(fn, c.z as Logits | DeviceLogits);
+    const dt = st.targets(fn, c.targets);
+    const dl = st.vector(fn, lseIn);
+    const dr = rowGrad ? st.vector(fn, rowGrad) : null;
+    if (gt.inPlace) grad = dz;
+    else if (gt.out instanceof DeviceLogits) grad = gt.out;
+    else {
+      grad = made = cuda.empty(c.rows, c.vocab, gt.gradDtype);
+      if (mode === 'host') st.temp(grad);
+    }
+    run = cudaBinding().crossEntropyBackward(
+      dz.buffer(fn), dtypeCode(c.dtype), c.rows, c.vocab, dt.buffer(fn), c.ignoreIndex, reductionCode(c.reduction),
+      dl.buffer(fn), gradOutput, dr ? dr.buffer(fn) : null, grad.buffer(fn), dtypeCode(gt.gradDtype), async as false,
+    );
+  } catch (e) {
+    return fail(e);
+  }
+  const finish = (): Logits | DeviceLogits => {
+    try {
+      if (mode === 'device') return grad;
+      const z = c.z as Logits;
+      const data = gt.inPlace ? z.data : gt.out ? (gt.out as Logits).data
+        : gt.gradDtype === 'f32' ? new Float32Array(c.rows * c.vocab) : new Uint16Array(c.rows * c.vocab);
+      if (data.length > 0) grad.buffer(fn).download(data);
+      st.dispose();
+      return { data, dtype: gt.gradDtype, rows: c.rows, vocab: c.vocab };
+    } catch (e) {
+      return fail(e);
+    }
+  };
+  if (run instanceof Promise) return run.then(finish, fail);
+  return finish();
 }
 
 type BackwardPlan = { c: Common; lse: Float32Array; gradOutput: number; rowGrad: Float32Array | null; gradDtype: DType; gradOut: Logits['data'] | null };
@@ -200,15 +453,26 @@ function backwardResult(p: BackwardPlan, data: Logits['data']): Logits {
 
 /**
  * Gradient of the loss w.r.t. the logits from the forward's lse: (softmax(z) − onehot) · scale.
- * Gives bitwise the same gradient as crossEntropyForward(…, { withGrad: true }).
+ * On the CPU it is bitwise the gradient of crossEntropyForward(…, { withGrad: true }) up to the
+ * fused path's double-precision rescale (see the README). Device logits give a DeviceLogits.
  */
-export function crossEntropyBackward(logits: Logits, targets: Int32Array, lse: Float32Array, opts?: CrossEntropyBackwardOptions): Logits {
-  const p = planBackward('crossEntropyBackward', logits, targets, lse, opts);
+export function crossEntropyBackward(logits: DeviceLogits, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: CrossEntropyBackwardOptions): DeviceLogits;
+export function crossEntropyBackward(logits: Logits, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: CrossEntropyBackwardOptions): Logits;
+export function crossEntropyBackward(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: CrossEntropyBackwardOptions): Logits | DeviceLogits {
+  const fn = 'crossEntropyBackward';
+  const where = cudaMode(fn, logits, targets, opts, BACKWARD_OPTIONS) ?? (lse instanceof DeviceVector ? 'host' : null);
+  if (where) return cudaBackward(fn, logits, targets, lse, opts, where, false) as Logits | DeviceLogits;
+  const p = planBackward(fn, logits, targets, lse, opts);
   return backwardResult(p, native().crossEntropyBackward(...backwardArgs(p), false));
 }
 
-/** crossEntropyBackward off the main thread; inputs must not be detached or modified until it settles. */
-export async function crossEntropyBackwardAsync(logits: Logits, targets: Int32Array, lse: Float32Array, opts?: CrossEntropyBackwardOptions): Promise<Logits> {
-  const p = planBackward('crossEntropyBackwardAsync', logits, targets, lse, opts);
+/** crossEntropyBackward off the main thread; inputs must not be detached, modified or disposed until it settles. */
+export async function crossEntropyBackwardAsync(logits: DeviceLogits, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: CrossEntropyBackwardOptions): Promise<DeviceLogits>;
+export async function crossEntropyBackwardAsync(logits: Logits, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: CrossEntropyBackwardOptions): Promise<Logits>;
+export async function crossEntropyBackwardAsync(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: CrossEntropyBackwardOptions): Promise<Logits | DeviceLogits> {
+  const fn = 'crossEntropyBackwardAsync';
+  const where = cudaMode(fn, logits, targets, opts, BACKWARD_OPTIONS) ?? (lse instanceof DeviceVector ? 'host' : null);
+  if (where) return cudaBackward(fn, logits, targets, lse, opts, where, true);
+  const p = planBackward(fn, logits, targets, lse, opts);
   return backwardResult(p, await native().crossEntropyBackward(...backwardArgs(p), true));
 }

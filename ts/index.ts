@@ -7,20 +7,40 @@ export {
   type CrossEntropyForwardOptions,
   type CrossEntropyBackwardOptions,
   type CrossEntropyResult,
+  type CudaCrossEntropyResult,
   crossEntropyForward,
   crossEntropyForwardAsync,
   crossEntropyBackward,
   crossEntropyBackwardAsync,
 } from './cross_entropy';
+export {
+  type Device,
+  type CudaDeviceInfo,
+  DeviceLogits,
+  DeviceTargets,
+  DeviceVector,
+  cuda,
+  getDevice,
+  setDevice,
+} from './cuda';
 import { native } from './binding';
+import { resolveDevice } from './cuda';
 import { checkInteger, rangeError, typeError } from './errors';
+
+/**
+ * Where calls with host arrays run by default: 'cuda' when the default device (setDevice,
+ * FUSEDCE_DEVICE, 'auto') resolves to the GPU, else the CPU kernels in use (cpuBackend()).
+ */
+export function backend(): 'cuda' | 'avx512' | 'avx2' | 'scalar' {
+  return resolveDevice('backend', undefined) === 'cuda' ? 'cuda' : native().backend();
+}
 
 /**
  * The CPU kernels in use: 'avx512' (AVX-512 F/BW/VL), 'avx2' (AVX2 + FMA + F16C) or 'scalar',
  * the best the CPU has. FUSEDCE_ISA=avx2 or FUSEDCE_ISA=scalar, set before the first call, asks
  * for a lower one (avx512 and avx2 give bitwise identical results; scalar differs by its exp).
  */
-export function backend(): 'avx512' | 'avx2' | 'scalar' {
+export function cpuBackend(): 'avx512' | 'avx2' | 'scalar' {
   return native().backend();
 }
 

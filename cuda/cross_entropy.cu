@@ -1,0 +1,394 @@
+// Host launchers for the CUDA cross-entropy kernels: the C API of fusedce_cuda.h.
+//
+// Built by nvcc for GPUs, and by a host C++ compiler over the emulation layer (emu/) for CI;
+// the code below is the same in both.
+//
+// Per call: a check kernel counts the rows that count and finds any target out of range (its
+// result is read back, so invalid targets never reach the loss kernels), then the loss kernels,
+// then a fixed-order sum of the per-row losses. Workspace comes from the stream-ordered allocator.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <string>
+
+#include "cross_entropy.cuh"
+#include "fusedce_cuda.h"
+
+namespace fusedce_cuda {
+namespace {
+
+int fail(int code, char* err, size_t errlen, const std::string& msg) {
+  if (err && errlen) std::snprintf(err, errlen, "%s", msg.c_str());
+  return code;
+}
+int fail_cuda(cudaError_t e, const char* what, char* err, size_t errlen) {
+  return fail(FCE_ECUDA, err, errlen,
+              std::string("CUDA error ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ") in " + what);
+}
+
+#define FCE_CHECK(expr)                                                   \
+  do {                                                                    \
+    const cudaError_t e_ = (expr);                                        \
+    if (e_ != cudaSuccess) return fail_cuda(e_, #expr, err, errlen);      \
+  } while (0)
+
+int dtype_size(int dt) { return dt == 0 ? 4 : 2; }
+
+struct Device {
+  int sms = 1, smem_optin = 48 * 1024;
+};
+
+// Properties of the current device, read once per device.
+cudaError_t device_props(Device* d) {
+  static std::mutex mu;
+  static Device cache[64];
+  static bool have[64] = {};
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return e;
+  std::lock_guard<std::mutex> lock(mu);
+  if (dev >= 0 && dev < 64 && have[dev]) {
+    *d = cache[dev];
+    return cudaSuccess;
+  }
+  if ((e = cudaDeviceGetAttribute(&d->sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
+  if ((e = cudaDeviceGetAttribute(&d->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev)) != cudaSuccess) return e;
+  if (dev >= 0 && dev < 64) cache[dev] = *d, have[dev] = true;
+  return cudaSuccess;
+}
+
+int64_t pow2_at_least(int64_t x) {
+  int64_t p = 1;
+  while (p < x) p <<= 1;
+  return p;
+}
+
+// Threads per block for n 16-byte vectors per block: about 8 vectors per thread, 64 … 1024.
+int threads_for(int64_t nvec, int64_t lo = 64, int64_t hi = 1024) {
+  return int(std::min(hi, std::max(lo, pow2_at_least((nvec + 7) / 8))));
+}
+
+// Workspace of one call (device memory, freed on the stream when the call ends).
+struct Workspace {
+  void* p = nullptr;
+  cudaStream_t s = nullptr;
+  ~Workspace() {
+    if (p) cudaFreeAsync(p, s);
+  }
+};
+
+size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+// The plan of one call: which kernels, how many threads, how much shared memory.
+struct Plan {
+  bool split = false;
+  int threads = 256;
+  size_t smem = kReduceBytes;
+  int64_t chunk = 0, chunks = 0, cache_vectors = 0;
+};
+
+Plan plan_for(const Device& dev, int64_t rows, int64_t vocab, int dt, int mode) {
+  Plan p;
+  const int64_t vn = 16 / dtype_size(dt);
+  const int64_t nvec = (vocab + vn - 1) / vn;
+  // Few rows and long ones: cut rows into chunks so that about two blocks per multiprocessor run.
+  if (rows < dev.sms && vocab >= 8192) {
+    const int64_t per_row = std::max<int64_t>(2, (2 * dev.sms + rows - 1) / std::max<int64_t>(rows, 1));
+    p.chunk = std::max<int64_t>(2048, int64_t(align_up(size_t((vocab + per_row - 1) / per_row), 1024)));
+    p.chunks = (vocab + p.chunk - 1) / p.chunk;
+    p.split = true;
+    p.threads = threads_for(p.chunk / vn, 64, 512);
+    return p;
+  }
+  p.threads = threads_for(nvec);
+  if (mode == kFused) {
+    // The whole row in shared memory when it fits (one block per SM for long rows).
+    const int64_t room = std::max<int64_t>(0, int64_t(dev.smem_optin) - kReduceBytes) / 16;
+    p.cache_vectors = std::min(nvec, room);
+  } else if (mode == kForward) {
+    // A streaming buffer: up to half the shared memory, so two blocks of ≤ 512 threads share an SM
+    // and one's reductions overlap the other's reads.
+    p.threads = std::min(p.threads, 512);
+    const int64_t room = std::max<int64_t>(0, int64_t(dev.smem_optin) / 2 - kReduceBytes) / 16;
+    p.cache_vectors = std::min(nvec, room);
+  }
+  p.smem = kReduceBytes + size_t(p.cache_vectors) * 16;
+  return p;
+}
+
+template <class K>
+cudaError_t allow_smem(K* kernel, size_t bytes) {
+  if (bytes <= 48 * 1024) return cudaSuccess;
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+}
+
+template <int DT, int GDT, int MODE>
+int launch_rows(const Params& P, const Plan& pl, cudaStream_t s, char* err, size_t errlen) {
+  auto* k = &rows_kernel<DT, GDT, MODE>;
+  FCE_CHECK(allow_smem(k, pl.smem));
+  // A persistent grid: as many blocks as fit on the GPU at once (each streams its next row).
+  Device dev;
+  FCE_CHECK(device_props(&dev));
+  int per_sm = 1;
+  FCE_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, pl.threads, pl.smem));
+  const int64_t resident = int64_t(std::max(1, per_sm)) * dev.sms;
+  const unsigned grid = unsigned(std::min<int64_t>(P.rows, std::min<int64_t>(resident, 2147483647)));
+  FCE_LAUNCH(k, dim3(grid), dim3(unsigned(pl.threads)), pl.smem, s, P);
+  FCE_CHECK(cudaGetLastError());
+  return FCE_OK;
+}
+
+template <int DT, int GDT, int MODE>
+int launch_split(const Params& P, const Plan& pl, cudaStream_t s, char* err, size_t errlen) {
+  const dim3 grid(unsigned(pl.chunks), unsigned(P.rows));
+  auto* partial = &split_partial_kernel<DT>;
+  auto* finish = &split_finish_kernel<DT, MODE>;
+  auto* grad = &split_grad_kernel<DT, GDT>;
+  FCE_LAUNCH(partial, grid, dim3(unsigned(pl.threads)), size_t(kReduceBytes), s, P);
+  FCE_CHECK(cudaGetLastError());
+  const unsigned rb = 128, rg = unsigned((P.rows + rb - 1) / rb);
+  FCE_LAUNCH(finish, dim3(rg), dim3(rb), size_t(0), s, P);
+  FCE_CHECK(cudaGetLastError());
+  if (MODE == kForward) return FCE_OK;
+  FCE_LAUNCH(grad, grid, dim3(unsigned(pl.threads)), size_t(0), s, P);
+  FCE_CHECK(cudaGetLastError());
+  return FCE_OK;
+}
+
+template <int MODE, int DT, int GDT>
+int launch(const Params& P, const Plan& pl, cudaStream_t s, char* err, size_t errlen) {
+  return pl.split ? launch_split<DT, GDT, MODE>(P, pl, s, err, errlen) : launch_rows<DT, GDT, MODE>(P, pl, s, err, errlen);
+}
+
+template <int MODE, int DT>
+int launch_g(int gdt, const Params& P, const Plan& pl, cudaStream_t s, char* err, size_t errlen) {
+  if constexpr (MODE == kForward) {
+    (void)gdt;
+    return launch<MODE, DT, 0>(P, pl, s, err, errlen);
+  } else {
+    switch (gdt) {
+      case 0: return launch<MODE, DT, 0>(P, pl, s, err, errlen);
+      case 1: return launch<MODE, DT, 1>(P, pl, s, err, errlen);
+      default: return launch<MODE, DT, 2>(P, pl, s, err, errlen);
+    }
+  }
+}
+
+template <int MODE>
+int launch_any(int dt, int gdt, const Params& P, const Plan& pl, cudaStream_t s, char* err, size_t errlen) {
+  switch (dt) {
+    case 0: return launch_g<MODE, 0>(gdt, P, pl, s, err, errlen);
+    case 1: return launch_g<MODE, 1>(gdt, P, pl, s, err, errlen);
+    default: return launch_g<MODE, 2>(gdt, P, pl, s, err, errlen);
+  }
+}
+
+int check_args(const fce_cuda_args* a, bool backward, char* err, size_t errlen) {
+  if (!a) return fail(FCE_EINVAL, err, errlen, "args is NULL");
+  if (a->dtype < 0 || a->dtype > 2) return fail(FCE_EINVAL, err, errlen, "dtype must be 0 (f32), 1 (f16) or 2 (bf16)");
+  if (a->rows < 0) return fail(FCE_EINVAL, err, errlen, "rows must be ≥ 0");
+  if (a->vocab < 1 || a->vocab > 2147483647) return fail(FCE_EINVAL, err, errlen, "vocab must be in [1, 2^31 − 1]");
+  if (a->reduction < 0 || a->reduction > 2) return fail(FCE_EINVAL, err, errlen, "reduction must be 0 (mean), 1 (sum) or 2 (none)");
+  if (a->rows > 0 && (!a->logits || !a->targets || !a->lse))
+    return fail(FCE_EINVAL, err, errlen, "logits, targets and lse must be device pointers");
+  if (!backward && a->rows > 0 && !a->losses) return fail(FCE_EINVAL, err, errlen, "losses must be a device pointer");
+  if (backward && !a->grad && a->rows > 0) return fail(FCE_EINVAL, err, errlen, "grad must be a device pointer");
+  if (a->grad && (a->grad_dtype < 0 || a->grad_dtype > 2))
+    return fail(FCE_EINVAL, err, errlen, "grad_dtype must be 0 (f32), 1 (f16) or 2 (bf16)");
+  if (a->grad && a->grad == a->logits && a->grad_dtype != a->dtype)
+    return fail(FCE_EINVAL, err, errlen, "an in-place gradient (grad == logits) needs grad_dtype == dtype");
+  if (a->row_grad && a->reduction != 2) return fail(FCE_EINVAL, err, errlen, "a per-row upstream gradient needs reduction none");
+  return FCE_OK;
+}
+
+// The shared part of forward and backward: check targets, plan, launch. loss_sum only for the forward.
+int run(const fce_cuda_args* a, int mode, double* loss_sum, int64_t* count_out, char* err, size_t errlen) {
+  const int rc = check_args(a, mode == kBackward, err, errlen);
+  if (rc) return rc;
+  auto s = static_cast<cudaStream_t>(a->stream);
+  const int64_t rows = a->rows, V = a->vocab;
+  if (loss_sum) *loss_sum = 0.0;
+  if (count_out) *count_out = 0;
+  if (rows == 0) return FCE_OK;
+
+  Device dev;
+  FCE_CHECK(device_props(&dev));
+  const Plan pl = plan_for(dev, rows, V, a->dtype, mode);
+
+  // Workspace: [check: 2 × i64][total: f64][row_loss: rows × f64][part: rows·chunks × float2]
+  //            [cb: rows·chunks × f32][gt: rows × f32]
+  const size_t n_parts = pl.split ? size_t(rows) * size_t(pl.chunks) : 0;
+  size_t off = 0;
+  const size_t o_check = off;
+  off += 16;
+  const size_t o_total = off;
+  off += 8;
+  const size_t o_rowloss = off = align_up(off, 16);
+  off += size_t(rows) * 8;
+  const size_t o_part = off = align_up(off, 16);
+  off += n_parts * 8;
+  const size_t o_cb = off = align_up(off, 16);
+  off += n_parts * 4;
+  const size_t o_gt = off = align_up(off, 16);
+  off += pl.split ? size_t(rows) * 4 : 0;
+  Workspace ws;
+  ws.s = s;
+  FCE_CHECK(cudaMallocAsync(&ws.p, off, s));
+  auto* base = static_cast<unsigned char*>(ws.p);
+  auto* check = reinterpret_cast<long long*>(base + o_check);
+  double* total = reinterpret_cast<double*>(base + o_total);
+
+  // 1. targets: count, and the first bad row. The loss kernels read this on the device and do
+  //    nothing when a target is bad, so the host waits only once, at the end.
+  FCE_LAUNCH(check_targets_kernel, dim3(1), dim3(1024), size_t(1024 * 16), s, a->targets, rows, V, a->ignore_index, check);
+  FCE_CHECK(cudaGetLastError());
+
+  // 2. the loss kernels
+  Params P{};
+  P.z = a->logits;
+  P.targets = a->targets;
+  P.rows = rows;
+  P.vocab = V;
+  P.ignore_index = a->ignore_index;
+  P.losses = a->losses;
+  P.lse = a->lse;
+  P.row_loss = reinterpret_cast<double*>(base + o_rowloss);
+  P.g = a->grad;
+  P.check = check;
+  P.grad_output = a->grad_output;
+  P.mean = a->reduction == 0;
+  P.row_scale = a->row_grad;
+  P.cache_vectors = pl.cache_vectors;
+  P.chunk = pl.chunk;
+  P.chunks = pl.chunks;
+  P.part = reinterpret_cast<float2*>(base + o_part);
+  P.cb = reinterpret_cast<float*>(base + o_cb);
+  P.gt = reinterpret_cast<float*>(base + o_gt);
+  int r2;
+  if (mode == kBackward)
+    r2 = launch_any<kBackward>(a->dtype, a->grad_dtype, P, pl, s, err, errlen);
+  else if (a->grad)
+    r2 = launch_any<kFused>(a->dtype, a->grad_dtype, P, pl, s, err, errlen);
+  else
+    r2 = launch_any<kForward>(a->dtype, 0, P, pl, s, err, errlen);
+  if (r2) return r2;
+
+  // 3. the batch sum, in a fixed order; then one read-back of (count, bad row, sum)
+  if (mode != kBackward) {
+    FCE_LAUNCH(sum_kernel, dim3(1), dim3(1024), size_t(1024 * 8), s, P.row_loss, rows, total);
+    FCE_CHECK(cudaGetLastError());
+  }
+  struct {
+    long long count, bad;
+    double total;
+  } res;
+  static_assert(sizeof res == 24, "check and total are contiguous in the workspace");
+  FCE_CHECK(cudaMemcpyAsync(&res, check, mode != kBackward ? 24 : 16, cudaMemcpyDeviceToHost, s));
+  FCE_CHECK(cudaStreamSynchronize(s));
+  if (res.bad < rows) {
+    int32_t tv = 0;
+    FCE_CHECK(cudaMemcpy(&tv, a->targets + res.bad, 4, cudaMemcpyDeviceToHost));
+    return fail(FCE_EINVAL, err, errlen,
+                "targets[" + std::to_string(res.bad) + "] = " + std::to_string(tv) + " is outside [0, " +
+                    std::to_string(V) + ") and is not ignoreIndex (" + std::to_string(a->ignore_index) + ")");
+  }
+  if (count_out) *count_out = res.count;
+  if (loss_sum && mode != kBackward) *loss_sum = res.total;
+  return FCE_OK;
+}
+
+}  // namespace
+}  // namespace fusedce_cuda
+
+using namespace fusedce_cuda;
+
+extern "C" {
+
+int fce_cuda_forward(const fce_cuda_args* a, double* loss_sum, int64_t* count, char* err, size_t errlen) {
+  double sum = 0.0;
+  const int rc = run(a, a && a->grad ? kFused : kForward, &sum, count, err, errlen);
+  if (loss_sum) *loss_sum = sum;
+  return rc;
+}
+
+int fce_cuda_backward(const fce_cuda_args* a, int64_t* count, char* err, size_t errlen) {
+  return run(a, kBackward, nullptr, count, err, errlen);
+}
+
+int fce_cuda_device_count(int* n, char* err, size_t errlen) {
+  *n = 0;
+  const cudaError_t e = cudaGetDeviceCount(n);
+  if (e != cudaSuccess) {
+    *n = 0;
+    cudaGetLastError();  // not sticky; clear it
+    return fail_cuda(e, "cudaGetDeviceCount", err, errlen);
+  }
+  return FCE_OK;
+}
+
+int fce_cuda_device_info_get(int device, fce_cuda_device_info* out, char* err, size_t errlen) {
+  std::memset(out, 0, sizeof *out);
+  FCE_CHECK(cudaSetDevice(device));
+#if FCE_EMULATED
+  std::snprintf(out->name, sizeof out->name, "%s", fce_emu_device_name());
+  out->emulated = 1;
+#else
+  cudaDeviceProp prop;
+  FCE_CHECK(cudaGetDeviceProperties(&prop, device));
+  std::snprintf(out->name, sizeof out->name, "%s", prop.name);
+#endif
+  FCE_CHECK(cudaDeviceGetAttribute(&out->multiprocessors, cudaDevAttrMultiProcessorCount, device));
+  FCE_CHECK(cudaDeviceGetAttribute(&out->major, cudaDevAttrComputeCapabilityMajor, device));
+  FCE_CHECK(cudaDeviceGetAttribute(&out->minor, cudaDevAttrComputeCapabilityMinor, device));
+  FCE_CHECK(cudaDeviceGetAttribute(&out->l2_bytes, cudaDevAttrL2CacheSize, device));
+  FCE_CHECK(cudaDeviceGetAttribute(&out->shared_per_block_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  FCE_CHECK(cudaMemGetInfo(&out->free_memory, &out->total_memory));
+  return FCE_OK;
+}
+
+int fce_cuda_malloc(void** p, size_t bytes, char* err, size_t errlen) {
+  *p = nullptr;
+  FCE_CHECK(cudaMalloc(p, bytes == 0 ? 16 : bytes));
+  return FCE_OK;
+}
+
+int fce_cuda_free(void* p, char* err, size_t errlen) {
+  FCE_CHECK(cudaFree(p));
+  return FCE_OK;
+}
+
+int fce_cuda_memcpy(void* dst, const void* src, size_t bytes, int kind, char* err, size_t errlen) {
+  const cudaMemcpyKind k = kind == 0 ? cudaMemcpyHostToDevice : kind == 1 ? cudaMemcpyDeviceToHost : cudaMemcpyDeviceToDevice;
+  FCE_CHECK(cudaMemcpy(dst, src, bytes, k));
+  return FCE_OK;
+}
+
+int fce_cuda_is_device_pointer(const void* p, int* yes, char* err, size_t errlen) {
+  *yes = 0;
+  cudaPointerAttributes at;
+  const cudaError_t e = cudaPointerGetAttributes(&at, p);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return fail_cuda(e, "cudaPointerGetAttributes", err, errlen);
+  }
+  *yes = (at.type == cudaMemoryTypeDevice || at.type == cudaMemoryTypeManaged) ? 1 : 0;
+  return FCE_OK;
+}
+
+int fce_cuda_read(const void* p, size_t bytes, void* stream, char* err, size_t errlen) {
+  if (bytes % 16 || reinterpret_cast<uintptr_t>(p) % 16)
+    return fail(FCE_EINVAL, err, errlen, "fce_cuda_read: p and bytes must be multiples of 16");
+  Device dev;
+  FCE_CHECK(device_props(&dev));
+  static unsigned long long* sink = nullptr;
+  if (!sink) FCE_CHECK(cudaMalloc(reinterpret_cast<void**>(&sink), 8));
+  const int64_t n = int64_t(bytes / 16);
+  const unsigned blocks = unsigned(std::max<int64_t>(1, std::min<int64_t>(int64_t(dev.sms) * 4, (n + 1023) / 1024)));
+  FCE_LAUNCH(read_kernel, dim3(blocks), dim3(1024), size_t(0), static_cast<cudaStream_t>(stream),
+             static_cast<const uint4*>(p), n, sink);
+  FCE_CHECK(cudaGetLastError());
+  return FCE_OK;
+}
+
+}  // extern "C"

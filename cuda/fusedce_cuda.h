@@ -1,0 +1,87 @@
+/* fusedce CUDA backend: the plain C API over the kernels in cross_entropy.cuh.
+ *
+ * No CUDA and no N-API types here: the N-API glue (cuda/addon.cpp), tests and benchmarks (through
+ * ctypes, on PyTorch's buffers) include only this header. Pointers named "device" are device
+ * memory (or, in the emulated build, memory from fce_cuda_malloc). Every function returns 0 on
+ * success, FCE_EINVAL when an argument is invalid (nothing ran), or FCE_ECUDA when CUDA reported
+ * an error; err (errlen bytes, may be NULL) then holds a message.
+ *
+ * Semantics are the CPU core's (cpp/fusedce.h): same math, same ignore_index, same reductions.
+ * Results are deterministic (identical run to run on one GPU), not bitwise equal to the CPU's. */
+#ifndef FUSEDCE_CUDA_H
+#define FUSEDCE_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FCE_OK 0
+#define FCE_EINVAL 1
+#define FCE_ECUDA 2
+
+#if defined(_WIN32)
+#define FCE_API __declspec(dllexport)
+#else
+#define FCE_API __attribute__((visibility("default")))
+#endif
+
+typedef struct {
+  const void* logits;     /* device (rows, vocab), dtype 0 f32 | 1 f16 | 2 bf16 */
+  int dtype;
+  int64_t rows, vocab;    /* rows ≥ 0, vocab ≥ 1 */
+  const int32_t* targets; /* device (rows,) */
+  int32_t ignore_index;
+  int reduction;          /* 0 mean | 1 sum | 2 none (scales the gradient) */
+  float* losses;          /* device (rows,) out: loss_i, 0 at ignored rows; may be NULL (forward) */
+  float* lse;             /* device (rows,) out (forward) / in (backward); may be NULL (forward) */
+  void* grad;             /* device (rows, vocab) of grad_dtype, or NULL (forward without grad);
+                             may be logits itself when grad_dtype == dtype (in place) */
+  int grad_dtype;
+  double grad_output;     /* upstream gradient (a number) */
+  const float* row_grad;  /* device (rows,) per-row upstream gradient (reduction none), or NULL */
+  void* stream;           /* cudaStream_t, or NULL for the default stream */
+} fce_cuda_args;
+
+/* Loss forward (and, with grad, the gradient in the same launch). Checks targets on the device
+ * first (count of rows that count; the first row out of range gives FCE_EINVAL naming it), then
+ * runs the kernels and waits for them. loss_sum: Σ loss_i over counted rows (double, fixed order);
+ * count: counted rows. */
+FCE_API int fce_cuda_forward(const fce_cuda_args* a, double* loss_sum, int64_t* count, char* err, size_t errlen);
+
+/* Gradient from a saved lse (a->lse, device (rows,)). Checks targets as the forward does. */
+FCE_API int fce_cuda_backward(const fce_cuda_args* a, int64_t* count, char* err, size_t errlen);
+
+typedef struct {
+  char name[256];
+  int multiprocessors;
+  int major, minor;     /* compute capability (0.0 for the emulation) */
+  size_t total_memory, free_memory;
+  int l2_bytes;
+  int shared_per_block_optin;
+  int emulated;         /* 1 in the CPU-emulated build */
+} fce_cuda_device_info;
+
+/* Number of CUDA devices (0 when there is none or no driver; err says why). */
+FCE_API int fce_cuda_device_count(int* n, char* err, size_t errlen);
+FCE_API int fce_cuda_device_info_get(int device, fce_cuda_device_info* out, char* err, size_t errlen);
+
+/* Device memory for the N-API layer's tensors. */
+FCE_API int fce_cuda_malloc(void** p, size_t bytes, char* err, size_t errlen);
+FCE_API int fce_cuda_free(void* p, char* err, size_t errlen);
+/* kind: 0 host→device, 1 device→host, 2 device→device. Synchronous. */
+FCE_API int fce_cuda_memcpy(void* dst, const void* src, size_t bytes, int kind, char* err, size_t errlen);
+/* Whether p is device memory of the current device (1) or not (0). */
+FCE_API int fce_cuda_is_device_pointer(const void* p, int* yes, char* err, size_t errlen);
+
+/* A streaming read of bytes (a multiple of 16, p 16-byte aligned) of device memory: the benchmark's
+ * read-bandwidth ceiling. Asynchronous on stream. */
+FCE_API int fce_cuda_read(const void* p, size_t bytes, void* stream, char* err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

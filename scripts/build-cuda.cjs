@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// `npm run build:cuda`: builds the CUDA variant (CMakeLists.txt) with cmake-js into cuda/build/,
+// where the loader finds cuda/build/Release/fusedce_cuda.node.
+//
+// CUDA is optional: with no nvcc (CUDACXX, PATH, CUDA_PATH/bin or /usr/local/cuda/bin) it prints
+// that the CUDA variant is skipped and exits 0. The CPU addon never needs any of this.
+// Offline-safe: cmake-js takes the Node-API headers from the node-api-headers package
+// (package.json "binary": { "napi_versions" }), so nothing is downloaded. Without cmake-js
+// (a production install), CMake is run directly with the same headers.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const out = path.join(root, 'cuda', 'build');
+
+// CUDACXX, when set, is the only candidate (CUDACXX=/nonexistent forces "skipped").
+function findNvcc() {
+  const c = [];
+  if (process.env.CUDACXX) return fs.existsSync(process.env.CUDACXX) ? process.env.CUDACXX : undefined;
+  for (const d of (process.env.PATH || '').split(path.delimiter)) if (d) c.push(path.join(d, 'nvcc'));
+  if (process.env.CUDA_PATH) c.push(path.join(process.env.CUDA_PATH, 'bin', 'nvcc'));
+  c.push('/usr/local/cuda/bin/nvcc');
+  return c.find((p) => {
+    try {
+      return fs.statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  });
+}
+
+const nvcc = findNvcc();
+if (!nvcc) {
+  console.log('fusedce: CUDA variant skipped: nvcc (the CUDA toolkit) was not found. The CPU build is unaffected.');
+  process.exit(0);
+}
+const cmake = spawnSync('cmake', ['--version'], { encoding: 'utf8' });
+if (cmake.status !== 0) {
+  console.error('fusedce: building the CUDA variant needs CMake ≥ 3.18 (Debian/Ubuntu: apt-get install cmake)');
+  process.exit(1);
+}
+const env = { ...process.env, CUDACXX: nvcc };
+let cmakeJs;
+try {
+  cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
+} catch {}
+let r;
+if (cmakeJs) {
+  r = spawnSync(process.execPath, [cmakeJs, 'compile', '--directory', root, '--out', out, '--config', 'Release',
+    '--parallel', String(Math.max(1, require('node:os').availableParallelism()))], { stdio: 'inherit', env, cwd: root });
+} else {
+  const inc = path.dirname(require.resolve('node-api-headers/include/node_api.h', { paths: [root] }));
+  const cfg = spawnSync('cmake', ['-S', root, '-B', out, '-DCMAKE_BUILD_TYPE=Release', `-DNODE_API_INCLUDE_DIR=${inc}`,
+    `-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=${path.join(out, 'Release')}`], { stdio: 'inherit', env });
+  r = cfg.status !== 0 ? cfg : spawnSync('cmake', ['--build', out, '--parallel'], { stdio: 'inherit', env });
+}
+if (r.status !== 0) {
+  console.error('\nfusedce: building the CUDA variant failed. The CPU addon is unaffected; run with FUSEDCE_DEVICE=cpu, ' +
+    'or fix the toolchain (nvcc ≥ 12 with a host compiler it supports, CMake ≥ 3.18) and run npm run build:cuda again.');
+  process.exit(r.status ?? 1);
+}
+console.log(`fusedce: CUDA variant built: ${path.join(out, 'Release', 'fusedce_cuda.node')}`);
