@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 
 #if defined(__CUDACC__)
 #include <cuda_runtime.h>
@@ -159,20 +158,12 @@ FCE_DEV void store16(void* p, uint4 v) {
 #endif
 }
 
-// Asynchronous 16-byte copy global → shared memory by the calling thread (cp.async, sm_80+): it
-// lands by the thread's next copy_wait_all(); only that thread reads the slot afterwards, so no
-// barrier is needed. The emulator copies at once.
-FCE_DEV void copy16_async(unsigned char* smem_dst, const void* src) {
+// A hint to bring the 128-byte line holding p into L2 (no register, no wait). No-op when emulated.
+FCE_DEV void prefetch_l2(const void* p) {
 #if defined(__CUDA_ARCH__)
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src) : "memory");
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 #else
-  std::memcpy(smem_dst, src, 16);
-#endif
-}
-FCE_DEV void copy_wait_all() {
-#if defined(__CUDA_ARCH__)
-  asm volatile("cp.async.wait_all;\n" ::: "memory");
+  (void)p;
 #endif
 }
 

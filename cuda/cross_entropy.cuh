@@ -10,15 +10,19 @@
 // NaN anywhere in a row, or +inf, gives a NaN row; −inf logits are masked (exp = 0).
 //
 // Kernels, and what each reads and writes (bytes of the [rows, V] matrices):
-//   rows_kernel<FORWARD>    one block per row: reads z once (16-byte loads), writes loss/lse.
-//   rows_kernel<FUSED>      one block per row: pass 1 reads z once from memory, keeping as much of
-//                           the row as fits in shared memory (all of it up to ~115K 16-bit
-//                           logits on sm_90; the rest is re-read from L2); pass 2 writes the
-//                           gradient once, from exp(z − m)·exp(m − lse)·c.
+//   rows_kernel<FORWARD>    one block (≤ 256 threads) per row, several blocks per SM: reads z once
+//                           (16-byte loads), writes loss/lse.
+//   rows_kernel<FUSED>      one block (≤ 1024 threads) per row and per SM: pass 1 reads z once from
+//                           memory, keeping as much of the row as fits in shared memory (all of it
+//                           up to ~115K 16-bit logits on sm_90; the rest is re-read from L2);
+//                           pass 2 writes the gradient once, from exp(z − m)·exp(m − lse)·c,
+//                           while the next row's first 128 KiB is prefetched into L2.
 //   rows_kernel<BACKWARD>   one block per row, from a saved lse: reads z once, writes g once.
 //   split_* kernels         few rows (fewer than the GPU has multiprocessors): each row is cut into
 //                           fixed chunks, one block each; partial (max, sum) pairs are merged per
 //                           row in chunk order in double (split_finish), then split_grad writes g.
+// exp: the sums use ex2.approx (exp_fast: 2 instructions), fp32 gradients expf, 16-bit gradients
+// exp_fast (see exp_fast for the error bounds).
 // Online softmax in fp32 per thread ((m, s) rescaled when the max grows), merged across the block
 // by a fixed butterfly of warp shuffles and a fixed pass over the warps: no float atomics, so the
 // result is identical run to run. All element offsets are 64-bit.
@@ -51,6 +55,7 @@ struct Params {
   int mean;                 // reduction is mean
   const float* row_scale;   // (rows,) per-row scale (reduction none) or null
   int64_t cache_vectors;    // fused: 16-byte vectors of a row kept in shared memory
+  int64_t prefetch_lines;   // fused: 128-byte lines of the next row brought into L2 during pass 2
   // split path
   int64_t chunk;            // elements per chunk (a multiple of 64)
   int64_t chunks;           // chunks per row
@@ -68,6 +73,27 @@ FCE_DEV float grad_scale(const Params& P) {
   return P.mean ? (n > 0 ? float(P.grad_output / double(n)) : 0.0f) : float(P.grad_output);
 }
 
+// exp(d) as 2^(d·log2 e) on the hardware's ex2.approx: two instructions instead of expf's ~10.
+// Relative error ≤ |d|·6e-8 (the rounding of d·log2 e) + 2 ulp (ex2.approx): ~1e-6 at |d| = 20,
+// where the term is 2e-9 of the largest. Used for the sums of pass 1 (their relative error stays
+// ~1e-7: it is set by the largest terms, |d| small) and for 16-bit gradients (half an ulp there is
+// 2e-4 or more); fp32 gradients use expf. Subnormal results flush to 0.
+FCE_DEV float exp_fast(float d) {
+#if defined(__CUDA_ARCH__)
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(d * 1.4426950408889634f));
+  return y;
+#else
+  return exp2f(d * 1.4426950408889634f);
+#endif
+}
+// The exp of a gradient element of dtype GDT.
+template <int GDT>
+FCE_DEV float exp_grad(float d) {
+  if constexpr (GDT == 0) return expf(d);
+  else return exp_fast(d);
+}
+
 // ---- online softmax state ----
 struct MS {
   float m, s;  // running max and Σ exp(x − m_safe), m_safe = (m == −inf ? 0 : m)
@@ -81,13 +107,13 @@ FCE_DEV void accumulate(MS& st, const float (&x)[N]) {
 FCE_UNROLL
   for (int k = 1; k < N; ++k) mx = fmaxf(mx, x[k]);
   if (mx > st.m) {
-    if (st.m != kNegInf) st.s *= expf(st.m - mx);  // from m = −inf, s is 0 (or NaN) already
+    if (st.m != kNegInf) st.s *= exp_fast(st.m - mx);  // from m = −inf, s is 0 (or NaN) already
     st.m = mx;
   }
   const float ms = safe(st.m);
   float acc = 0.0f;
 FCE_UNROLL
-  for (int k = 0; k < N; ++k) acc += expf(x[k] - ms);  // NaN and +inf (inf − inf) poison s
+  for (int k = 0; k < N; ++k) acc += exp_fast(x[k] - ms);  // NaN and +inf (inf − inf) poison s
   st.s += acc;
 }
 
@@ -253,43 +279,11 @@ FCE_DEV const unsigned char* row_ptr(const void* z, int64_t r, int64_t vocab) {
   return static_cast<const unsigned char*>(z) + r * vocab * Elem<DT>::kSize;
 }
 
-// The part of a row kept in shared memory: its first `n` 16-byte vectors (n ≤ the cache), each
-// copied asynchronously by the thread that will read it (vector i → thread i mod blockDim).
-template <int DT>
-struct Cached {
-  const unsigned char* z;  // the row
-  Span sp;
-  int64_t n;               // vectors [0, n) are cached
-};
-template <int DT>
-FCE_DEV Cached<DT> cached_of(const Params& P, int64_t r) {
-  const unsigned char* z = row_ptr<DT>(P.z, r, P.vocab);
-  const Span sp = span_of<DT>(z, P.vocab);
-  return {z, sp, sp.nvec < P.cache_vectors ? sp.nvec : P.cache_vectors};
-}
-// The first vector index ≥ from that this thread owns (i ≡ threadIdx.x mod blockDim.x).
-FCE_DEV int64_t owned_from(int64_t from) {
-  const int64_t T = blockDim.x, k = (int64_t(threadIdx.x) - from) % T;
-  return from + (k < 0 ? k + T : k);
-}
-template <int DT>
-FCE_DEV const unsigned char* vec_ptr(const Cached<DT>& c, int64_t i) {
-  return c.z + (c.sp.head + i * (16 / Elem<DT>::kSize)) * Elem<DT>::kSize;
-}
-
-// One block per row, rows strided by gridDim.x (a persistent grid: about one block per SM for long
-// rows). Shared memory: kReduceBytes + 16·cache_vectors.
-//
-// Streaming: the cached part of a row is copied into shared memory with cp.async while the block
-// still works on the row before: the forward issues row r+G's copy of vector i as soon as it has
-// read vector i of row r (G = gridDim.x), the fused kernel as soon as pass 2 has read it. So the
-// memory system always has a row's worth of reads in flight, and reads overlap the gradient's
-// writes. Vectors past the cache are read with ordinary loads (the fused kernel's second read of
-// them hits L2: at most a block per SM holds an uncached tail).
+// One block per row, rows strided by gridDim.x. Shared memory: kReduceBytes + 16·cache_vectors.
 template <int DT, int GDT, int MODE>
 __global__ void __launch_bounds__(1024) rows_kernel(Params P) {
   constexpr int VN = 16 / Elem<DT>::kSize;  // elements per 16-byte vector
-  constexpr int U = 4;                      // uncached vectors in flight per thread
+  constexpr int U = 4;                      // vectors in flight per thread
   FCE_SHARED_MEMORY(smem);
   unsigned char* red = smem;
   unsigned char* cache = smem + kReduceBytes;
@@ -297,8 +291,6 @@ __global__ void __launch_bounds__(1024) rows_kernel(Params P) {
   const unsigned tid = threadIdx.x, T = blockDim.x;
   if (!targets_ok(P)) return;
   const float scale = grad_scale(P);
-  const bool streams = MODE != kBackward && P.cache_vectors > 0;
-  bool have = false;  // this thread's copies of the current row's cached vectors are in flight
 
   for (int64_t r = blockIdx.x; r < P.rows; r += gridDim.x) {
     const int64_t t = P.targets[r];
@@ -320,7 +312,7 @@ __global__ void __launch_bounds__(1024) rows_kernel(Params P) {
       const bool gv = grad_vec_ok<DT, GDT>(g, sp.head);
       float others = 0.0f;
       for (int64_t j = tid; j < sp.head; j += T) {
-        const float p = j == t ? 0.0f : expf(load_one<DT>(z, j) - lse);
+        const float p = j == t ? 0.0f : exp_grad<GDT>(load_one<DT>(z, j) - lse);
         others += p;
         store_one<GDT>(g, j, p * c);
       }
@@ -340,7 +332,7 @@ __global__ void __launch_bounds__(1024) rows_kernel(Params P) {
           float o[VN];
           FCE_UNROLL
           for (int k = 0; k < VN; ++k) {
-            const float p = (j0 + k == t) ? 0.0f : expf(x.v[k] - lse);
+            const float p = (j0 + k == t) ? 0.0f : exp_grad<GDT>(x.v[k] - lse);
             others += p;
             o[k] = p * c;
           }
@@ -348,7 +340,7 @@ __global__ void __launch_bounds__(1024) rows_kernel(Params P) {
         }
       }
       for (int64_t j = sp.tail + tid; j < V; j += T) {
-        const float p = j == t ? 0.0f : expf(load_one<DT>(z, j) - lse);
+        const float p = j == t ? 0.0f : exp_grad<GDT>(load_one<DT>(z, j) - lse);
         others += p;
         store_one<GDT>(g, j, p * c);
       }
@@ -358,50 +350,28 @@ __global__ void __launch_bounds__(1024) rows_kernel(Params P) {
       continue;
     }
 
-    // The next row this block takes, if its data should be fetched ahead.
-    const int64_t rn = r + gridDim.x;
-    const bool pf = streams && rn < P.rows && P.targets[rn] != P.ignore_index;
-    Cached<DT> cur = cached_of<DT>(P, r);
-    Cached<DT> nxt = pf ? cached_of<DT>(P, rn) : Cached<DT>{nullptr, {0, 0, 0}, 0};
-    if (streams) {
-      if (!have)
-        for (int64_t i = tid; i < cur.n; i += T) copy16_async(cache + i * 16, vec_ptr(cur, i));
-      copy_wait_all();
-      have = false;
-    }
-
     // ---- pass 1: online (m, s) over j ≠ t ----
     MS st{kNegInf, 0.0f};
     for (int64_t j = tid; j < sp.head; j += T) {
       const float x[1] = {j == t ? kNegInf : load_one<DT>(z, j)};
       accumulate<1>(st, x);
     }
-    for (int64_t i = tid; i < cur.n; i += T) {
-      Vec<DT> x = widen<DT>(*reinterpret_cast<const uint4*>(cache + i * 16));
-      if (MODE == kForward && i < nxt.n) copy16_async(cache + i * 16, vec_ptr(nxt, i));  // slot read: refill it
-      const int64_t j0 = sp.head + i * VN;
-      if (uint64_t(t - j0) < uint64_t(VN)) x.v[t - j0] = kNegInf;
-      accumulate<VN>(st, x.v);
-    }
-    if (MODE == kForward && pf) {
-      for (int64_t i = owned_from(cur.n); i < nxt.n; i += T) copy16_async(cache + i * 16, vec_ptr(nxt, i));
-      have = true;
-    }
-    for (int64_t i0 = cur.n + tid; i0 < sp.nvec; i0 += int64_t(U) * T) {
+    for (int64_t i0 = tid; i0 < sp.nvec; i0 += int64_t(U) * T) {
       uint4 w[U];
       FCE_UNROLL
       for (int u = 0; u < U; ++u) {
         const int64_t i = i0 + int64_t(u) * T;
         if (i < sp.nvec) {
           const unsigned char* src = z + (sp.head + i * VN) * Elem<DT>::kSize;
-          // The fused kernel reads these again in pass 2: keep them in L2; the forward streams.
-          w[u] = MODE == kFused ? load16_cached(src) : load16(src);
+          // Vectors that pass 2 re-reads from memory should stay in L2; the rest stream.
+          w[u] = (MODE == kFused && i >= P.cache_vectors) ? load16_cached(src) : load16(src);
         }
       }
       FCE_UNROLL
       for (int u = 0; u < U; ++u) {
         const int64_t i = i0 + int64_t(u) * T;
         if (i >= sp.nvec) break;
+        if (MODE == kFused && i < P.cache_vectors) *reinterpret_cast<uint4*>(cache + i * 16) = w[u];
         Vec<DT> x = widen<DT>(w[u]);
         const int64_t j0 = sp.head + i * VN;
         if (uint64_t(t - j0) < uint64_t(VN)) x.v[t - j0] = kNegInf;
@@ -436,29 +406,28 @@ __global__ void __launch_bounds__(1024) rows_kernel(Params P) {
     __syncthreads();  // bcast is reused by the next row's reductions
 
     // ---- pass 2: g_j = exp(z_j − m_safe) · cm; the same thread↔vector map as pass 1 ----
+    // Pass 2 only writes; meanwhile the next row's first prefetch_lines lines come into L2, so
+    // its pass 1 starts on L2 hits instead of a full memory latency.
+    {
+      const int64_t rn = r + gridDim.x;
+      if (rn < P.rows) {
+        const unsigned char* zn = row_ptr<DT>(P.z, rn, V);
+        const int64_t lines = (V * Elem<DT>::kSize + 127) / 128;
+        const int64_t n = lines < P.prefetch_lines ? lines : P.prefetch_lines;
+        for (int64_t l = tid; l < n; l += T) prefetch_l2(zn + l * 128);
+      }
+    }
     const bool gv = grad_vec_ok<DT, GDT>(g, sp.head);
     for (int64_t j = tid; j < sp.head; j += T)
-      store_one<GDT>(g, j, j == t ? gt : expf(load_one<DT>(z, j) - ms) * cm);
-    for (int64_t i = tid; i < cur.n; i += T) {
-      const Vec<DT> x = widen<DT>(*reinterpret_cast<const uint4*>(cache + i * 16));
-      if (i < nxt.n) copy16_async(cache + i * 16, vec_ptr(nxt, i));  // slot read: refill it with the next row
-      const int64_t j0 = sp.head + i * VN;
-      float o[VN];
-      FCE_UNROLL
-      for (int k = 0; k < VN; ++k) o[k] = expf(x.v[k] - ms) * cm;
-      if (uint64_t(t - j0) < uint64_t(VN)) o[t - j0] = gt;
-      store_n<GDT, VN>(g, j0, o, gv);
-    }
-    if (pf) {
-      for (int64_t i = owned_from(cur.n); i < nxt.n; i += T) copy16_async(cache + i * 16, vec_ptr(nxt, i));
-      have = true;
-    }
-    for (int64_t i0 = cur.n + tid; i0 < sp.nvec; i0 += int64_t(U) * T) {
+      store_one<GDT>(g, j, j == t ? gt : exp_grad<GDT>(load_one<DT>(z, j) - ms) * cm);
+    for (int64_t i0 = tid; i0 < sp.nvec; i0 += int64_t(U) * T) {
       uint4 w[U];
       FCE_UNROLL
       for (int u = 0; u < U; ++u) {
         const int64_t i = i0 + int64_t(u) * T;
-        if (i < sp.nvec) w[u] = load16_cached(z + (sp.head + i * VN) * Elem<DT>::kSize);
+        if (i < sp.nvec)
+          w[u] = i < P.cache_vectors ? *reinterpret_cast<const uint4*>(cache + i * 16)
+                                     : load16_cached(z + (sp.head + i * VN) * Elem<DT>::kSize);
       }
       FCE_UNROLL
       for (int u = 0; u < U; ++u) {
@@ -468,18 +437,16 @@ __global__ void __launch_bounds__(1024) rows_kernel(Params P) {
         const int64_t j0 = sp.head + i * VN;
         float o[VN];
         FCE_UNROLL
-        for (int k = 0; k < VN; ++k) o[k] = expf(x.v[k] - ms) * cm;
+        for (int k = 0; k < VN; ++k) o[k] = exp_grad<GDT>(x.v[k] - ms) * cm;
         if (uint64_t(t - j0) < uint64_t(VN)) o[t - j0] = gt;
         store_n<GDT, VN>(g, j0, o, gv);
       }
     }
     for (int64_t j = sp.tail + tid; j < V; j += T)
-      store_one<GDT>(g, j, j == t ? gt : expf(load_one<DT>(z, j) - ms) * cm);
+      store_one<GDT>(g, j, j == t ? gt : exp_grad<GDT>(load_one<DT>(z, j) - ms) * cm);
     // In place (g == z): every element is read by the thread that then writes it, and all of
-    // pass 1 (and z_t) was read before the barrier above, so no read sees a gradient value. The
-    // next row's prefetch reads another row.
+    // pass 1 (and z_t) was read before the barrier above, so no read sees a gradient value.
   }
-  if (streams) copy_wait_all();  // no copy may outlive the block
 }
 
 // ---- few rows: chunks of a row in parallel ----
@@ -599,18 +566,18 @@ __global__ void __launch_bounds__(1024) split_grad_kernel(Params P) {
   const Span sp = span_of<DT>(z, n);
   const bool gv = grad_vec_ok<DT, GDT>(g, sp.head);
   for (int64_t j = threadIdx.x; j < sp.head; j += blockDim.x)
-    store_one<GDT>(g, j, j == tl ? gt : expf(load_one<DT>(z, j) - ms) * cm);
+    store_one<GDT>(g, j, j == tl ? gt : exp_grad<GDT>(load_one<DT>(z, j) - ms) * cm);
   for (int64_t i = threadIdx.x; i < sp.nvec; i += blockDim.x) {
     const Vec<DT> x = widen<DT>(load16_cached(z + (sp.head + i * VN) * Elem<DT>::kSize));
     const int64_t j0 = sp.head + i * VN;
     float o[VN];
 FCE_UNROLL
-    for (int k = 0; k < VN; ++k) o[k] = expf(x.v[k] - ms) * cm;
+    for (int k = 0; k < VN; ++k) o[k] = exp_grad<GDT>(x.v[k] - ms) * cm;
     if (uint64_t(tl - j0) < uint64_t(VN)) o[tl - j0] = gt;
     store_n<GDT, VN>(g, j0, o, gv);
   }
   for (int64_t j = sp.tail + threadIdx.x; j < n; j += blockDim.x)
-    store_one<GDT>(g, j, j == tl ? gt : expf(load_one<DT>(z, j) - ms) * cm);
+    store_one<GDT>(g, j, j == tl ? gt : exp_grad<GDT>(load_one<DT>(z, j) - ms) * cm);
   // In place: this block reads only its own chunk, and each element before writing it.
 }
 
