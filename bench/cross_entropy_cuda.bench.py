@@ -126,12 +126,14 @@ def main():
         shapes = [(4096, 128256), (1, 128256)]
     if o.shapes:
         shapes = [tuple(int(v) for v in s.split("x")) for s in o.shapes.split(",")]
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except Exception:
-        sha = ""
+    sha = os.environ.get("FUSEDCE_GIT_SHA", "")  # where the tree was copied without its git metadata
+    if not sha:
+        try:
+            sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        except Exception:
+            sha = ""
     meta = {"device": dev.name, "sms": dev.multi_processor_count, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "git": sha or os.environ.get("FUSEDCE_GIT_SHA", ""), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "git": sha, "torch": torch.__version__, "cuda": torch.version.cuda,
             "dtype": o.dtype}
     print(f"# {dev.name} ({dev.multi_processor_count} SMs), torch {torch.__version__}, git {meta['git']}, {meta['date']}", flush=True)
 
