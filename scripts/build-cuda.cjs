@@ -51,7 +51,12 @@ if (cmakeJs) {
   r = spawnSync(process.execPath, [cmakeJs, 'compile', '--directory', root, '--out', out, '--config', 'Release',
     '--parallel', String(Math.max(1, require('node:os').availableParallelism()))], { stdio: 'inherit', env, cwd: root });
 } else {
-  const inc = path.dirname(require.resolve('node-api-headers/include/node_api.h', { paths: [root] }));
+  let inc;
+  try {
+    inc = path.dirname(require.resolve('node-api-headers/include/node_api.h', { paths: [root] }));
+  } catch {
+    inc = path.join(path.dirname(process.execPath), '..', 'include', 'node');  // the running Node's own headers
+  }
   const cfg = spawnSync('cmake', ['-S', root, '-B', out, '-DCMAKE_BUILD_TYPE=Release', `-DNODE_API_INCLUDE_DIR=${inc}`,
     `-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=${path.join(out, 'Release')}`], { stdio: 'inherit', env });
   r = cfg.status !== 0 ? cfg : spawnSync('cmake', ['--build', out, '--parallel'], { stdio: 'inherit', env });
