@@ -12,6 +12,8 @@ import {
   crossEntropyForward,
   crossEntropyForwardAsync,
   cuda,
+  backend,
+  cpuBackend,
   logits,
   setDevice,
 } from 'fusedce';
@@ -19,7 +21,7 @@ import { describe, expect, it } from 'vitest';
 import { randomLogits, randomTargets, testRng } from './reference.mjs';
 import { useCudaBackend } from './cuda_env';
 
-const { label } = useCudaBackend();
+const { label, onGpu } = useCudaBackend();
 
 function problem(label: string, rows = 6, vocab = 3001) {
   const r = testRng(label);
@@ -172,6 +174,17 @@ describe(`bad input on the CUDA backend is a clear error (${label})`, () => {
     expect(() => crossEntropyForward(dz, t, { reduction: 'avg' as never })).toThrow(RangeError);
     expect(() => crossEntropyForward(dz, t, { devcie: 'cuda' } as never)).toThrow(/unknown option 'devcie'/);
     dz.dispose();
+  });
+  it('running out of device memory is an Error saying what to do, not a crash', () => {
+    expect(() => cuda.empty(2 ** 20, 2 ** 20, 'f32')).toThrow(/cannot allocate 4398046511104 bytes of device memory: .*out of memory.*dispose/);
+  });
+  it("device 'auto' picks a real GPU, never the emulation", () => {
+    setDevice('auto');
+    try {
+      expect(backend()).toBe(onGpu ? 'cuda' : cpuBackend());
+    } finally {
+      setDevice('cuda');
+    }
   });
   it('constructors check their arguments', () => {
     expect(() => cuda.upload({ data: new Float32Array(3), rows: 2, vocab: 2, dtype: 'f32' })).toThrow(RangeError);

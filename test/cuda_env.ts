@@ -3,6 +3,7 @@
 // here with the host compiler. The emulation proves indexing, tails, reductions and merges — not
 // speed, and not the GPU memory model (compute-sanitizer on a GPU checks that).
 import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -21,8 +22,8 @@ function gpuAnswers(): boolean {
 export function useCudaBackend(): { onGpu: boolean; label: string } {
   const onGpu = !process.env.FUSEDCE_TEST_EMULATION && gpuAnswers();
   if (!onGpu) {
-    const out = execFileSync(process.execPath, ['scripts/build-cuda-emu.cjs'], { cwd: root, encoding: 'utf8' }).trim().split('\n');
-    process.env.FUSEDCE_CUDA_BINARY = out[out.length - 1];
+    // built by test/global_setup.ts before any test file runs
+    process.env.FUSEDCE_CUDA_BINARY = path.join(root, 'build', 'cuda-emu', 'fusedce_cuda.node');
   } else {
     delete process.env.FUSEDCE_CUDA_BINARY;
   }

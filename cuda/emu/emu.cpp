@@ -335,6 +335,8 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
   return cudaSuccess;
 }
 cudaError_t cudaMalloc(void** p, size_t bytes) {
+  *p = nullptr;
+  if (bytes > (size_t(1) << 32)) return cudaErrorMemoryAllocation;  // the emulated device has 4 GiB
   void* m = std::aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
   if (!m) return cudaErrorMemoryAllocation;
   std::lock_guard<std::mutex> lock(g_alloc_mutex);
