@@ -25,8 +25,11 @@ import subprocess
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    sys.exit("fusedce GPU bench: needs python3 with PyTorch (a CUDA build) on a machine with a GPU")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -109,7 +112,8 @@ def ref_loss64(z, t, chunk=512):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--lib", default=os.environ.get("FUSEDCE_CUDA_LIB", os.path.join(ROOT, "cuda", "build", "libfusedce_cuda.so")))
+    ap.add_argument("--lib", default=os.environ.get("FUSEDCE_CUDA_LIB", os.path.join(ROOT, "cuda", "build", "Release", "libfusedce_cuda.so")))
+    ap.add_argument("--out", help="folder for cuda-<device>-<date>.json and .md")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-torch", action="store_true", help="time fusedce only (tuning runs)")
@@ -119,6 +123,10 @@ def main():
     o = ap.parse_args()
     dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}[o.dtype]
     esz = torch.tensor([], dtype=dtype).element_size()
+    if not torch.cuda.is_available():
+        sys.exit("fusedce GPU bench: PyTorch sees no CUDA device")
+    if not os.path.exists(o.lib):
+        sys.exit(f"fusedce GPU bench: {o.lib} not found; build it with npm run build:cuda (or pass --lib)")
     fce = FusedCE(o.lib)
     dev = torch.cuda.get_device_properties(0)
     shapes = [(16384, 131072), (8192, 128256), (4096, 262144), (32768, 32000), (1, 128256)]
@@ -233,19 +241,34 @@ def main():
         del z, grad, zr, losses, lse
         torch.cuda.empty_cache()
 
-    print()
-    print(f"| shape ({o.dtype}) | fwd ms | fwd GB/s (% read) | fused ms | fused GB/s (% copy) | bwd ms | torch fwd ms | torch fwd+bwd ms | compile fwd+bwd ms | fused vs eager | fused vs compile | loss/grad ok |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    table = []
+    p = table.append
+    p(f"| shape ({o.dtype}) | fwd ms | fwd GB/s (% read) | fused ms | fused GB/s (% copy) | bwd ms | torch fwd ms | torch fwd+bwd ms | compile fwd+bwd ms | fused vs eager | fused vs compile | loss/grad ok |")
+    p("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         c = r.get("compile_fwdbwd_ms")
-        print(f"| {r['rows']}×{r['vocab']} | {r['fusedce_fwd_ms']:.3f} | {r['fwd_gbs']:.0f} ({r['fwd_pct_read']:.0f}%) | "
+        p(f"| {r['rows']}×{r['vocab']} | {r['fusedce_fwd_ms']:.3f} | {r['fwd_gbs']:.0f} ({r['fwd_pct_read']:.0f}%) | "
               f"{r['fusedce_fused_ms']:.3f} | {r['fused_gbs']:.0f} ({r['fused_pct_copy']:.0f}%) | {r['fusedce_bwd_ms']:.3f} | "
               f"{r['torch_fwd_ms']:.3f} | {r['torch_fwdbwd_ms']:.3f} | {c if c is None else f'{c:.3f}'} | "
               f"{r['x_eager_fb']:.2f}× | {('%.2f×' % r['x_compile_fb']) if 'x_compile_fb' in r else '—'} | "
               f"{'yes' if r['loss_ok'] and r['grad_ok'] else 'NO'} |")
+    print()
+    print("\n".join(table))
+    outputs = []
     if o.json:
-        with open(o.json, "w") as f:
+        outputs.append((o.json, None))
+    if o.out:
+        os.makedirs(o.out, exist_ok=True)
+        stem = os.path.join(o.out, f"cuda-{dev.name.replace(' ', '_')}-{meta['date'][:10]}")
+        outputs.append((stem + ".json", stem + ".md"))
+    for js, md in outputs:
+        with open(js, "w") as f:
             json.dump({"meta": meta, "results": results}, f, indent=1)
+        if md:
+            with open(md, "w") as f:
+                f.write(f"# fusedce GPU bench — {dev.name}, {meta['date']}, git {meta['git']}, torch {meta['torch']}\n\n")
+                f.write(f"Ceilings: copy {copy_gbs:.0f} GB/s (read + write), read-only {read_gbs:.0f} GB/s.\n\n")
+                f.write("\n".join(table) + "\n")
     bad = [r for r in results if not (r["loss_ok"] and r["grad_ok"])]
     sys.exit(1 if bad else 0)
 
