@@ -249,7 +249,7 @@ def main():
         c = r.get("compile_fwdbwd_ms")
         p(f"| {r['rows']}×{r['vocab']} | {r['fusedce_fwd_ms']:.3f} | {r['fwd_gbs']:.0f} ({r['fwd_pct_read']:.0f}%) | "
               f"{r['fusedce_fused_ms']:.3f} | {r['fused_gbs']:.0f} ({r['fused_pct_copy']:.0f}%) | {r['fusedce_bwd_ms']:.3f} | "
-              f"{r['torch_fwd_ms']:.3f} | {r['torch_fwdbwd_ms']:.3f} | {c if c is None else f'{c:.3f}'} | "
+              f"{r['torch_fwd_ms']:.3f} | {r['torch_fwdbwd_ms']:.3f} | {'—' if c is None else f'{c:.3f}'} | "
               f"{r['x_eager_fb']:.2f}× | {('%.2f×' % r['x_compile_fb']) if 'x_compile_fb' in r else '—'} | "
               f"{'yes' if r['loss_ok'] and r['grad_ok'] else 'NO'} |")
     print()
