@@ -151,8 +151,8 @@ int launch_split(const Params& P, const Plan& pl, cudaStream_t s, char* err, siz
   auto* grad = &split_grad_kernel<DT, GDT>;
   FCE_LAUNCH(partial, grid, dim3(unsigned(pl.threads)), size_t(kReduceBytes), s, P);
   FCE_CHECK(cudaGetLastError());
-  const unsigned rb = 128, rg = unsigned((P.rows + rb - 1) / rb);
-  FCE_LAUNCH(finish, dim3(rg), dim3(rb), size_t(0), s, P);
+  const unsigned rg = unsigned((P.rows + 3) / 4);  // a warp per row, four per block
+  FCE_LAUNCH(finish, dim3(rg), dim3(128), size_t(0), s, P);
   FCE_CHECK(cudaGetLastError());
   if (MODE == kForward) return FCE_OK;
   FCE_LAUNCH(grad, grid, dim3(unsigned(pl.threads)), size_t(0), s, P);
@@ -284,13 +284,18 @@ int run(const fce_cuda_args* a, int mode, double* loss_sum, int64_t* count_out, 
     FCE_LAUNCH(sum_kernel, dim3(1), dim3(1024), size_t(1024 * 8), s, P.row_loss, rows, total);
     FCE_CHECK(cudaGetLastError());
   }
-  struct {
+  struct Result {
     long long count, bad;
     double total;
-  } res;
-  static_assert(sizeof res == 24, "check and total are contiguous in the workspace");
-  FCE_CHECK(cudaMemcpyAsync(&res, check, mode != kBackward ? 24 : 16, cudaMemcpyDeviceToHost, s));
+  };
+  static_assert(sizeof(Result) == 24, "check and total are contiguous in the workspace");
+  // Pinned, so the copy is a DMA the stream orders rather than a staged pageable copy (one per
+  // calling thread, kept).
+  thread_local Result* pinned = nullptr;
+  if (!pinned) FCE_CHECK(cudaMallocHost(reinterpret_cast<void**>(&pinned), sizeof(Result)));
+  FCE_CHECK(cudaMemcpyAsync(pinned, check, mode != kBackward ? 24 : 16, cudaMemcpyDeviceToHost, s));
   FCE_CHECK(cudaStreamSynchronize(s));
+  const Result res = *pinned;
   if (res.bad < rows) {
     int32_t tv = 0;
     FCE_CHECK(cudaMemcpy(&tv, a->targets + res.bad, 4, cudaMemcpyDeviceToHost));

@@ -20,7 +20,7 @@
 //   rows_kernel<BACKWARD>   one block per row, from a saved lse: reads z once, writes g once.
 //   split_* kernels         few rows (fewer than the GPU has multiprocessors): each row is cut into
 //                           fixed chunks, one block each; partial (max, sum) pairs are merged per
-//                           row in chunk order in double (split_finish), then split_grad writes g.
+//                           row in double in a fixed order (split_finish), then split_grad writes g.
 // exp: the sums use ex2.approx (exp_fast: 2 instructions), fp32 gradients expf, 16-bit gradients
 // exp_fast (see exp_fast for the error bounds).
 // Online softmax in fp32 per thread ((m, s) rescaled when the max grows), merged across the block
@@ -487,17 +487,20 @@ __global__ void __launch_bounds__(1024) split_partial_kernel(Params P) {
   if (threadIdx.x == 0) *out = make_float2(safe(st.m), st.s);
 }
 
-// One thread per row: folds the row's chunk partials in chunk order (double), like the CPU:
-//   M' = max(M, m_b),  S' = S·exp(M − M') + s_b·exp(m_b − M'); empty chunks (s_b = 0) add nothing.
+// One warp per row (blockDim 128: four rows per block): merges the row's chunk partials in double,
+//   M = max_b m_b over chunks with s_b > 0,   S = Σ_b s_b·exp(m_b − M)   (a fixed butterfly),
+// exactly what the CPU's in-order fold computes, up to rounding; a NaN partial (a NaN logit, or
+// +inf) makes the row NaN; empty chunks (s_b = 0) add nothing.
 // MODE kForward/kFused: writes loss, lse; kFused and kBackward: per chunk cb = exp(m_b − lse)·c
 // and g_t = −Σ_b s_b·exp(m_b − lse)·c (kBackward takes lse from P.lse).
 template <int DT, int MODE>
-__global__ void split_finish_kernel(Params P) {
-  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (r >= P.rows || !targets_ok(P)) return;
+__global__ void __launch_bounds__(128) split_finish_kernel(Params P) {
+  const unsigned lane = threadIdx.x & 31u;
+  const int64_t r = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (r >= P.rows || !targets_ok(P)) return;  // whole warps leave together
   const int64_t t = P.targets[r];
   if (t == P.ignore_index) {
-    if (MODE != kBackward) P.losses[r] = 0.0f, P.lse[r] = 0.0f, P.row_loss[r] = 0.0;
+    if (MODE != kBackward && lane == 0) P.losses[r] = 0.0f, P.lse[r] = 0.0f, P.row_loss[r] = 0.0;
     return;
   }
   const float2* pr = P.part + r * P.chunks;
@@ -505,20 +508,28 @@ __global__ void split_finish_kernel(Params P) {
   if (MODE == kBackward) {
     lse = double(P.lse[r]);
   } else {
-    double M = -INFINITY, S = 0.0;
-    bool nan = false;
-    for (int64_t b = 0; b < P.chunks; ++b) {
+    float mx = kNegInf;
+    int nan = 0;
+    for (int64_t b = lane; b < P.chunks; b += 32) {
       const float2 p = pr[b];
-      if (p.y != p.y) nan = true;
-      if (nan || p.y == 0.0f) continue;
-      if (double(p.x) > M) {
-        S = S * exp(M - double(p.x)) + double(p.y);
-        M = p.x;
-      } else {
-        S += double(p.y) * exp(double(p.x) - M);
-      }
+      if (p.y != p.y) nan = 1;
+      else if (p.y != 0.0f) mx = fmaxf(mx, p.x);
     }
-    // As finish_row, over the folded (M, S).
+    FCE_UNROLL
+    for (int o = 16; o > 0; o >>= 1) {
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      nan |= __shfl_xor_sync(0xffffffffu, nan, o);
+    }
+    const double M = mx;
+    double S = 0.0;
+    if (!nan)
+      for (int64_t b = lane; b < P.chunks; b += 32) {
+        const float2 p = pr[b];
+        if (p.y != 0.0f) S += double(p.y) * exp(double(p.x) - M);
+      }
+    FCE_UNROLL
+    for (int o = 16; o > 0; o >>= 1) S += __shfl_xor_sync(0xffffffffu, S, o);
+    // As finish_row, over (M, S).
     const float zt = load_one<DT>(row_ptr<DT>(P.z, r, P.vocab), t);
     double loss;
     if (nan || zt != zt) {
@@ -530,20 +541,24 @@ __global__ void split_finish_kernel(Params P) {
       lse = Mx + log(others + et);
       loss = log1p(others / et);
     }
-    P.losses[r] = float(loss);
-    P.lse[r] = float(lse);
-    P.row_loss[r] = loss;
+    if (lane == 0) {
+      P.losses[r] = float(loss);
+      P.lse[r] = float(lse);
+      P.row_loss[r] = loss;
+    }
     if (MODE == kForward) return;
   }
   const double c = P.row_scale ? P.row_scale[r] : grad_scale(P);
   double others = 0.0;
-  for (int64_t b = 0; b < P.chunks; ++b) {
+  for (int64_t b = lane; b < P.chunks; b += 32) {
     const float2 p = pr[b];
     const double e = p.y == 0.0f ? 0.0 : exp(double(p.x) - lse);  // empty chunk: nothing to scale
     others += double(p.y) * e;
     P.cb[r * P.chunks + b] = float(e * c);
   }
-  P.gt[r] = float(-others * c);
+  FCE_UNROLL
+  for (int o = 16; o > 0; o >>= 1) others += __shfl_xor_sync(0xffffffffu, others, o);
+  if (lane == 0) P.gt[r] = float(-others * c);
 }
 
 // g_j = exp(z_j − m_b)·cb for chunk blockIdx.x of row blockIdx.y; g_t from P.gt.
