@@ -30,7 +30,10 @@
         "cpp/dispatch.cpp",
         "cpp/cross_entropy.cpp",
         "cpp/thread_pool.cpp",
-        "cpp/cross_entropy_scalar.cpp"
+        "cpp/cross_entropy_scalar.cpp",
+        "cpp/cross_entropy_options.cpp",
+        "cpp/soft_cross_entropy.cpp",
+        "cpp/binary_cross_entropy.cpp"
       ],
       "conditions": [
         ["target_arch=='x64'", {

@@ -176,9 +176,79 @@ Napi::Value run(Napi::Env env, bool async, std::function<void()> work, std::func
   return pr;
 }
 
+// The options of cross_entropy_forward_opt / _backward_opt, from a plain object (or null):
+//   { labelSmoothing, weight: Float32Array(vocab) | null, zLoss, logitScale, softcap }
+// Values are checked here (finite, in range); the facade gives the same messages.
+struct OptionArgs {
+  bool any = false;
+  fusedce::CeOptions opt;
+  Napi::TypedArray weight;
+};
+
+OptionArgs read_ce_options(const Args& a, size_t i, const Problem& p) {
+  OptionArgs o;
+  if (!a.present(i)) return o;
+  if (!a.info[i].IsObject()) throw_type(a.env(), std::string(a.fn) + ": options must be an object or null");
+  Napi::Object obj = a.info[i].As<Napi::Object>();
+  auto num = [&](const char* name, double fallback, double lo, double hi, bool lo_open) -> double {
+    Napi::Value v = obj.Get(name);
+    if (v.IsUndefined() || v.IsNull()) return fallback;
+    if (!v.IsNumber()) throw_type(a.env(), std::string(a.fn) + ": " + name + " must be a number");
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(d) || d < lo || d > hi || (lo_open && d == lo))
+      throw_range(a.env(), std::string(a.fn) + ": " + name + " must be a finite number in " + (lo_open ? "(" : "[") +
+                               std::to_string(lo) + ", " + std::to_string(hi) + "], but got " + std::to_string(d));
+    return d;
+  };
+  o.opt.label_smoothing = float(num("labelSmoothing", 0.0, 0.0, 1.0, false));
+  o.opt.z_loss = float(num("zLoss", 0.0, 0.0, 1e30, false));
+  o.opt.logit_scale = float(num("logitScale", 1.0, -1e30, 1e30, false));
+  o.opt.softcap = float(num("softcap", 0.0, 0.0, 1e30, false));
+  o.opt.weight_total = double(p.vocab);
+  Napi::Value wv = obj.Get("weight");
+  if (!wv.IsUndefined() && !wv.IsNull()) {
+    if (!wv.IsTypedArray() || wv.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw_type(a.env(), std::string(a.fn) + ": weight must be a Float32Array of length vocab");
+    o.weight = wv.As<Napi::TypedArray>();
+    if (double(o.weight.ElementLength()) != double(p.vocab))
+      throw_range(a.env(), std::string(a.fn) + ": weight must have length vocab (" + std::to_string(p.vocab) +
+                               "), but has length " + std::to_string(o.weight.ElementLength()));
+    const auto* w = static_cast<const float*>(data_of(o.weight));
+    double total = 0.0;
+    for (int64_t j = 0; j < p.vocab; ++j) {
+      if (!(w[j] >= 0.0f) || !std::isfinite(w[j]))
+        throw_range(a.env(), std::string(a.fn) + ": weight[" + std::to_string(j) + "] = " + std::to_string(w[j]) +
+                                 " must be a finite number ≥ 0");
+      total += double(w[j]);
+    }
+    o.opt.weight = w;
+    o.opt.weight_total = total;
+  }
+  o.any = o.opt.label_smoothing != 0.0f || o.opt.weight || o.opt.z_loss != 0.0f || o.opt.logit_scale != 1.0f ||
+          o.opt.softcap != 0.0f;
+  return o;
+}
+
+// The mean's denominators: D = Σ w[t_i] over counted rows (N without weights), N = counted rows.
+fusedce::CeNorm ce_norm(const Problem& p, const OptionArgs& o, double* weight_sum) {
+  double D = double(p.count);
+  if (o.opt.weight) {
+    D = 0.0;
+    const auto* t = static_cast<const int32_t*>(data_of(p.targets));
+    for (int64_t r = 0; r < p.rows; ++r)
+      if (t[r] != p.ignore_index) D += double(o.opt.weight[t[r]]);
+  }
+  *weight_sum = D;
+  if (p.reduction != fusedce::Reduction::Mean) return {1.0, 1.0};
+  return {D > 0.0 ? 1.0 / D : 0.0, p.count > 0 ? 1.0 / double(p.count) : 0.0};
+}
+
 // crossEntropyForward(logits, dtype, rows, vocab, targets, ignoreIndex, reduction, threads,
-//                     withGrad, gradDtype, gradOut|null, gradOutput, async)
-//   → { losses: Float32Array(rows), lse: Float32Array(rows), lossSum, count, grad? }
+//                     withGrad, gradDtype, gradOut|null, gradOutput, async, options|null, stats)
+//   → { losses: Float32Array(rows), lse: Float32Array(rows), lossSum, count, grad?,
+//       with options or stats: ceSum, zSum, weightSum, and with stats argmax: Int32Array(rows),
+//       entropy, targetLogprob, maxProb: Float32Array(rows) }
+// Without options and stats this is the plain kernel (cross_entropy.cpp), untouched by them.
 Napi::Value Forward(const Napi::CallbackInfo& info) {
   Args a{info, "crossEntropyForward"};
   Problem p = read_problem(a);
@@ -186,35 +256,72 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   const DType gdt = a.dtype(9, "gradDtype");
   const double go = a.number(11, "gradOutput");
   const bool async = a.boolean(12);
+  const OptionArgs oa = read_ce_options(a, 13, p);
+  const bool stats = a.boolean(14);
+  const bool general = oa.any || stats;
 
   Napi::Float32Array losses = Napi::Float32Array::New(a.env(), size_t(p.rows));
   Napi::Float32Array lse = Napi::Float32Array::New(a.env(), size_t(p.rows));
   Napi::TypedArray grad;
   if (with_grad) grad = grad_array(a, 10, p, gdt);
 
-  fusedce::ForwardArgs fa{p.batch(), losses.Data(), lse.Data(),
-                          {with_grad ? data_of(grad) : nullptr, gdt, grad_scale(p.reduction, go, p.count), nullptr}};
-
-  // The result object is built now, on the JS thread; the work only adds lossSum to it.
+  // The result object is built now, on the JS thread; the work only adds the sums to it.
   Napi::Object result = Napi::Object::New(a.env());
   result.Set("losses", losses);
   result.Set("lse", lse);
   result.Set("count", Napi::Number::New(a.env(), double(p.count)));
   if (with_grad) result.Set("grad", grad);
-  auto totals = std::make_shared<fusedce::ForwardTotals>();
+  std::vector<Napi::Object> inputs{p.logits, p.targets};
+  if (!oa.weight.IsEmpty()) inputs.push_back(oa.weight);
+
+  if (!general) {
+    fusedce::ForwardArgs fa{p.batch(), losses.Data(), lse.Data(),
+                            {with_grad ? data_of(grad) : nullptr, gdt, grad_scale(p.reduction, go, p.count), nullptr}};
+    auto totals = std::make_shared<fusedce::ForwardTotals>();
+    auto result_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(result));
+    return run(
+        a.env(), async, [fa, totals] { *totals = fusedce::cross_entropy_forward(fa); },
+        [totals, result_ref](Napi::Env env) -> Napi::Value {
+          Napi::Object r = result_ref->Value();
+          r.Set("lossSum", Napi::Number::New(env, totals->loss_sum));
+          return r;
+        },
+        inputs);
+  }
+
+  double weight_sum = 0.0;
+  fusedce::ForwardOptArgs fa;
+  fa.base = {p.batch(), losses.Data(), lse.Data(), {with_grad ? data_of(grad) : nullptr, gdt, float(go), nullptr}};
+  fa.opt = oa.opt;
+  fa.norm = ce_norm(p, oa, &weight_sum);
+  if (stats) {
+    Napi::Int32Array argmax = Napi::Int32Array::New(a.env(), size_t(p.rows));
+    Napi::Float32Array entropy = Napi::Float32Array::New(a.env(), size_t(p.rows));
+    Napi::Float32Array tlp = Napi::Float32Array::New(a.env(), size_t(p.rows));
+    Napi::Float32Array maxp = Napi::Float32Array::New(a.env(), size_t(p.rows));
+    fa.stats = {argmax.Data(), entropy.Data(), tlp.Data(), maxp.Data()};
+    result.Set("argmax", argmax);
+    result.Set("entropy", entropy);
+    result.Set("targetLogprob", tlp);
+    result.Set("maxProb", maxp);
+  }
+  result.Set("weightSum", Napi::Number::New(a.env(), weight_sum));
+  auto totals = std::make_shared<fusedce::ForwardOptTotals>();
   auto result_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(result));
   return run(
-      a.env(), async, [fa, totals] { *totals = fusedce::cross_entropy_forward(fa); },
+      a.env(), async, [fa, totals] { *totals = fusedce::cross_entropy_forward_opt(fa); },
       [totals, result_ref](Napi::Env env) -> Napi::Value {
         Napi::Object r = result_ref->Value();
-        r.Set("lossSum", Napi::Number::New(env, totals->loss_sum));
+        r.Set("lossSum", Napi::Number::New(env, totals->ce_sum + totals->z_sum));
+        r.Set("ceSum", Napi::Number::New(env, totals->ce_sum));
+        r.Set("zSum", Napi::Number::New(env, totals->z_sum));
         return r;
       },
-      {p.logits, p.targets});
+      inputs);
 }
 
 // crossEntropyBackward(logits, dtype, rows, vocab, targets, ignoreIndex, reduction, threads,
-//                      lse, gradOutput, gradOutputRows|null, gradDtype, gradOut|null, async)
+//                      lse, gradOutput, gradOutputRows|null, gradDtype, gradOut|null, async, options|null)
 //   → grad data (typed array, (rows, vocab))
 Napi::Value Backward(const Napi::CallbackInfo& info) {
   Args a{info, "crossEntropyBackward"};
@@ -232,16 +339,284 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
   const bool async = a.boolean(13);
   Napi::TypedArray grad = grad_array(a, 12, p, gdt);
 
-  const auto* row_scale = per_row ? static_cast<const float*>(data_of(row_go)) : nullptr;
-  fusedce::BackwardArgs ba{p.batch(), static_cast<const float*>(data_of(lse)),
-                           {data_of(grad), gdt, grad_scale(p.reduction, go, p.count), row_scale}};
+  const OptionArgs oa = read_ce_options(a, 14, p);
 
+  const auto* row_scale = per_row ? static_cast<const float*>(data_of(row_go)) : nullptr;
   std::vector<Napi::Object> inputs{p.logits, p.targets, lse};
+  if (per_row) inputs.push_back(row_go);
+  if (!oa.weight.IsEmpty()) inputs.push_back(oa.weight);
+  auto grad_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(grad.As<Napi::Object>()));
+  auto done = [grad_ref](Napi::Env) -> Napi::Value { return grad_ref->Value(); };
+  if (!oa.any) {
+    fusedce::BackwardArgs ba{p.batch(), static_cast<const float*>(data_of(lse)),
+                             {data_of(grad), gdt, grad_scale(p.reduction, go, p.count), row_scale}};
+    return run(a.env(), async, [ba] { fusedce::cross_entropy_backward(ba); }, done, inputs);
+  }
+  double weight_sum;
+  const fusedce::CeNorm norm = ce_norm(p, oa, &weight_sum);
+  fusedce::BackwardArgs ba{p.batch(), static_cast<const float*>(data_of(lse)), {data_of(grad), gdt, float(go), row_scale}};
+  const fusedce::CeOptions opt = oa.opt;
+  return run(a.env(), async, [ba, opt, norm] { fusedce::cross_entropy_backward_opt(ba, opt, norm); }, done, inputs);
+}
+
+// Reads logits (data, dtype, rows, vocab) at i .. i+3 (vocab ≥ 1, data of rows·vocab elements).
+struct Matrix {
+  Napi::TypedArray data;
+  DType dtype;
+  int64_t rows, vocab;
+};
+Matrix read_matrix(const Args& a, size_t i, const char* name) {
+  Matrix m;
+  m.dtype = a.dtype(i + 1, "dtype");
+  m.rows = a.integer(i + 2, "rows", 0, 9007199254740991.0);
+  m.vocab = a.integer(i + 3, "vocab", 1, 2147483647.0);
+  m.data = a.typed(i, name, array_type_for(m.dtype), double(m.rows) * double(m.vocab));
+  return m;
+}
+
+bool overlaps(Napi::TypedArray x, Napi::TypedArray y) {
+  const auto* xo = static_cast<const uint8_t*>(data_of(x));
+  const auto* yo = static_cast<const uint8_t*>(data_of(y));
+  return xo < yo + y.ByteLength() && yo < xo + x.ByteLength();
+}
+
+// A gradient destination for the ops below: a new array, or `out` (checked like grad_array; it may
+// be the logits themselves with the same dtype, never another input).
+Napi::TypedArray grad_out(const Args& a, size_t i, const Matrix& z, DType gdt, const std::vector<Napi::TypedArray>& others) {
+  const double n = double(z.rows) * double(z.vocab);
+  if (!a.present(i)) {
+    if (gdt == DType::F32) return Napi::Float32Array::New(a.env(), size_t(n));
+    return Napi::Uint16Array::New(a.env(), size_t(n));
+  }
+  Napi::TypedArray g = a.typed(i, "out.data", array_type_for(gdt), n);
+  if (overlaps(g, z.data) && !(data_of(g) == data_of(z.data) && gdt == z.dtype))
+    throw_range(a.env(), std::string(a.fn) + ": out.data overlaps logits.data without being exactly it (with the "
+                                             "same dtype); use inPlace: true to write the gradient over the logits");
+  for (const auto& o : others)
+    if (overlaps(g, o))
+      throw_range(a.env(), std::string(a.fn) + ": out.data overlaps another input (the target or a weight); give it "
+                                               "its own buffer");
+  return g;
+}
+
+// Checks a probability target (rows, vocab) f32: every value finite and ≥ 0, every row summing to 1
+// within 1e-3 or all 0 (such a row counts nowhere). Returns the rows that count.
+int64_t check_probs(const Args& a, const float* q, int64_t rows, int64_t vocab) {
+  int64_t count = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    double sum = 0.0;
+    for (int64_t j = 0; j < vocab; ++j) {
+      const float v = q[size_t(r) * size_t(vocab) + size_t(j)];
+      if (!(v >= 0.0f) || !std::isfinite(v))
+        throw_range(a.env(), std::string(a.fn) + ": target[" + std::to_string(r) + ", " + std::to_string(j) + "] = " +
+                                 std::to_string(v) + " must be a finite probability ≥ 0 (targetKind 'probs')");
+      sum += double(v);
+    }
+    if (sum == 0.0) continue;
+    if (std::fabs(sum - 1.0) > 1e-3)
+      throw_range(a.env(), std::string(a.fn) + ": target row " + std::to_string(r) + " sums to " + std::to_string(sum) +
+                               "; with targetKind 'probs' each row must sum to 1 (or be all 0 to be ignored). "
+                               "For teacher logits use targetKind 'logits'");
+    ++count;
+  }
+  return count;
+}
+
+// The shared arguments of softForward / softBackward:
+//   (logits, dtype, rows, vocab, target, targetDtype (−1: f32 probabilities), op, invTemperature,
+//    lossFactor, reduction, threads, …)
+struct SoftProblem {
+  Matrix z;
+  Napi::TypedArray target;
+  fusedce::SoftArgs args;
+  fusedce::Reduction reduction;
+  int64_t count;
+};
+SoftProblem read_soft(const Args& a) {
+  SoftProblem sp;
+  sp.z = read_matrix(a, 0, "logits.data");
+  const int64_t tdt = a.integer(5, "targetDtype", -1, 2);
+  const bool probs = tdt < 0;
+  const double n = double(sp.z.rows) * double(sp.z.vocab);
+  sp.target = a.typed(4, "target.data", probs ? napi_float32_array : array_type_for(DType(tdt)), n);
+  const int64_t op = a.integer(6, "op", 0, 2);
+  const double inv_t = a.number(7, "invTemperature");
+  const double factor = a.number(8, "lossFactor");
+  if (!(inv_t > 0.0) || !std::isfinite(inv_t) || !std::isfinite(factor))
+    throw_range(a.env(), std::string(a.fn) + ": temperature must be a finite number > 0");
+  if (probs && op != 0) throw_type(a.env(), std::string(a.fn) + ": probability targets are for the soft cross-entropy only");
+  sp.reduction = fusedce::Reduction(a.integer(9, "reduction", 0, 2));
+  const int threads = int(a.integer(10, "threads", 1, 65536));
+  if (overlaps(sp.z.data, sp.target)) throw_range(a.env(), std::string(a.fn) + ": target.data overlaps logits.data");
+  sp.count = probs ? check_probs(a, static_cast<const float*>(data_of(sp.target)), sp.z.rows, sp.z.vocab) : sp.z.rows;
+  sp.args = {data_of(sp.z.data), sp.z.dtype, data_of(sp.target), probs ? DType::F32 : DType(tdt), probs,
+             sp.z.rows, sp.z.vocab, fusedce::SoftOp(op), float(inv_t), factor, threads, nullptr};
+  return sp;
+}
+
+// softForward(…shared (0–10), withGrad, gradDtype, gradOut|null, gradOutput, async)
+//   → { losses: Float32Array(rows), lse: Float32Array(rows), lossSum, count, grad? }
+Napi::Value SoftForward(const Napi::CallbackInfo& info) {
+  Args a{info, "softForward"};
+  SoftProblem sp = read_soft(a);
+  const bool with_grad = a.boolean(11);
+  const DType gdt = a.dtype(12, "gradDtype");
+  const double go = a.number(14, "gradOutput");
+  const bool async = a.boolean(15);
+  Napi::Float32Array losses = Napi::Float32Array::New(a.env(), size_t(sp.z.rows));
+  Napi::Float32Array lse = Napi::Float32Array::New(a.env(), size_t(sp.z.rows));
+  Napi::TypedArray grad;
+  if (with_grad) grad = grad_out(a, 13, sp.z, gdt, {sp.target});
+  Napi::Object result = Napi::Object::New(a.env());
+  result.Set("losses", losses);
+  result.Set("lse", lse);
+  result.Set("count", Napi::Number::New(a.env(), double(sp.count)));
+  if (with_grad) result.Set("grad", grad);
+  fusedce::SoftForwardOut out{losses.Data(), lse.Data(),
+                              {with_grad ? data_of(grad) : nullptr, gdt, grad_scale(sp.reduction, go, sp.count), nullptr}};
+  const fusedce::SoftArgs args = sp.args;
+  auto totals = std::make_shared<fusedce::SoftTotals>();
+  auto result_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(result));
+  return run(
+      a.env(), async, [args, out, totals] { *totals = fusedce::soft_forward(args, out); },
+      [totals, result_ref](Napi::Env env) -> Napi::Value {
+        Napi::Object r = result_ref->Value();
+        r.Set("lossSum", Napi::Number::New(env, totals->loss_sum));
+        return r;
+      },
+      {sp.z.data, sp.target});
+}
+
+// softBackward(…shared (0–10), lse, gradOutput, gradOutputRows|null, gradDtype, gradOut|null, async) → grad data
+Napi::Value SoftBackward(const Napi::CallbackInfo& info) {
+  Args a{info, "softBackward"};
+  SoftProblem sp = read_soft(a);
+  if (sp.args.op == fusedce::SoftOp::KlReverse)
+    throw_type(a.env(), "softBackward: the reverse KL has no separate backward; use withGrad on the forward");
+  Napi::TypedArray lse = a.typed(11, "lse", napi_float32_array, double(sp.z.rows));
+  const double go = a.number(12, "gradOutput");
+  Napi::TypedArray row_go;
+  const bool per_row = a.present(13);
+  if (per_row) {
+    if (sp.reduction != fusedce::Reduction::None)
+      throw_type(a.env(), "softBackward: a per-row gradOutput (Float32Array) needs reduction 'none'");
+    row_go = a.typed(13, "gradOutput", napi_float32_array, double(sp.z.rows));
+  }
+  const DType gdt = a.dtype(14, "gradDtype");
+  const bool async = a.boolean(16);
+  std::vector<Napi::TypedArray> others{sp.target, lse};
+  if (per_row) others.push_back(row_go);
+  Napi::TypedArray grad = grad_out(a, 15, sp.z, gdt, others);
+  const fusedce::GradOut g{data_of(grad), gdt, grad_scale(sp.reduction, go, sp.count),
+                           per_row ? static_cast<const float*>(data_of(row_go)) : nullptr};
+  const fusedce::SoftArgs args = sp.args;
+  const auto* l = static_cast<const float*>(data_of(lse));
+  std::vector<Napi::Object> inputs{sp.z.data, sp.target, lse};
   if (per_row) inputs.push_back(row_go);
   auto grad_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(grad.As<Napi::Object>()));
   return run(
-      a.env(), async, [ba] { fusedce::cross_entropy_backward(ba); },
+      a.env(), async, [args, l, g] { fusedce::soft_backward(args, l, g); },
       [grad_ref](Napi::Env) -> Napi::Value { return grad_ref->Value(); }, inputs);
+}
+
+// entropy(logits, dtype, rows, vocab, invTemperature, threads, async) → Float32Array(rows)
+Napi::Value Entropy(const Napi::CallbackInfo& info) {
+  Args a{info, "entropy"};
+  Matrix z = read_matrix(a, 0, "logits.data");
+  const double inv_t = a.number(4, "invTemperature");
+  if (!(inv_t > 0.0) || !std::isfinite(inv_t)) throw_range(a.env(), "entropy: temperature must be a finite number > 0");
+  const int threads = int(a.integer(5, "threads", 1, 65536));
+  const bool async = a.boolean(6);
+  Napi::Float32Array out = Napi::Float32Array::New(a.env(), size_t(z.rows));
+  auto out_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out.As<Napi::Object>()));
+  const void* zd = data_of(z.data);
+  float* od = out.Data();
+  const DType dt = z.dtype;
+  const int64_t rows = z.rows, vocab = z.vocab;
+  const float it = float(inv_t);
+  return run(
+      a.env(), async, [=] { fusedce::entropy_rows(zd, dt, rows, vocab, it, threads, od); },
+      [out_ref](Napi::Env) -> Napi::Value { return out_ref->Value(); }, {z.data});
+}
+
+// binaryCrossEntropy(logits, dtype, rows, vocab, targets: Float32Array(rows·vocab),
+//                    posWeight: number | Float32Array(vocab), weight: Float32Array(rows·vocab | vocab) | null,
+//                    reduction, threads, withGrad, gradDtype, gradOut|null, gradOutput, async)
+//   → { lossSum, count (elements), losses?: Float32Array(rows·vocab) with reduction 'none', grad? }
+Napi::Value BinaryCrossEntropy(const Napi::CallbackInfo& info) {
+  Args a{info, "binaryCrossEntropyWithLogits"};
+  Matrix z = read_matrix(a, 0, "logits.data");
+  const double n = double(z.rows) * double(z.vocab);
+  Napi::TypedArray y = a.typed(4, "targets", napi_float32_array, n);
+  const auto* yd = static_cast<const float*>(data_of(y));
+  for (size_t i = 0; i < size_t(n); ++i)
+    if (!(yd[i] >= 0.0f && yd[i] <= 1.0f))
+      throw_range(a.env(), "binaryCrossEntropyWithLogits: targets[" + std::to_string(i) + "] = " + std::to_string(yd[i]) +
+                               " must be in [0, 1]");
+  auto check_nonneg = [&](const float* v, size_t m, const char* name) {
+    for (size_t i = 0; i < m; ++i)
+      if (!(v[i] >= 0.0f) || !std::isfinite(v[i]))
+        throw_range(a.env(), std::string("binaryCrossEntropyWithLogits: ") + name + "[" + std::to_string(i) + "] = " +
+                                 std::to_string(v[i]) + " must be a finite number ≥ 0");
+  };
+  fusedce::BceArgs args{data_of(z.data), z.dtype, z.rows, z.vocab, yd, nullptr, 1.0f, nullptr, false, 1};
+  std::vector<Napi::Object> inputs{z.data, y};
+  std::vector<Napi::TypedArray> others{y};
+  if (info[5].IsNumber()) {
+    const double pw = info[5].As<Napi::Number>().DoubleValue();
+    if (!(pw >= 0.0) || !std::isfinite(pw))
+      throw_range(a.env(), "binaryCrossEntropyWithLogits: posWeight must be a finite number ≥ 0, but got " + std::to_string(pw));
+    args.pos_weight_scalar = float(pw);
+  } else {
+    Napi::TypedArray pw = a.typed(5, "posWeight", napi_float32_array, double(z.vocab));
+    args.pos_weight = static_cast<const float*>(data_of(pw));
+    check_nonneg(args.pos_weight, size_t(z.vocab), "posWeight");
+    inputs.push_back(pw);
+    others.push_back(pw);
+  }
+  if (a.present(6)) {
+    if (!info[6].IsTypedArray()) throw_type(a.env(), "binaryCrossEntropyWithLogits: weight must be a Float32Array");
+    const double len = double(info[6].As<Napi::TypedArray>().ElementLength());
+    if (len != n && len != double(z.vocab))
+      throw_range(a.env(), "binaryCrossEntropyWithLogits: weight must have length rows·vocab (" + std::to_string(int64_t(n)) +
+                               ") or vocab (" + std::to_string(z.vocab) + "), but has length " + std::to_string(int64_t(len)));
+    Napi::TypedArray w = a.typed(6, "weight", napi_float32_array, len);
+    args.weight = static_cast<const float*>(data_of(w));
+    args.weight_per_class = len != n;
+    check_nonneg(args.weight, size_t(len), "weight");
+    inputs.push_back(w);
+    others.push_back(w);
+  }
+  const auto reduction = fusedce::Reduction(a.integer(7, "reduction", 0, 2));
+  args.threads = int(a.integer(8, "threads", 1, 65536));
+  const bool with_grad = a.boolean(9);
+  const DType gdt = a.dtype(10, "gradDtype");
+  const double go = a.number(12, "gradOutput");
+  const bool async = a.boolean(13);
+  Napi::Object result = Napi::Object::New(a.env());
+  result.Set("count", Napi::Number::New(a.env(), n));
+  Napi::Float32Array losses;
+  if (reduction == fusedce::Reduction::None) {
+    losses = Napi::Float32Array::New(a.env(), size_t(n));
+    result.Set("losses", losses);
+  }
+  Napi::TypedArray grad;
+  if (with_grad) {
+    grad = grad_out(a, 11, z, gdt, others);
+    result.Set("grad", grad);
+  }
+  const double scale = reduction == fusedce::Reduction::Mean ? (n > 0 ? go / n : 0.0) : go;
+  fusedce::BceOut out{losses.IsEmpty() ? nullptr : losses.Data(), {with_grad ? data_of(grad) : nullptr, gdt, float(scale), nullptr}};
+  auto total = std::make_shared<double>(0.0);
+  auto result_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(result));
+  return run(
+      a.env(), async, [args, out, total] { *total = fusedce::bce_forward(args, out); },
+      [total, result_ref](Napi::Env env) -> Napi::Value {
+        Napi::Object r = result_ref->Value();
+        r.Set("lossSum", Napi::Number::New(env, *total));
+        return r;
+      },
+      inputs);
 }
 
 // expKernel(x: Float32Array, y: Float32Array, repeat) → undefined: y = exp(x) with the active
@@ -306,6 +681,10 @@ Napi::Value HardwareThreads(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("crossEntropyForward", Napi::Function::New(env, Forward, "crossEntropyForward"));
   exports.Set("crossEntropyBackward", Napi::Function::New(env, Backward, "crossEntropyBackward"));
+  exports.Set("softForward", Napi::Function::New(env, SoftForward, "softForward"));
+  exports.Set("softBackward", Napi::Function::New(env, SoftBackward, "softBackward"));
+  exports.Set("entropy", Napi::Function::New(env, Entropy, "entropy"));
+  exports.Set("binaryCrossEntropy", Napi::Function::New(env, BinaryCrossEntropy, "binaryCrossEntropy"));
   exports.Set("backend", Napi::Function::New(env, Backend, "backend"));
   exports.Set("expKernel", Napi::Function::New(env, ExpKernel, "expKernel"));
   exports.Set("readKernel", Napi::Function::New(env, ReadKernel, "readKernel"));

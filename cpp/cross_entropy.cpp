@@ -12,12 +12,11 @@
 
 #include "dtype.h"
 #include "fusedce.h"
+#include "row_math.h"
 #include "thread_pool.h"
 
 namespace fusedce {
 namespace {
-
-constexpr double kInf = std::numeric_limits<double>::infinity();
 
 void zero_row(void* g, DType gdt, int64_t vocab) { std::memset(g, 0, size_t(vocab) * dtype_size(gdt)); }
 
@@ -26,62 +25,6 @@ void store_one(void* g, DType gdt, int64_t j, float v) {
     case DType::F32: static_cast<float*>(g)[j] = v; break;
     case DType::F16: static_cast<uint16_t*>(g)[j] = float_to_f16(v); break;
     case DType::BF16: static_cast<uint16_t*>(g)[j] = float_to_bf16(v); break;
-  }
-}
-
-// The block partials (m_b, s_b) of a row folded in order, in double:
-//   M' = max(M, m_b),  S' = S·exp(M − M') + s_b·exp(m_b − M').
-// A NaN partial (a NaN logit, or +inf which makes s_b = inf − inf) poisons the fold. Fully
-// masked blocks (all −inf: s_b = 0) add nothing.
-struct Fold {
-  double M = -kInf, S = 0.0;
-  bool nan = false;
-  void add(Partial p) {
-    if (p.s != p.s) nan = true;
-    if (nan || p.s == 0.0f) return;
-    if (double(p.m) > M) {
-      S = S * std::exp(M - double(p.m)) + double(p.s);
-      M = p.m;
-    } else {
-      S += double(p.s) * std::exp(double(p.m) - M);
-    }
-  }
-};
-
-struct RowForward {
-  double lse, loss;
-};
-
-// One row's lse and loss. The target element is kept out of the fp32 block sums (its block is
-// split around t), so with M = max(max_{j≠t} z_j, z_t), S≠t = Σ_{j≠t} exp(z_j − M) and
-// e_t = exp(z_t − M):
-//   lse  = M + log(S≠t + e_t)
-//   loss = lse − z_t = log(1 + S≠t / e_t)          (log1p: no cancellation)
-// For a confident prediction the loss is ≈ S≠t/e_t ≪ 1; lse − z_t would cancel to the fp32
-// rounding of the block sum 1 + S≠t (≈ 6e-8 absolute), whatever the loss's size.
-// zt = NaN or +inf, or an all −inf row, gives NaN; zt = −inf alone gives loss +inf.
-// lse and loss from the fold of the non-target elements and the target logit (see above).
-RowForward finish(const Fold& f, float zt) {
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  if (f.nan || zt != zt) return {nan, nan};
-  const double M = std::max(f.M, double(zt));
-  const double others = f.S == 0.0 ? 0.0 : f.S * std::exp(f.M - M);
-  const double et = std::exp(double(zt) - M);  // NaN when M = zt = ±inf: the NaN row we want
-  return {M + std::log(others + et), std::log1p(others / et)};
-}
-
-// Calls piece(offset, n) for the row's blocks, the target's block split around t (so the target
-// never enters an fp32 block sum). The partition depends only on vocab and t.
-template <class PieceFn>
-void for_each_piece(int64_t vocab, int64_t t, PieceFn&& piece) {
-  for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
-    const int64_t b1 = std::min(vocab, b0 + kBlock);
-    if (t >= b0 && t < b1) {
-      if (t > b0) piece(b0, t - b0);
-      if (b1 > t + 1) piece(t + 1, b1 - t - 1);
-    } else {
-      piece(b0, b1 - b0);
-    }
   }
 }
 
@@ -294,6 +237,7 @@ void forward_fused_rows(const Kernels& k, const ForwardArgs& a, bool stream) {
       }
       const RowForward rf = fr.row(rw.zr(r), rw.gr(r), t, load_one(rw.zr(r), b.dtype, t), scale_of(a.grad, r));
       a.losses[r] = float(rf.loss);
+      if (a.losses64) a.losses64[r] = rf.loss;
       a.lse[r] = float(rf.lse);
     }
   });
@@ -409,6 +353,7 @@ void forward_split(const Kernels& k, const ForwardArgs& a) {
       rf = finish(f, zt);
     }
     a.losses[r] = float(rf.loss);
+      if (a.losses64) a.losses64[r] = rf.loss;
     a.lse[r] = float(rf.lse);
   }
   if (fused) {
@@ -436,7 +381,11 @@ int64_t count_targets(const int32_t* targets, int64_t rows, int64_t vocab, int32
   return count;
 }
 
-ForwardTotals cross_entropy_forward(const ForwardArgs& a) {
+ForwardTotals cross_entropy_forward(const ForwardArgs& args) {
+  // The batch sum is taken over the rows' double losses, not their fp32 roundings.
+  std::vector<double> row_loss(size_t(args.batch.rows), 0.0);
+  ForwardArgs a = args;
+  a.losses64 = row_loss.data();
   const Batch& b = a.batch;
   const Kernels& k = b.kernels ? *b.kernels : active_kernels();
   if (use_split(b)) {
@@ -449,6 +398,7 @@ ForwardTotals cross_entropy_forward(const ForwardArgs& a) {
       [&](int64_t r, const char* z, char* g, int64_t t) {
         const RowForward rf = row_forward(k, z, b.dtype, b.vocab, t, load_one(z, b.dtype, t));
         a.losses[r] = float(rf.loss);
+      if (a.losses64) a.losses64[r] = rf.loss;
         a.lse[r] = float(rf.lse);
         // Past kFusedMaxVocab: the gradient from the fp32 lse, as a separate backward computes it.
         if (g) row_grad(k, z, b.dtype, g, a.grad.dtype, b.vocab, t, a.lse[r], scale_of(a.grad, r));
@@ -457,7 +407,7 @@ ForwardTotals cross_entropy_forward(const ForwardArgs& a) {
   }
   double sum = 0.0;
   for (int64_t r = 0; r < b.rows; ++r)
-    if (b.targets[r] != b.ignore_index) sum += double(a.losses[r]);
+    if (b.targets[r] != b.ignore_index) sum += row_loss[size_t(r)];
   return {sum};
 }
 

@@ -108,10 +108,11 @@ struct ForwardArgs {
   float* losses;  // (rows,) out: loss_i, 0 at ignored rows
   float* lse;     // (rows,) out: lse_i in fp32, 0 at ignored rows
   GradOut grad;   // optional fused gradient (grad.data == nullptr: none)
+  double* losses64 = nullptr;  // (rows,) out, optional: loss_i in double (set by the driver itself)
 };
 
 struct ForwardTotals {
-  double loss_sum;  // Σ losses over counted rows, in row order (double)
+  double loss_sum;  // Σ loss_i over counted rows, in row order, in double (before their fp32 rounding)
 };
 
 ForwardTotals cross_entropy_forward(const ForwardArgs& a);
@@ -123,5 +124,109 @@ struct BackwardArgs {
 };
 
 void cross_entropy_backward(const BackwardArgs& a);
+
+// ---- Cross-entropy with options (cpp/cross_entropy_options.cpp) ------------------------------
+// torch.nn.functional.cross_entropy(weight=w, label_smoothing=ε) on transformed logits, plus a
+// z-loss. Per counted row i with target t, x = T(z) (below), lse = log Σ_j exp(x_j):
+//   ce_i  = (1 − ε)·w_t·(lse − x_t) + (ε/V)·Σ_j w_j·(lse − x_j)      (w ≡ 1 without weights)
+//   zl_i  = c·lse²                                                  (PaLM z-loss)
+//   loss_i = ce_i + zl_i
+// Reductions: mean = Σ ce_i / D + Σ zl_i / N with D = Σ_i w_{t_i} (N without weights) and N the
+// counted rows (torch's weighted mean, the z part per row); sum = Σ loss_i.
+// Transform: x = s·z (logit scale), then x ← c·tanh(x/c) (softcap, c > 0); dx/dz = s·(1 − tanh²).
+// Gradient, with a_i = upstream · (1/D | 1) and b_i = upstream · (1/N | 1):
+//   dloss/dx_j = a_i·[((1 − ε)·w_t + (ε/V)·W)·p_j − (1 − ε)·w_t·[j = t] − (ε/V)·w_j] + b_i·2c·lse·p_j
+// with W = Σ_j w_j, then times dx/dz.
+struct CeOptions {
+  float label_smoothing = 0.0f;    // ε in [0, 1]
+  const float* weight = nullptr;   // (vocab,) class weights, or nullptr
+  double weight_total = 0.0;       // W = Σ_j weight_j (vocab without weights)
+  float z_loss = 0.0f;             // c ≥ 0
+  float logit_scale = 1.0f;        // s
+  float softcap = 0.0f;            // c > 0, or 0 for none
+};
+// Multipliers of the gradient's two parts (see above): mean → (1/D, 1/N); sum and none → (1, 1).
+struct CeNorm {
+  double ce = 1.0, z = 1.0;
+};
+// Per-row eval statistics, each (rows,) or nullptr; 0 (argmax −1) at ignored rows.
+struct CeStats {
+  int32_t* argmax = nullptr;         // first index of the largest x_j
+  float* entropy = nullptr;          // −Σ_j p_j log p_j, nats
+  float* target_logprob = nullptr;   // x_t − lse
+  float* max_prob = nullptr;         // max_j p_j
+};
+struct ForwardOptArgs {
+  ForwardArgs base;  // base.losses gets loss_i = ce_i + zl_i; base.lse the lse of x
+  CeOptions opt;
+  CeNorm norm;
+  CeStats stats;
+};
+struct ForwardOptTotals {
+  double ce_sum, z_sum;  // Σ ce_i, Σ zl_i over counted rows, in row order
+};
+ForwardOptTotals cross_entropy_forward_opt(const ForwardOptArgs& a);
+// The gradient from a saved lse (of x), as the fused forward computes it (bitwise the same).
+void cross_entropy_backward_opt(const BackwardArgs& a, const CeOptions& opt, CeNorm norm);
+
+// ---- Soft targets, distillation, KL and entropy (cpp/soft_cross_entropy.cpp) -------------------
+// Per row, x = z/T (the trained logits), p = softmax(x), lse = log Σ exp(x); the target is
+// y = u/T with q = softmax(y) (teacher / reference logits u) or given probabilities q (f32, ≥ 0):
+//   SoftCrossEntropy  loss = F·Σ_j q_j·(lse − x_j)            dloss/dz_j = F·(Σq·p_j − q_j)/T
+//   KlForward         loss = Σ_j q_j·(log q_j − log p_j)       dloss/dz_j = (p_j − q_j)/T
+//   KlReverse         loss = Σ_j p_j·(log p_j − log q_j) = L   dloss/dz_j = p_j·(log p_j − log q_j − L)/T
+// F = T² with tSquared, else 1. Rows whose probabilities are all 0 count nowhere (loss 0, lse 0,
+// gradient 0). Terms with q_j = 0 (resp. p_j = 0) add 0 even where the log is −inf.
+enum class SoftOp : int { CrossEntropy = 0, KlForward = 1, KlReverse = 2 };
+struct SoftArgs {
+  const void* logits;      // (rows, vocab) z, of dtype
+  DType dtype;
+  const void* target;      // (rows, vocab): logits u of target_dtype, or probabilities q (f32)
+  DType target_dtype;
+  bool target_probs;
+  int64_t rows, vocab;
+  SoftOp op;
+  float inv_temperature;   // 1/T
+  double loss_factor;      // F (SoftCrossEntropy), else 1
+  int threads;
+  const Kernels* kernels;  // nullptr: active_kernels()
+};
+struct SoftForwardOut {
+  float* losses;  // (rows,) out
+  float* lse;     // (rows,) out: lse of x = z/T, 0 at rows that do not count
+  GradOut grad;   // optional gradient w.r.t. z (grad.data nullptr: none); scale = upstream·(1/N | 1)
+};
+struct SoftTotals {
+  double loss_sum;  // Σ losses in row order
+  int64_t count;    // rows that count
+};
+SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out);
+// The gradient from a saved lse (SoftCrossEntropy and KlForward; bitwise the fused forward's).
+void soft_backward(const SoftArgs& a, const float* lse /* (rows,) */, const GradOut& grad);
+// Entropy of softmax(z/T) per row, in nats: −Σ_j p_j·log p_j.      out: (rows,)
+void entropy_rows(const void* logits /* (rows, vocab) */, DType dtype, int64_t rows, int64_t vocab,
+                  float inv_temperature, int threads, float* out);
+
+// ---- Binary cross-entropy from logits (cpp/binary_cross_entropy.cpp) --------------------------
+// torch.nn.BCEWithLogitsLoss, elementwise over (rows, vocab): with lw = 1 + (pw_j − 1)·y,
+//   l = w·[(1 − y)·x + lw·(log1p(e^{−|x|}) + max(−x, 0))]      (= w·[−pw·y·log σ(x) − (1 − y)·log(1 − σ(x))])
+//   dl/dx = w·[(1 − y) − lw·σ(−x)]
+struct BceArgs {
+  const void* logits;         // (rows, vocab) x, of dtype
+  DType dtype;
+  int64_t rows, vocab;
+  const float* targets;       // (rows, vocab) y
+  const float* pos_weight;    // (vocab,) pw, or nullptr: pos_weight_scalar for every class
+  float pos_weight_scalar;
+  const float* weight;        // (rows, vocab), or (vocab,) when weight_per_class, or nullptr (1)
+  bool weight_per_class;
+  int threads;
+};
+struct BceOut {
+  float* losses;  // (rows, vocab) out, or nullptr
+  GradOut grad;   // optional gradient (row_scale unused); scale = upstream·(1/(rows·vocab) | 1)
+};
+// Returns Σ l over all elements (each row summed in double lanes, rows added in order).
+double bce_forward(const BceArgs& a, const BceOut& out);
 
 }  // namespace fusedce

@@ -1,0 +1,282 @@
+// Cross-entropy with options, CPU: label smoothing, class weights, z-loss, logit scale, softcap and
+// fused eval statistics. The math (and torch's semantics) is in fusedce.h above CeOptions.
+//
+// Reads and writes, per counted row:
+//   forward            reads z once (each block widened into an L1 buffer, transformed, one exp per
+//                      element), writes loss_i, lse_i and the asked-for statistics.
+//   forward + grad     the forward, then the gradient pass below (z read a second time, a second
+//                      exp per element): the gradient is taken from the fp32 lse, exactly as the
+//                      separate backward takes it, so the two are bitwise equal.
+//   backward           reads z once, writes the gradient row once.
+// Every quantity that is a difference of large terms is rewritten as a sum of non-negative ones,
+// taken relative to each block's max m_b (x_j ≤ m_b ≤ lse):
+//   Σ_j w_j·(lse − x_j)  = Σ_b [W_b·(lse − m_b) + Σ_{j∈b} w_j·(m_b − x_j)]
+//   H = Σ_j p_j·(lse − x_j) = Σ_b e^{m_b − lse}·[(lse − m_b)·S_b + Σ_{j∈b} e_j·(m_b − x_j)]
+// with e_j = exp(x_j − m_b), S_b = Σ_{j∈b} e_j, W_b = Σ_{j∈b} w_j. The target stays out of the
+// block sums (its block is split around it) and lse − x_t = log1p(S≠t/e_t), as in the plain path.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "dtype.h"
+#include "fusedce.h"
+#include "loss_rows.h"
+#include "row_math.h"
+#include "thread_pool.h"
+
+namespace fusedce {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// x = s·z, then x ← c·tanh(x/c). With `d`, also d = dx/dz = s·(1 − tanh²(s·z/c)) (s without softcap).
+struct Transform {
+  float s, c;  // c = 0: no softcap
+  void apply(float* x, int64_t n, float* d = nullptr) const {
+    if (s != 1.0f)
+      for (int64_t j = 0; j < n; ++j) x[j] *= s;
+    if (c > 0.0f) {
+      const float inv = 1.0f / c;
+      for (int64_t j = 0; j < n; ++j) {
+        const float th = std::tanh(x[j] * inv);
+        x[j] = c * th;
+        if (d) d[j] = s * (1.0f - th * th);
+      }
+    } else if (d) {
+      for (int64_t j = 0; j < n; ++j) d[j] = s;
+    }
+  }
+  bool identity() const { return s == 1.0f && c == 0.0f; }
+};
+
+// One piece's pass-1 summary (see the file comment).
+struct OptPiece {
+  float m;        // m_b
+  double S;       // Σ e_j
+  double W;       // Σ w_j over the piece
+  double Q;       // Σ w_j·(m_b − x_j)          (label smoothing)
+  double T;       // Σ e_j·(m_b − x_j)          (entropy)
+  int64_t arg;    // first index of m_b in the row, −1 for an all −inf or NaN piece
+};
+
+struct RowOut {
+  double lse, ce, zl;
+  double entropy, target_logprob, max_prob;
+  int64_t argmax;
+};
+
+float load_x(const char* z, DType dt, int64_t j, const Transform& tf, float* d = nullptr) {
+  float x = 0.0f;
+  widen(z + size_t(j) * dtype_size(dt), dt, 1, &x);
+  tf.apply(&x, 1, d);
+  return x;
+}
+
+// Pass 1 over a counted row: lse, ce_i, zl_i and (Stats) the eval statistics.
+//   z: (V,) of dt; t: the target, in [0, V)
+template <bool Smooth, bool Stats>
+RowOut row_forward_opt(const Kernels& k, const char* z, DType dt, int64_t vocab, int64_t t, const CeOptions& o,
+                       const Transform& tf, std::vector<OptPiece>& pcs) {
+  BlockBuffers& buf = block_buffers();
+  float* x = buf.a;
+  float* e = buf.b;
+  const size_t esz = dtype_size(dt);
+  const float* w = o.weight;
+  pcs.clear();
+  Fold f;
+  for_each_piece(vocab, t, [&](int64_t off, int64_t n) {
+    widen(z + size_t(off) * esz, dt, n, x);
+    tf.apply(x, n);
+    OptPiece pc{max_of(x, n), 0.0, 0.0, 0.0, 0.0, -1};
+    if (Smooth) pc.W = w ? lane_sum(n, [&](int64_t j) { return w[off + j]; }) : double(n);
+    if (pc.m != pc.m) {
+      pc.S = kNaN;
+    } else if (pc.m == -std::numeric_limits<float>::infinity()) {
+      if (Smooth) pc.Q = pc.W > 0.0 ? kInf : 0.0;  // log p_j = −inf for every j of the piece
+    } else {
+      exp_shifted(k, x, pc.m, n, e);
+      pc.S = lane_sum(n, [&](int64_t j) { return e[j]; });
+      const float m = pc.m;
+      if (Smooth)
+        pc.Q = w ? lane_sum(n, [&](int64_t j) { return w[off + j] * (m - x[j]); })
+                 : lane_sum(n, [&](int64_t j) { return m - x[j]; });
+      if (Stats) {
+        pc.T = lane_sum(n, [&](int64_t j) { return e[j] * (m - x[j]); });
+        for (int64_t j = 0; j < n; ++j)
+          if (x[j] == m) {
+            pc.arg = off + j;
+            break;
+          }
+      }
+    }
+    f.add(pc.m, pc.S);
+    pcs.push_back(pc);
+  });
+  const float xt = load_x(z, dt, t, tf);
+  const RowForward rf = finish(f, xt);
+  const double lse = rf.lse, nll = rf.loss;  // nll = lse − x_t
+  const double wt = w ? double(w[t]) : 1.0;
+  RowOut out{lse, wt * nll, double(o.z_loss) * lse * lse, 0.0, 0.0, 0.0, -1};
+  if (Smooth) {
+    const double eps = o.label_smoothing;
+    double smooth = wt * nll;  // Σ_j w_j·(lse − x_j), the target's term first, then the pieces'
+    for (const OptPiece& pc : pcs)
+      smooth += pc.m == -std::numeric_limits<float>::infinity() ? pc.Q : pc.W * (lse - double(pc.m)) + pc.Q;
+    out.ce = (1.0 - eps) * wt * nll + eps / double(vocab) * smooth;
+  }
+  if (Stats) {
+    if (lse != lse) {
+      out.entropy = out.target_logprob = out.max_prob = kNaN;
+      return out;
+    }
+    double H = nll < kInf ? std::exp(-nll) * nll : 0.0;  // the target's p_t·(lse − x_t)
+    double best = xt;
+    int64_t arg = t;
+    for (const OptPiece& pc : pcs) {
+      if (pc.S > 0.0) H += std::exp(double(pc.m) - lse) * ((lse - double(pc.m)) * pc.S + pc.T);
+      if (pc.arg >= 0 && (double(pc.m) > best || (double(pc.m) == best && pc.arg < arg))) {
+        best = pc.m;
+        arg = pc.arg;
+      }
+    }
+    out.entropy = H;
+    out.target_logprob = -nll;
+    out.max_prob = std::exp(best - lse);
+    out.argmax = arg;
+  }
+  return out;
+}
+
+// The gradient of one counted row from its fp32 lse (fusedce.h, CeOptions):
+//   g_j = (A·p_j − β·w_j)·d_j  (j ≠ t),   A = α + β·W + γ,
+//   α = a·(1 − ε)·w_t,  β = a·ε/V,  γ = b·2c·lse,  p_j = exp(x_j − lse),  d_j = dx_j/dz_j
+//   g_t = (A·p_t − α − β·w_t)·d_t = (β·(W − w_t) + γ − A·Σ_{j≠t} p_j)·d_t
+// The last form keeps p_t − 1 out of the arithmetic (it cancels when p_t → 1; see row_grad in
+// cross_entropy.cpp). z_t is read before any of the row is written (in place is safe: each piece
+// is widened into a buffer before its gradient is stored).
+//   z: (V,) of dt; g: (V,) of gdt; t in [0, V)
+void row_grad_opt(const Kernels& k, const char* z, DType dt, char* g, DType gdt, int64_t vocab, int64_t t,
+                  float lse, double a, double b, const CeOptions& o, const Transform& tf) {
+  BlockBuffers& buf = block_buffers();
+  float *x = buf.a, *e = buf.b, *d = buf.c;
+  const size_t esz = dtype_size(dt), gsz = dtype_size(gdt);
+  const float* w = o.weight;
+  const double wt = w ? double(w[t]) : 1.0;
+  const double alpha = a * (1.0 - double(o.label_smoothing)) * wt;
+  const double beta = a * double(o.label_smoothing) / double(vocab);
+  const double gamma = b * 2.0 * double(o.z_loss) * double(lse);
+  const double A = alpha + beta * o.weight_total + gamma;
+  const float Af = float(A), bf = float(beta);
+  float dt_t;
+  load_x(z, dt, t, tf, &dt_t);
+  double others = 0.0;
+  const bool ident = tf.identity();
+  for_each_piece(vocab, t, [&](int64_t off, int64_t n) {
+    widen(z + size_t(off) * esz, dt, n, x);
+    tf.apply(x, n, ident ? nullptr : d);
+    exp_shifted(k, x, lse, n, e);
+    others += lane_sum(n, [&](int64_t j) { return e[j]; });
+    if (w && bf != 0.0f) {
+      for (int64_t j = 0; j < n; ++j) e[j] = Af * e[j] - bf * w[off + j];
+    } else {
+      for (int64_t j = 0; j < n; ++j) e[j] = Af * e[j] - bf;
+    }
+    if (!ident)
+      for (int64_t j = 0; j < n; ++j) e[j] *= d[j];
+    narrow(e, gdt, n, g + size_t(off) * gsz);
+  });
+  const float gt = float((beta * (o.weight_total - wt) + gamma - A * others) * double(dt_t));
+  narrow(&gt, gdt, 1, g + size_t(t) * gsz);
+}
+
+float upstream(const GradOut& g, int64_t r) { return g.row_scale ? g.row_scale[r] : g.scale; }
+
+template <bool Smooth, bool Stats>
+ForwardOptTotals forward_opt(const Kernels& k, const ForwardOptArgs& a) {
+  const Batch& b = a.base.batch;
+  const GradOut& grad = a.base.grad;
+  const Transform tf{a.opt.logit_scale, a.opt.softcap};
+  const size_t zrow = size_t(b.vocab) * dtype_size(b.dtype), grow = size_t(b.vocab) * dtype_size(grad.dtype);
+  const auto* zb = static_cast<const char*>(b.logits);
+  auto* gb = static_cast<char*>(grad.data);
+  std::vector<double> ce(size_t(b.rows), 0.0), zl(size_t(b.rows), 0.0);
+  const int64_t rpt = loss_rows_per_task(b.vocab);
+  parallel_for((b.rows + rpt - 1) / rpt, b.threads, [&](int64_t task) {
+    thread_local std::vector<OptPiece> pcs;
+    for (int64_t r = task * rpt; r < std::min(b.rows, (task + 1) * rpt); ++r) {
+      const int32_t t = b.targets[r];
+      const char* z = zb + size_t(r) * zrow;
+      char* g = gb ? gb + size_t(r) * grow : nullptr;
+      if (t == b.ignore_index) {
+        a.base.losses[r] = a.base.lse[r] = 0.0f;
+        if (Stats) {
+          if (a.stats.argmax) a.stats.argmax[r] = -1;
+          if (a.stats.entropy) a.stats.entropy[r] = 0.0f;
+          if (a.stats.target_logprob) a.stats.target_logprob[r] = 0.0f;
+          if (a.stats.max_prob) a.stats.max_prob[r] = 0.0f;
+        }
+        if (g) std::memset(g, 0, grow);
+        continue;
+      }
+      const RowOut ro = row_forward_opt<Smooth, Stats>(k, z, b.dtype, b.vocab, t, a.opt, tf, pcs);
+      ce[size_t(r)] = ro.ce;
+      zl[size_t(r)] = ro.zl;
+      a.base.losses[r] = float(ro.ce + ro.zl);
+      a.base.lse[r] = float(ro.lse);
+      if (Stats) {
+        if (a.stats.argmax) a.stats.argmax[r] = int32_t(ro.argmax);
+        if (a.stats.entropy) a.stats.entropy[r] = float(ro.entropy);
+        if (a.stats.target_logprob) a.stats.target_logprob[r] = float(ro.target_logprob);
+        if (a.stats.max_prob) a.stats.max_prob[r] = float(ro.max_prob);
+      }
+      if (g) {
+        const double up = upstream(grad, r);
+        row_grad_opt(k, z, b.dtype, g, grad.dtype, b.vocab, t, a.base.lse[r], up * a.norm.ce, up * a.norm.z, a.opt, tf);
+      }
+    }
+  });
+  ForwardOptTotals tot{0.0, 0.0};
+  for (int64_t r = 0; r < b.rows; ++r) {
+    if (b.targets[r] == b.ignore_index) continue;
+    tot.ce_sum += ce[size_t(r)];
+    tot.z_sum += zl[size_t(r)];
+  }
+  return tot;
+}
+
+}  // namespace
+
+ForwardOptTotals cross_entropy_forward_opt(const ForwardOptArgs& a) {
+  const Kernels& k = a.base.batch.kernels ? *a.base.batch.kernels : active_kernels();
+  const bool smooth = a.opt.label_smoothing > 0.0f;
+  const bool stats = a.stats.argmax || a.stats.entropy || a.stats.target_logprob || a.stats.max_prob;
+  if (smooth) return stats ? forward_opt<true, true>(k, a) : forward_opt<true, false>(k, a);
+  return stats ? forward_opt<false, true>(k, a) : forward_opt<false, false>(k, a);
+}
+
+void cross_entropy_backward_opt(const BackwardArgs& a, const CeOptions& opt, CeNorm norm) {
+  const Batch& b = a.batch;
+  const Kernels& k = b.kernels ? *b.kernels : active_kernels();
+  const Transform tf{opt.logit_scale, opt.softcap};
+  const size_t zrow = size_t(b.vocab) * dtype_size(b.dtype), grow = size_t(b.vocab) * dtype_size(a.grad.dtype);
+  const auto* zb = static_cast<const char*>(b.logits);
+  auto* gb = static_cast<char*>(a.grad.data);
+  const int64_t rpt = loss_rows_per_task(b.vocab);
+  parallel_for((b.rows + rpt - 1) / rpt, b.threads, [&](int64_t task) {
+    for (int64_t r = task * rpt; r < std::min(b.rows, (task + 1) * rpt); ++r) {
+      const int32_t t = b.targets[r];
+      char* g = gb + size_t(r) * grow;
+      if (t == b.ignore_index) {
+        std::memset(g, 0, grow);
+        continue;
+      }
+      const double up = upstream(a.grad, r);
+      row_grad_opt(k, zb + size_t(r) * zrow, b.dtype, g, a.grad.dtype, b.vocab, t, a.lse[r], up * norm.ce, up * norm.z,
+                   opt, tf);
+    }
+  });
+}
+
+}  // namespace fusedce

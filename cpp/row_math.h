@@ -1,0 +1,72 @@
+// The per-row math every CPU op shares: folding block partials in order (double), finishing a
+// row's lse and target loss without cancellation, and the fixed partition of a row into blocks.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "fusedce.h"
+
+namespace fusedce {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// The block partials (m_b, s_b) of a row folded in order, in double:
+//   M' = max(M, m_b),  S' = S·exp(M − M') + s_b·exp(m_b − M').
+// A NaN partial (a NaN logit, or +inf which makes s_b = inf − inf) poisons the fold. Fully
+// masked blocks (all −inf: s_b = 0) add nothing.
+struct Fold {
+  double M = -kInf, S = 0.0;
+  bool nan = false;
+  void add(Partial p) { add(p.m, double(p.s)); }
+  void add(float m, double s) {  // a partial whose sum was taken in double
+    if (s != s) nan = true;
+    if (nan || s == 0.0) return;
+    if (double(m) > M) {
+      S = S * std::exp(M - double(m)) + s;
+      M = m;
+    } else {
+      S += s * std::exp(double(m) - M);
+    }
+  }
+};
+
+struct RowForward {
+  double lse, loss;
+};
+
+// One row's lse and loss. The target element is kept out of the fp32 block sums (its block is
+// split around t), so with M = max(max_{j≠t} z_j, z_t), S≠t = Σ_{j≠t} exp(z_j − M) and
+// e_t = exp(z_t − M):
+//   lse  = M + log(S≠t + e_t)
+//   loss = lse − z_t = log(1 + S≠t / e_t)          (log1p: no cancellation)
+// For a confident prediction the loss is ≈ S≠t/e_t ≪ 1; lse − z_t would cancel to the fp32
+// rounding of the block sum 1 + S≠t (≈ 6e-8 absolute), whatever the loss's size.
+// zt = NaN or +inf, or an all −inf row, gives NaN; zt = −inf alone gives loss +inf.
+// lse and loss from the fold of the non-target elements and the target logit (see above).
+inline RowForward finish(const Fold& f, float zt) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (f.nan || zt != zt) return {nan, nan};
+  const double M = std::max(f.M, double(zt));
+  const double others = f.S == 0.0 ? 0.0 : f.S * std::exp(f.M - M);
+  const double et = std::exp(double(zt) - M);  // NaN when M = zt = ±inf: the NaN row we want
+  return {M + std::log(others + et), std::log1p(others / et)};
+}
+
+// Calls piece(offset, n) for the row's blocks, the target's block split around t (so the target
+// never enters an fp32 block sum). The partition depends only on vocab and t.
+template <class PieceFn>
+inline void for_each_piece(int64_t vocab, int64_t t, PieceFn&& piece) {
+  for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
+    const int64_t b1 = std::min(vocab, b0 + kBlock);
+    if (t >= b0 && t < b1) {
+      if (t > b0) piece(b0, t - b0);
+      if (b1 > t + 1) piece(t + 1, b1 - t - 1);
+    } else {
+      piece(b0, b1 - b0);
+    }
+  }
+}
+
+}  // namespace fusedce

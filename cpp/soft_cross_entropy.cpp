@@ -1,0 +1,295 @@
+// Soft-target cross-entropy (distillation), KL divergence (forward and reverse) and entropy, CPU.
+// The math is in fusedce.h above SoftArgs. The three share one pass over a row pair: per block b
+// of kBlock elements (the same fixed partition as every other kernel), the trained logits x = z/T
+// give (mx_b, Sx_b = Σ e^{x_j − mx_b}) and the target gives (my_b, Sy_b) from its logits y = u/T,
+// or Y_b = Σ q_j from probabilities; one cross term C_b per op is summed alongside:
+//   SoftCrossEntropy  C_b = Σ_j q̃_j·(mx_b − x_j) ≥ 0,   loss = F·Σ_b c_b·[(lse_x − mx_b)·Sy_b + C_b]
+//   KlForward         C_b = Σ_j q̃_j·(y_j − x_j),         loss = Σ_b c_b·C_b + lse_x − lse_y
+//   KlReverse         C_b = Σ_j p̃_j·(x_j − y_j),         loss = Σ_b e^{mx_b − lse_x}·C_b + lse_y − lse_x
+// with q̃_j = e^{y_j − my_b} (q_j itself for probabilities, and c_b = 1 there), c_b = e^{my_b − lse_y},
+// p̃_j = e^{x_j − mx_b}. Cross-entropy is written as a sum of non-negative terms (no cancellation);
+// KL of two identical rows is exactly 0 (every C_b is 0 and lse_x = lse_y bit for bit).
+//
+// Reads and writes, per row: the forward reads z and the target once (one exp per element each);
+// with a gradient it reads both again and writes the gradient once (a second exp per element);
+// the backward reads the target once for its lse (or Σq), then z and the target, and writes the
+// gradient once. No probability row is stored.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "dtype.h"
+#include "fusedce.h"
+#include "loss_rows.h"
+#include "row_math.h"
+#include "thread_pool.h"
+
+namespace fusedce {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// A block's max and Σ exp(x − max) (in double).
+struct BlockPartial {
+  float m;
+  double s;
+};
+
+// A block's (max, Σ exp(x − max)), with e = exp(x − max) left in `e`.   x, e: (n,) fp32
+BlockPartial block_partial(const Kernels& k, const float* x, int64_t n, float* e) {
+  const float m = max_of(x, n);
+  if (m != m) return {m, double(m)};
+  if (m == kNegInf) {
+    for (int64_t j = 0; j < n; ++j) e[j] = 0.0f;
+    return {m, 0.0};
+  }
+  exp_shifted(k, x, m, n, e);
+  return {m, lane_sum(n, [&](int64_t j) { return e[j]; })};
+}
+
+// Widens n elements of a row at offset off and scales them by s.   src: row of dt;  x: (n,) fp32
+void load_scaled(const void* src, DType dt, int64_t off, int64_t n, float s, float* x) {
+  widen(static_cast<const char*>(src) + size_t(off) * dtype_size(dt), dt, n, x);
+  if (s != 1.0f)
+    for (int64_t j = 0; j < n; ++j) x[j] *= s;
+}
+
+double fold_lse(const Fold& f) { return f.nan ? std::numeric_limits<double>::quiet_NaN() : f.M + std::log(f.S); }
+
+struct Row {
+  const char* z;  // (V,) of a.dtype
+  const char* u;  // (V,) of a.target_dtype, or (V,) f32 probabilities
+};
+
+// The target's row constant: lse_y for logits, Σ q for probabilities (block sums folded in
+// order). The forward computes the same numbers inline, in the same order, from the same calls.
+double target_constant(const Kernels& k, const SoftArgs& a, const Row& row) {
+  BlockBuffers& buf = block_buffers();
+  if (a.target_probs) {
+    const auto* q = reinterpret_cast<const float*>(row.u);
+    double qs = 0.0;
+    for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock)
+      qs += lane_sum(std::min(kBlock, a.vocab - b0), [&](int64_t j) { return q[b0 + j]; });
+    return qs;
+  }
+  Fold f;
+  for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
+    const int64_t n = std::min(kBlock, a.vocab - b0);
+    load_scaled(row.u, a.target_dtype, b0, n, a.inv_temperature, buf.c);
+    const BlockPartial p = block_partial(k, buf.c, n, buf.d);
+    f.add(p.m, p.s);
+  }
+  return fold_lse(f);
+}
+
+struct BlockSummary {
+  BlockPartial px, py;  // py.s = Y_b for probabilities (py.m unused)
+  double C;
+};
+
+struct RowResult {
+  double lse_x, constant, loss;  // constant: lse_y, or Σq
+};
+
+// Pass 1 over one row pair (see the file comment).
+RowResult row_forward(const Kernels& k, const SoftArgs& a, const Row& row, std::vector<BlockSummary>& blocks) {
+  BlockBuffers& buf = block_buffers();
+  float *x = buf.a, *ex = buf.b, *y = buf.c, *ey = buf.d;
+  blocks.clear();
+  Fold fx, fy;
+  double qsum = 0.0;
+  const auto* q = reinterpret_cast<const float*>(row.u);
+  for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
+    const int64_t n = std::min(kBlock, a.vocab - b0);
+    load_scaled(row.z, a.dtype, b0, n, a.inv_temperature, x);
+    BlockSummary s{block_partial(k, x, n, ex), {0.0f, 0.0}, 0.0};
+    const float mx = s.px.m;
+    const bool xmasked = mx == kNegInf;
+    if (a.target_probs) {
+      s.py.s = lane_sum(n, [&](int64_t j) { return q[b0 + j]; });
+      qsum += s.py.s;
+      if (!xmasked) s.C = lane_sum(n, [&](int64_t j) { return q[b0 + j] == 0.0f ? 0.0f : q[b0 + j] * (mx - x[j]); });
+    } else {
+      load_scaled(row.u, a.target_dtype, b0, n, a.inv_temperature, y);
+      s.py = block_partial(k, y, n, ey);
+      fy.add(s.py.m, s.py.s);
+      switch (a.op) {
+        case SoftOp::CrossEntropy:
+          if (!xmasked) s.C = lane_sum(n, [&](int64_t j) { return ey[j] == 0.0f ? 0.0f : ey[j] * (mx - x[j]); });
+          break;
+        case SoftOp::KlForward:
+          s.C = lane_sum(n, [&](int64_t j) { return ey[j] == 0.0f ? 0.0f : ey[j] * (y[j] - x[j]); });
+          break;
+        case SoftOp::KlReverse:
+          s.C = lane_sum(n, [&](int64_t j) { return ex[j] == 0.0f ? 0.0f : ex[j] * (x[j] - y[j]); });
+          break;
+      }
+    }
+    fx.add(s.px.m, s.px.s);
+    blocks.push_back(s);
+  }
+  const double lse_x = fold_lse(fx);
+  if (a.target_probs) {
+    double loss = 0.0;
+    for (const BlockSummary& s : blocks)
+      if (s.py.s > 0.0) loss += (lse_x - double(s.px.m)) * s.py.s + s.C;
+    return {lse_x, qsum, loss * a.loss_factor};
+  }
+  const double lse_y = fold_lse(fy);
+  double acc = 0.0;
+  for (const BlockSummary& s : blocks) {
+    switch (a.op) {
+      case SoftOp::CrossEntropy:
+        if (s.py.s > 0.0) acc += std::exp(double(s.py.m) - lse_y) * ((lse_x - double(s.px.m)) * s.py.s + s.C);
+        break;
+      case SoftOp::KlForward:
+        if (s.py.s > 0.0) acc += std::exp(double(s.py.m) - lse_y) * s.C;
+        break;
+      case SoftOp::KlReverse:
+        if (s.px.s > 0.0) acc += std::exp(double(s.px.m) - lse_x) * s.C;
+        break;
+    }
+  }
+  double loss = acc;
+  if (a.op == SoftOp::CrossEntropy) loss *= a.loss_factor;
+  if (a.op == SoftOp::KlForward) loss += lse_x - lse_y;
+  if (a.op == SoftOp::KlReverse) loss += lse_y - lse_x;
+  if (lse_x != lse_x || lse_y != lse_y) loss = std::numeric_limits<double>::quiet_NaN();
+  return {lse_x, lse_y, loss};
+}
+
+// The gradient of one row (fusedce.h): c = upstream·F/T (F = 1 for KL);
+//   probabilities:  g_j = c·(Σq·p_j − q_j)
+//   logits:         g_j = c·(p_j − q_j)                       (SoftCrossEntropy, KlForward)
+//                   g_j = c·p_j·((x_j − lse_x) − (y_j − lse_y) − L)   (KlReverse; 0 where p_j = 0)
+// z (and the target) are widened into buffers block by block before the block's gradient is
+// stored, so g may be z itself.
+void row_grad(const Kernels& k, const SoftArgs& a, const Row& row, char* g, DType gdt, float lse_x, double constant,
+              double kl, double c) {
+  BlockBuffers& buf = block_buffers();
+  float *x = buf.a, *p = buf.b, *y = buf.c, *q = buf.d;
+  const float cf = float(c), lse_y = float(constant), qs = float(constant), L = float(kl);
+  const auto* qp = reinterpret_cast<const float*>(row.u);
+  const size_t gsz = dtype_size(gdt);
+  for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
+    const int64_t n = std::min(kBlock, a.vocab - b0);
+    load_scaled(row.z, a.dtype, b0, n, a.inv_temperature, x);
+    exp_shifted(k, x, lse_x, n, p);
+    if (a.target_probs) {
+      for (int64_t j = 0; j < n; ++j) p[j] = cf * (qs * p[j] - qp[b0 + j]);
+    } else {
+      load_scaled(row.u, a.target_dtype, b0, n, a.inv_temperature, y);
+      if (a.op == SoftOp::KlReverse) {
+        for (int64_t j = 0; j < n; ++j)
+          p[j] = p[j] == 0.0f ? 0.0f : cf * p[j] * (((x[j] - lse_x) - (y[j] - lse_y)) - L);
+      } else {
+        exp_shifted(k, y, lse_y, n, q);
+        for (int64_t j = 0; j < n; ++j) p[j] = cf * (p[j] - q[j]);
+      }
+    }
+    narrow(p, gdt, n, g + size_t(b0) * gsz);
+  }
+}
+
+double grad_coefficient(const SoftArgs& a, float up) {
+  const double f = a.op == SoftOp::CrossEntropy ? a.loss_factor : 1.0;
+  return double(up) * f * double(a.inv_temperature);
+}
+
+template <class Fn>
+void for_rows(const SoftArgs& a, Fn&& fn) {
+  const int64_t rpt = loss_rows_per_task(a.vocab);
+  parallel_for((a.rows + rpt - 1) / rpt, a.threads, [&](int64_t task) {
+    for (int64_t r = task * rpt; r < std::min(a.rows, (task + 1) * rpt); ++r) fn(r);
+  });
+}
+
+Row row_of(const SoftArgs& a, int64_t r) {
+  const size_t V = size_t(a.vocab);
+  const size_t tsz = a.target_probs ? 4 : dtype_size(a.target_dtype);
+  return {static_cast<const char*>(a.logits) + size_t(r) * V * dtype_size(a.dtype),
+          static_cast<const char*>(a.target) + size_t(r) * V * tsz};
+}
+
+}  // namespace
+
+SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
+  const Kernels& k = a.kernels ? *a.kernels : active_kernels();
+  std::vector<double> losses(size_t(a.rows), 0.0);
+  std::vector<uint8_t> counted(size_t(a.rows), 0);
+  const size_t grow = size_t(a.vocab) * dtype_size(out.grad.dtype);
+  for_rows(a, [&](int64_t r) {
+    thread_local std::vector<BlockSummary> blocks;
+    const Row row = row_of(a, r);
+    char* g = out.grad.data ? static_cast<char*>(out.grad.data) + size_t(r) * grow : nullptr;
+    const RowResult rr = row_forward(k, a, row, blocks);
+    if (a.target_probs && rr.constant == 0.0) {  // an all-zero probability row counts nowhere
+      out.losses[r] = out.lse[r] = 0.0f;
+      if (g) std::memset(g, 0, grow);
+      return;
+    }
+    counted[size_t(r)] = 1;
+    losses[size_t(r)] = rr.loss;
+    out.losses[r] = float(rr.loss);
+    out.lse[r] = float(rr.lse_x);
+    if (g) {
+      const float up = out.grad.row_scale ? out.grad.row_scale[r] : out.grad.scale;
+      row_grad(k, a, row, g, out.grad.dtype, out.lse[r], rr.constant, rr.loss, grad_coefficient(a, up));
+    }
+  });
+  SoftTotals t{0.0, 0};
+  for (int64_t r = 0; r < a.rows; ++r)
+    if (counted[size_t(r)]) t.loss_sum += losses[size_t(r)], ++t.count;
+  return t;
+}
+
+void soft_backward(const SoftArgs& a, const float* lse, const GradOut& grad) {
+  const Kernels& k = a.kernels ? *a.kernels : active_kernels();
+  const size_t grow = size_t(a.vocab) * dtype_size(grad.dtype);
+  for_rows(a, [&](int64_t r) {
+    const Row row = row_of(a, r);
+    char* g = static_cast<char*>(grad.data) + size_t(r) * grow;
+    const double constant = target_constant(k, a, row);
+    if (a.target_probs && constant == 0.0) {
+      std::memset(g, 0, grow);
+      return;
+    }
+    const float up = grad.row_scale ? grad.row_scale[r] : grad.scale;
+    row_grad(k, a, row, g, grad.dtype, lse[r], constant, 0.0, grad_coefficient(a, up));
+  });
+}
+
+void entropy_rows(const void* logits, DType dtype, int64_t rows, int64_t vocab, float inv_temperature, int threads,
+                  float* out) {
+  const Kernels& k = active_kernels();
+  const int64_t rpt = loss_rows_per_task(vocab);
+  parallel_for((rows + rpt - 1) / rpt, threads, [&](int64_t task) {
+    thread_local std::vector<std::pair<BlockPartial, double>> blocks;
+    BlockBuffers& buf = block_buffers();
+    float *x = buf.a, *e = buf.b;
+    for (int64_t r = task * rpt; r < std::min(rows, (task + 1) * rpt); ++r) {
+      const char* z = static_cast<const char*>(logits) + size_t(r) * size_t(vocab) * dtype_size(dtype);
+      blocks.clear();
+      Fold f;
+      for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
+        const int64_t n = std::min(kBlock, vocab - b0);
+        load_scaled(z, dtype, b0, n, inv_temperature, x);
+        const BlockPartial p = block_partial(k, x, n, e);
+        const float m = p.m;
+        // T_b = Σ e_j·(m_b − x_j) ≥ 0; H = Σ_b e^{m_b − lse}·[(lse − m_b)·S_b + T_b]
+        const double T = p.s > 0.0 ? lane_sum(n, [&](int64_t j) { return e[j] == 0.0f ? 0.0f : e[j] * (m - x[j]); }) : 0.0;
+        f.add(p.m, p.s);
+        blocks.push_back({p, T});
+      }
+      const double lse = fold_lse(f);
+      double H = 0.0;
+      for (const auto& [p, T] : blocks)
+        if (p.s > 0.0) H += std::exp(double(p.m) - lse) * ((lse - double(p.m)) * p.s + T);
+      out[r] = lse == lse ? float(H) : std::numeric_limits<float>::quiet_NaN();
+    }
+  });
+}
+
+}  // namespace fusedce
