@@ -14,26 +14,70 @@ export interface NativeForwardResult {
   grad?: Data;
 }
 
+/** Cross-entropy options of the general kernel (cpp/cross_entropy_options.cpp); null: the plain kernel. */
+export interface NativeCeOptions {
+  labelSmoothing: number;
+  weight: Float32Array | null;
+  zLoss: number;
+  logitScale: number;
+  softcap: number;
+}
+
+export interface NativeForwardOptResult extends NativeForwardResult {
+  ceSum?: number;
+  zSum?: number;
+  weightSum?: number;
+  argmax?: Int32Array;
+  entropy?: Float32Array;
+  targetLogprob?: Float32Array;
+  maxProb?: Float32Array;
+}
+
+export interface NativeSoftResult {
+  losses: Float32Array;
+  lse: Float32Array;
+  lossSum: number;
+  count: number;
+  grad?: Data;
+}
+
+/** The arguments softForward and softBackward share. targetDtype −1: f32 probabilities. */
+type SoftShared = [
+  logits: Data, dtype: number, rows: number, vocab: number, target: Data, targetDtype: number, op: number,
+  invTemperature: number, lossFactor: number, reduction: number, threads: number,
+];
+
 export interface NativeBinding {
   crossEntropyForward(
     logits: Data, dtype: number, rows: number, vocab: number, targets: Int32Array, ignoreIndex: number,
     reduction: number, threads: number, withGrad: boolean, gradDtype: number, gradOut: Data | null,
-    gradOutput: number, async: false,
-  ): NativeForwardResult;
+    gradOutput: number, async: false, options?: NativeCeOptions | null, stats?: boolean,
+  ): NativeForwardOptResult;
   crossEntropyForward(
     logits: Data, dtype: number, rows: number, vocab: number, targets: Int32Array, ignoreIndex: number,
     reduction: number, threads: number, withGrad: boolean, gradDtype: number, gradOut: Data | null,
-    gradOutput: number, async: true,
-  ): Promise<NativeForwardResult>;
+    gradOutput: number, async: true, options?: NativeCeOptions | null, stats?: boolean,
+  ): Promise<NativeForwardOptResult>;
+  softForward(...args: [...SoftShared, withGrad: boolean, gradDtype: number, gradOut: Data | null, gradOutput: number, async: false]): NativeSoftResult;
+  softForward(...args: [...SoftShared, withGrad: boolean, gradDtype: number, gradOut: Data | null, gradOutput: number, async: true]): Promise<NativeSoftResult>;
+  softBackward(...args: [...SoftShared, lse: Float32Array, gradOutput: number, gradOutputRows: Float32Array | null, gradDtype: number, gradOut: Data | null, async: false]): Data;
+  softBackward(...args: [...SoftShared, lse: Float32Array, gradOutput: number, gradOutputRows: Float32Array | null, gradDtype: number, gradOut: Data | null, async: true]): Promise<Data>;
+  entropy(logits: Data, dtype: number, rows: number, vocab: number, invTemperature: number, threads: number, async: false): Float32Array;
+  entropy(logits: Data, dtype: number, rows: number, vocab: number, invTemperature: number, threads: number, async: true): Promise<Float32Array>;
+  binaryCrossEntropy(
+    logits: Data, dtype: number, rows: number, vocab: number, targets: Float32Array, posWeight: number | Float32Array,
+    weight: Float32Array | null, reduction: number, threads: number, withGrad: boolean, gradDtype: number,
+    gradOut: Data | null, gradOutput: number, async: boolean,
+  ): { lossSum: number; count: number; losses?: Float32Array; grad?: Data } | Promise<{ lossSum: number; count: number; losses?: Float32Array; grad?: Data }>;
   crossEntropyBackward(
     logits: Data, dtype: number, rows: number, vocab: number, targets: Int32Array, ignoreIndex: number,
     reduction: number, threads: number, lse: Float32Array, gradOutput: number, gradOutputRows: Float32Array | null,
-    gradDtype: number, gradOut: Data | null, async: false,
+    gradDtype: number, gradOut: Data | null, async: false, options?: NativeCeOptions | null,
   ): Data;
   crossEntropyBackward(
     logits: Data, dtype: number, rows: number, vocab: number, targets: Int32Array, ignoreIndex: number,
     reduction: number, threads: number, lse: Float32Array, gradOutput: number, gradOutputRows: Float32Array | null,
-    gradDtype: number, gradOut: Data | null, async: true,
+    gradDtype: number, gradOut: Data | null, async: true, options?: NativeCeOptions | null,
   ): Promise<Data>;
   backend(): 'scalar' | 'avx2' | 'avx512';
   /** y = exp(x) with the active kernels' exp, `repeat` times (tests and the benchmark's exp ceiling). */

@@ -9,7 +9,7 @@
 // Semantics follow torch.nn.functional.cross_entropy(reduction=, ignore_index=), except that when
 // no row counts the loss and the gradient are 0 (PyTorch gives NaN for 'mean').
 import { availableParallelism } from 'node:os';
-import { native } from './binding';
+import { type NativeCeOptions, type NativeForwardOptResult, native } from './binding';
 import { type DType, DTYPES, dtypeCode } from './dtype';
 import { checkBoolean, checkFinite, checkInteger, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
@@ -26,7 +26,7 @@ import {
 } from './cuda';
 
 export type Reduction = 'mean' | 'sum' | 'none';
-const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
+export const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
 
 export interface CrossEntropyOptions {
   /** 'mean' (default): Σ loss / count; 'sum': Σ loss; 'none': per-row `losses`, and `loss` is their sum. */
@@ -41,9 +41,58 @@ export interface CrossEntropyOptions {
    * Calls with device tensors always run on the GPU.
    */
   device?: Device;
+  /**
+   * Label smoothing ε in [0, 1], torch's `label_smoothing`: the target becomes (1 − ε)·onehot + ε/vocab,
+   * so loss_i = (1 − ε)·w_t·(lse − z_t) + (ε/vocab)·Σ_j w_j·(lse − z_j). Default 0. CPU only.
+   */
+  labelSmoothing?: number;
+  /**
+   * Class weights w (Float32Array of length vocab, finite, ≥ 0), torch's `weight`: each row's loss is
+   * scaled by w[target] (the smoothing term by each w_j), and 'mean' divides by Σ_i w[target_i]
+   * over counted rows (`weightSum` in the result). CPU only.
+   */
+  weight?: Float32Array;
+  /**
+   * z-loss coefficient c ≥ 0 (PaLM): adds c·lse_i² to each counted row's loss; 'mean' divides that
+   * part by `count` (not by the weights). The part is also reported alone as `zLoss`. Default 0. CPU only.
+   */
+  zLoss?: number;
+  /** Softcap c > 0 (Gemma 2): logits z → c·tanh(z/c), applied after logitScale; lse is of the capped logits. CPU only. */
+  softcap?: number;
+  /** Logit scale s: z → s·z, applied first (before softcap). Default 1. CPU only. */
+  logitScale?: number;
+}
+
+/** Per-row and batch evaluation statistics from the same pass (forward option `stats: true`). */
+export interface CrossEntropyStats {
+  /** First index of the largest (transformed) logit per row; −1 at ignored rows. */
+  argmax: Int32Array;
+  /** Entropy of softmax per row, nats; 0 at ignored rows. */
+  entropy: Float32Array;
+  /** log softmax at the target per row (z_t − lse, no smoothing or weight); 0 at ignored rows. */
+  targetLogprob: Float32Array;
+  /** Largest probability per row (the confidence); 0 at ignored rows. */
+  maxProb: Float32Array;
+  /** exp(mean negative log-likelihood) over counted rows (unweighted, unsmoothed); NaN when no row counts. */
+  perplexity: number;
+  /** Mean negative log-likelihood in bits (nats / ln 2). */
+  bitsPerToken: number;
+  /** Fraction of counted rows whose argmax is the target. */
+  accuracy: number;
+  /** Mean entropy over counted rows, nats. */
+  meanEntropy: number;
+  /**
+   * Expected calibration error over counted rows: Σ_b (n_b / count)·|accuracy_b − confidence_b| over
+   * `eceBins` equal-width bins of maxProb (bin b holds (b/B, (b+1)/B], the first also 0).
+   */
+  ece: number;
 }
 
 export interface CrossEntropyForwardOptions extends CrossEntropyOptions {
+  /** Also compute per-row argmax, entropy, targetLogprob, maxProb and batch perplexity, accuracy, ECE… in the same pass. Default false. CPU only. */
+  stats?: boolean;
+  /** Bins of the expected calibration error (with stats). Default 15. */
+  eceBins?: number;
   /** Also compute the gradient in the same call (the row is still in cache). Default false. */
   withGrad?: boolean;
   /** dtype of the gradient. Default: the logits' dtype. */
@@ -81,6 +130,12 @@ export interface CrossEntropyResult {
   count: number;
   /** With withGrad: d(loss·gradOutput)/d logits. */
   grad?: Logits;
+  /** With zLoss: the z-loss part of `loss`, reduced the same way (mean: Σ c·lse² / count). */
+  zLoss?: number;
+  /** With weight: Σ weight[target] over counted rows, the mean's denominator. */
+  weightSum?: number;
+  /** With stats: the evaluation statistics. */
+  stats?: CrossEntropyStats;
 }
 
 /** The result with device logits: losses, lse and the gradient stay on the device. */
@@ -92,8 +147,40 @@ export interface CudaCrossEntropyResult {
   grad?: DeviceLogits;
 }
 
-const FORWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'withGrad', 'gradDtype', 'inPlace', 'out', 'gradOutput', 'device'] as const;
-const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOutput', 'gradDtype', 'out', 'inPlace', 'device'] as const;
+const LOSS_OPTIONS = ['labelSmoothing', 'weight', 'zLoss', 'softcap', 'logitScale'] as const;
+const FORWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'withGrad', 'gradDtype', 'inPlace', 'out', 'gradOutput', 'device', ...LOSS_OPTIONS, 'stats', 'eceBins'] as const;
+const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOutput', 'gradDtype', 'out', 'inPlace', 'device', ...LOSS_OPTIONS] as const;
+
+/** The loss options (labelSmoothing, weight, zLoss, softcap, logitScale), checked; null when none is set. */
+function checkLossOptions(fn: string, o: Partial<Record<string, unknown>>, vocab: number): NativeCeOptions | null {
+  if (LOSS_OPTIONS.every((k) => o[k] === undefined)) return null;
+  const inRange = (k: string, lo: number, hi: number, fallback: number, loOpen = false): number => {
+    if (o[k] === undefined) return fallback;
+    const v = checkFinite(fn, k, o[k]);
+    if (v < lo || v > hi || (loOpen && v === lo))
+      throw rangeError(fn, k, `a finite number in ${loOpen ? '(' : '['}${lo}, ${hi === Infinity ? '∞)' : hi + ']'}`, v);
+    return v;
+  };
+  let weight: Float32Array | null = null;
+  if (o.weight !== undefined) {
+    if (!(o.weight instanceof Float32Array))
+      throw typeError(fn, 'weight', `a Float32Array of length vocab (${vocab})`, o.weight, 'Convert with Float32Array.from(weights)');
+    if (o.weight.length !== vocab) throw rangeError(fn, 'weight', `of length vocab (${vocab})`, o.weight);
+    weight = o.weight;
+  }
+  return {
+    labelSmoothing: inRange('labelSmoothing', 0, 1, 0),
+    weight,
+    zLoss: inRange('zLoss', 0, Infinity, 0),
+    logitScale: o.logitScale === undefined ? 1 : checkFinite(fn, 'logitScale', o.logitScale),
+    softcap: inRange('softcap', 0, Infinity, 0, true),
+  };
+}
+
+/** Options the CUDA kernels do not implement; calls that use them run on the CPU. */
+function cpuOnlyOption(o: Partial<Record<string, unknown>>): string | undefined {
+  return [...LOSS_OPTIONS, 'stats'].find((k) => o[k] !== undefined && o[k] !== false);
+}
 
 interface Common {
   z: Logits;
@@ -101,6 +188,7 @@ interface Common {
   reduction: Reduction;
   ignoreIndex: number;
   threads: number;
+  ce: NativeCeOptions | null;
 }
 
 function checkCommon(fn: string, logits: unknown, targets: unknown, o: Partial<Record<string, unknown>>): Common {
@@ -115,6 +203,7 @@ function checkCommon(fn: string, logits: unknown, targets: unknown, o: Partial<R
     reduction: o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS),
     ignoreIndex: o.ignoreIndex === undefined ? -100 : checkInteger(fn, 'ignoreIndex', o.ignoreIndex, -(2 ** 31), 2 ** 31 - 1),
     threads: o.threads === undefined ? availableParallelism() : checkInteger(fn, 'threads', o.threads, 1, 65536),
+    ce: checkLossOptions(fn, o, z.vocab),
   };
 }
 
@@ -122,7 +211,7 @@ function checkGradDtype(fn: string, v: unknown, fallback: DType): DType {
   return v === undefined ? fallback : checkOneOf(fn, 'gradDtype', v, DTYPES);
 }
 
-function reductionCode(r: Reduction): number {
+export function reductionCode(r: Reduction): number {
   return r === 'mean' ? 0 : r === 'sum' ? 1 : 2;
 }
 
@@ -130,7 +219,7 @@ function reductionCode(r: Reduction): number {
  * Where the gradient goes, from the options gradDtype, out and inPlace: a new array (gradOut
  * null), the given `out` (its dtype decides), or logits.data itself (inPlace).
  */
-function gradTarget(fn: string, o: Partial<Record<string, unknown>>, z: Logits): { gradDtype: DType; gradOut: Logits['data'] | null } {
+export function gradTarget(fn: string, o: Partial<Record<string, unknown>>, z: Logits): { gradDtype: DType; gradOut: Logits['data'] | null } {
   const inPlace = o.inPlace === undefined ? false : checkBoolean(fn, 'inPlace', o.inPlace);
   let gradDtype = checkGradDtype(fn, o.gradDtype, z.dtype);
   if (o.out !== undefined) {
@@ -148,7 +237,7 @@ function gradTarget(fn: string, o: Partial<Record<string, unknown>>, z: Logits):
   return { gradDtype, gradOut: z.data };
 }
 
-type ForwardPlan = { c: Common; withGrad: boolean; gradDtype: DType; gradOut: Logits['data'] | null; gradOutput: number };
+type ForwardPlan = { c: Common; withGrad: boolean; gradDtype: DType; gradOut: Logits['data'] | null; gradOutput: number; stats: boolean; eceBins: number };
 
 function planForward(fn: string, logits: unknown, targets: unknown, opts: unknown): ForwardPlan {
   const o = checkOptions(fn, opts, FORWARD_OPTIONS);
@@ -157,7 +246,9 @@ function planForward(fn: string, logits: unknown, targets: unknown, opts: unknow
   const gradOutput = o.gradOutput === undefined ? 1 : checkFinite(fn, 'gradOutput', o.gradOutput);
   if (!withGrad && o.inPlace) throw rangeError(fn, 'inPlace', 'false unless withGrad is true', o.inPlace);
   if (!withGrad && o.out !== undefined) throw typeError(fn, 'out', 'undefined unless withGrad is true', o.out);
-  return { c, withGrad, gradOutput, ...gradTarget(fn, o, c.z) };
+  const stats = o.stats === undefined ? false : checkBoolean(fn, 'stats', o.stats);
+  const eceBins = o.eceBins === undefined ? 15 : checkInteger(fn, 'eceBins', o.eceBins, 1, 1e6);
+  return { c, withGrad, gradOutput, stats, eceBins, ...gradTarget(fn, o, c.z) };
 }
 
 function forwardArgs(p: ForwardPlan) {
@@ -166,11 +257,54 @@ function forwardArgs(p: ForwardPlan) {
     c.threads, p.withGrad, dtypeCode(p.gradDtype), p.gradOut, p.gradOutput] as const;
 }
 
-function forwardResult(p: ForwardPlan, r: { losses: Float32Array; lse: Float32Array; lossSum: number; count: number; grad?: Logits['data'] }): CrossEntropyResult {
-  const loss = p.c.reduction === 'mean' ? (r.count > 0 ? r.lossSum / r.count : 0) : r.lossSum;
+function forwardResult(p: ForwardPlan, r: NativeForwardOptResult): CrossEntropyResult {
+  const mean = p.c.reduction === 'mean';
+  let loss = mean ? (r.count > 0 ? r.lossSum / r.count : 0) : r.lossSum;
+  let zLoss: number | undefined;
+  if (r.ceSum !== undefined && r.zSum !== undefined && r.weightSum !== undefined) {
+    // the general kernel: the weighted mean divides the cross-entropy part by Σ w[target], the z part by count
+    const ce = mean ? (r.weightSum > 0 ? r.ceSum / r.weightSum : 0) : r.ceSum;
+    zLoss = mean ? (r.count > 0 ? r.zSum / r.count : 0) : r.zSum;
+    loss = ce + zLoss;
+  }
   const out: CrossEntropyResult = { loss, losses: r.losses, lse: r.lse, count: r.count };
   if (r.grad) out.grad = { data: r.grad, dtype: p.gradDtype, rows: p.c.z.rows, vocab: p.c.z.vocab };
+  if (p.c.ce && p.c.ce.zLoss > 0) out.zLoss = zLoss;
+  if (p.c.ce?.weight) out.weightSum = r.weightSum;
+  if (p.stats && r.argmax && r.entropy && r.targetLogprob && r.maxProb)
+    out.stats = batchStats(p.c.targets, p.c.ignoreIndex, r.argmax, r.entropy, r.targetLogprob, r.maxProb, p.eceBins);
   return out;
+}
+
+/** Batch statistics over counted rows, in row order, from the per-row ones the kernel wrote. */
+function batchStats(targets: Int32Array, ignoreIndex: number, argmax: Int32Array, entropy: Float32Array,
+  targetLogprob: Float32Array, maxProb: Float32Array, bins: number): CrossEntropyStats {
+  let n = 0, nll = 0, correct = 0, ent = 0;
+  const binCount = new Float64Array(bins), binCorrect = new Float64Array(bins), binConf = new Float64Array(bins);
+  for (let i = 0; i < targets.length; i++) {
+    if (targets[i] === ignoreIndex) continue;
+    n++;
+    nll -= targetLogprob[i];
+    ent += entropy[i];
+    const hit = argmax[i] === targets[i] ? 1 : 0;
+    correct += hit;
+    const conf = maxProb[i];
+    const b = Math.min(bins - 1, Math.max(0, Math.ceil(conf * bins) - 1));
+    binCount[b]++;
+    binCorrect[b] += hit;
+    binConf[b] += conf;
+  }
+  let ece = 0;
+  for (let b = 0; b < bins; b++) if (binCount[b] > 0) ece += Math.abs(binCorrect[b] - binConf[b]) / n;
+  const meanNll = n > 0 ? nll / n : NaN;
+  return {
+    argmax, entropy, targetLogprob, maxProb,
+    perplexity: Math.exp(meanNll),
+    bitsPerToken: meanNll / Math.LN2,
+    accuracy: n > 0 ? correct / n : NaN,
+    meanEntropy: n > 0 ? ent / n : NaN,
+    ece: n > 0 ? ece : NaN,
+  };
 }
 
 /**
@@ -188,7 +322,7 @@ export function crossEntropyForward(logits: Logits | DeviceLogits, targets: Int3
   const where = cudaMode(fn, logits, targets, opts, FORWARD_OPTIONS);
   if (where) return cudaForward(fn, logits, targets, opts, where, false) as CrossEntropyResult | CudaCrossEntropyResult;
   const p = planForward(fn, logits, targets, opts);
-  return forwardResult(p, native().crossEntropyForward(...forwardArgs(p), false));
+  return forwardResult(p, native().crossEntropyForward(...forwardArgs(p), false, p.c.ce, p.stats));
 }
 
 /** crossEntropyForward off the main thread; inputs must not be detached, modified or disposed until it settles. */
@@ -199,7 +333,7 @@ export async function crossEntropyForwardAsync(logits: Logits | DeviceLogits, ta
   const where = cudaMode(fn, logits, targets, opts, FORWARD_OPTIONS);
   if (where) return cudaForward(fn, logits, targets, opts, where, true);
   const p = planForward(fn, logits, targets, opts);
-  return forwardResult(p, await native().crossEntropyForward(...forwardArgs(p), true));
+  return forwardResult(p, await native().crossEntropyForward(...forwardArgs(p), true, p.c.ce, p.stats));
 }
 
 // ---------------- the CUDA path ----------------
@@ -214,6 +348,13 @@ function cudaMode(fn: string, logits: unknown, targets: unknown, opts: unknown, 
   if (anyDevice && o.device === 'cpu')
     throw typeError(fn, 'device', "'cuda' or 'auto' when logits or targets are device tensors", o.device,
       'Download them first (tensor.download()) to run on the CPU');
+  const cpuOnly = cpuOnlyOption(o);
+  if (cpuOnly !== undefined) {
+    if (anyDevice || o.device === 'cuda')
+      throw typeError(fn, cpuOnly, "undefined with device tensors or device 'cuda' (the CUDA kernels do not implement it yet)",
+        o[cpuOnly], "Run it on the CPU: download the tensors and pass device: 'cpu'");
+    return null;
+  }
   if (logits instanceof DeviceLogits) return 'device';
   if (targets instanceof DeviceTargets) {
     cudaBinding();
@@ -292,6 +433,10 @@ function cudaGradTarget(fn: string, o: Partial<Record<string, unknown>>, c: Cuda
 
 function cudaForward(fn: string, logits: unknown, targets: unknown, opts: unknown, mode: 'device' | 'host', async: boolean) {
   const o = checkOptions(fn, opts, FORWARD_OPTIONS);
+  const cpuOnly = cpuOnlyOption(o);
+  if (cpuOnly !== undefined)
+    throw typeError(fn, cpuOnly, 'undefined on the GPU (the CUDA kernels do not implement it yet)', (o as Record<string, unknown>)[cpuOnly],
+      "Run it on the CPU: host arrays and device: 'cpu'");
   const c = cudaCommon(fn, logits, targets, o);
   const withGrad = o.withGrad === undefined ? false : checkBoolean(fn, 'withGrad', o.withGrad);
   const gradOutput = o.gradOutput === undefined ? 1 : checkFinite(fn, 'gradOutput', o.gradOutput);
@@ -354,6 +499,10 @@ function cudaForward(fn: string, logits: unknown, targets: unknown, opts: unknow
 
 function cudaBackward(fn: string, logits: unknown, targets: unknown, lseIn: unknown, opts: unknown, mode: 'device' | 'host', async: boolean) {
   const o = checkOptions(fn, opts, BACKWARD_OPTIONS);
+  const cpuOnly = cpuOnlyOption(o);
+  if (cpuOnly !== undefined)
+    throw typeError(fn, cpuOnly, 'undefined on the GPU (the CUDA kernels do not implement it yet)', (o as Record<string, unknown>)[cpuOnly],
+      "Run it on the CPU: host arrays and device: 'cpu'");
   const c = cudaCommon(fn, logits, targets, o);
   if (!(lseIn instanceof Float32Array) && !(lseIn instanceof DeviceVector))
     throw typeError(fn, 'lse', `a Float32Array or DeviceVector of length rows (${c.rows}), as returned by crossEntropyForward`, lseIn);
@@ -463,7 +612,7 @@ export function crossEntropyBackward(logits: Logits | DeviceLogits, targets: Int
   const where = cudaMode(fn, logits, targets, opts, BACKWARD_OPTIONS) ?? (lse instanceof DeviceVector ? 'host' : null);
   if (where) return cudaBackward(fn, logits, targets, lse, opts, where, false) as Logits | DeviceLogits;
   const p = planBackward(fn, logits, targets, lse, opts);
-  return backwardResult(p, native().crossEntropyBackward(...backwardArgs(p), false));
+  return backwardResult(p, native().crossEntropyBackward(...backwardArgs(p), false, p.c.ce));
 }
 
 /** crossEntropyBackward off the main thread; inputs must not be detached, modified or disposed until it settles. */
@@ -474,5 +623,5 @@ export async function crossEntropyBackwardAsync(logits: Logits | DeviceLogits, t
   const where = cudaMode(fn, logits, targets, opts, BACKWARD_OPTIONS) ?? (lse instanceof DeviceVector ? 'host' : null);
   if (where) return cudaBackward(fn, logits, targets, lse, opts, where, true);
   const p = planBackward(fn, logits, targets, lse, opts);
-  return backwardResult(p, await native().crossEntropyBackward(...backwardArgs(p), true));
+  return backwardResult(p, await native().crossEntropyBackward(...backwardArgs(p), true, p.c.ce));
 }
