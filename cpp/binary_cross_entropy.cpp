@@ -1,7 +1,7 @@
 // Binary cross-entropy from logits, CPU (torch.nn.BCEWithLogitsLoss semantics; math in fusedce.h
 // above BceArgs). Elementwise and stable for any |x|: e^{−|x|} ≤ 1 is the only exp taken (the
-// ISA's vectorised exp over an L1 block), log1p(e^{−|x|}) never overflows, and
-// σ(−x) = e^{−|x|}/(1 + e^{−|x|}) for x ≥ 0, 1/(1 + e^{−|x|}) for x < 0 never cancels.
+// ISA's vectorised exp over an L1 block) and log1p(e^{−|x|}) never overflows; the loss and the
+// gradient are rewritten per sign of x so that no two large terms cancel (below).
 // Reads x, y (and the weights) once; writes the losses and the gradient once each.
 #include <algorithm>
 #include <cmath>
@@ -37,10 +37,14 @@ double bce_forward(const BceArgs& a, const BceOut& out) {
           const float pw = a.pos_weight ? a.pos_weight[b0 + j] : a.pos_weight_scalar;
           const float lw = 1.0f + (pw - 1.0f) * yj;
           const float wj = w ? w[b0 + j] : 1.0f;
-          const float sp = std::log1p(e[j]) + std::max(-x[j], 0.0f);  // softplus(−x) = −log σ(x)
-          l[j] = wj * ((1.0f - yj) * x[j] + lw * sp);
-          const float sig_neg = x[j] >= 0.0f ? e[j] / (1.0f + e[j]) : 1.0f / (1.0f + e[j]);  // σ(−x)
-          g[j] = wj * ((1.0f - yj) - lw * sig_neg);
+          // l = (1 − y)·x + lw·softplus(−x) with softplus(−x) = max(−x, 0) + log1p(e^{−|x|}); since
+          // 1 − y − lw = −pw·y, for x < 0 this is pw·y·|x| + lw·log1p(e^{−|x|}): both forms are sums
+          // of non-negative terms, so nothing cancels.
+          const float e1 = e[j], L = std::log1p(e1), pos = x[j] >= 0.0f;
+          l[j] = wj * ((pos ? (1.0f - yj) * x[j] : pw * yj * -x[j]) + lw * L);
+          // dl/dx = (1 − y) − lw·σ(−x) = ((1 − y)·a − pw·y·b)/(1 + e^{−|x|}), (a, b) = (1, e) for x ≥ 0
+          // and (e, 1) for x < 0
+          g[j] = wj * ((1.0f - yj) * (pos ? 1.0f : e1) - pw * yj * (pos ? e1 : 1.0f)) / (1.0f + e1);
         }
         sum += lane_sum(n, [&](int64_t j) { return l[j]; });
         if (out.losses) std::copy(l, l + n, out.losses + size_t(r) * V + size_t(b0));
