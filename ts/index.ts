@@ -8,11 +8,45 @@ export {
   type CrossEntropyBackwardOptions,
   type CrossEntropyResult,
   type CudaCrossEntropyResult,
+  type CrossEntropyStats,
   crossEntropyForward,
   crossEntropyForwardAsync,
   crossEntropyBackward,
   crossEntropyBackwardAsync,
 } from './cross_entropy';
+export {
+  type SoftCrossEntropyOptions,
+  type SoftCrossEntropyBackwardOptions,
+  type KlDivergenceOptions,
+  type SoftResult,
+  type KlResult,
+  softCrossEntropyForward,
+  softCrossEntropyForwardAsync,
+  softCrossEntropyBackward,
+  softCrossEntropyBackwardAsync,
+  klDivergenceForward,
+  klDivergenceForwardAsync,
+  entropy,
+  entropyAsync,
+} from './soft_cross_entropy';
+export {
+  type BinaryCrossEntropyOptions,
+  type BinaryCrossEntropyResult,
+  binaryCrossEntropyWithLogits,
+  binaryCrossEntropyWithLogitsAsync,
+} from './binary_cross_entropy';
+export {
+  type GradcheckOptions,
+  type GradcheckReport,
+  type GradcheckElement,
+  type GradcheckFn,
+  type GradcheckOp,
+  type GradcheckOpOptions,
+  type GradcheckOpReport,
+  GRADCHECK_OPS,
+  gradcheck,
+  gradcheckOp,
+} from './gradcheck';
 export {
   type Device,
   type CudaDeviceInfo,

@@ -1,0 +1,242 @@
+// Soft targets and distillation, KL divergence and entropy from logits: the user-facing functions
+// over cpp/soft_cross_entropy.cpp. With x = z/T, p = softmax(x), q the target distribution:
+//   softCrossEntropy  loss_i = F·Σ_j q_j·(lse_i − x_j) = −F·Σ_j q_j·log p_j      (F = T² with tSquared)
+//                     dloss_i/dz_j = F·(Σ_j q_j · p_j − q_j)/T
+//   KL forward        KL(q ‖ p) = Σ_j q_j·(log q_j − log p_j)      dKL/dz_j = (p_j − q_j)/T
+//   KL reverse        KL(p ‖ q) = Σ_j p_j·(log p_j − log q_j)      dKL/dz_j = p_j·(log p_j − log q_j − KL)/T
+//   entropy           H_i = −Σ_j p_j·log p_j (nats)
+// q = softmax(u/T) from teacher/reference logits u, or the rows of a probability matrix
+// (targetKind 'probs'). Reductions: 'mean' divides by the rows that count, 'sum' sums, 'none' keeps
+// `losses` (and `loss` is their sum). A probability row that is all 0 counts nowhere.
+import { availableParallelism } from 'node:os';
+import { native } from './binding';
+import { type DType, dtypeCode } from './dtype';
+import { checkBoolean, checkFinite, checkInteger, checkOneOf, checkOptions, rangeError, typeError } from './errors';
+import { type Logits, checkLogits } from './logits';
+import { REDUCTIONS, type Reduction, gradTarget, reductionCode } from './cross_entropy';
+
+export interface SoftCommonOptions {
+  /** Softmax temperature T > 0 applied to the logits (and to teacher logits). Default 1. */
+  temperature?: number;
+  /** 'mean' (default): Σ losses / rows that count; 'sum'; 'none': per-row `losses`, `loss` their sum. */
+  reduction?: Reduction;
+  /** Threads for this call (≥ 1). Default: all cores. */
+  threads?: number;
+}
+
+export interface SoftGradOptions {
+  /** Also compute the gradient w.r.t. logits in the same call. Default false. */
+  withGrad?: boolean;
+  /** dtype of the gradient. Default: the logits' dtype. */
+  gradDtype?: DType;
+  /** Upstream gradient d(objective)/d(loss). Default 1. */
+  gradOutput?: number;
+  /** Write the gradient here (same shape as logits). */
+  out?: Logits;
+  /** Write the gradient over logits.data. Default false. */
+  inPlace?: boolean;
+}
+
+export interface SoftCrossEntropyOptions extends SoftCommonOptions, SoftGradOptions {
+  /** 'logits' (default): target holds teacher logits, q = softmax(target/T); 'probs': target rows are q itself (f32, each summing to 1, or all 0 to be ignored). */
+  targetKind?: 'logits' | 'probs';
+  /** Multiply the loss (and gradient) by T², Hinton's distillation scaling. Default false. */
+  tSquared?: boolean;
+}
+
+export interface SoftCrossEntropyBackwardOptions extends SoftCommonOptions {
+  targetKind?: 'logits' | 'probs';
+  tSquared?: boolean;
+  /** Upstream gradient: a number, or per row (Float32Array of length rows) with reduction 'none'. Default 1. */
+  gradOutput?: number | Float32Array;
+  gradDtype?: DType;
+  out?: Logits;
+  inPlace?: boolean;
+}
+
+export interface KlDivergenceOptions extends SoftCommonOptions, SoftGradOptions {
+  /** 'forward' (default): KL(ref ‖ model), distillation; 'reverse': KL(model ‖ ref), the RLHF penalty. */
+  direction?: 'forward' | 'reverse';
+}
+
+export interface SoftResult {
+  /** mean: Σ losses / count (0 when count is 0); sum and none: Σ losses. */
+  loss: number;
+  /** Per-row loss (fp32), 0 at rows that do not count. */
+  losses: Float32Array;
+  /** Per-row log-sum-exp of logits/T (fp32); feed it to softCrossEntropyBackward. */
+  lse: Float32Array;
+  /** Rows that count. */
+  count: number;
+  grad?: Logits;
+}
+
+export interface KlResult {
+  loss: number;
+  losses: Float32Array;
+  count: number;
+  grad?: Logits;
+}
+
+const COMMON = ['temperature', 'reduction', 'threads'] as const;
+const GRAD = ['withGrad', 'gradDtype', 'gradOutput', 'out', 'inPlace'] as const;
+const SOFT_OPTIONS = [...COMMON, ...GRAD, 'targetKind', 'tSquared'] as const;
+const SOFT_BACKWARD_OPTIONS = [...COMMON, 'targetKind', 'tSquared', 'gradOutput', 'gradDtype', 'out', 'inPlace'] as const;
+const KL_OPTIONS = [...COMMON, ...GRAD, 'direction'] as const;
+const ENTROPY_OPTIONS = ['temperature', 'threads'] as const;
+
+const OP = { soft: 0, klForward: 1, klReverse: 2 } as const;
+
+function checkTemperature(fn: string, v: unknown): number {
+  if (v === undefined) return 1;
+  const t = checkFinite(fn, 'temperature', v);
+  if (!(t > 0)) throw rangeError(fn, 'temperature', 'a finite number > 0', t);
+  return t;
+}
+
+function checkThreads(fn: string, v: unknown): number {
+  return v === undefined ? availableParallelism() : checkInteger(fn, 'threads', v, 1, 65536);
+}
+
+/** The shared native arguments (see ts/binding.ts SoftShared). */
+function shared(fn: string, logits: unknown, target: unknown, o: Partial<Record<string, unknown>>, op: number, probs: boolean,
+  tSquared: boolean, targetName: string) {
+  const z = checkLogits(fn, 'logits', logits);
+  const u = checkLogits(fn, targetName, target);
+  if (u.rows !== z.rows || u.vocab !== z.vocab)
+    throw rangeError(fn, targetName, `a [${z.rows}, ${z.vocab}] matrix like logits`, `[${u.rows}, ${u.vocab}]`);
+  if (probs && u.dtype !== 'f32')
+    throw typeError(fn, `${targetName}.dtype`, "'f32' with targetKind 'probs'", u.dtype, 'Probabilities are given in f32');
+  const T = checkTemperature(fn, o.temperature);
+  const reduction = o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS);
+  const args = [z.data, dtypeCode(z.dtype), z.rows, z.vocab, u.data, probs ? -1 : dtypeCode(u.dtype), op, 1 / T,
+    tSquared ? T * T : 1, reductionCode(reduction), checkThreads(fn, o.threads)] as const;
+  return { z, reduction, args };
+}
+
+function lossOf(reduction: Reduction, lossSum: number, count: number): number {
+  return reduction === 'mean' ? (count > 0 ? lossSum / count : 0) : lossSum;
+}
+
+function planForward(fn: string, logits: unknown, target: unknown, opts: unknown, kl: boolean) {
+  const o = checkOptions(fn, opts, kl ? KL_OPTIONS : SOFT_OPTIONS) as Partial<Record<string, unknown>>;
+  let op: number = OP.soft;
+  let probs = false;
+  let tSquared = false;
+  if (kl) {
+    const dir = o.direction === undefined ? 'forward' : checkOneOf(fn, 'direction', o.direction, ['forward', 'reverse'] as const);
+    op = dir === 'forward' ? OP.klForward : OP.klReverse;
+  } else {
+    probs = (o.targetKind === undefined ? 'logits' : checkOneOf(fn, 'targetKind', o.targetKind, ['logits', 'probs'] as const)) === 'probs';
+    tSquared = o.tSquared === undefined ? false : checkBoolean(fn, 'tSquared', o.tSquared);
+  }
+  const s = shared(fn, logits, target, o, op, probs, tSquared, kl ? 'refLogits' : 'target');
+  const withGrad = o.withGrad === undefined ? false : checkBoolean(fn, 'withGrad', o.withGrad);
+  if (!withGrad && o.inPlace) throw rangeError(fn, 'inPlace', 'false unless withGrad is true', o.inPlace);
+  if (!withGrad && o.out !== undefined) throw typeError(fn, 'out', 'undefined unless withGrad is true', o.out);
+  const gradOutput = o.gradOutput === undefined ? 1 : checkFinite(fn, 'gradOutput', o.gradOutput);
+  const gt = gradTarget(fn, o, s.z);
+  const args = [...s.args, withGrad, dtypeCode(gt.gradDtype), gt.gradOut, gradOutput] as const;
+  return { s, gt, args };
+}
+
+type Plan = ReturnType<typeof planForward>;
+type NativeSoft = { losses: Float32Array; lse: Float32Array; lossSum: number; count: number; grad?: Logits['data'] };
+
+function softResult(p: Plan, r: NativeSoft): SoftResult {
+  const out: SoftResult = { loss: lossOf(p.s.reduction, r.lossSum, r.count), losses: r.losses, lse: r.lse, count: r.count };
+  if (r.grad) out.grad = { data: r.grad, dtype: p.gt.gradDtype, rows: p.s.z.rows, vocab: p.s.z.vocab };
+  return out;
+}
+
+function klResult(p: Plan, r: NativeSoft): KlResult {
+  const { lse: _lse, ...rest } = softResult(p, r);
+  return rest;
+}
+
+/**
+ * Soft-target cross-entropy / distillation loss from logits [rows, vocab] and a target of the same
+ * shape (teacher logits, or probabilities with targetKind 'probs').
+ * @example
+ *   const { loss, grad } = softCrossEntropyForward(student, teacher, { temperature: 2, tSquared: true, withGrad: true });
+ */
+export function softCrossEntropyForward(logits: Logits, target: Logits, opts?: SoftCrossEntropyOptions): SoftResult {
+  const p = planForward('softCrossEntropyForward', logits, target, opts, false);
+  return softResult(p, native().softForward(...p.args, false));
+}
+
+/** softCrossEntropyForward off the main thread; inputs must not be modified until it settles. */
+export async function softCrossEntropyForwardAsync(logits: Logits, target: Logits, opts?: SoftCrossEntropyOptions): Promise<SoftResult> {
+  const p = planForward('softCrossEntropyForwardAsync', logits, target, opts, false);
+  return softResult(p, await native().softForward(...p.args, true));
+}
+
+function planBackward(fn: string, logits: unknown, target: unknown, lse: unknown, opts: unknown) {
+  const o = checkOptions(fn, opts, SOFT_BACKWARD_OPTIONS) as Partial<Record<string, unknown>>;
+  const probs = (o.targetKind === undefined ? 'logits' : checkOneOf(fn, 'targetKind', o.targetKind, ['logits', 'probs'] as const)) === 'probs';
+  const tSquared = o.tSquared === undefined ? false : checkBoolean(fn, 'tSquared', o.tSquared);
+  const s = shared(fn, logits, target, o, OP.soft, probs, tSquared, 'target');
+  if (!(lse instanceof Float32Array))
+    throw typeError(fn, 'lse', `a Float32Array of length rows (${s.z.rows}), as returned by softCrossEntropyForward`, lse);
+  if (lse.length !== s.z.rows) throw rangeError(fn, 'lse', `of length rows (${s.z.rows})`, lse);
+  let gradOutput = 1;
+  let rowGrad: Float32Array | null = null;
+  if (o.gradOutput instanceof Float32Array) {
+    if (s.reduction !== 'none')
+      throw typeError(fn, 'gradOutput', `a number with reduction '${s.reduction}' (per-row gradOutput needs reduction 'none')`, o.gradOutput);
+    if (o.gradOutput.length !== s.z.rows) throw rangeError(fn, 'gradOutput', `of length rows (${s.z.rows})`, o.gradOutput);
+    rowGrad = o.gradOutput;
+  } else if (o.gradOutput !== undefined) {
+    if (typeof o.gradOutput !== 'number')
+      throw typeError(fn, 'gradOutput', "a finite number, or a Float32Array of length rows with reduction 'none'", o.gradOutput);
+    gradOutput = checkFinite(fn, 'gradOutput', o.gradOutput);
+  }
+  const gt = gradTarget(fn, o, s.z);
+  const args = [...s.args, lse, gradOutput, rowGrad, dtypeCode(gt.gradDtype), gt.gradOut] as const;
+  return { s, gt, args };
+}
+
+/** Gradient of the soft cross-entropy w.r.t. logits from the forward's lse (bitwise the fused forward's gradient). */
+export function softCrossEntropyBackward(logits: Logits, target: Logits, lse: Float32Array, opts?: SoftCrossEntropyBackwardOptions): Logits {
+  const p = planBackward('softCrossEntropyBackward', logits, target, lse, opts);
+  return { data: native().softBackward(...p.args, false), dtype: p.gt.gradDtype, rows: p.s.z.rows, vocab: p.s.z.vocab };
+}
+
+/** softCrossEntropyBackward off the main thread. */
+export async function softCrossEntropyBackwardAsync(logits: Logits, target: Logits, lse: Float32Array, opts?: SoftCrossEntropyBackwardOptions): Promise<Logits> {
+  const p = planBackward('softCrossEntropyBackwardAsync', logits, target, lse, opts);
+  return { data: await native().softBackward(...p.args, true), dtype: p.gt.gradDtype, rows: p.s.z.rows, vocab: p.s.z.vocab };
+}
+
+/**
+ * KL divergence between the trained model (logits) and a fixed reference (refLogits), both
+ * [rows, vocab], at temperature T. direction 'forward' = KL(ref ‖ model), 'reverse' = KL(model ‖ ref).
+ * @example
+ *   const { loss, grad } = klDivergenceForward(policy, reference, { direction: 'reverse', withGrad: true });
+ */
+export function klDivergenceForward(logits: Logits, refLogits: Logits, opts?: KlDivergenceOptions): KlResult {
+  const p = planForward('klDivergenceForward', logits, refLogits, opts, true);
+  return klResult(p, native().softForward(...p.args, false));
+}
+
+/** klDivergenceForward off the main thread. */
+export async function klDivergenceForwardAsync(logits: Logits, refLogits: Logits, opts?: KlDivergenceOptions): Promise<KlResult> {
+  const p = planForward('klDivergenceForwardAsync', logits, refLogits, opts, true);
+  return klResult(p, await native().softForward(...p.args, true));
+}
+
+function planEntropy(fn: string, logits: unknown, opts: unknown) {
+  const o = checkOptions(fn, opts, ENTROPY_OPTIONS);
+  const z = checkLogits(fn, 'logits', logits);
+  return [z.data, dtypeCode(z.dtype), z.rows, z.vocab, 1 / checkTemperature(fn, o.temperature), checkThreads(fn, o.threads)] as const;
+}
+
+/** Entropy of softmax(logits/T) per row, in nats: Float32Array(rows). */
+export function entropy(logits: Logits, opts?: { temperature?: number; threads?: number }): Float32Array {
+  return native().entropy(...planEntropy('entropy', logits, opts), false);
+}
+
+/** entropy off the main thread. */
+export async function entropyAsync(logits: Logits, opts?: { temperature?: number; threads?: number }): Promise<Float32Array> {
+  return native().entropy(...planEntropy('entropyAsync', logits, opts), true);
+}
