@@ -29,6 +29,20 @@ describe('bench/cross_entropy.bench.mjs --quick', () => {
   });
 });
 
+describe('bench/loss_family.bench.mjs --quick', () => {
+  it('runs every option and op and reports its cost relative to the plain path of the same pass', () => {
+    const script = fileURLToPath(new URL('../bench/loss_family.bench.mjs', import.meta.url));
+    const out = execFileSync(process.execPath, [script, '--quick', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const report = JSON.parse(out);
+    expect(report.results.length).toBeGreaterThanOrEqual(20);
+    for (const r of report.results) {
+      expect(r.elementsPerSec).toBeGreaterThan(0);
+      expect(r.relativeToPlain).toBeGreaterThan(0);
+    }
+    expect(report.results.filter((r: { name: string }) => r.name === 'plain').map((r: { relativeToPlain: number }) => r.relativeToPlain)).toEqual([1, 1]);
+  });
+});
+
 describe('fusedce command line', () => {
   const bin = fileURLToPath(new URL('../bin/fusedce.mjs', import.meta.url));
   it('prints its usage, and rejects an unknown command with exit 2', () => {

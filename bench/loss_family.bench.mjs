@@ -1,0 +1,144 @@
+// The loss family's cost on the CPU: each cross-entropy option, and each other op, next to the
+// plain cross-entropy on the same logits in the same run (this machine is shared and noisy, so
+// only ratios taken side by side mean anything).
+//
+// Every case reads the same bf16 logits [rows, vocab] once per pass; elements/s = rows·vocab / time.
+// The plain path is the fused-exp AVX2/AVX-512 kernel; any option routes to the general kernel
+// (cpp/cross_entropy_options.cpp), which widens each block into L1, transforms it and calls the
+// vectorised exp, and whose gradient is a second pass. Rounds are interleaved (every case once per
+// round) and each case reports its best round's median, so drift hits all cases alike.
+//
+// Run: npm run bench:loss [-- --quick] [-- --json] [-- --rows R --vocab V --threads T] [-- --out DIR]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { Bench } from 'tinybench';
+import {
+  bf16,
+  binaryCrossEntropyWithLogits,
+  cpuBackend,
+  crossEntropyForward,
+  entropy,
+  klDivergenceForward,
+  logits,
+  setDevice,
+  softCrossEntropyForward,
+} from 'fusedce';
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    rows: { type: 'string' },
+    vocab: { type: 'string' },
+    threads: { type: 'string' },
+    rounds: { type: 'string' },
+    out: { type: 'string' },
+  },
+});
+setDevice('cpu');
+const rows = Number(args.rows ?? (args.quick ? 4 : 64));
+const vocab = Number(args.vocab ?? (args.quick ? 4099 : 128256));
+const threads = Number(args.threads ?? os.availableParallelism());
+const rounds = Number(args.rounds ?? (args.quick ? 1 : 3));
+const TIME_MS = args.quick ? 20 : 300;
+const N = rows * vocab;
+
+// Data: LM-like logits N(0, 2²) with a few spikes, bf16.
+let seed = 12345;
+const rnd = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+const normal = () => Math.sqrt(-2 * Math.log(Math.max(rnd(), 1e-300))) * Math.cos(2 * Math.PI * rnd());
+const x = Float32Array.from({ length: N }, () => 2 * normal());
+const z = logits(bf16.fromFloat32(x), rows, vocab, 'bf16');
+const teacher = logits(bf16.fromFloat32(Float32Array.from(x, (v) => v + normal())), rows, vocab, 'bf16');
+const targets = Int32Array.from({ length: rows }, () => Math.floor(rnd() * vocab));
+const weight = Float32Array.from({ length: vocab }, () => 0.5 + rnd());
+const multiLabel = Float32Array.from({ length: N }, () => (rnd() < 0.01 ? 1 : 0));
+const out = { data: new Uint16Array(N), dtype: 'bf16', rows, vocab };  // reused gradient buffer
+
+const ce = (o) => () => crossEntropyForward(z, targets, { threads, ...o });
+const fused = (o) => () => crossEntropyForward(z, targets, { threads, withGrad: true, out, ...o });
+// [name, group, fn]; the first of each group is its baseline
+const CASES = [
+  ['plain', 'forward', ce({})],
+  ['labelSmoothing 0.1', 'forward', ce({ labelSmoothing: 0.1 })],
+  ['weight', 'forward', ce({ weight })],
+  ['zLoss 1e-4', 'forward', ce({ zLoss: 1e-4 })],
+  ['logitScale 0.5', 'forward', ce({ logitScale: 0.5 })],
+  ['softcap 30', 'forward', ce({ softcap: 30 })],
+  ['stats', 'forward', ce({ stats: true })],
+  ['all of the above', 'forward', ce({ labelSmoothing: 0.1, weight, zLoss: 1e-4, logitScale: 0.5, softcap: 30, stats: true })],
+  ['soft CE (teacher logits)', 'forward', () => softCrossEntropyForward(z, teacher, { threads })],
+  ['KL forward', 'forward', () => klDivergenceForward(z, teacher, { threads })],
+  ['KL reverse', 'forward', () => klDivergenceForward(z, teacher, { threads, direction: 'reverse' })],
+  ['entropy', 'forward', () => entropy(z, { threads })],
+  ['binary CE', 'forward', () => binaryCrossEntropyWithLogits(z, multiLabel, { threads })],
+  ['plain', 'fwd+bwd', fused({})],
+  ['labelSmoothing 0.1', 'fwd+bwd', fused({ labelSmoothing: 0.1 })],
+  ['weight', 'fwd+bwd', fused({ weight })],
+  ['zLoss 1e-4', 'fwd+bwd', fused({ zLoss: 1e-4 })],
+  ['softcap 30', 'fwd+bwd', fused({ softcap: 30 })],
+  ['all of the above', 'fwd+bwd', fused({ labelSmoothing: 0.1, weight, zLoss: 1e-4, logitScale: 0.5, softcap: 30, stats: true })],
+  ['soft CE (teacher logits)', 'fwd+bwd', () => softCrossEntropyForward(z, teacher, { threads, withGrad: true, out })],
+  ['KL forward', 'fwd+bwd', () => klDivergenceForward(z, teacher, { threads, withGrad: true, out })],
+  ['KL reverse', 'fwd+bwd', () => klDivergenceForward(z, teacher, { threads, withGrad: true, out, direction: 'reverse' })],
+  ['binary CE', 'fwd+bwd', () => binaryCrossEntropyWithLogits(z, multiLabel, { threads, withGrad: true, out })],
+];
+
+async function median(fn) {
+  const bench = new Bench({ time: TIME_MS, iterations: 3, warmupTime: 20, warmupIterations: 1 });
+  bench.add('x', fn);
+  await bench.run();
+  const r = bench.tasks[0].result;
+  if (r.state !== 'completed') throw new Error(`${r.state} ${r.error ?? ''}`);
+  return r.latency.p50 / 1e3;
+}
+
+const best = new Array(CASES.length).fill(Infinity);
+for (let round = 0; round < rounds; round++) {
+  for (let i = 0; i < CASES.length; i++) {
+    if (process.stderr.isTTY) process.stderr.write(`\rround ${round + 1}/${rounds}, case ${i + 1}/${CASES.length}   `);
+    best[i] = Math.min(best[i], await median(CASES[i][2]));
+  }
+}
+if (process.stderr.isTTY) process.stderr.write('\n');
+
+const baseline = {};
+const results = CASES.map(([name, group], i) => {
+  const seconds = best[i];
+  if (baseline[group] === undefined) baseline[group] = seconds;
+  return { name, group, ms: seconds * 1e3, elementsPerSec: N / seconds, relativeToPlain: baseline[group] / seconds };
+});
+
+let sha = 'unknown';
+try {
+  sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+} catch { /* not a git checkout */ }
+const report = {
+  date: new Date().toISOString(),
+  machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.availableParallelism(), node: process.version, backend: cpuBackend() },
+  git: sha,
+  shape: { rows, vocab, dtype: 'bf16' },
+  threads,
+  rounds,
+  results,
+};
+
+const lines = [
+  `Loss family cost, bf16 ${rows}×${vocab}, ${threads} threads, ${report.machine.backend} (${report.machine.cpu}), ${report.date.slice(0, 10)}, git ${sha}`,
+  '',
+  '| op / option | pass | ms | G elements/s | vs plain (same pass) |',
+  '|---|---|---|---|---|',
+  ...results.map((r) => `| ${r.name} | ${r.group} | ${r.ms.toFixed(2)} | ${(r.elementsPerSec / 1e9).toFixed(3)} | ${r.relativeToPlain.toFixed(2)}× |`),
+];
+if (args.json) console.log(JSON.stringify(report, null, 2));
+else console.log(lines.join('\n'));
+if (args.out) {
+  mkdirSync(args.out, { recursive: true });
+  const base = path.join(args.out, `loss-family-${report.date.slice(0, 10)}`);
+  writeFileSync(`${base}.json`, JSON.stringify(report, null, 2) + '\n');
+  writeFileSync(`${base}.md`, lines.join('\n') + '\n');
+  console.error(`wrote ${base}.{json,md}`);
+}
