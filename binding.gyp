@@ -5,7 +5,8 @@
 # (F/BW/VL) kernels are each one translation unit built as its own static library with those
 # flags only (x86-64), and cpp/dispatch.cpp picks one at run time by CPUID, so the same binary
 # runs on any x86-64 CPU. (GCC 12's AVX-512 headers trip -Wuninitialized on their own
-# _mm512_undefined_* helpers; that target turns the warning off.)
+# _mm512_undefined_* helpers; that target turns the warning off.) -fno-trapping-math lets the
+# compiler turn selects in loops (x < c ? a : b) into vector blends; it changes no value.
 {
   "target_defaults": {
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "cpp"],
@@ -13,7 +14,7 @@
     "cflags!": ["-fno-exceptions"],
     "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
     "cflags": ["-O3", "-fvisibility=hidden", "-fno-math-errno", "-fPIC"],
-    "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden", "-fno-math-errno", "-fPIC", "-Wall", "-Wextra"],
+    "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-Wall", "-Wextra"],
     "xcode_settings": {
       "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
       "CLANG_CXX_LANGUAGE_STANDARD": "c++17",

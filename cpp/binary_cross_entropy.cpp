@@ -22,6 +22,10 @@ double bce_forward(const BceArgs& a, const BceOut& out) {
   parallel_for((a.rows + rpt - 1) / rpt, a.threads, [&](int64_t task) {
     BlockBuffers& buf = block_buffers();
     float *x = buf.a, *e = buf.b, *l = buf.c, *g = buf.d;
+    // Absent weights are read from constant blocks, so the element loop has no branch on them.
+    thread_local float pw_const[kBlock], w_const[kBlock];
+    std::fill(pw_const, pw_const + kBlock, a.pos_weight_scalar);
+    std::fill(w_const, w_const + kBlock, 1.0f);
     for (int64_t r = task * rpt; r < std::min(a.rows, (task + 1) * rpt); ++r) {
       const char* z = static_cast<const char*>(a.logits) + size_t(r) * V * dtype_size(a.dtype);
       const float* y = a.targets + size_t(r) * V;
@@ -32,21 +36,25 @@ double bce_forward(const BceArgs& a, const BceOut& out) {
         widen(z + size_t(b0) * dtype_size(a.dtype), a.dtype, n, x);
         for (int64_t j = 0; j < n; ++j) e[j] = -std::fabs(x[j]);
         k.exp(e, e, n);  // e^{−|x|} in (0, 1]
+        const float* pwb = a.pos_weight ? a.pos_weight + b0 : pw_const;
+        const float* wb = w ? w + b0 : w_const;
+        const float* yb = y + b0;
         for (int64_t j = 0; j < n; ++j) {
-          const float yj = y[b0 + j];
-          const float pw = a.pos_weight ? a.pos_weight[b0 + j] : a.pos_weight_scalar;
+          const float yj = yb[j], pw = pwb[j], wj = wb[j];
           const float lw = 1.0f + (pw - 1.0f) * yj;
-          const float wj = w ? w[b0 + j] : 1.0f;
           // l = (1 − y)·x + lw·softplus(−x) with softplus(−x) = max(−x, 0) + log1p(e^{−|x|}); since
           // 1 − y − lw = −pw·y, for x < 0 this is pw·y·|x| + lw·log1p(e^{−|x|}): both forms are sums
           // of non-negative terms, so nothing cancels.
-          const float e1 = e[j], L = std::log1p(e1), pos = x[j] >= 0.0f;
-          l[j] = wj * ((pos ? (1.0f - yj) * x[j] : pw * yj * -x[j]) + lw * L);
+          const float e1 = e[j], L = log1p01(e1);
+          const bool pos = x[j] >= 0.0f;
+          const float lin_pos = (1.0f - yj) * x[j], lin_neg = -pw * yj * x[j];
+          l[j] = wj * ((pos ? lin_pos : lin_neg) + lw * L);
           // dl/dx = (1 − y) − lw·σ(−x) = ((1 − y)·a − pw·y·b)/(1 + e^{−|x|}), (a, b) = (1, e) for x ≥ 0
-          // and (e, 1) for x < 0
-          g[j] = wj * ((1.0f - yj) * (pos ? 1.0f : e1) - pw * yj * (pos ? e1 : 1.0f)) / (1.0f + e1);
+          // and (e, 1) for x < 0. (Selects between computed values, no branches: it vectorises.)
+          const float av = pos ? 1.0f : e1, bv = pos ? e1 : 1.0f;
+          g[j] = wj * ((1.0f - yj) * av - pw * yj * bv) / (1.0f + e1);
         }
-        sum += lane_sum(n, [&](int64_t j) { return l[j]; });
+        sum += lane_sum_f64(n, [&](int64_t j) { return l[j]; });
         if (out.losses) std::copy(l, l + n, out.losses + size_t(r) * V + size_t(b0));
         if (out.grad.data) {
           const float s = out.grad.scale;

@@ -32,18 +32,19 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // x = s·z, then x ← c·tanh(x/c). With `d`, also d = dx/dz = s·(1 − tanh²(s·z/c)) (s without softcap).
+// tanh is tanh_block (≤ 3 ulp, vectorised); t: (n,) scratch.
 struct Transform {
   float s, c;  // c = 0: no softcap
-  void apply(float* x, int64_t n, float* d = nullptr) const {
+  void apply(const Kernels& k, float* x, int64_t n, float* t, float* d = nullptr) const {
     if (s != 1.0f)
       for (int64_t j = 0; j < n; ++j) x[j] *= s;
     if (c > 0.0f) {
       const float inv = 1.0f / c;
-      for (int64_t j = 0; j < n; ++j) {
-        const float th = std::tanh(x[j] * inv);
-        x[j] = c * th;
-        if (d) d[j] = s * (1.0f - th * th);
-      }
+      for (int64_t j = 0; j < n; ++j) x[j] *= inv;
+      tanh_block(k, x, n, x, t);
+      if (d)
+        for (int64_t j = 0; j < n; ++j) d[j] = s * (1.0f - x[j] * x[j]);
+      for (int64_t j = 0; j < n; ++j) x[j] *= c;
     } else if (d) {
       for (int64_t j = 0; j < n; ++j) d[j] = s;
     }
@@ -67,10 +68,10 @@ struct RowOut {
   int64_t argmax;
 };
 
-float load_x(const char* z, DType dt, int64_t j, const Transform& tf, float* d = nullptr) {
-  float x = 0.0f;
+float load_x(const Kernels& k, const char* z, DType dt, int64_t j, const Transform& tf, float* d = nullptr) {
+  float x = 0.0f, t;
   widen(z + size_t(j) * dtype_size(dt), dt, 1, &x);
-  tf.apply(&x, 1, d);
+  tf.apply(k, &x, 1, &t, d);
   return x;
 }
 
@@ -88,16 +89,17 @@ RowOut row_forward_opt(const Kernels& k, const char* z, DType dt, int64_t vocab,
   Fold f;
   for_each_piece(vocab, t, [&](int64_t off, int64_t n) {
     widen(z + size_t(off) * esz, dt, n, x);
-    tf.apply(x, n);
-    OptPiece pc{max_of(x, n), 0.0, 0.0, 0.0, 0.0, -1};
+    tf.apply(k, x, n, buf.c);
+    // (m_b, S_b) by the ISA's fused block kernel (fp32 lanes, as the plain path); with Stats
+    // also e_j = exp(x_j − m_b) for the entropy's T_b
+    const Partial p = Stats ? k.partial_store[int(DType::F32)](x, n, e) : k.partial[int(DType::F32)](x, n);
+    OptPiece pc{p.m, double(p.s), 0.0, 0.0, 0.0, -1};
     if (Smooth) pc.W = w ? lane_sum(n, [&](int64_t j) { return w[off + j]; }) : double(n);
-    if (pc.m != pc.m) {
+    if (p.s != p.s) {
       pc.S = kNaN;
     } else if (pc.m == -std::numeric_limits<float>::infinity()) {
       if (Smooth) pc.Q = pc.W > 0.0 ? kInf : 0.0;  // log p_j = −inf for every j of the piece
     } else {
-      exp_shifted(k, x, pc.m, n, e);
-      pc.S = lane_sum(n, [&](int64_t j) { return e[j]; });
       const float m = pc.m;
       if (Smooth)
         pc.Q = w ? lane_sum(n, [&](int64_t j) { return w[off + j] * (m - x[j]); })
@@ -114,7 +116,7 @@ RowOut row_forward_opt(const Kernels& k, const char* z, DType dt, int64_t vocab,
     f.add(pc.m, pc.S);
     pcs.push_back(pc);
   });
-  const float xt = load_x(z, dt, t, tf);
+  const float xt = load_x(k, z, dt, t, tf);
   const RowForward rf = finish(f, xt);
   const double lse = rf.lse, nll = rf.loss;  // nll = lse − x_t
   const double wt = w ? double(w[t]) : 1.0;
@@ -160,7 +162,7 @@ RowOut row_forward_opt(const Kernels& k, const char* z, DType dt, int64_t vocab,
 void row_grad_opt(const Kernels& k, const char* z, DType dt, char* g, DType gdt, int64_t vocab, int64_t t,
                   float lse, double a, double b, const CeOptions& o, const Transform& tf) {
   BlockBuffers& buf = block_buffers();
-  float *x = buf.a, *e = buf.b, *d = buf.c;
+  float *x = buf.a, *e = buf.b, *d = buf.c, *scratch = buf.d;
   const size_t esz = dtype_size(dt), gsz = dtype_size(gdt);
   const float* w = o.weight;
   const double wt = w ? double(w[t]) : 1.0;
@@ -170,14 +172,13 @@ void row_grad_opt(const Kernels& k, const char* z, DType dt, char* g, DType gdt,
   const double A = alpha + beta * o.weight_total + gamma;
   const float Af = float(A), bf = float(beta);
   float dt_t;
-  load_x(z, dt, t, tf, &dt_t);
+  load_x(k, z, dt, t, tf, &dt_t);
   double others = 0.0;
   const bool ident = tf.identity();
   for_each_piece(vocab, t, [&](int64_t off, int64_t n) {
     widen(z + size_t(off) * esz, dt, n, x);
-    tf.apply(x, n, ident ? nullptr : d);
-    exp_shifted(k, x, lse, n, e);
-    others += lane_sum(n, [&](int64_t j) { return e[j]; });
+    tf.apply(k, x, n, scratch, ident ? nullptr : d);
+    others += double(k.grad[int(DType::F32)][int(DType::F32)](x, e, n, lse, 1.0f));  // e = p, Σ p in fp32 lanes
     if (w && bf != 0.0f) {
       for (int64_t j = 0; j < n; ++j) e[j] = Af * e[j] - bf * w[off + j];
     } else {

@@ -4,8 +4,9 @@
 // A row is still cut into the fixed kBlock blocks of the plain kernels (for_each_piece), so every
 // result is independent of the thread count. Each block is widened to fp32 into a thread's own
 // L1-resident buffer, transformed there (logit scale, softcap, 1/temperature), and exponentiated
-// by the active ISA's vectorised exp (Kernels::exp, ≤ 2 ulp). Sums over a block are taken in
-// double over 16 interleaved lanes (lane_sum), folded across blocks in double in block order.
+// by the active ISA's vectorised exp (Kernels::exp, ≤ 2 ulp). Sums over a block are fp32 lanes
+// per 256-element chunk, added in double (lane_sum), and folded across blocks in double in block
+// order.
 //
 // These kernels pay for their generality: a widen pass, a transform pass and an exp pass over L1
 // instead of one fused loop. The plain cross-entropy (no option set) never comes here.
@@ -63,22 +64,38 @@ inline void narrow(const float* v, DType dt, int64_t n, void* g) {
   }
 }
 
-// Max of x[0, n), NaN-propagating (a NaN, once seen, is the result); −inf for n = 0.
-inline float max_of(const float* x, int64_t n) {
-  float m = -std::numeric_limits<float>::infinity();
-  for (int64_t j = 0; j < n; ++j) {
-    if (x[j] != x[j]) return x[j];
-    m = x[j] > m ? x[j] : m;
-  }
-  return m;
-}
-
-// Σ_j f(j) for j in [0, n) in double over kLanes interleaved lanes (element j in lane j mod 16),
-// lanes reduced pairwise. The order is fixed by n alone. Double rather than the plain kernels'
-// fp32: these sums feed losses that users difference (finite-difference gradient checks), and
-// an fp32 sum's rounding (~1e-7 relative) divided by a step of 1e-2 would swamp small gradients.
+// Σ_j f(j) for j in [0, n): fp32 over kLanes interleaved lanes (element j in lane j mod 16) for
+// each chunk of 256 elements, the chunks' lanes added in double, the double lanes reduced
+// pairwise. The order is fixed by n alone. Why not all in fp32 like the plain kernels: these sums
+// feed losses that users difference (finite-difference gradient checks), and the rounding of a
+// whole block's fp32 sum (~1e-7 of it), divided by a step of 1e-2, swamps small gradients; a
+// chunk's rounding is ~256/4096 of that. Why not all in double: that halves the vector width.
 template <class F>
 inline double lane_sum(int64_t n, F&& f) {
+  constexpr int64_t kChunk = 16 * kLanes;
+  double acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kChunk <= n; j += kChunk) {
+    float c[kLanes] = {};
+    for (int64_t i = 0; i < kChunk; i += kLanes)
+      for (int l = 0; l < kLanes; ++l) c[l] += f(j + i + l);
+    for (int l = 0; l < kLanes; ++l) acc[l] += double(c[l]);
+  }
+  {
+    float c[kLanes] = {};
+    for (int l = 0; j < n; ++j, l = (l + 1) % kLanes) c[l] += f(j);
+    for (int l = 0; l < kLanes; ++l) acc[l] += double(c[l]);
+  }
+  for (int w = kLanes / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return acc[0];
+}
+
+// Σ_j f(j) for j in [0, n) in double over kLanes interleaved lanes, reduced pairwise: for sums
+// whose every term is of the order of the total (elementwise losses), where even a 256-element
+// fp32 chunk would round by more than a finite-difference step can see.
+template <class F>
+inline double lane_sum_f64(int64_t n, F&& f) {
   double acc[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
@@ -89,10 +106,47 @@ inline double lane_sum(int64_t n, F&& f) {
   return acc[0];
 }
 
-// e[j] = exp(x[j] − m) for j in [0, n) with the ISA's exp. x and e may be the same buffer.
-inline void exp_shifted(const Kernels& k, const float* x, float m, int64_t n, float* e) {
-  for (int64_t j = 0; j < n; ++j) e[j] = x[j] - m;
-  k.exp(e, e, n);
+// y[j] = tanh(u[j]) for j in [0, n), ≤ 3 ulp, vectorisable; t: (n,) scratch.
+//   |u| < 0.55:  the odd Taylor series to u¹⁷ (the next term is < 3e-9 relative there)
+//   |u| ≥ 0.55:  sign(u)·(1 − E)/(1 + E), E = exp(−2|u|) ≤ 1/3 by the ISA's exp: no cancellation
+// u and y may be the same buffer.
+inline void tanh_block(const Kernels& k, const float* u, int64_t n, float* y, float* t) {
+  for (int64_t j = 0; j < n; ++j) t[j] = -2.0f * std::fabs(u[j]);
+  k.exp(t, t, n);
+  // Both branches are computed and blended arithmetically (sel ∈ {0, 1}, both values finite for a
+  // finite u), so the loop has no control flow and vectorises.
+  for (int64_t j = 0; j < n; ++j) {
+    const float v = u[j], a = std::fabs(v), E = t[j];
+    const float sel = a < 0.55f ? 1.0f : 0.0f;
+    const float vs = v * sel, v2 = vs * vs;
+    // tanh u = u + u³·P(u²), P's coefficients the series' (−1/3, 2/15, −17/315, 62/2835, …)
+    float p = 5.9002744094558595e-4f;
+    p = p * v2 - 1.4558343870513183e-3f;
+    p = p * v2 + 3.5921280365724810e-3f;
+    p = p * v2 - 8.8632355299021966e-3f;
+    p = p * v2 + 2.1869488536155203e-2f;
+    p = p * v2 - 5.3968253968253968e-2f;
+    p = p * v2 + 1.3333333333333333e-1f;
+    p = p * v2 - 3.3333333333333333e-1f;
+    const float small = vs + vs * v2 * p;
+    const float big = std::copysign((1.0f - E) / (1.0f + E), v);
+    y[j] = sel * small + (1.0f - sel) * big;
+  }
+}
+
+// log(1 + e) for e in [0, 1], ≤ 2 ulp, vectorisable: 2·atanh(s), s = e/(2 + e) ∈ [0, 1/3], as
+// 2·s·(1 + s²/3 + s⁴/5 + … + s¹⁴/15) (the next term is < 2e-9 relative).
+inline float log1p01(float e) {
+  const float s = e / (2.0f + e), s2 = s * s;
+  float p = 1.0f / 15;
+  p = p * s2 + 1.0f / 13;
+  p = p * s2 + 1.0f / 11;
+  p = p * s2 + 1.0f / 9;
+  p = p * s2 + 1.0f / 7;
+  p = p * s2 + 1.0f / 5;
+  p = p * s2 + 1.0f / 3;
+  p = p * s2 + 1.0f;
+  return 2.0f * s * p;
 }
 
 // A thread's block buffers (kBlock fp32 each), kept between calls.

@@ -37,16 +37,14 @@ struct BlockPartial {
   double s;
 };
 
-// A block's (max, Σ exp(x − max)), with e = exp(x − max) left in `e`.   x, e: (n,) fp32
+// A block's (max, Σ exp(x − max)), with e = exp(x − max) left in `e` (0 for an all −inf block,
+// NaN for a NaN one): the max and the exps by the ISA's fused block kernel, the sum again over
+// e by lane_sum (fp32 chunks added in double), whose rounding is ~1/16 of the kernel's
+// 256-term fp32 lanes: these losses are differenced by gradient checks.   x, e: (n,) fp32
 BlockPartial block_partial(const Kernels& k, const float* x, int64_t n, float* e) {
-  const float m = max_of(x, n);
-  if (m != m) return {m, double(m)};
-  if (m == kNegInf) {
-    for (int64_t j = 0; j < n; ++j) e[j] = 0.0f;
-    return {m, 0.0};
-  }
-  exp_shifted(k, x, m, n, e);
-  return {m, lane_sum(n, [&](int64_t j) { return e[j]; })};
+  const Partial p = k.partial_store[int(DType::F32)](x, n, e);
+  if (p.s != p.s || p.s == 0.0f) return {p.m, double(p.s)};
+  return {p.m, lane_sum(n, [&](int64_t j) { return e[j]; })};
 }
 
 // Widens n elements of a row at offset off and scales them by s.   src: row of dt;  x: (n,) fp32
@@ -176,7 +174,7 @@ void row_grad(const Kernels& k, const SoftArgs& a, const Row& row, char* g, DTyp
   for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
     const int64_t n = std::min(kBlock, a.vocab - b0);
     load_scaled(row.z, a.dtype, b0, n, a.inv_temperature, x);
-    exp_shifted(k, x, lse_x, n, p);
+    k.grad[int(DType::F32)][int(DType::F32)](x, p, n, lse_x, 1.0f);  // p = exp(x − lse_x)
     if (a.target_probs) {
       for (int64_t j = 0; j < n; ++j) p[j] = cf * (qs * p[j] - qp[b0 + j]);
     } else {
@@ -185,7 +183,7 @@ void row_grad(const Kernels& k, const SoftArgs& a, const Row& row, char* g, DTyp
         for (int64_t j = 0; j < n; ++j)
           p[j] = p[j] == 0.0f ? 0.0f : cf * p[j] * (((x[j] - lse_x) - (y[j] - lse_y)) - L);
       } else {
-        exp_shifted(k, y, lse_y, n, q);
+        k.grad[int(DType::F32)][int(DType::F32)](y, q, n, lse_y, 1.0f);  // q = exp(y − lse_y)
         for (int64_t j = 0; j < n; ++j) p[j] = cf * (p[j] - q[j]);
       }
     }
