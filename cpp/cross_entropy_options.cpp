@@ -59,7 +59,7 @@ struct OptPiece {
   double W;       // Σ w_j over the piece
   double Q;       // Σ w_j·(m_b − x_j)          (label smoothing)
   double T;       // Σ e_j·(m_b − x_j)          (entropy)
-  int64_t arg;    // first index of m_b in the row, −1 for an all −inf or NaN piece
+  int64_t off, n; // where the piece lies in the row
 };
 
 struct RowOut {
@@ -93,7 +93,7 @@ RowOut row_forward_opt(const Kernels& k, const char* z, DType dt, int64_t vocab,
     // (m_b, S_b) by the ISA's fused block kernel (fp32 lanes, as the plain path); with Stats
     // also e_j = exp(x_j − m_b) for the entropy's T_b
     const Partial p = Stats ? k.partial_store[int(DType::F32)](x, n, e) : k.partial[int(DType::F32)](x, n);
-    OptPiece pc{p.m, double(p.s), 0.0, 0.0, 0.0, -1};
+    OptPiece pc{p.m, double(p.s), 0.0, 0.0, 0.0, off, n};
     if (Smooth) pc.W = w ? lane_sum(n, [&](int64_t j) { return w[off + j]; }) : double(n);
     if (p.s != p.s) {
       pc.S = kNaN;
@@ -104,14 +104,7 @@ RowOut row_forward_opt(const Kernels& k, const char* z, DType dt, int64_t vocab,
       if (Smooth)
         pc.Q = w ? lane_sum(n, [&](int64_t j) { return w[off + j] * (m - x[j]); })
                  : lane_sum(n, [&](int64_t j) { return m - x[j]; });
-      if (Stats) {
-        pc.T = lane_sum(n, [&](int64_t j) { return e[j] * (m - x[j]); });
-        for (int64_t j = 0; j < n; ++j)
-          if (x[j] == m) {
-            pc.arg = off + j;
-            break;
-          }
-      }
+      if (Stats) pc.T = lane_sum(n, [&](int64_t j) { return e[j] * (m - x[j]); });
     }
     f.add(pc.m, pc.S);
     pcs.push_back(pc);
@@ -134,14 +127,28 @@ RowOut row_forward_opt(const Kernels& k, const char* z, DType dt, int64_t vocab,
       return out;
     }
     double H = nll < kInf ? std::exp(-nll) * nll : 0.0;  // the target's p_t·(lse − x_t)
+    // argmax: the largest of the pieces' maxima and x_t; its first index is found afterwards by
+    // scanning the first piece that holds it (pieces are in index order), not every piece
     double best = xt;
-    int64_t arg = t;
+    const OptPiece* first = nullptr;
     for (const OptPiece& pc : pcs) {
       if (pc.S > 0.0) H += std::exp(double(pc.m) - lse) * ((lse - double(pc.m)) * pc.S + pc.T);
-      if (pc.arg >= 0 && (double(pc.m) > best || (double(pc.m) == best && pc.arg < arg))) {
-        best = pc.m;
-        arg = pc.arg;
+      if (pc.S > 0.0 && double(pc.m) > best) best = pc.m;
+    }
+    for (const OptPiece& pc : pcs)
+      if (pc.S > 0.0 && double(pc.m) == best) {
+        first = &pc;
+        break;
       }
+    int64_t arg = double(xt) == best ? t : -1;
+    if (first && (arg < 0 || first->off < t)) {
+      widen(z + size_t(first->off) * esz, dt, first->n, x);
+      tf.apply(k, x, first->n, buf.c);
+      for (int64_t j = 0; j < first->n; ++j)
+        if (double(x[j]) == best) {
+          if (arg < 0 || first->off + j < arg) arg = first->off + j;
+          break;
+        }
     }
     out.entropy = H;
     out.target_logprob = -nll;

@@ -166,6 +166,21 @@ describe('cross-entropy options: edge cases', () => {
     expect(o2.stats!.ece).toBeLessThan(1e-12);
   });
 
+  it('argmax is the first index of the largest logit, across blocks and around the target', () => {
+    const V = 9000;
+    const check = (x: Float32Array, t: number, want: number) =>
+      expect(crossEntropyForward(logits(x, 1, V), Int32Array.of(t), { stats: true }).stats!.argmax[0]).toBe(want);
+    check(new Float32Array(V), 5000, 0);                       // all equal: index 0, before the target
+    check(new Float32Array(V), 0, 0);                          // the target itself is first
+    const x = new Float32Array(V);
+    x[6000] = x[8000] = x[4500] = 3;
+    check(x, 4500, 4500);                                      // the target ties and comes first
+    check(x, 8000, 4500);                                      // a tie in a later block loses
+    check(x, 10, 4500);
+    x[4500] = 2;
+    check(x, 4500, 6000);                                      // next block's first
+  });
+
   it('results do not depend on the thread count, and async gives the same bits', async () => {
     const o = { labelSmoothing: 0.1, zLoss: 1e-3, softcap: 20, withGrad: true, stats: true } as const;
     const one = crossEntropyForward(z, targets, { ...o, threads: 1 });
