@@ -447,7 +447,8 @@ SoftProblem read_soft(const Args& a) {
   if (probs && op != 0) throw_type(a.env(), std::string(a.fn) + ": probability targets are for the soft cross-entropy only");
   sp.reduction = fusedce::Reduction(a.integer(9, "reduction", 0, 2));
   const int threads = int(a.integer(10, "threads", 1, 65536));
-  if (overlaps(sp.z.data, sp.target)) throw_range(a.env(), std::string(a.fn) + ": target.data overlaps logits.data");
+  // logits and target may share memory (both are only read); a gradient written over the logits
+  // may not overlap the target (grad_out checks that)
   sp.count = probs ? check_probs(a, static_cast<const float*>(data_of(sp.target)), sp.z.rows, sp.z.vocab) : sp.z.rows;
   sp.args = {data_of(sp.z.data), sp.z.dtype, data_of(sp.target), probs ? DType::F32 : DType(tdt), probs,
              sp.z.rows, sp.z.vocab, fusedce::SoftOp(op), float(inv_t), factor, threads, nullptr};
@@ -456,8 +457,14 @@ SoftProblem read_soft(const Args& a) {
 
 // softForward(…shared (0–10), withGrad, gradDtype, gradOut|null, gradOutput, async)
 //   → { losses: Float32Array(rows), lse: Float32Array(rows), lossSum, count, grad? }
+// The user-facing name of a soft op, for messages: op 0 soft cross-entropy, 1–2 KL.
+const char* soft_name(const Napi::CallbackInfo& info, bool backward) {
+  if (backward) return "softCrossEntropyBackward";
+  return info[6].IsNumber() && info[6].As<Napi::Number>().Int32Value() != 0 ? "klDivergenceForward" : "softCrossEntropyForward";
+}
+
 Napi::Value SoftForward(const Napi::CallbackInfo& info) {
-  Args a{info, "softForward"};
+  Args a{info, soft_name(info, false)};
   SoftProblem sp = read_soft(a);
   const bool with_grad = a.boolean(11);
   const DType gdt = a.dtype(12, "gradDtype");
@@ -489,17 +496,17 @@ Napi::Value SoftForward(const Napi::CallbackInfo& info) {
 
 // softBackward(…shared (0–10), lse, gradOutput, gradOutputRows|null, gradDtype, gradOut|null, async) → grad data
 Napi::Value SoftBackward(const Napi::CallbackInfo& info) {
-  Args a{info, "softBackward"};
+  Args a{info, soft_name(info, true)};
   SoftProblem sp = read_soft(a);
   if (sp.args.op == fusedce::SoftOp::KlReverse)
-    throw_type(a.env(), "softBackward: the reverse KL has no separate backward; use withGrad on the forward");
+    throw_type(a.env(), "softCrossEntropyBackward: the reverse KL has no separate backward; use withGrad on the forward");
   Napi::TypedArray lse = a.typed(11, "lse", napi_float32_array, double(sp.z.rows));
   const double go = a.number(12, "gradOutput");
   Napi::TypedArray row_go;
   const bool per_row = a.present(13);
   if (per_row) {
     if (sp.reduction != fusedce::Reduction::None)
-      throw_type(a.env(), "softBackward: a per-row gradOutput (Float32Array) needs reduction 'none'");
+      throw_type(a.env(), "softCrossEntropyBackward: a per-row gradOutput (Float32Array) needs reduction 'none'");
     row_go = a.typed(13, "gradOutput", napi_float32_array, double(sp.z.rows));
   }
   const DType gdt = a.dtype(14, "gradDtype");

@@ -99,7 +99,7 @@ describe('soft cross-entropy vs float64 reference (CPU)', () => {
   it('rows of probabilities that do not sum to 1, or are negative, are refused naming the row', () => {
     const z = logits(new Float32Array(6), 2, 3);
     const bad = logits(new Float32Array([0.2, 0.3, 0.5, 0.5, 0.5, 0.5]), 2, 3);
-    expect(() => softCrossEntropyForward(z, bad, { targetKind: 'probs' })).toThrow(/target row 1 sums to 1\.5.*targetKind 'logits'/);
+    expect(() => softCrossEntropyForward(z, bad, { targetKind: 'probs' })).toThrow(/^softCrossEntropyForward: target row 1 sums to 1\.5.*targetKind 'logits'/);
     const neg = logits(new Float32Array([0.2, 0.3, 0.5, -0.5, 1, 0.5]), 2, 3);
     expect(() => softCrossEntropyForward(z, neg, { targetKind: 'probs' })).toThrow(RangeError);
     const b16 = logits(new Uint16Array(6), 2, 3, 'bf16');
@@ -129,6 +129,12 @@ describe('KL divergence vs float64 reference (CPU)', () => {
       }
     }
   }
+
+  it('the same buffer as model and reference is allowed (both are read only), but not in place', () => {
+    const z = logits(Float32Array.of(1, 2, 3, 0, 0, 5), 2, 3);
+    expect(klDivergenceForward(z, z, { withGrad: true }).loss).toBe(0);
+    expect(() => klDivergenceForward(z, z, { withGrad: true, inPlace: true })).toThrow(/^klDivergenceForward: out.data overlaps another input/);
+  });
 
   it('identical model and reference: KL exactly 0 and gradient exactly 0, both directions', () => {
     const rows = 5, vocab = 5000;
