@@ -7,6 +7,8 @@
 # runs on any x86-64 CPU. (GCC 12's AVX-512 headers trip -Wuninitialized on their own
 # _mm512_undefined_* helpers; that target turns the warning off.) -fno-trapping-math lets the
 # compiler turn selects in loops (x < c ? a : b) into vector blends; it changes no value.
+# -ffp-contract=off: no a·b + c fused behind our back, so ISA clones of a loop (loss_rows.h)
+# round alike (the kernels use FMA explicitly, by intrinsics).
 {
   "target_defaults": {
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "cpp"],
@@ -14,7 +16,7 @@
     "cflags!": ["-fno-exceptions"],
     "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
     "cflags": ["-O3", "-fvisibility=hidden", "-fno-math-errno", "-fPIC"],
-    "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-Wall", "-Wextra"],
+    "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-fPIC", "-Wall", "-Wextra"],
     "xcode_settings": {
       "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
       "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
@@ -34,7 +36,8 @@
         "cpp/cross_entropy_scalar.cpp",
         "cpp/cross_entropy_options.cpp",
         "cpp/soft_cross_entropy.cpp",
-        "cpp/binary_cross_entropy.cpp"
+        "cpp/binary_cross_entropy.cpp",
+        "cpp/loss_rows.cpp"
       ],
       "conditions": [
         ["target_arch=='x64'", {

@@ -13,6 +13,30 @@
 #include "thread_pool.h"
 
 namespace fusedce {
+namespace {
+
+// One block's losses and gradients (see the file comment); ISA clones (FUSEDCE_CLONES).
+//   x: logits, e: e^{−|x|}, y: targets, pwb: pos weights, wb: weights, all (n,); l, g: (n,) out
+FUSEDCE_CLONES void bce_block(const float* x, const float* e, const float* yb, const float* pwb, const float* wb,
+                              int64_t n, float* l, float* g) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float yj = yb[j], pw = pwb[j], wj = wb[j];
+    const float lw = 1.0f + (pw - 1.0f) * yj;
+    // l = (1 − y)·x + lw·softplus(−x) with softplus(−x) = max(−x, 0) + log1p(e^{−|x|}); since
+    // 1 − y − lw = −pw·y, for x < 0 this is pw·y·|x| + lw·log1p(e^{−|x|}): both forms are sums
+    // of non-negative terms, so nothing cancels.
+    const float e1 = e[j], L = log1p01(e1);
+    const bool pos = x[j] >= 0.0f;
+    const float lin_pos = (1.0f - yj) * x[j], lin_neg = -pw * yj * x[j];
+    l[j] = wj * ((pos ? lin_pos : lin_neg) + lw * L);
+    // dl/dx = (1 − y) − lw·σ(−x) = ((1 − y)·a − pw·y·b)/(1 + e^{−|x|}), (a, b) = (1, e) for x ≥ 0
+    // and (e, 1) for x < 0. (Selects between computed values, no branches: it vectorises.)
+    const float av = pos ? 1.0f : e1, bv = pos ? e1 : 1.0f;
+    g[j] = wj * ((1.0f - yj) * av - pw * yj * bv) / (1.0f + e1);
+  }
+}
+
+}  // namespace
 
 double bce_forward(const BceArgs& a, const BceOut& out) {
   const Kernels& k = active_kernels();
@@ -39,21 +63,7 @@ double bce_forward(const BceArgs& a, const BceOut& out) {
         const float* pwb = a.pos_weight ? a.pos_weight + b0 : pw_const;
         const float* wb = w ? w + b0 : w_const;
         const float* yb = y + b0;
-        for (int64_t j = 0; j < n; ++j) {
-          const float yj = yb[j], pw = pwb[j], wj = wb[j];
-          const float lw = 1.0f + (pw - 1.0f) * yj;
-          // l = (1 − y)·x + lw·softplus(−x) with softplus(−x) = max(−x, 0) + log1p(e^{−|x|}); since
-          // 1 − y − lw = −pw·y, for x < 0 this is pw·y·|x| + lw·log1p(e^{−|x|}): both forms are sums
-          // of non-negative terms, so nothing cancels.
-          const float e1 = e[j], L = log1p01(e1);
-          const bool pos = x[j] >= 0.0f;
-          const float lin_pos = (1.0f - yj) * x[j], lin_neg = -pw * yj * x[j];
-          l[j] = wj * ((pos ? lin_pos : lin_neg) + lw * L);
-          // dl/dx = (1 − y) − lw·σ(−x) = ((1 − y)·a − pw·y·b)/(1 + e^{−|x|}), (a, b) = (1, e) for x ≥ 0
-          // and (e, 1) for x < 0. (Selects between computed values, no branches: it vectorises.)
-          const float av = pos ? 1.0f : e1, bv = pos ? e1 : 1.0f;
-          g[j] = wj * ((1.0f - yj) * av - pw * yj * bv) / (1.0f + e1);
-        }
+        bce_block(x, e, yb, pwb, wb, n, l, g);
         sum += lane_sum_f64(n, [&](int64_t j) { return l[j]; });
         if (out.losses) std::copy(l, l + n, out.losses + size_t(r) * V + size_t(b0));
         if (out.grad.data) {

@@ -41,9 +41,9 @@ struct Transform {
     if (c > 0.0f) {
       const float inv = 1.0f / c;
       for (int64_t j = 0; j < n; ++j) x[j] *= inv;
-      tanh_block(k, x, n, x, t);
+      tanh_block(k, x, n, x, t, d);
       if (d)
-        for (int64_t j = 0; j < n; ++j) d[j] = s * (1.0f - x[j] * x[j]);
+        for (int64_t j = 0; j < n; ++j) d[j] *= s;
       for (int64_t j = 0; j < n; ++j) x[j] *= c;
     } else if (d) {
       for (int64_t j = 0; j < n; ++j) d[j] = s;

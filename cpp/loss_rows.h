@@ -106,33 +106,9 @@ inline double lane_sum_f64(int64_t n, F&& f) {
   return acc[0];
 }
 
-// y[j] = tanh(u[j]) for j in [0, n), ≤ 3 ulp, vectorisable; t: (n,) scratch.
-//   |u| < 0.55:  the odd Taylor series to u¹⁷ (the next term is < 3e-9 relative there)
-//   |u| ≥ 0.55:  sign(u)·(1 − E)/(1 + E), E = exp(−2|u|) ≤ 1/3 by the ISA's exp: no cancellation
-// u and y may be the same buffer.
-inline void tanh_block(const Kernels& k, const float* u, int64_t n, float* y, float* t) {
-  for (int64_t j = 0; j < n; ++j) t[j] = -2.0f * std::fabs(u[j]);
-  k.exp(t, t, n);
-  // Both branches are computed and blended arithmetically (sel ∈ {0, 1}, both values finite for a
-  // finite u), so the loop has no control flow and vectorises.
-  for (int64_t j = 0; j < n; ++j) {
-    const float v = u[j], a = std::fabs(v), E = t[j];
-    const float sel = a < 0.55f ? 1.0f : 0.0f;
-    const float vs = v * sel, v2 = vs * vs;
-    // tanh u = u + u³·P(u²), P's coefficients the series' (−1/3, 2/15, −17/315, 62/2835, …)
-    float p = 5.9002744094558595e-4f;
-    p = p * v2 - 1.4558343870513183e-3f;
-    p = p * v2 + 3.5921280365724810e-3f;
-    p = p * v2 - 8.8632355299021966e-3f;
-    p = p * v2 + 2.1869488536155203e-2f;
-    p = p * v2 - 5.3968253968253968e-2f;
-    p = p * v2 + 1.3333333333333333e-1f;
-    p = p * v2 - 3.3333333333333333e-1f;
-    const float small = vs + vs * v2 * p;
-    const float big = std::copysign((1.0f - E) / (1.0f + E), v);
-    y[j] = sel * small + (1.0f - sel) * big;
-  }
-}
+// y[j] = tanh(u[j]) for j in [0, n), ≤ 3 ulp, vectorised (cpp/loss_rows.cpp); t: (n,) scratch;
+// with sech2 (or nullptr), also sech2[j] = 1 − tanh²(u[j]) to a few ulps.
+void tanh_block(const Kernels& k, const float* u, int64_t n, float* y, float* t, float* sech2 = nullptr);
 
 // log(1 + e) for e in [0, 1], ≤ 2 ulp, vectorisable: 2·atanh(s), s = e/(2 + e) ∈ [0, 1/3], as
 // 2·s·(1 + s²/3 + s⁴/5 + … + s¹⁴/15) (the next term is < 2e-9 relative).
@@ -148,6 +124,16 @@ inline float log1p01(float e) {
   p = p * s2 + 1.0f;
   return 2.0f * s * p;
 }
+
+// On x86-64 Linux with GCC or Clang, the hot element loops of the loss family are built for
+// AVX-512, AVX2 and baseline x86-64, the best chosen once at load time (ifunc). The clones run
+// the same operations in the same order (no FMA contraction in ISO C++ mode), so the results do
+// not depend on which one runs.
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define FUSEDCE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FUSEDCE_CLONES
+#endif
 
 // A thread's block buffers (kBlock fp32 each), kept between calls.
 struct BlockBuffers {

@@ -1,0 +1,39 @@
+// Out-of-line element loops of the loss family (see loss_rows.h), each built in several ISA clones.
+#include "loss_rows.h"
+
+#include <cmath>
+
+namespace fusedce {
+
+// y[j] = tanh(u[j]) for j in [0, n), ≤ 3 ulp, vectorisable; t: (n,) scratch.
+//   |u| < 0.55:  the odd Taylor series to u¹⁷ (the next term is < 3e-9 relative there)
+//   |u| ≥ 0.55:  sign(u)·(1 − E)/(1 + E), E = exp(−2|u|) ≤ 1/3 by the ISA's exp: no cancellation
+// With sech2, also sech2[j] = 1 − tanh²(u[j]) (the derivative), without cancellation.
+// u and y may be the same buffer.
+FUSEDCE_CLONES void tanh_block(const Kernels& k, const float* u, int64_t n, float* y, float* t, float* sech2) {
+  for (int64_t j = 0; j < n; ++j) t[j] = -2.0f * std::fabs(u[j]);
+  k.exp(t, t, n);
+  // Both branches are computed and blended arithmetically (sel ∈ {0, 1}, both values finite for a
+  // finite u), so the loop has no control flow and vectorises.
+  for (int64_t j = 0; j < n; ++j) {
+    const float v = u[j], a = std::fabs(v), E = t[j];
+    const float sel = a < 0.55f ? 1.0f : 0.0f;
+    const float vs = v * sel, v2 = vs * vs;
+    // tanh u = u + u³·P(u²), P's coefficients the series' (−1/3, 2/15, −17/315, 62/2835, …)
+    float p = 5.9002744094558595e-4f;
+    p = p * v2 - 1.4558343870513183e-3f;
+    p = p * v2 + 3.5921280365724810e-3f;
+    p = p * v2 - 8.8632355299021966e-3f;
+    p = p * v2 + 2.1869488536155203e-2f;
+    p = p * v2 - 5.3968253968253968e-2f;
+    p = p * v2 + 1.3333333333333333e-1f;
+    p = p * v2 - 3.3333333333333333e-1f;
+    const float small = vs + vs * v2 * p;
+    const float big = std::copysign((1.0f - E) / (1.0f + E), v);
+    y[j] = sel * small + (1.0f - sel) * big;
+    // 1 − tanh² = 4E/(1 + E)² above 0.55, where 1 − tanh² itself would lose ~1/(1 − tanh²) ulps
+    if (sech2) sech2[j] = sel * (1.0f - small * small) + (1.0f - sel) * (4.0f * E / ((1.0f + E) * (1.0f + E)));
+  }
+}
+
+}  // namespace fusedce
