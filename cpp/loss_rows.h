@@ -110,25 +110,11 @@ inline double lane_sum_f64(int64_t n, F&& f) {
 // with sech2 (or nullptr), also sech2[j] = 1 − tanh²(u[j]) to a few ulps.
 void tanh_block(const Kernels& k, const float* u, int64_t n, float* y, float* t, float* sech2 = nullptr);
 
-// log(1 + e) for e in [0, 1], ≤ 2 ulp, vectorisable: 2·atanh(s), s = e/(2 + e) ∈ [0, 1/3], as
-// 2·s·(1 + s²/3 + s⁴/5 + … + s¹⁴/15) (the next term is < 2e-9 relative).
-inline float log1p01(float e) {
-  const float s = e / (2.0f + e), s2 = s * s;
-  float p = 1.0f / 15;
-  p = p * s2 + 1.0f / 13;
-  p = p * s2 + 1.0f / 11;
-  p = p * s2 + 1.0f / 9;
-  p = p * s2 + 1.0f / 7;
-  p = p * s2 + 1.0f / 5;
-  p = p * s2 + 1.0f / 3;
-  p = p * s2 + 1.0f;
-  return 2.0f * s * p;
-}
-
 // On x86-64 Linux with GCC or Clang, the hot element loops of the loss family are built for
 // AVX-512, AVX2 and baseline x86-64, the best chosen once at load time (ifunc). The clones run
-// the same operations in the same order (no FMA contraction in ISO C++ mode), so the results do
-// not depend on which one runs.
+// the same operations in the same order (the build turns FMA contraction off), so the results do
+// not depend on which one runs. A clone cannot inline a helper built for the baseline target, so
+// cloned loops keep their arithmetic in their own body.
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
 #define FUSEDCE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
