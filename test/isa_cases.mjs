@@ -2,7 +2,10 @@
 // seeded data through forward, fused forward+backward, backward (every logits → gradient dtype
 // pair) and exp, returned as hex strings. Run in-process for the dispatched kernels, and in a
 // child process with FUSEDCE_ISA set for another set (the choice is made once per process).
-import { crossEntropyBackward, crossEntropyForward, kernels } from 'fusedce';
+import {
+  binaryCrossEntropyWithLogits, crossEntropyBackward, crossEntropyForward, entropy, kernels, klDivergenceForward,
+  softCrossEntropyForward,
+} from 'fusedce';
 import { makeLogits, randomLogits, randomTargets, rng } from './reference.mjs';
 
 const hex = (a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
@@ -36,6 +39,30 @@ export function isaCases(seed) {
         const g = crossEntropyBackward(z, t, f.lse, { gradDtype, reduction: 'sum', gradOutput: 1.5 });
         out[`${key} backward → ${gradDtype}`] = hex(g.data);
       }
+    }
+  }
+  // the loss family: every option and op (they call the same block kernels, so the sets agree)
+  for (const [rows, vocab] of [[5, 9001], [2, 128256]]) {
+    const x = randomLogits(r, rows, vocab), u = randomLogits(r, rows, vocab);
+    x[3] = -Infinity;
+    const t = randomTargets(r, rows, vocab, 0.2);
+    const weight = Float32Array.from({ length: vocab }, () => r());
+    const y = Float32Array.from({ length: rows * vocab }, () => (r() < 0.1 ? 1 : 0));
+    for (const dtype of ['f32', 'bf16']) {
+      const { z } = makeLogits(x, rows, vocab, dtype);
+      const { z: zu } = makeLogits(u, rows, vocab, dtype);
+      const key = `loss family ${rows}x${vocab} ${dtype}`;
+      const o = crossEntropyForward(z, t, { labelSmoothing: 0.1, weight, zLoss: 1e-3, softcap: 20, logitScale: 1.3, stats: true, withGrad: true });
+      out[`${key} ce options`] = `${o.loss} ${hex(o.losses)} ${hex(o.grad.data)} ${hex(o.stats.entropy)} ${hex(o.stats.argmax)}`;
+      const s = softCrossEntropyForward(z, zu, { temperature: 2, withGrad: true });
+      out[`${key} soft`] = `${s.loss} ${hex(s.grad.data)}`;
+      for (const direction of ['forward', 'reverse']) {
+        const k = klDivergenceForward(z, zu, { direction, withGrad: true });
+        out[`${key} kl ${direction}`] = `${k.loss} ${hex(k.grad.data)}`;
+      }
+      out[`${key} entropy`] = hex(entropy(z));
+      const b = binaryCrossEntropyWithLogits(z, y, { posWeight: 2, withGrad: true });
+      out[`${key} bce`] = `${b.loss} ${hex(b.grad.data)}`;
     }
   }
   // exp over its whole range, subnormal and overflowing results, specials, and a 16-lane tail
