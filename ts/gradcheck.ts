@@ -185,7 +185,7 @@ function asDtype(dtype: DType, x: Float32Array, rows: number, vocab: number): Lo
  * representable in `dtype`): the analytic gradient comes from the op in that dtype (f32 gradient),
  * the differences from the same op in f32 at the perturbed points (a 16-bit dtype cannot hold
  * x ± h). Each op is checked with its options switched on: ce with labelSmoothing, class weights,
- * zLoss and softcap; soft with a temperature and T²; kl in reverse; bce with posWeight and weights.
+ * zLoss, logitScale and softcap; soft with a temperature and T²; kl in reverse; bce with posWeight and weights.
  */
 export function gradcheckOp(op: GradcheckOp, opts: GradcheckOpOptions = {}): GradcheckOpReport[] {
   const name = 'gradcheckOp';
@@ -216,8 +216,8 @@ export function gradcheckOp(op: GradcheckOp, opts: GradcheckOpOptions = {}): Gra
   const g = (withGrad: boolean) => ({ withGrad, gradDtype: 'f32' as const, reduction: 'sum' as const });
   if (op === 'ce') {
     run('crossEntropy', (z, w) => crossEntropyForward(z, targets, g(w)));
-    run('crossEntropy +labelSmoothing 0.1 +weight +zLoss 1e-3 +softcap 30', (z, w) =>
-      crossEntropyForward(z, targets, { ...g(w), labelSmoothing: 0.1, weight, zLoss: 1e-3, softcap: 30 }));
+    run('crossEntropy +labelSmoothing 0.1 +weight +zLoss 1e-3 +logitScale 1.5 +softcap 5', (z, w) =>
+      crossEntropyForward(z, targets, { ...g(w), labelSmoothing: 0.1, weight, zLoss: 1e-3, logitScale: 1.5, softcap: 5 }));
   } else if (op === 'soft') {
     const teacher = asDtype('f32', other, rows, vocab);
     run('softCrossEntropy T=2 tSquared', (z, w) => softCrossEntropyForward(z, teacher, { ...g(w), temperature: 2, tSquared: true }));
