@@ -4,9 +4,11 @@
 // Reads and writes, per counted row:
 //   forward            reads z once (each block widened into an L1 buffer, transformed, one exp per
 //                      element), writes loss_i, lse_i and the asked-for statistics.
-//   forward + grad     the forward, then the gradient pass below (z read a second time, a second
-//                      exp per element): the gradient is taken from the fp32 lse, exactly as the
-//                      separate backward takes it, so the two are bitwise equal.
+//   forward + grad     the forward keeps e_j = exp(x_j − m_b) (and dx/dz) in a scratch row (L2
+//                      resident for realistic vocabularies), and the gradient is written from it:
+//                      one exp per element, z read once. It uses the double lse, so it agrees with
+//                      the separate backward (from the fp32 lse) to rounding, not bitwise.
+//                      Vocabularies over 2^20 take two passes from the fp32 lse instead.
 //   backward           reads z once, writes the gradient row once.
 // Every quantity that is a difference of large terms is rewritten as a sum of non-negative ones,
 // taken relative to each block's max m_b (x_j ≤ m_b ≤ lse):
@@ -75,24 +77,26 @@ float load_x(const Kernels& k, const char* z, DType dt, int64_t j, const Transfo
   return x;
 }
 
-// Pass 1 over a counted row: lse, ce_i, zl_i and (Stats) the eval statistics.
-//   z: (V,) of dt; t: the target, in [0, V)
+// Pass 1 over a counted row: lse, ce_i, zl_i and (Stats) the eval statistics. With e_row, also
+// keeps e_j = exp(x_j − m_b) there, and with d_row dx_j/dz_j, for the fused gradient.
+//   z: (V,) of dt; t: the target, in [0, V); e_row, d_row: (V,) fp32 scratch or nullptr
 template <bool Smooth, bool Stats>
 RowOut row_forward_opt(const Kernels& k, const char* z, DType dt, int64_t vocab, int64_t t, const CeOptions& o,
-                       const Transform& tf, std::vector<OptPiece>& pcs) {
+                       const Transform& tf, std::vector<OptPiece>& pcs, float* e_row = nullptr,
+                       float* d_row = nullptr) {
   BlockBuffers& buf = block_buffers();
   float* x = buf.a;
-  float* e = buf.b;
   const size_t esz = dtype_size(dt);
   const float* w = o.weight;
   pcs.clear();
   Fold f;
   for_each_piece(vocab, t, [&](int64_t off, int64_t n) {
     widen(z + size_t(off) * esz, dt, n, x);
-    tf.apply(k, x, n, buf.c);
-    // (m_b, S_b) by the ISA's fused block kernel (fp32 lanes, as the plain path); with Stats
-    // also e_j = exp(x_j − m_b) for the entropy's T_b
-    const Partial p = Stats ? k.partial_store[int(DType::F32)](x, n, e) : k.partial[int(DType::F32)](x, n);
+    tf.apply(k, x, n, buf.c, d_row ? d_row + off : nullptr);
+    // (m_b, S_b) by the ISA's fused block kernel (fp32 lanes, as the plain path); with Stats or a
+    // scratch row also e_j = exp(x_j − m_b), for the entropy's T_b and the fused gradient
+    float* const e = e_row ? e_row + off : buf.b;
+    const Partial p = Stats || e_row ? k.partial_store[int(DType::F32)](x, n, e) : k.partial[int(DType::F32)](x, n);
     OptPiece pc{p.m, double(p.s), 0.0, 0.0, 0.0, off, n};
     if (Smooth) pc.W = w ? lane_sum(n, [&](int64_t j) { return w[off + j]; }) : double(n);
     if (p.s != p.s) {
@@ -199,6 +203,46 @@ void row_grad_opt(const Kernels& k, const char* z, DType dt, char* g, DType gdt,
   narrow(&gt, gdt, 1, g + size_t(t) * gsz);
 }
 
+// The fused gradient of one counted row from pass 1's scratch, one exp per element in all: with
+// c_b = exp(m_b − lse) (double lse), p_j = e_j·c_b, and as row_grad_opt
+//   g_j = (A·c_b·e_j − β·w_j)·d_j (j ≠ t),   g_t = (β·(W − w_t) + γ − A·Σ_b S_b·c_b)·d_t
+// It uses the double lse, so it is more accurate than (and not bitwise) the separate backward,
+// which starts from the fp32 lse. z is not read here (in place is safe).
+//   e_row, d_row: (V,) from pass 1 (d_row nullptr: d ≡ 1); g: (V,) of gdt
+void row_grad_fused(const std::vector<OptPiece>& pcs, const float* e_row, const float* d_row, char* g, DType gdt,
+                    int64_t vocab, int64_t t, double lse, float d_t, double a, double b, const CeOptions& o) {
+  float* v = block_buffers().a;
+  const size_t gsz = dtype_size(gdt);
+  const float* w = o.weight;
+  const double wt = w ? double(w[t]) : 1.0;
+  const double alpha = a * (1.0 - double(o.label_smoothing)) * wt;
+  const double beta = a * double(o.label_smoothing) / double(vocab);
+  const double gamma = b * 2.0 * double(o.z_loss) * lse;
+  const double A = alpha + beta * o.weight_total + gamma;
+  const float bf = float(beta);
+  double others = 0.0;
+  for (const OptPiece& pc : pcs) {
+    const double cb = std::exp(double(pc.m) - lse);  // 0 for a masked piece, NaN for a NaN row
+    others += pc.S * cb;
+    const float c = float(A * cb);
+    const float* e = e_row + pc.off;
+    if (w && bf != 0.0f) {
+      for (int64_t j = 0; j < pc.n; ++j) v[j] = c * e[j] - bf * w[pc.off + j];
+    } else {
+      for (int64_t j = 0; j < pc.n; ++j) v[j] = c * e[j] - bf;
+    }
+    if (d_row)
+      for (int64_t j = 0; j < pc.n; ++j) v[j] *= d_row[pc.off + j];
+    narrow(v, gdt, pc.n, g + size_t(pc.off) * gsz);
+  }
+  const float gt = float((beta * (o.weight_total - wt) + gamma - A * others) * double(d_t));
+  narrow(&gt, gdt, 1, g + size_t(t) * gsz);
+}
+
+// Vocabularies up to this size take the one-exp fused gradient (8 MB of scratch per thread at
+// most); larger ones the two-pass gradient from the fp32 lse.
+constexpr int64_t kFusedOptMaxVocab = int64_t(1) << 20;
+
 float upstream(const GradOut& g, int64_t r) { return g.row_scale ? g.row_scale[r] : g.scale; }
 
 template <bool Smooth, bool Stats>
@@ -228,7 +272,17 @@ ForwardOptTotals forward_opt(const Kernels& k, const ForwardOptArgs& a) {
         if (g) std::memset(g, 0, grow);
         continue;
       }
-      const RowOut ro = row_forward_opt<Smooth, Stats>(k, z, b.dtype, b.vocab, t, a.opt, tf, pcs);
+      thread_local std::vector<float> e_row, d_row;
+      const bool fused = g && b.vocab <= kFusedOptMaxVocab;
+      if (fused) {
+        if (e_row.size() < size_t(b.vocab)) e_row.resize(size_t(b.vocab));
+        if (!tf.identity() && d_row.size() < size_t(b.vocab)) d_row.resize(size_t(b.vocab));
+      }
+      float* const dr = fused && !tf.identity() ? d_row.data() : nullptr;
+      float d_t = 1.0f;
+      if (fused) load_x(k, z, b.dtype, t, tf, &d_t);  // before any of the row is written (in place)
+      const RowOut ro = row_forward_opt<Smooth, Stats>(k, z, b.dtype, b.vocab, t, a.opt, tf, pcs,
+                                                       fused ? e_row.data() : nullptr, dr);
       ce[size_t(r)] = ro.ce;
       zl[size_t(r)] = ro.zl;
       a.base.losses[r] = float(ro.ce + ro.zl);
@@ -241,7 +295,11 @@ ForwardOptTotals forward_opt(const Kernels& k, const ForwardOptArgs& a) {
       }
       if (g) {
         const double up = upstream(grad, r);
-        row_grad_opt(k, z, b.dtype, g, grad.dtype, b.vocab, t, a.base.lse[r], up * a.norm.ce, up * a.norm.z, a.opt, tf);
+        if (fused)
+          row_grad_fused(pcs, e_row.data(), dr, g, grad.dtype, b.vocab, t, ro.lse, d_t, up * a.norm.ce, up * a.norm.z,
+                         a.opt);
+        else
+          row_grad_opt(k, z, b.dtype, g, grad.dtype, b.vocab, t, a.base.lse[r], up * a.norm.ce, up * a.norm.z, a.opt, tf);
       }
     }
   });

@@ -13,12 +13,11 @@ namespace fusedce {
 FUSEDCE_CLONES void tanh_block(const Kernels& k, const float* u, int64_t n, float* y, float* t, float* sech2) {
   for (int64_t j = 0; j < n; ++j) t[j] = -2.0f * std::fabs(u[j]);
   k.exp(t, t, n);
-  // Both branches are computed and blended arithmetically (sel ∈ {0, 1}, both values finite for a
-  // finite u), so the loop has no control flow and vectorises.
+  // Both branches are computed and one is selected (a blend: no control flow, so it vectorises).
   for (int64_t j = 0; j < n; ++j) {
     const float v = u[j], a = std::fabs(v), E = t[j];
-    const float sel = a < 0.55f ? 1.0f : 0.0f;
-    const float vs = v * sel, v2 = vs * vs;
+    const bool near0 = a < 0.55f;
+    const float vs = near0 ? v : 0.0f, v2 = vs * vs;  // the series only ever sees |u| < 0.55
     // tanh u = u + u³·P(u²), P's coefficients the series' (−1/3, 2/15, −17/315, 62/2835, …)
     float p = 5.9002744094558595e-4f;
     p = p * v2 - 1.4558343870513183e-3f;
@@ -29,10 +28,10 @@ FUSEDCE_CLONES void tanh_block(const Kernels& k, const float* u, int64_t n, floa
     p = p * v2 + 1.3333333333333333e-1f;
     p = p * v2 - 3.3333333333333333e-1f;
     const float small = vs + vs * v2 * p;
-    const float big = std::copysign((1.0f - E) / (1.0f + E), v);
-    y[j] = sel * small + (1.0f - sel) * big;
+    const float big = std::copysign((1.0f - E) / (1.0f + E), v);  // ±1 for u = ±inf (E = 0)
+    y[j] = near0 ? small : big;
     // 1 − tanh² = 4E/(1 + E)² above 0.55, where 1 − tanh² itself would lose ~1/(1 − tanh²) ulps
-    if (sech2) sech2[j] = sel * (1.0f - small * small) + (1.0f - sel) * (4.0f * E / ((1.0f + E) * (1.0f + E)));
+    if (sech2) sech2[j] = near0 ? 1.0f - small * small : 4.0f * E / ((1.0f + E) * (1.0f + E));
   }
 }
 

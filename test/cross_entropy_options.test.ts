@@ -62,9 +62,11 @@ describe('cross-entropy options vs float64 reference (CPU)', () => {
             const g = toFloat32(out.grad!);
             const wr = worstRatio(g, ref.grad, gt.atol, gt.rtol);
             expect(wr.worst, `worst gradient element ${wr.at}: ${g[wr.at]} vs ${ref.grad[wr.at]}`).toBeLessThanOrEqual(1);
-            // the separate backward from the saved lse is bitwise the fused forward's gradient
+            // the separate backward from the saved (fp32) lse: the same tolerance (the fused one
+            // starts from the double lse, so the two agree to rounding, not bitwise)
             const back = crossEntropyBackward(z, targets, out.lse, { ...o, reduction, gradDtype: 'f32' });
-            expect(Buffer.from(back.data.buffer).equals(Buffer.from(out.grad!.data.buffer))).toBe(true);
+            const wb = worstRatio(toFloat32(back), ref.grad, gt.atol, gt.rtol);
+            expect(wb.worst, `backward, worst element ${wb.at}`).toBeLessThanOrEqual(1);
             // stats
             const st = out.stats!;
             for (let i = 0; i < rows; i++) {
@@ -143,6 +145,23 @@ describe('cross-entropy options: edge cases', () => {
     for (const l of out.lse) expect(l).toBeLessThanOrEqual(30 + Math.log(vocab) + 1e-4);
     expect(Number.isFinite(out.loss)).toBe(true);
     expect((out.grad!.data as Float32Array).every(Number.isFinite)).toBe(true);
+  });
+
+  it('softcap maps −inf logits to −c (finite, as c·tanh(z/c) does), and ±1e30 to ±c', () => {
+    const V = 40;
+    const xs = Float32Array.from({ length: 2 * V }, (_, i) => Math.sin(i) * 3);
+    xs[3] = -Infinity;
+    xs[V + 7] = 1e30;
+    xs[V + 8] = -1e30;
+    const t = Int32Array.of(0, 7);
+    const ref = refCrossEntropy(xs, 2, V, t, { softcap: 4, reduction: 'sum' });
+    const out = crossEntropyForward(logits(xs, 2, V), t, { softcap: 4, reduction: 'sum', withGrad: true, stats: true });
+    expect(worstRatio(out.losses, ref.losses, 1e-6, 2e-6).worst).toBeLessThanOrEqual(1);
+    const g = out.grad!.data as Float32Array;
+    expect(g.every(Number.isFinite)).toBe(true);
+    expect(worstRatio(g, ref.grad, 1e-6, 2e-6).worst).toBeLessThanOrEqual(1);
+    const back = crossEntropyBackward(logits(xs, 2, V), t, out.lse, { softcap: 4, reduction: 'sum' });
+    expect(worstRatio(back.data as Float32Array, ref.grad, 1e-6, 2e-6).worst).toBeLessThanOrEqual(1);
   });
 
   it('batch stats: perplexity, bits per token, accuracy, mean entropy and ECE from the per-row ones', () => {
