@@ -162,26 +162,56 @@ RowOut row_forward_opt(const Kernels& k, const char* z, DType dt, int64_t vocab,
   return out;
 }
 
-// The gradient of one counted row from its fp32 lse (fusedce.h, CeOptions):
+// The gradient of one counted row (fusedce.h, CeOptions):
 //   g_j = (A·p_j − β·w_j)·d_j  (j ≠ t),   A = α + β·W + γ,
-//   α = a·(1 − ε)·w_t,  β = a·ε/V,  γ = b·2c·lse,  p_j = exp(x_j − lse),  d_j = dx_j/dz_j
+//   α = a·(1 − ε)·w_t,  β = a·ε/V,  γ = b·2c·lse,  d_j = dx_j/dz_j
 //   g_t = (A·p_t − α − β·w_t)·d_t = (β·(W − w_t) + γ − A·Σ_{j≠t} p_j)·d_t
 // The last form keeps p_t − 1 out of the arithmetic (it cancels when p_t → 1; see row_grad in
-// cross_entropy.cpp). z_t is read before any of the row is written (in place is safe: each piece
-// is widened into a buffer before its gradient is stored).
+// cross_entropy.cpp). GradRow holds a row's constants and stores its pieces; the two drivers
+// below differ only in where p_j comes from.
+struct GradRow {
+  const float* w;
+  double A, beta, target;  // target = β·(W − w_t) + γ
+  float bf;                // β in fp32
+  GradRow(const CeOptions& o, int64_t vocab, int64_t t, double lse, double a, double b) : w(o.weight) {
+    const double wt = w ? double(w[t]) : 1.0;
+    const double alpha = a * (1.0 - double(o.label_smoothing)) * wt;
+    const double gamma = b * 2.0 * double(o.z_loss) * lse;
+    beta = a * double(o.label_smoothing) / double(vocab);
+    A = alpha + beta * o.weight_total + gamma;
+    target = beta * (o.weight_total - wt) + gamma;
+    bf = float(beta);
+  }
+  // v[j] = (c·e[j] − β·w_{off+j})·d[j] (d nullptr: 1), narrowed into g's piece at off; c·e[j] is
+  // A·p_j. v may be e.   e, d, v: (n,) fp32; g: (V,) of gdt
+  void store(const float* e, float c, const float* d, int64_t off, int64_t n, float* v, char* g, DType gdt) const {
+    if (w && bf != 0.0f) {
+      for (int64_t j = 0; j < n; ++j) v[j] = c * e[j] - bf * w[off + j];
+    } else {
+      for (int64_t j = 0; j < n; ++j) v[j] = c * e[j] - bf;
+    }
+    if (d)
+      for (int64_t j = 0; j < n; ++j) v[j] *= d[j];
+    narrow(v, gdt, n, g + size_t(off) * dtype_size(gdt));
+  }
+  // g_t from others = Σ_{j≠t} p_j.
+  void store_target(char* g, DType gdt, int64_t t, double others, float d_t) const {
+    const float gt = float((target - A * others) * double(d_t));
+    narrow(&gt, gdt, 1, g + size_t(t) * dtype_size(gdt));
+  }
+};
+
+// The gradient from the fp32 lse, re-reading z: p_j = exp(x_j − lse) by the ISA's grad kernel.
+// z_t is read before any of the row is written (in place is safe: each piece is widened into a
+// buffer before its gradient is stored).
 //   z: (V,) of dt; g: (V,) of gdt; t in [0, V)
 void row_grad_opt(const Kernels& k, const char* z, DType dt, char* g, DType gdt, int64_t vocab, int64_t t,
                   float lse, double a, double b, const CeOptions& o, const Transform& tf) {
   BlockBuffers& buf = block_buffers();
   float *x = buf.a, *e = buf.b, *d = buf.c, *scratch = buf.d;
-  const size_t esz = dtype_size(dt), gsz = dtype_size(gdt);
-  const float* w = o.weight;
-  const double wt = w ? double(w[t]) : 1.0;
-  const double alpha = a * (1.0 - double(o.label_smoothing)) * wt;
-  const double beta = a * double(o.label_smoothing) / double(vocab);
-  const double gamma = b * 2.0 * double(o.z_loss) * double(lse);
-  const double A = alpha + beta * o.weight_total + gamma;
-  const float Af = float(A), bf = float(beta);
+  const size_t esz = dtype_size(dt);
+  const GradRow gr(o, vocab, t, double(lse), a, b);
+  const float Af = float(gr.A);
   float dt_t;
   load_x(k, z, dt, t, tf, &dt_t);
   double others = 0.0;
@@ -190,53 +220,27 @@ void row_grad_opt(const Kernels& k, const char* z, DType dt, char* g, DType gdt,
     widen(z + size_t(off) * esz, dt, n, x);
     tf.apply(k, x, n, scratch, ident ? nullptr : d);
     others += double(k.grad[int(DType::F32)][int(DType::F32)](x, e, n, lse, 1.0f));  // e = p, Σ p in fp32 lanes
-    if (w && bf != 0.0f) {
-      for (int64_t j = 0; j < n; ++j) e[j] = Af * e[j] - bf * w[off + j];
-    } else {
-      for (int64_t j = 0; j < n; ++j) e[j] = Af * e[j] - bf;
-    }
-    if (!ident)
-      for (int64_t j = 0; j < n; ++j) e[j] *= d[j];
-    narrow(e, gdt, n, g + size_t(off) * gsz);
+    gr.store(e, Af, ident ? nullptr : d, off, n, e, g, gdt);
   });
-  const float gt = float((beta * (o.weight_total - wt) + gamma - A * others) * double(dt_t));
-  narrow(&gt, gdt, 1, g + size_t(t) * gsz);
+  gr.store_target(g, gdt, t, others, dt_t);
 }
 
-// The fused gradient of one counted row from pass 1's scratch, one exp per element in all: with
-// c_b = exp(m_b − lse) (double lse), p_j = e_j·c_b, and as row_grad_opt
-//   g_j = (A·c_b·e_j − β·w_j)·d_j (j ≠ t),   g_t = (β·(W − w_t) + γ − A·Σ_b S_b·c_b)·d_t
-// It uses the double lse, so it is more accurate than (and not bitwise) the separate backward,
-// which starts from the fp32 lse. z is not read here (in place is safe).
+// The fused gradient from pass 1's scratch, one exp per element in all: with c_b = exp(m_b − lse)
+// (double lse), p_j = e_j·c_b and Σ_{j≠t} p_j = Σ_b S_b·c_b. It uses the double lse, so it is more
+// accurate than (and not bitwise) the separate backward, which starts from the fp32 lse. z is not
+// read here (in place is safe).
 //   e_row, d_row: (V,) from pass 1 (d_row nullptr: d ≡ 1); g: (V,) of gdt
 void row_grad_fused(const std::vector<OptPiece>& pcs, const float* e_row, const float* d_row, char* g, DType gdt,
                     int64_t vocab, int64_t t, double lse, float d_t, double a, double b, const CeOptions& o) {
   float* v = block_buffers().a;
-  const size_t gsz = dtype_size(gdt);
-  const float* w = o.weight;
-  const double wt = w ? double(w[t]) : 1.0;
-  const double alpha = a * (1.0 - double(o.label_smoothing)) * wt;
-  const double beta = a * double(o.label_smoothing) / double(vocab);
-  const double gamma = b * 2.0 * double(o.z_loss) * lse;
-  const double A = alpha + beta * o.weight_total + gamma;
-  const float bf = float(beta);
+  const GradRow gr(o, vocab, t, lse, a, b);
   double others = 0.0;
   for (const OptPiece& pc : pcs) {
     const double cb = std::exp(double(pc.m) - lse);  // 0 for a masked piece, NaN for a NaN row
     others += pc.S * cb;
-    const float c = float(A * cb);
-    const float* e = e_row + pc.off;
-    if (w && bf != 0.0f) {
-      for (int64_t j = 0; j < pc.n; ++j) v[j] = c * e[j] - bf * w[pc.off + j];
-    } else {
-      for (int64_t j = 0; j < pc.n; ++j) v[j] = c * e[j] - bf;
-    }
-    if (d_row)
-      for (int64_t j = 0; j < pc.n; ++j) v[j] *= d_row[pc.off + j];
-    narrow(v, gdt, pc.n, g + size_t(pc.off) * gsz);
+    gr.store(e_row + pc.off, float(gr.A * cb), d_row ? d_row + pc.off : nullptr, pc.off, pc.n, v, g, gdt);
   }
-  const float gt = float((beta * (o.weight_total - wt) + gamma - A * others) * double(d_t));
-  narrow(&gt, gdt, 1, g + size_t(t) * gsz);
+  gr.store_target(g, gdt, t, others, d_t);
 }
 
 // Vocabularies up to this size take the one-exp fused gradient (8 MB of scratch per thread at
