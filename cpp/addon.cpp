@@ -80,27 +80,64 @@ void* data_of(Napi::TypedArray a) {
   return static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset();
 }
 
-// The shared part of both ops' arguments: logits (rows, vocab), targets (rows,).
-struct Problem {
-  Napi::TypedArray logits, targets;
+// Reads logits (data, dtype, rows, vocab) at i .. i+3 (vocab ≥ 1, data of rows·vocab elements).
+struct Matrix {
+  Napi::TypedArray data;
   DType dtype;
-  int64_t rows, vocab, count;
+  int64_t rows, vocab;
+};
+Matrix read_matrix(const Args& a, size_t i, const char* name) {
+  Matrix m;
+  m.dtype = a.dtype(i + 1, "dtype");
+  m.rows = a.integer(i + 2, "rows", 0, 9007199254740991.0);
+  m.vocab = a.integer(i + 3, "vocab", 1, 2147483647.0);
+  m.data = a.typed(i, name, array_type_for(m.dtype), double(m.rows) * double(m.vocab));
+  return m;
+}
+
+bool overlaps(Napi::TypedArray x, Napi::TypedArray y) {
+  const auto* xo = static_cast<const uint8_t*>(data_of(x));
+  const auto* yo = static_cast<const uint8_t*>(data_of(y));
+  return xo < yo + y.ByteLength() && yo < xo + x.ByteLength();
+}
+
+// Gradient destination of every op: a new array, or `out`, checked for type, length and aliasing.
+// It may be the logits themselves with the same dtype (writing over them is only safe element for
+// element: the same bytes, the same dtype), never one of the `others` inputs.
+Napi::TypedArray grad_out(const Args& a, size_t i, const Matrix& z, DType gdt, const std::vector<Napi::TypedArray>& others) {
+  const double n = double(z.rows) * double(z.vocab);
+  if (!a.present(i)) {
+    if (gdt == DType::F32) return Napi::Float32Array::New(a.env(), size_t(n));
+    return Napi::Uint16Array::New(a.env(), size_t(n));
+  }
+  Napi::TypedArray g = a.typed(i, "out.data", array_type_for(gdt), n);
+  if (overlaps(g, z.data) && !(data_of(g) == data_of(z.data) && gdt == z.dtype))
+    throw_range(a.env(), std::string(a.fn) + ": out.data overlaps logits.data without being exactly it (with the "
+                                             "same dtype); use inPlace: true to write the gradient over the logits");
+  for (const auto& o : others)
+    if (overlaps(g, o))
+      throw_range(a.env(), std::string(a.fn) + ": out.data overlaps another input (the target or a weight); give it "
+                                               "its own buffer");
+  return g;
+}
+
+// The shared part of both ops' arguments: logits (rows, vocab), targets (rows,).
+struct Problem : Matrix {
+  Napi::TypedArray targets;
+  int64_t count;
   int32_t ignore_index;
   fusedce::Reduction reduction;
   int threads;
 
   fusedce::Batch batch() const {
-    return {data_of(logits), dtype, rows, vocab, static_cast<const int32_t*>(data_of(targets)), ignore_index,
+    return {data_of(data), dtype, rows, vocab, static_cast<const int32_t*>(data_of(targets)), ignore_index,
             threads, nullptr};
   }
 };
 
 Problem read_problem(const Args& a) {
   Problem p;
-  p.dtype = a.dtype(1, "dtype");
-  p.rows = a.integer(2, "rows", 0, 9007199254740991.0);
-  p.vocab = a.integer(3, "vocab", 1, 2147483647.0);
-  p.logits = a.typed(0, "logits.data", array_type_for(p.dtype), double(p.rows) * double(p.vocab));
+  static_cast<Matrix&>(p) = read_matrix(a, 0, "logits.data");
   p.targets = a.typed(4, "targets", napi_int32_array, double(p.rows));
   p.ignore_index = int32_t(a.integer(5, "ignoreIndex", -2147483648.0, 2147483647.0));
   p.reduction = fusedce::Reduction(a.integer(6, "reduction", 0, 2));
@@ -116,24 +153,6 @@ Problem read_problem(const Args& a) {
   return p;
 }
 
-// Gradient destination: a given typed array (checked for type, length and aliasing) or a new one.
-Napi::TypedArray grad_array(const Args& a, size_t i, const Problem& p, DType gdt) {
-  const double n = double(p.rows) * double(p.vocab);
-  if (!a.present(i)) {
-    if (gdt == DType::F32) return Napi::Float32Array::New(a.env(), size_t(n));
-    return Napi::Uint16Array::New(a.env(), size_t(n));
-  }
-  Napi::TypedArray g = a.typed(i, "out.data", array_type_for(gdt), n);
-  // Writing over the logits is only safe element for element: the same bytes, the same dtype.
-  const auto* lo = static_cast<const uint8_t*>(data_of(p.logits));
-  const auto* go = static_cast<const uint8_t*>(data_of(g));
-  const size_t lb = p.logits.ByteLength(), gb = g.ByteLength();
-  const bool overlap = lo < go + gb && go < lo + lb;
-  if (overlap && !(lo == go && gdt == p.dtype))
-    throw_range(a.env(), std::string(a.fn) + ": out.data overlaps logits.data without being exactly it (with the "
-                                             "same dtype); use inPlace: true to write the gradient over the logits");
-  return g;
-}
 
 // Gradient scale for reduction r with upstream gradient go: mean → go/count, sum/none → go.
 float grad_scale(fusedce::Reduction r, double go, int64_t count) {
@@ -263,7 +282,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   Napi::Float32Array losses = Napi::Float32Array::New(a.env(), size_t(p.rows));
   Napi::Float32Array lse = Napi::Float32Array::New(a.env(), size_t(p.rows));
   Napi::TypedArray grad;
-  if (with_grad) grad = grad_array(a, 10, p, gdt);
+  if (with_grad) grad = grad_out(a, 10, p, gdt, {});
 
   // The result object is built now, on the JS thread; the work only adds the sums to it.
   Napi::Object result = Napi::Object::New(a.env());
@@ -271,7 +290,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   result.Set("lse", lse);
   result.Set("count", Napi::Number::New(a.env(), double(p.count)));
   if (with_grad) result.Set("grad", grad);
-  std::vector<Napi::Object> inputs{p.logits, p.targets};
+  std::vector<Napi::Object> inputs{p.data, p.targets};
   if (!oa.weight.IsEmpty()) inputs.push_back(oa.weight);
 
   if (!general) {
@@ -337,12 +356,12 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
   }
   const DType gdt = a.dtype(11, "gradDtype");
   const bool async = a.boolean(13);
-  Napi::TypedArray grad = grad_array(a, 12, p, gdt);
+  Napi::TypedArray grad = grad_out(a, 12, p, gdt, {});
 
   const OptionArgs oa = read_ce_options(a, 14, p);
 
   const auto* row_scale = per_row ? static_cast<const float*>(data_of(row_go)) : nullptr;
-  std::vector<Napi::Object> inputs{p.logits, p.targets, lse};
+  std::vector<Napi::Object> inputs{p.data, p.targets, lse};
   if (per_row) inputs.push_back(row_go);
   if (!oa.weight.IsEmpty()) inputs.push_back(oa.weight);
   auto grad_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(grad.As<Napi::Object>()));
@@ -357,46 +376,6 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
   fusedce::BackwardArgs ba{p.batch(), static_cast<const float*>(data_of(lse)), {data_of(grad), gdt, float(go), row_scale}};
   const fusedce::CeOptions opt = oa.opt;
   return run(a.env(), async, [ba, opt, norm] { fusedce::cross_entropy_backward_opt(ba, opt, norm); }, done, inputs);
-}
-
-// Reads logits (data, dtype, rows, vocab) at i .. i+3 (vocab ≥ 1, data of rows·vocab elements).
-struct Matrix {
-  Napi::TypedArray data;
-  DType dtype;
-  int64_t rows, vocab;
-};
-Matrix read_matrix(const Args& a, size_t i, const char* name) {
-  Matrix m;
-  m.dtype = a.dtype(i + 1, "dtype");
-  m.rows = a.integer(i + 2, "rows", 0, 9007199254740991.0);
-  m.vocab = a.integer(i + 3, "vocab", 1, 2147483647.0);
-  m.data = a.typed(i, name, array_type_for(m.dtype), double(m.rows) * double(m.vocab));
-  return m;
-}
-
-bool overlaps(Napi::TypedArray x, Napi::TypedArray y) {
-  const auto* xo = static_cast<const uint8_t*>(data_of(x));
-  const auto* yo = static_cast<const uint8_t*>(data_of(y));
-  return xo < yo + y.ByteLength() && yo < xo + x.ByteLength();
-}
-
-// A gradient destination for the ops below: a new array, or `out` (checked like grad_array; it may
-// be the logits themselves with the same dtype, never another input).
-Napi::TypedArray grad_out(const Args& a, size_t i, const Matrix& z, DType gdt, const std::vector<Napi::TypedArray>& others) {
-  const double n = double(z.rows) * double(z.vocab);
-  if (!a.present(i)) {
-    if (gdt == DType::F32) return Napi::Float32Array::New(a.env(), size_t(n));
-    return Napi::Uint16Array::New(a.env(), size_t(n));
-  }
-  Napi::TypedArray g = a.typed(i, "out.data", array_type_for(gdt), n);
-  if (overlaps(g, z.data) && !(data_of(g) == data_of(z.data) && gdt == z.dtype))
-    throw_range(a.env(), std::string(a.fn) + ": out.data overlaps logits.data without being exactly it (with the "
-                                             "same dtype); use inPlace: true to write the gradient over the logits");
-  for (const auto& o : others)
-    if (overlaps(g, o))
-      throw_range(a.env(), std::string(a.fn) + ": out.data overlaps another input (the target or a weight); give it "
-                                               "its own buffer");
-  return g;
 }
 
 // Checks a probability target (rows, vocab) f32: every value finite and ≥ 0, every row summing to 1
