@@ -5,12 +5,11 @@
 // posWeight pw broadcasts over the last dimension (a number or Float32Array(vocab)); weight w is
 // elementwise (Float32Array(rows·vocab)) or per class (Float32Array(vocab)). Reductions: 'mean'
 // divides by rows·vocab elements, 'sum' sums, 'none' returns every element's loss.
-import { availableParallelism } from 'node:os';
 import { native } from './binding';
 import { type DType, dtypeCode } from './dtype';
-import { checkBoolean, checkFinite, checkInteger, checkOneOf, checkOptions, rangeError, typeError } from './errors';
+import { checkFinite, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
-import { REDUCTIONS, type Reduction, gradTarget, reductionCode } from './cross_entropy';
+import { REDUCTIONS, type Reduction, checkGradRequest, checkThreads, gradTarget, reductionCode } from './cross_entropy';
 
 export interface BinaryCrossEntropyOptions {
   /** Weight of the positive term per class (a number ≥ 0, or Float32Array(vocab)). Default 1. */
@@ -64,11 +63,8 @@ function plan(fn: string, logits: unknown, targets: unknown, opts: unknown) {
     weight = o.weight;
   }
   const reduction: Reduction = o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS);
-  const withGrad = o.withGrad === undefined ? false : checkBoolean(fn, 'withGrad', o.withGrad);
-  if (!withGrad && o.inPlace) throw rangeError(fn, 'inPlace', 'false unless withGrad is true', o.inPlace);
-  if (!withGrad && o.out !== undefined) throw typeError(fn, 'out', 'undefined unless withGrad is true', o.out);
-  const gradOutput = o.gradOutput === undefined ? 1 : checkFinite(fn, 'gradOutput', o.gradOutput);
-  const threads = o.threads === undefined ? availableParallelism() : checkInteger(fn, 'threads', o.threads, 1, 65536);
+  const { withGrad, gradOutput } = checkGradRequest(fn, o);
+  const threads = checkThreads(fn, o.threads);
   const gt = gradTarget(fn, o, z);
   const args = [z.data, dtypeCode(z.dtype), z.rows, z.vocab, targets, posWeight, weight, reductionCode(reduction), threads,
     withGrad, dtypeCode(gt.gradDtype), gt.gradOut, gradOutput] as const;

@@ -202,7 +202,7 @@ function checkCommon(fn: string, logits: unknown, targets: unknown, o: Partial<R
     targets,
     reduction: o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS),
     ignoreIndex: o.ignoreIndex === undefined ? -100 : checkInteger(fn, 'ignoreIndex', o.ignoreIndex, -(2 ** 31), 2 ** 31 - 1),
-    threads: o.threads === undefined ? availableParallelism() : checkInteger(fn, 'threads', o.threads, 1, 65536),
+    threads: checkThreads(fn, o.threads),
     ce: checkLossOptions(fn, o, z.vocab),
   };
 }
@@ -213,6 +213,38 @@ function checkGradDtype(fn: string, v: unknown, fallback: DType): DType {
 
 export function reductionCode(r: Reduction): number {
   return r === 'mean' ? 0 : r === 'sum' ? 1 : 2;
+}
+
+/** The threads option: an integer in [1, 65536], default all cores. */
+export function checkThreads(fn: string, v: unknown): number {
+  return v === undefined ? availableParallelism() : checkInteger(fn, 'threads', v, 1, 65536);
+}
+
+/** A forward's gradient request: withGrad and gradOutput, and inPlace / out only with withGrad. */
+export function checkGradRequest(fn: string, o: Partial<Record<string, unknown>>): { withGrad: boolean; gradOutput: number } {
+  const withGrad = o.withGrad === undefined ? false : checkBoolean(fn, 'withGrad', o.withGrad);
+  const gradOutput = o.gradOutput === undefined ? 1 : checkFinite(fn, 'gradOutput', o.gradOutput);
+  if (!withGrad && o.inPlace) throw rangeError(fn, 'inPlace', 'false unless withGrad is true', o.inPlace);
+  if (!withGrad && o.out !== undefined) throw typeError(fn, 'out', 'undefined unless withGrad is true', o.out);
+  return { withGrad, gradOutput };
+}
+
+/**
+ * A backward's gradOutput: a finite number (default 1), or per row (a Float32Array, or with
+ * `device` a DeviceVector, of length rows) with reduction 'none'.
+ */
+export function checkGradOutput<R extends Float32Array | DeviceVector = Float32Array>(fn: string, v: unknown, reduction: Reduction,
+  rows: number, device = false): { gradOutput: number; rowGrad: R | null } {
+  if (v instanceof Float32Array || (device && v instanceof DeviceVector)) {
+    if (reduction !== 'none')
+      throw typeError(fn, 'gradOutput', `a number with reduction '${reduction}' (per-row gradOutput needs reduction 'none')`, v);
+    if (v.length !== rows) throw rangeError(fn, 'gradOutput', `of length rows (${rows})`, v);
+    return { gradOutput: 1, rowGrad: v as R };
+  }
+  if (v === undefined) return { gradOutput: 1, rowGrad: null };
+  if (typeof v !== 'number')
+    throw typeError(fn, 'gradOutput', "a finite number, or a Float32Array of length rows with reduction 'none'", v);
+  return { gradOutput: checkFinite(fn, 'gradOutput', v), rowGrad: null };
 }
 
 /**
@@ -242,10 +274,7 @@ type ForwardPlan = { c: Common; withGrad: boolean; gradDtype: DType; gradOut: Lo
 function planForward(fn: string, logits: unknown, targets: unknown, opts: unknown): ForwardPlan {
   const o = checkOptions(fn, opts, FORWARD_OPTIONS);
   const c = checkCommon(fn, logits, targets, o);
-  const withGrad = o.withGrad === undefined ? false : checkBoolean(fn, 'withGrad', o.withGrad);
-  const gradOutput = o.gradOutput === undefined ? 1 : checkFinite(fn, 'gradOutput', o.gradOutput);
-  if (!withGrad && o.inPlace) throw rangeError(fn, 'inPlace', 'false unless withGrad is true', o.inPlace);
-  if (!withGrad && o.out !== undefined) throw typeError(fn, 'out', 'undefined unless withGrad is true', o.out);
+  const { withGrad, gradOutput } = checkGradRequest(fn, o);
   const stats = o.stats === undefined ? false : checkBoolean(fn, 'stats', o.stats);
   const eceBins = o.eceBins === undefined ? 15 : checkInteger(fn, 'eceBins', o.eceBins, 1, 1e6);
   return { c, withGrad, gradOutput, stats, eceBins, ...gradTarget(fn, o, c.z) };
@@ -438,10 +467,7 @@ function cudaForward(fn: string, logits: unknown, targets: unknown, opts: unknow
     throw typeError(fn, cpuOnly, 'undefined on the GPU (the CUDA kernels do not implement it yet)', (o as Record<string, unknown>)[cpuOnly],
       "Run it on the CPU: host arrays and device: 'cpu'");
   const c = cudaCommon(fn, logits, targets, o);
-  const withGrad = o.withGrad === undefined ? false : checkBoolean(fn, 'withGrad', o.withGrad);
-  const gradOutput = o.gradOutput === undefined ? 1 : checkFinite(fn, 'gradOutput', o.gradOutput);
-  if (!withGrad && o.inPlace) throw rangeError(fn, 'inPlace', 'false unless withGrad is true', o.inPlace);
-  if (!withGrad && o.out !== undefined) throw typeError(fn, 'out', 'undefined unless withGrad is true', o.out);
+  const { withGrad, gradOutput } = checkGradRequest(fn, o);
   const gt = cudaGradTarget(fn, o, c, mode);
 
   const st = new Staging();
@@ -507,18 +533,7 @@ function cudaBackward(fn: string, logits: unknown, targets: unknown, lseIn: unkn
   if (!(lseIn instanceof Float32Array) && !(lseIn instanceof DeviceVector))
     throw typeError(fn, 'lse', `a Float32Array or DeviceVector of length rows (${c.rows}), as returned by crossEntropyForward`, lseIn);
   if (lseIn.length !== c.rows) throw rangeError(fn, 'lse', `of length rows (${c.rows})`, lseIn);
-  let gradOutput = 1;
-  let rowGrad: Float32Array | DeviceVector | null = null;
-  if (o.gradOutput instanceof Float32Array || o.gradOutput instanceof DeviceVector) {
-    if (c.reduction !== 'none')
-      throw typeError(fn, 'gradOutput', `a number with reduction '${c.reduction}' (per-row gradOutput needs reduction 'none')`, o.gradOutput);
-    if (o.gradOutput.length !== c.rows) throw rangeError(fn, 'gradOutput', `of length rows (${c.rows})`, o.gradOutput);
-    rowGrad = o.gradOutput;
-  } else if (o.gradOutput !== undefined) {
-    if (typeof o.gradOutput !== 'number')
-      throw typeError(fn, 'gradOutput', "a finite number, or a Float32Array of length rows with reduction 'none'", o.gradOutput);
-    gradOutput = checkFinite(fn, 'gradOutput', o.gradOutput);
-  }
+  const { gradOutput, rowGrad } = checkGradOutput<Float32Array | DeviceVector>(fn, o.gradOutput, c.reduction, c.rows, true);
   const gt = cudaGradTarget(fn, o, c, mode);
 
   const st = new Staging();
@@ -574,19 +589,7 @@ function planBackward(fn: string, logits: unknown, targets: unknown, lse: unknow
     throw typeError(fn, 'lse', `a Float32Array of length rows (${c.z.rows}), as returned by crossEntropyForward`, lse);
   if (lse.length !== c.z.rows) throw rangeError(fn, 'lse', `of length rows (${c.z.rows})`, lse);
 
-  let gradOutput = 1;
-  let rowGrad: Float32Array | null = null;
-  if (o.gradOutput instanceof Float32Array) {
-    if (c.reduction !== 'none')
-      throw typeError(fn, 'gradOutput', `a number with reduction '${c.reduction}' (per-row gradOutput needs reduction 'none')`, o.gradOutput);
-    if (o.gradOutput.length !== c.z.rows) throw rangeError(fn, 'gradOutput', `of length rows (${c.z.rows})`, o.gradOutput);
-    rowGrad = o.gradOutput;
-  } else if (o.gradOutput !== undefined) {
-    if (typeof o.gradOutput !== 'number')
-      throw typeError(fn, 'gradOutput', 'a finite number, or a Float32Array of length rows with reduction \'none\'', o.gradOutput);
-    gradOutput = checkFinite(fn, 'gradOutput', o.gradOutput);
-  }
-
+  const { gradOutput, rowGrad } = checkGradOutput(fn, o.gradOutput, c.reduction, c.z.rows);
   return { c, lse, gradOutput, rowGrad, ...gradTarget(fn, o, c.z) };
 }
 

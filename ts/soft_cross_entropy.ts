@@ -8,12 +8,11 @@
 // q = softmax(u/T) from teacher/reference logits u, or the rows of a probability matrix
 // (targetKind 'probs'). Reductions: 'mean' divides by the rows that count, 'sum' sums, 'none' keeps
 // `losses` (and `loss` is their sum). A probability row that is all 0 counts nowhere.
-import { availableParallelism } from 'node:os';
 import { native } from './binding';
 import { type DType, dtypeCode } from './dtype';
-import { checkBoolean, checkFinite, checkInteger, checkOneOf, checkOptions, rangeError, typeError } from './errors';
+import { checkBoolean, checkFinite, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
-import { REDUCTIONS, type Reduction, gradTarget, reductionCode } from './cross_entropy';
+import { REDUCTIONS, type Reduction, checkGradOutput, checkGradRequest, checkThreads, gradTarget, reductionCode } from './cross_entropy';
 
 export interface SoftCommonOptions {
   /** Softmax temperature T > 0 applied to the logits (and to teacher logits). Default 1. */
@@ -94,10 +93,6 @@ function checkTemperature(fn: string, v: unknown): number {
   return t;
 }
 
-function checkThreads(fn: string, v: unknown): number {
-  return v === undefined ? availableParallelism() : checkInteger(fn, 'threads', v, 1, 65536);
-}
-
 /** The shared native arguments (see ts/binding.ts SoftShared). */
 function shared(fn: string, logits: unknown, target: unknown, o: Partial<Record<string, unknown>>, op: number, probs: boolean,
   tSquared: boolean, targetName: string) {
@@ -131,10 +126,7 @@ function planForward(fn: string, logits: unknown, target: unknown, opts: unknown
     tSquared = o.tSquared === undefined ? false : checkBoolean(fn, 'tSquared', o.tSquared);
   }
   const s = shared(fn, logits, target, o, op, probs, tSquared, kl ? 'refLogits' : 'target');
-  const withGrad = o.withGrad === undefined ? false : checkBoolean(fn, 'withGrad', o.withGrad);
-  if (!withGrad && o.inPlace) throw rangeError(fn, 'inPlace', 'false unless withGrad is true', o.inPlace);
-  if (!withGrad && o.out !== undefined) throw typeError(fn, 'out', 'undefined unless withGrad is true', o.out);
-  const gradOutput = o.gradOutput === undefined ? 1 : checkFinite(fn, 'gradOutput', o.gradOutput);
+  const { withGrad, gradOutput } = checkGradRequest(fn, o);
   const gt = gradTarget(fn, o, s.z);
   const args = [...s.args, withGrad, dtypeCode(gt.gradDtype), gt.gradOut, gradOutput] as const;
   return { s, gt, args };
@@ -179,18 +171,7 @@ function planBackward(fn: string, logits: unknown, target: unknown, lse: unknown
   if (!(lse instanceof Float32Array))
     throw typeError(fn, 'lse', `a Float32Array of length rows (${s.z.rows}), as returned by softCrossEntropyForward`, lse);
   if (lse.length !== s.z.rows) throw rangeError(fn, 'lse', `of length rows (${s.z.rows})`, lse);
-  let gradOutput = 1;
-  let rowGrad: Float32Array | null = null;
-  if (o.gradOutput instanceof Float32Array) {
-    if (s.reduction !== 'none')
-      throw typeError(fn, 'gradOutput', `a number with reduction '${s.reduction}' (per-row gradOutput needs reduction 'none')`, o.gradOutput);
-    if (o.gradOutput.length !== s.z.rows) throw rangeError(fn, 'gradOutput', `of length rows (${s.z.rows})`, o.gradOutput);
-    rowGrad = o.gradOutput;
-  } else if (o.gradOutput !== undefined) {
-    if (typeof o.gradOutput !== 'number')
-      throw typeError(fn, 'gradOutput', "a finite number, or a Float32Array of length rows with reduction 'none'", o.gradOutput);
-    gradOutput = checkFinite(fn, 'gradOutput', o.gradOutput);
-  }
+  const { gradOutput, rowGrad } = checkGradOutput(fn, o.gradOutput, s.reduction, s.z.rows);
   const gt = gradTarget(fn, o, s.z);
   const args = [...s.args, lse, gradOutput, rowGrad, dtypeCode(gt.gradDtype), gt.gradOut] as const;
   return { s, gt, args };
