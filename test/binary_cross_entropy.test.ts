@@ -66,5 +66,10 @@ describe('binary cross-entropy with logits vs float64 reference (CPU)', () => {
     expect(() => binaryCrossEntropyWithLogits(z, y, { weight: new Float32Array(4) })).toThrow(/weight must be of length rows·vocab \(6\) or vocab \(3\)/);
     expect(() => binaryCrossEntropyWithLogits(z, y, { weight: Float32Array.of(1, NaN, 1) })).toThrow(/weight\[1\]/);
     expect(() => binaryCrossEntropyWithLogits(z, y, { withGrad: true, out: { data: y, dtype: 'f32', rows: 2, vocab: 3 } })).toThrow(/overlaps another input/);
+    expect(() => binaryCrossEntropyWithLogits(z, y, { posWeight: '2' as never })).toThrow(/posWeight must be a number ≥ 0 or a Float32Array/);
+    expect(() => binaryCrossEntropyWithLogits(z, y, { reduction: 'mean!' as never })).toThrow(/reduction/);
+    expect(() => binaryCrossEntropyWithLogits(z, y, { inPlace: true })).toThrow(/inPlace must be false unless withGrad is true/);
+    expect(() => binaryCrossEntropyWithLogits(z, y, { gradDtype: 'f64' as never, withGrad: true })).toThrow(/gradDtype/);
+    expect(() => binaryCrossEntropyWithLogits(z, y, { bogus: 1 } as never)).toThrow(/unknown option 'bogus'/);
   });
 });

@@ -1,6 +1,6 @@
 // gradcheck: our ops' analytic gradients against central differences, a user's own composition,
 // that a wrong gradient is caught, and the `fusedce gradcheck` command.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { type DType, crossEntropyForward, gradcheck, gradcheckOp, logits } from 'fusedce';
 
@@ -48,6 +48,25 @@ describe('gradcheck', () => {
     expect(() => gradcheck((x) => ({ loss: 0, grad: [1, 2] }), [1])).toThrow(/fn\(\)\.grad must be of length inputs.length \(1\)/);
     expect(() => gradcheck((x) => ({ loss: 0, grad: [0] }), [1], { eps: 0 })).toThrow(/eps must be a finite number > 0/);
     expect(() => gradcheckOp('mse' as never)).toThrow(/op must be/);
+    const f = (x: Float64Array) => ({ loss: x[0]!, grad: [1] });
+    expect(() => gradcheck(f, [1], { atol: -1 })).toThrow(/atol must be a finite number ≥ 0/);
+    expect(() => gradcheck(f, [1], { rtol: NaN })).toThrow(/rtol/);
+    expect(() => gradcheck(f, [1], { indices: [1] })).toThrow(/indices\[…\] must be an integer in \[0, 0\]/);
+    expect(() => gradcheck(f, [1], { indices: 0 as never })).toThrow(/indices must be an array/);
+    expect(() => gradcheck((x) => ({ loss: 0, grad: Array.from(x, () => 0) }), [1, 2], { samples: 0 })).toThrow(/samples must be an integer/);
+    expect(() => gradcheck(f, [1], { precision: 'f16' as never })).toThrow(/precision must be 'f32' \| 'f64'/);
+    expect(() => gradcheck(f, [], {})).toThrow(/inputs must be non-empty/);
+    expect(() => gradcheck(f, 'x' as never)).toThrow(/inputs must be a Float32Array, Float64Array or number\[\]/);
+    expect(() => gradcheck(() => ({ loss: 0 }) as never, [1])).toThrow(/fn must be a function returning \{ loss: number, grad \}/);
+    expect(() => gradcheckOp('ce', { dtype: 'f64' as never })).toThrow(/dtype must be/);
+    expect(() => gradcheckOp('ce', { vocab: 1 })).toThrow(/vocab must be an integer in \[2,/);
+    expect(() => gradcheckOp('ce', { rows: 0 })).toThrow(/rows must be an integer in \[1,/);
+  });
+
+  it('`fusedce gradcheck` with a bad option says which and exits 2', () => {
+    const r = spawnSync(process.execPath, ['bin/fusedce.mjs', 'gradcheck', '--vocab', 'many'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--vocab must be a positive integer, but got 'many'/);
   });
 
   it('`fusedce gradcheck` prints a verdict table and exits 0', () => {

@@ -215,6 +215,19 @@ describe('KL divergence vs float64 reference (CPU)', () => {
     expect(() => softCrossEntropyForward(z, z, { targetKind: 'hard' as never })).toThrow(/targetKind/);
     expect(() => softCrossEntropyBackward(z, z, new Float32Array(3))).toThrow(/lse must be of length rows \(2\)/);
     expect(() => klDivergenceForward(z, z, { tSquared: true } as never)).toThrow(/unknown option 'tSquared'/);
+    expect(() => softCrossEntropyForward(z, z, { tSquared: 1 } as never)).toThrow(/tSquared must be a boolean/);
+    expect(() => softCrossEntropyForward(z, z, { reduction: 'avg' } as never)).toThrow(/reduction must be 'mean' \| 'sum' \| 'none'/);
+    expect(() => softCrossEntropyForward(z, z, { withGrad: 'yes' } as never)).toThrow(/withGrad must be a boolean/);
+    expect(() => softCrossEntropyForward(z, z, { gradOutput: NaN })).toThrow(/gradOutput must be a finite number/);
+    expect(() => softCrossEntropyForward(z, z, { threads: 0 })).toThrow(/threads must be an integer/);
+    expect(() => softCrossEntropyForward(z, 3 as never)).toThrow(/^softCrossEntropyForward: target/);
+    const lse = new Float32Array(2);
+    expect(() => softCrossEntropyBackward(z, z, lse, { gradOutput: new Float32Array(2) })).toThrow(/gradOutput must be a number with reduction 'mean'/);
+    expect(() => softCrossEntropyBackward(z, z, lse, { reduction: 'none', gradOutput: new Float32Array(3) })).toThrow(/gradOutput must be of length rows \(2\)/);
+    expect(() => softCrossEntropyBackward(z, z, lse, { gradOutput: '1' as never })).toThrow(TypeError);
+    expect(() => entropy(z, { temperature: 0 })).toThrow(/^entropy: temperature must be a finite number > 0/);
+    expect(() => entropy({} as never)).toThrow(/^entropy: logits/);
+    expect(() => entropy(z, { threads: 1.5 })).toThrow(/threads/);
   });
 });
 
