@@ -240,37 +240,55 @@ std::string result_message(int rc, const char* fn, const char* err) {
   return std::string("fusedce (CUDA): ") + fn + ": " + err;
 }
 
+// What both ops read first: (logits, dtype, rows, vocab, targets, ignoreIndex, reduction) at 0–6,
+// and the device buffers the call holds (kept referenced, and busy, until the work is done).
+struct Call {
+  Args a;
+  fce_cuda_args c{};
+  double n = 0;  // rows·vocab
+  std::vector<std::pair<Napi::Object, DeviceBuffer*>> held;
+
+  Call(const Napi::CallbackInfo& info, const char* fn) : a{info, fn} {
+    c.dtype = int(a.integer(1, "dtype", 0, 2));
+    c.rows = a.integer(2, "rows", 0, 2147483647.0);
+    c.vocab = a.integer(3, "vocab", 1, 2147483647.0);
+    n = double(c.rows) * double(c.vocab);
+    c.logits = hold(0, "logits", n * esize(c.dtype))->ptr();
+    c.targets = static_cast<const int32_t*>(hold(4, "targets", double(c.rows) * 4)->ptr());
+    c.ignore_index = int32_t(a.integer(5, "ignoreIndex", -2147483648.0, 2147483647.0));
+    c.reduction = int(a.integer(6, "reduction", 0, 2));
+  }
+  DeviceBuffer* hold(size_t i, const char* name, double need) {
+    DeviceBuffer* b = a.buffer(i, name, need);
+    held.emplace_back(a.info[i].As<Napi::Object>(), b);
+    return b;
+  }
+  // c.grad: a buffer of its own, or the logits themselves with the same dtype (in place).
+  void check_grad() const {
+    if (c.grad != c.logits) {
+      const auto* lo = static_cast<const uint8_t*>(c.logits);
+      const auto* go = static_cast<const uint8_t*>(c.grad);
+      if (lo < go + size_t(n * esize(c.grad_dtype)) && go < lo + size_t(n * esize(c.dtype)))
+        throw_range(a.env(), std::string(a.fn) + ": grad overlaps logits without being exactly it");
+    } else if (c.grad_dtype != c.dtype) {
+      throw_range(a.env(), std::string(a.fn) + ": an in-place gradient needs gradDtype equal to the logits' dtype");
+    }
+  }
+};
+
 // crossEntropyForward(logits, dtype, rows, vocab, targets, ignoreIndex, reduction, losses, lse,
 //                     grad|null, gradDtype, gradOutput, async) → { lossSum, count }
 Napi::Value Forward(const Napi::CallbackInfo& info) {
-  Args a{info, "crossEntropyForward"};
-  fce_cuda_args c{};
-  c.dtype = int(a.integer(1, "dtype", 0, 2));
-  c.rows = a.integer(2, "rows", 0, 2147483647.0);
-  c.vocab = a.integer(3, "vocab", 1, 2147483647.0);
-  const double n = double(c.rows) * double(c.vocab);
-  std::vector<std::pair<Napi::Object, DeviceBuffer*>> held;
-  auto hold = [&](size_t i, const char* name, double need) {
-    DeviceBuffer* b = a.buffer(i, name, need);
-    held.emplace_back(info[i].As<Napi::Object>(), b);
-    return b;
-  };
-  c.logits = hold(0, "logits", n * esize(c.dtype))->ptr();
-  c.targets = static_cast<const int32_t*>(hold(4, "targets", double(c.rows) * 4)->ptr());
-  c.ignore_index = int32_t(a.integer(5, "ignoreIndex", -2147483648.0, 2147483647.0));
-  c.reduction = int(a.integer(6, "reduction", 0, 2));
-  c.losses = static_cast<float*>(hold(7, "losses", double(c.rows) * 4)->ptr());
-  c.lse = static_cast<float*>(hold(8, "lse", double(c.rows) * 4)->ptr());
+  Call k(info, "crossEntropyForward");
+  Args& a = k.a;
+  fce_cuda_args& c = k.c;
+  c.losses = static_cast<float*>(k.hold(7, "losses", double(c.rows) * 4)->ptr());
+  c.lse = static_cast<float*>(k.hold(8, "lse", double(c.rows) * 4)->ptr());
   c.grad_dtype = int(a.integer(10, "gradDtype", 0, 2));
-  if (a.present(9)) c.grad = hold(9, "grad", n * esize(c.grad_dtype))->ptr();
-  if (c.grad && c.grad != c.logits) {
-    const auto* lo = static_cast<const uint8_t*>(c.logits);
-    const auto* go = static_cast<const uint8_t*>(c.grad);
-    if (lo < go + size_t(n * esize(c.grad_dtype)) && go < lo + size_t(n * esize(c.dtype)))
-      throw_range(a.env(), "crossEntropyForward: grad overlaps logits without being exactly it");
+  if (a.present(9)) {
+    c.grad = k.hold(9, "grad", k.n * esize(c.grad_dtype))->ptr();
+    k.check_grad();
   }
-  if (c.grad && c.grad == c.logits && c.grad_dtype != c.dtype)
-    throw_range(a.env(), "crossEntropyForward: an in-place gradient needs gradDtype equal to the logits' dtype");
   c.grad_output = a.number(11, "gradOutput");
   const bool async = info[12].ToBoolean().Value();
   auto out = std::make_shared<std::pair<double, int64_t>>(0.0, 0);
@@ -286,44 +304,24 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
         r.Set("count", double(out->second));
         return r;
       },
-      held);
+      k.held);
 }
 
 // crossEntropyBackward(logits, dtype, rows, vocab, targets, ignoreIndex, reduction, lse, gradOutput,
 //                      rowGrad|null, grad, gradDtype, async) → count
 Napi::Value Backward(const Napi::CallbackInfo& info) {
-  Args a{info, "crossEntropyBackward"};
-  fce_cuda_args c{};
-  c.dtype = int(a.integer(1, "dtype", 0, 2));
-  c.rows = a.integer(2, "rows", 0, 2147483647.0);
-  c.vocab = a.integer(3, "vocab", 1, 2147483647.0);
-  const double n = double(c.rows) * double(c.vocab);
-  std::vector<std::pair<Napi::Object, DeviceBuffer*>> held;
-  auto hold = [&](size_t i, const char* name, double need) {
-    DeviceBuffer* b = a.buffer(i, name, need);
-    held.emplace_back(info[i].As<Napi::Object>(), b);
-    return b;
-  };
-  c.logits = hold(0, "logits", n * esize(c.dtype))->ptr();
-  c.targets = static_cast<const int32_t*>(hold(4, "targets", double(c.rows) * 4)->ptr());
-  c.ignore_index = int32_t(a.integer(5, "ignoreIndex", -2147483648.0, 2147483647.0));
-  c.reduction = int(a.integer(6, "reduction", 0, 2));
-  c.lse = static_cast<float*>(hold(7, "lse", double(c.rows) * 4)->ptr());
+  Call k(info, "crossEntropyBackward");
+  Args& a = k.a;
+  fce_cuda_args& c = k.c;
+  c.lse = static_cast<float*>(k.hold(7, "lse", double(c.rows) * 4)->ptr());
   c.grad_output = a.number(8, "gradOutput");
   if (a.present(9)) {
     if (c.reduction != 2) throw_type(a.env(), "crossEntropyBackward: a per-row gradOutput needs reduction 'none'");
-    c.row_grad = static_cast<const float*>(hold(9, "gradOutput", double(c.rows) * 4)->ptr());
+    c.row_grad = static_cast<const float*>(k.hold(9, "gradOutput", double(c.rows) * 4)->ptr());
   }
   c.grad_dtype = int(a.integer(11, "gradDtype", 0, 2));
-  c.grad = hold(10, "grad", n * esize(c.grad_dtype))->ptr();
-  if (c.grad != c.logits) {
-    const auto* lo = static_cast<const uint8_t*>(c.logits);
-    const auto* go = static_cast<const uint8_t*>(c.grad);
-    if (lo < go + size_t(n * esize(c.grad_dtype)) && go < lo + size_t(n * esize(c.dtype)))
-      throw_range(a.env(), "crossEntropyBackward: grad overlaps logits without being exactly it");
-  } else if (c.grad_dtype != c.dtype) {
-    throw_range(a.env(), "crossEntropyBackward: an in-place gradient needs gradDtype equal to the logits' dtype");
-  }
+  c.grad = k.hold(10, "grad", k.n * esize(c.grad_dtype))->ptr();
+  k.check_grad();
   const bool async = info[12].ToBoolean().Value();
   auto out = std::make_shared<int64_t>(0);
   return run(
@@ -332,7 +330,7 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
         char err[512] = "";
         return result_message(fce_cuda_backward(&c, out.get(), err, sizeof err), "crossEntropyBackward", err);
       },
-      [out](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, double(*out)); }, held);
+      [out](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, double(*out)); }, k.held);
 }
 
 // probe() → { ok, count, reason }: whether a CUDA device can be used.
