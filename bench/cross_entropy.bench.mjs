@@ -8,10 +8,14 @@
 //   backward: read logits (N·esz) + write grad (N·gsz)   into a reused `out` (no page faults)
 //   fused:    read logits (N·esz) + write grad (N·gsz)   into a reused `out`
 // Ceilings:
-//   exp:  our exp kernel over an L1-resident buffer, one thread, times the threads used (an upper
-//         bound: it assumes perfect scaling). Cross-entropy on a CPU is bound by exp, not memory,
-//         so "% exp" is the figure of merit. Sampled before every shape (the machine may be
-//         shared and noisy); the highest sample is used (a conservative ratio).
+//   exp:  our exp kernel over L1-resident buffers, run by the pool at the same thread count
+//         (kernels.expCeiling: each thread its own 4096 floats), timed the same way (median).
+//         Cross-entropy on a CPU is bound by exp, not memory, so "% exp" is the figure of merit.
+//         The machine is shared and its speed drifts by up to 2× within minutes, so the ceiling
+//         is sampled right before each (shape, dtype, threads) group of fusedce cases and each
+//         case is divided by its own group's sample; peers by the median of the samples at their
+//         thread count. Two threads are measured, not assumed to be twice one (on a shared or
+//         SMT host they are not).
 //   read: a streaming read of a 256 MiB buffer (kernels.read) at 1 and all threads; "% read" is
 //         the op's GB/s over it.
 // Peers get the same logits: PyTorch natively in bf16/f16/f32, the others the bf16 logits
@@ -87,15 +91,16 @@ async function median(name, fn) {
 }
 
 // ---- ceilings
-const xl1 = Float32Array.from({ length: 4096 }, (_, i) => -20 * ((i * 0.618) % 1));
-const yl1 = new Float32Array(4096);
-const REPEAT = 256;
-const ceilingSamples = [];
-async function sampleCeiling() {
-  const sec = await median('exp ceiling', () => kernels.exp(xl1, yl1, REPEAT));
-  ceilingSamples.push((4096 * REPEAT) / sec);
-  return ceilingSamples.at(-1);
+const EXP_REPEAT = 256; // passes over each thread's 4096 floats per call (~1M elements a thread)
+const ceilingSamples = Object.fromEntries(THREADS.map((t) => [t, []]));
+async function sampleCeiling(threads) {
+  let n = 0;
+  const sec = await median(`exp ceiling t${threads}`, () => { n = kernels.expCeiling(EXP_REPEAT, threads); });
+  ceilingSamples[threads].push(n / sec);
+  return n / sec;
 }
+const medianOf = (a) => { const b = [...a].sort((x, y) => x - y); return b.length % 2 ? b[b.length >> 1] : (b[b.length / 2 - 1] + b[b.length / 2]) / 2; };
+const expCeiling = (t) => medianOf(ceilingSamples[THREADS.includes(t) ? t : threadsAll]);
 const readBuf = new Float32Array(args.quick ? 16 << 20 : 64 << 20); // 64 or 256 MiB
 readBuf.fill(1);
 const readSamples = Object.fromEntries(THREADS.map((t) => [t, []]));
@@ -123,10 +128,11 @@ for (const b of ['cpu', 'wasm'])
 for (const s of skipped) log(`skipped peer — ${s}`);
 const torch = peers.find((p) => p.name === 'PyTorch');
 const jsPeers = peers.filter((p) => p !== torch);
-total = 2 + THREADS.length * 2 + SHAPES.length * (1 + DTYPES.length * THREADS.length * 3 + (wantPeer('js') ? 1 : 0)
+total = THREADS.length * 4 + SHAPES.length * (DTYPES.length * THREADS.length * 4 + (wantPeer('js') ? 1 : 0)
   + jsPeers.reduce((n, p) => n + (p.name === 'onnxruntime-node' ? THREADS.length : 2), 0) + (torch ? DTYPES.length : 0));
 
-log(`exp ceiling (${backend()} kernels, L1-resident, 1 thread): ${((await sampleCeiling()) / 1e9).toFixed(2)} G elements/s`);
+for (const t of THREADS) await sampleCeiling(t);
+log(`exp ceiling (${backend()} kernels, L1-resident): ${THREADS.map((t) => `${(expCeiling(t) / 1e9).toFixed(2)} G elements/s at ${t} thread(s)`).join(', ')}`);
 await sampleRead();
 log(`read ceiling: ${THREADS.map((t) => `${readGBs(t).toFixed(1)} GB/s at ${t} thread(s)`).join(', ')}`);
 
@@ -179,7 +185,6 @@ function checkLoss(impl, dtype, loss, ref) {
 
 for (const [rows, vocab] of SHAPES) {
   const shape = `${rows}x${vocab}`;
-  await sampleCeiling();
   const { x, t } = makeData(rows, vocab);
   const N = rows * vocab;
   const base = { rows, vocab };
@@ -189,6 +194,7 @@ for (const [rows, vocab] of SHAPES) {
     const out = logits(conv ? new Uint16Array(N) : new Float32Array(N), rows, vocab, dtype);
     const { lse, loss } = crossEntropyForward(z, t);
     for (const threads of THREADS) {
+      const ceiling = await sampleCeiling(threads);
       const cases = [
         ['forward', () => crossEntropyForward(z, t, { threads }), N * esz[dtype]],
         ['backward', () => crossEntropyBackward(z, t, lse, { threads, out }), 2 * N * esz[dtype]],
@@ -197,7 +203,7 @@ for (const [rows, vocab] of SHAPES) {
       for (const [op, fn, bytes] of cases) {
         const name = `fusedce ${op} ${shape} ${dtype} t${threads}`;
         if (!selected(name)) { done++; continue; }
-        record({ impl: 'fusedce', op, ...base, dtype, threads, seconds: await median(name, fn), loss }, N, bytes);
+        record({ impl: 'fusedce', op, ...base, dtype, threads, seconds: await median(name, fn), loss, expCeiling: ceiling }, N, bytes);
       }
     }
     // PyTorch on this dtype, natively (its own timing loop in a child process)
@@ -239,12 +245,12 @@ for (const [rows, vocab] of SHAPES) {
   }
 }
 
-await sampleCeiling();
+for (const t of THREADS) await sampleCeiling(t);
 await sampleRead();
 if (tty) process.stderr.write('\r\x1b[2K');
-const expPerThread = Math.max(...ceilingSamples);
 for (const r of results) {
-  r.pctExpCeiling = (100 * r.elementsPerSec) / (expPerThread * Math.min(r.threads, threadsAll));
+  r.expCeiling ??= expCeiling(r.threads);
+  r.pctExpCeiling = (100 * r.elementsPerSec) / r.expCeiling;
   r.pctReadCeiling = (100 * r.gbPerSec) / readGBs(THREADS.includes(r.threads) ? r.threads : threadsAll);
 }
 
@@ -269,7 +275,7 @@ const report = {
   date: new Date().toISOString(), gitSha: sha, fusedce: pkg.version, node: process.version, kernels: backend(),
   cpu: os.cpus()[0]?.model, cores: threadsAll, quick: args.quick, filter: args.filter ?? null,
   peers: peers.map((p) => ({ name: p.name, version: p.version })), skipped: [...new Set(skipped)],
-  expCeilingPerThread: expPerThread, expCeilingSamples: ceilingSamples,
+  expCeiling: Object.fromEntries(THREADS.map((t) => [t, expCeiling(t)])), expCeilingSamples: ceilingSamples,
   readCeilingGBs: Object.fromEntries(THREADS.map((t) => [t, readGBs(t)])), readSamples,
   results, ratios, mismatches,
 };
@@ -277,7 +283,7 @@ const f3 = (v) => (v / 1e9).toFixed(3);
 const md = [
   `fusedce CPU benchmark — ${report.date.slice(0, 10)}, ${report.cpu} (${threadsAll} threads), ${report.kernels} kernels, Node ${report.node}, fusedce ${report.fusedce}, git ${sha.slice(0, 7)}`,
   '',
-  `- exp ceiling: ${(expPerThread / 1e9).toFixed(2)} G elements/s per thread (L1-resident; highest of ${ceilingSamples.length} samples: ${ceilingSamples.map((c) => (c / 1e9).toFixed(2)).join(', ')})`,
+  ...THREADS.map((t) => `- exp ceiling at ${t} thread(s): median ${(expCeiling(t) / 1e9).toFixed(2)} G elements/s of ${ceilingSamples[t].length} samples (${(Math.min(...ceilingSamples[t]) / 1e9).toFixed(2)}–${(Math.max(...ceilingSamples[t]) / 1e9).toFixed(2)}); each fusedce row is divided by the sample taken just before its group`),
   `- read ceiling: ${THREADS.map((t) => `${readGBs(t).toFixed(1)} GB/s at ${t} thread(s)`).join(', ')} (streaming read of ${readBuf.byteLength >> 20} MiB)`,
   `- peers: ${peers.map((p) => `${p.name} ${p.version}`).join(', ') || 'none'}${skipped.length ? `; skipped: ${[...new Set(skipped)].join('; ')}` : ''}`,
   '- PyTorch runs on the same logits in their dtype; onnxruntime-node, TensorFlow.js and plain JS on the bf16 logits dequantised to f32 (no bf16 input); TensorFlow.js labels are a dense one-hot built outside the timing; onnxruntime-node (inference build) has no gradient.',
@@ -310,7 +316,7 @@ function svgChart() {
   const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">Cross-entropy throughput, bf16 logits (peers without bf16: the same values in f32), ${threadsAll} threads</text>`,
-    `<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${report.cpu}, ${report.date.slice(0, 10)}, fusedce ${report.fusedce} (${sha.slice(0, 7)}); dashed: exp ceiling × threads</text>`];
+    `<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${report.cpu}, ${report.date.slice(0, 10)}, fusedce ${report.fusedce} (${sha.slice(0, 7)}); dashed: exp ceiling at ${threadsAll} threads (median)</text>`];
   for (let e = lo; e <= hi; e++) {
     parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(10 ** (e + 9))}" y2="${y(10 ** (e + 9))}" stroke="#ddd"/>`,
       `<text x="${L - 6}" y="${y(10 ** (e + 9)) + 4}" text-anchor="end">${10 ** e}</text>`);
@@ -323,7 +329,7 @@ function svgChart() {
       if (v == null) return;
       parts.push(`<rect x="${x0 + k * (bw + 2)}" y="${y(v)}" width="${bw}" height="${H - B - y(v)}" fill="${color}"><title>${impl} ${op} ${shape}: ${(v / 1e9).toFixed(3)} G elements/s</title></rect>`);
     });
-    const c = y(expPerThread * threadsAll);
+    const c = y(expCeiling(threadsAll));
     parts.push(`<line x1="${L + i * gw + 6}" x2="${L + (i + 1) * gw - 6}" y1="${c}" y2="${c}" stroke="#d62728" stroke-dasharray="5 3"/>`,
       `<text x="${L + i * gw + gw / 2}" y="${H - B + 16}" text-anchor="middle">${shape}</text>`);
   });

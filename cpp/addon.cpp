@@ -620,6 +620,31 @@ Napi::Value ExpKernel(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// expCeilingKernel(repeat, threads) → number: the exp ceiling of the pool. Every task runs the
+// active kernels' exp 16 times over its thread's own L1-resident buffer of 4096 floats (x in
+// [−20, 0], the range cross-entropy exponentiates); threads·repeat passes are cut into such tasks
+// and claimed from the pool like a forward's rows, so the time of this call is what the pool
+// can do with exp at `threads`, neighbours and frequency included. Returns the elements
+// exponentiated (threads · ⌈repeat/16⌉ · 16 · 4096); the caller times the call.
+Napi::Value ExpCeilingKernel(const Napi::CallbackInfo& info) {
+  Args a{info, "expCeilingKernel"};
+  const int64_t repeat = a.integer(0, "repeat", 1, 1e9);
+  const int threads = int(a.integer(1, "threads", 1, 65536));
+  constexpr int64_t kN = 4096, kPerTask = 16;
+  const int64_t tasks = int64_t(threads) * ((repeat + kPerTask - 1) / kPerTask);
+  const auto& k = fusedce::active_kernels();
+  fusedce::parallel_for(tasks, threads, [&](int64_t) {
+    thread_local std::vector<float> x, y;
+    if (x.empty()) {
+      x.resize(kN);
+      y.resize(kN);
+      for (int64_t i = 0; i < kN; ++i) x[size_t(i)] = -20.0f * float(std::fmod(double(i) * 0.618, 1.0));
+    }
+    for (int64_t i = 0; i < kPerTask; ++i) k.exp(x.data(), y.data(), kN);
+  });
+  return Napi::Number::New(info.Env(), double(tasks * kPerTask * kN));
+}
+
 // readKernel(data: TypedArray, threads) → number: a streaming read of data (a sum of its 64-bit
 // words, in 1 MiB chunks over the pool), the benchmark's read-bandwidth ceiling. The sum is
 // returned so the reads cannot be optimised away.
@@ -673,6 +698,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("binaryCrossEntropy", Napi::Function::New(env, BinaryCrossEntropy, "binaryCrossEntropy"));
   exports.Set("backend", Napi::Function::New(env, Backend, "backend"));
   exports.Set("expKernel", Napi::Function::New(env, ExpKernel, "expKernel"));
+  exports.Set("expCeilingKernel", Napi::Function::New(env, ExpCeilingKernel, "expCeilingKernel"));
   exports.Set("readKernel", Napi::Function::New(env, ReadKernel, "readKernel"));
   exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures, "cpuFeatures"));
   exports.Set("hardwareThreads", Napi::Function::New(env, HardwareThreads, "hardwareThreads"));

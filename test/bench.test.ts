@@ -9,7 +9,13 @@ describe('bench/cross_entropy.bench.mjs --quick', () => {
     const script = fileURLToPath(new URL('../bench/cross_entropy.bench.mjs', import.meta.url));
     const out = execFileSync(process.execPath, [script, '--quick', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     const report = JSON.parse(out);
-    expect(report.expCeilingPerThread).toBeGreaterThan(0);
+    // the exp ceiling is measured at every thread count the bench runs (1 and all)
+    const threads = Object.keys(report.expCeiling).map(Number);
+    expect(threads).toContain(1);
+    for (const t of threads) {
+      expect(report.expCeiling[t]).toBeGreaterThan(0);
+      expect(report.expCeilingSamples[t].length).toBeGreaterThanOrEqual(2);
+    }
     expect(report.mismatches).toEqual([]);
     const impls = new Set(report.results.map((r: { impl: string }) => r.impl));
     expect([...impls].sort()).toEqual(['fusedce', 'plain JS']);
@@ -18,6 +24,7 @@ describe('bench/cross_entropy.bench.mjs --quick', () => {
     for (const r of report.results) {
       expect(r.elementsPerSec).toBeGreaterThan(0);
       expect(r.pctExpCeiling).toBeGreaterThan(0);
+      expect(r.pctExpCeiling).toBeCloseTo((100 * r.elementsPerSec) / r.expCeiling, 6);
       expect(r.pctReadCeiling).toBeGreaterThan(0);
     }
   });

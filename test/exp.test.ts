@@ -70,3 +70,18 @@ describe('kernels.read (the benchmark read-bandwidth ceiling)', () => {
     expect(() => kernels.read(new Float32Array(4), 0)).toThrow(/kernels.read: threads/);
   });
 });
+
+describe('kernels.expCeiling (the benchmark exp ceiling at a thread count)', () => {
+  it('exponentiates threads · ⌈repeat/16⌉ · 16 buffers of 4096 floats, for any threads', () => {
+    expect(kernels.expCeiling(16, 1)).toBe(16 * 4096);
+    expect(kernels.expCeiling(17, 1)).toBe(32 * 4096);
+    expect(kernels.expCeiling(1, 3)).toBe(3 * 16 * 4096);
+    expect(kernels.expCeiling(32, 2)).toBe(2 * 32 * 4096);
+  });
+  it('rejects bad arguments, naming them', () => {
+    expect(() => kernels.expCeiling(0, 1)).toThrow(/kernels.expCeiling: repeat/);
+    expect(() => kernels.expCeiling(1.5, 1)).toThrow(RangeError);
+    expect(() => kernels.expCeiling(16, 0)).toThrow(/kernels.expCeiling: threads/);
+    expect(() => kernels.expCeiling('2' as never, 1)).toThrow(TypeError);
+  });
+});

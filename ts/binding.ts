@@ -83,6 +83,7 @@ export interface NativeBinding {
   /** y = exp(x) with the active kernels' exp, `repeat` times (tests and the benchmark's exp ceiling). */
   expKernel(x: Float32Array, y: Float32Array, repeat: number): void;
   /** A streaming read of data over `threads` threads (the benchmark's read-bandwidth ceiling). */
+  expCeilingKernel(repeat: number, threads: number): number;
   readKernel(data: ArrayBufferView, threads: number): number;
   cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean };
   hardwareThreads(): number;

@@ -98,6 +98,19 @@ export const kernels = {
     return out;
   },
   /**
+   * The pool's exp throughput: every one of `threads` threads exponentiates its own L1-resident
+   * buffer of 4096 floats (in [−20, 0]) `repeat` times (rounded up to a multiple of 16), with
+   * the exp the active CPU kernels use, in tasks claimed from the pool as a forward's rows are.
+   * Returns the number of elements exponentiated; time the call for the benchmark's exp ceiling
+   * at that thread count (on a shared or SMT machine, 2 threads rarely give twice 1 thread's).
+   */
+  expCeiling(repeat = 256, threads: number = cpuInfo().threads): number {
+    return native().expCeilingKernel(
+      checkInteger('kernels.expCeiling', 'repeat', repeat, 1, 1e9),
+      checkInteger('kernels.expCeiling', 'threads', threads, 1, 65536),
+    );
+  },
+  /**
    * Reads every byte of `data` once (a streaming sum over `threads` threads of the pool), for the
    * benchmark's read-bandwidth ceiling. Returns a checksum (the low 32 bits of the sum of the
    * 64-bit words; trailing bytes past a multiple of 8 are not read).
