@@ -181,7 +181,14 @@ Partial partial_impl(const void* zv, int64_t n, float* e) {
       _mm256_storeu_ps(dst + 8, e1);
     }
   };
-  for (int64_t j = 0; j < n16; j += kLanes) sum_step(z + j, Store ? e + j : nullptr);
+  // While the FP ports work on this block, fetch the next one (kBlock elements on: the next
+  // piece of the row, or the next row) into L2, so that its pass 1 does not wait on L3/DRAM.
+  // A prefetch never faults, so running past the logits is harmless.
+  const char* ahead = reinterpret_cast<const char*>(z + kBlock);
+  for (int64_t j = 0; j < n16; j += kLanes) {
+    _mm_prefetch(ahead + j * int64_t(sizeof(T)), _MM_HINT_T1);
+    sum_step(z + j, Store ? e + j : nullptr);
+  }
   if (n > n16) {
     alignas(32) float out[kLanes];
     sum_step(tail.buf, out);
