@@ -82,8 +82,9 @@ export interface NativeBinding {
   backend(): 'scalar' | 'avx2' | 'avx512';
   /** y = exp(x) with the active kernels' exp, `repeat` times (tests and the benchmark's exp ceiling). */
   expKernel(x: Float32Array, y: Float32Array, repeat: number): void;
-  /** A streaming read of data over `threads` threads (the benchmark's read-bandwidth ceiling). */
+  /** The pool's exp over per-thread L1-resident buffers; returns the elements done (the benchmark's exp ceiling). */
   expCeilingKernel(repeat: number, threads: number): number;
+  /** A streaming read of data over `threads` threads (the benchmark's read-bandwidth ceiling). */
   readKernel(data: ArrayBufferView, threads: number): number;
   cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean };
   hardwareThreads(): number;
