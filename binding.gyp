@@ -41,7 +41,7 @@
       ],
       "conditions": [
         ["target_arch=='x64'", {
-          "dependencies": ["fusedce_avx2", "fusedce_avx512"],
+          "dependencies": ["fusedce_avx2", "fusedce_avx512", "fusedce_avx512bf16"],
           "defines": ["FUSEDCE_HAVE_AVX2=1"]
         }]
       ]
@@ -62,9 +62,18 @@
           "target_name": "fusedce_avx512",
           "type": "static_library",
           "sources": ["cpp/cross_entropy_avx512.cpp"],
-          "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-mf16c",
+          "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c",
                         "-Wno-uninitialized", "-Wno-maybe-uninitialized"],
-          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-mf16c"] },
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c"] },
+          "msvs_settings": { "VCCLCompilerTool": { "AdditionalOptions": ["/arch:AVX512"] } }
+        },
+        {
+          "target_name": "fusedce_avx512bf16",
+          "type": "static_library",
+          "sources": ["cpp/cross_entropy_avx512bf16.cpp"],
+          "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma", "-mf16c",
+                        "-Wno-uninitialized", "-Wno-maybe-uninitialized"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma", "-mf16c"] },
           "msvs_settings": { "VCCLCompilerTool": { "AdditionalOptions": ["/arch:AVX512"] } }
         }
       ]

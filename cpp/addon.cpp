@@ -682,6 +682,7 @@ Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
   o.Set("fma", f.fma);
   o.Set("f16c", f.f16c);
   o.Set("avx512", f.avx512);
+  o.Set("avx512bf16", f.avx512bf16);
   return o;
 }
 

@@ -1,6 +1,10 @@
-// Cross-entropy, AVX-512 kernels (x86-64: AVX-512 F + BW + VL). This translation unit alone is
-// compiled with -mavx512f -mavx512bw -mavx512vl -mfma -mf16c; dispatch.cpp only hands these out
-// when CPUID (and the OS, for the zmm state) reports them.
+// Cross-entropy, AVX-512 kernels (x86-64: AVX-512 F + BW + VL + DQ). This translation unit alone
+// is compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c; dispatch.cpp only hands
+// these out when CPUID (and the OS, for the zmm state) reports them.
+// cross_entropy_avx512bf16.cpp compiles this same file once more with FUSEDCE_NATIVE_BF16 and
+// -mavx512bf16, for CPUs with AVX512_BF16 (Cooper Lake, Sapphire Rapids and later, Zen 4 and
+// later): there a bf16 gradient is narrowed by one vcvtneps2bf16 (see Bf16Conv::narrow), with the
+// same bits. Everything else is the same code.
 //
 // Bitwise the AVX2 kernels' results, twice as wide: one 16-wide accumulator is exactly the
 // AVX2 path's 16 lanes (element j in lane j mod 16, same adds in the same order, same pairwise
@@ -96,6 +100,13 @@ struct Bf16Conv {
   // round to nearest even: (u + 0x7fff + ((u >> 16) & 1)) >> 16; NaN → (u >> 16) | 0x40 (quiet),
   // as float_to_bf16 and the AVX2 path
   static __m256i narrow(__m512 v) {
+#if FUSEDCE_NATIVE_BF16
+    // vcvtneps2bf16 is exactly this for normal numbers, zeros, infinities and NaN (Intel SDM:
+    // round to nearest even by the same bias, NaN truncated with bit 6 set), but it treats a
+    // subnormal input as ±0. A vector with a subnormal lane (a gradient below 2^−126, rare) takes
+    // the integer path below. About 3 operations instead of 10 per 16 elements.
+    if (__builtin_expect(_mm512_fpclass_ps_mask(v, 0x20) == 0, 1)) return (__m256i)_mm512_cvtneps_pbh(v);
+#endif
     const __m512i u = _mm512_castps_si512(v);
     const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
     const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd), 16);
@@ -242,6 +253,10 @@ const Kernels kAvx512 = {
 
 }  // namespace
 
+#if FUSEDCE_NATIVE_BF16
+const Kernels* avx512bf16_kernels() { return &kAvx512; }
+#else
 const Kernels* avx512_kernels() { return &kAvx512; }
+#endif
 
 }  // namespace fusedce

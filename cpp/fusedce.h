@@ -67,14 +67,15 @@ struct Kernels {
   void (*exp)(const float* x, float* y, int64_t n);
 };
 
-// Kernels chosen for this CPU (CPUID at first call; FUSEDCE_ISA=scalar|avx2 overrides).
+// Kernels chosen for this CPU (CPUID at first call; FUSEDCE_ISA=scalar|avx2|avx512 overrides).
 const Kernels& active_kernels();
 // The portable kernels, available everywhere.
 const Kernels& scalar_kernels();
 // CPU features seen by CPUID (x86-64) or false elsewhere.
 struct CpuFeatures {
   bool avx2, fma, f16c;
-  bool avx512;  // AVX-512 F + BW + VL, with OS support
+  bool avx512;      // AVX-512 F + BW + VL + DQ, with OS support
+  bool avx512bf16;  // and AVX512_BF16 (vcvtneps2bf16)
 };
 CpuFeatures cpu_features();
 

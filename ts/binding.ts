@@ -86,7 +86,7 @@ export interface NativeBinding {
   expCeilingKernel(repeat: number, threads: number): number;
   /** A streaming read of data over `threads` threads (the benchmark's read-bandwidth ceiling). */
   readKernel(data: ArrayBufferView, threads: number): number;
-  cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean };
+  cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean; avx512bf16: boolean };
   hardwareThreads(): number;
   napiVersion: number;
 }

@@ -70,16 +70,18 @@ export function backend(): 'cuda' | 'avx512' | 'avx2' | 'scalar' {
 }
 
 /**
- * The CPU kernels in use: 'avx512' (AVX-512 F/BW/VL), 'avx2' (AVX2 + FMA + F16C) or 'scalar',
- * the best the CPU has. FUSEDCE_ISA=avx2 or FUSEDCE_ISA=scalar, set before the first call, asks
- * for a lower one (avx512 and avx2 give bitwise identical results; scalar differs by its exp).
+ * The CPU kernels in use: 'avx512' (AVX-512 F/BW/VL/DQ; where the CPU also has AVX512_BF16, a
+ * bf16 gradient is narrowed by its conversion instruction), 'avx2' (AVX2 + FMA + F16C) or
+ * 'scalar', the best the CPU has. FUSEDCE_ISA=avx512 (no AVX512_BF16), FUSEDCE_ISA=avx2 or
+ * FUSEDCE_ISA=scalar, set before the first call, asks for a lower one (avx512 with or without
+ * AVX512_BF16 and avx2 give bitwise identical results; scalar differs by its exp).
  */
 export function cpuBackend(): 'avx512' | 'avx2' | 'scalar' {
   return native().backend();
 }
 
 /** CPU features seen by CPUID, and the hardware thread count. */
-export function cpuInfo(): { avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean; threads: number } {
+export function cpuInfo(): { avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean; avx512bf16: boolean; threads: number } {
   return { ...native().cpuFeatures(), threads: native().hardwareThreads() };
 }
 
