@@ -144,13 +144,33 @@ Partial partial_impl(const void* zv, int64_t n, float* e) {
   const T* z = static_cast<const T*>(zv);
   const int64_t n16 = n & ~int64_t(kLanes - 1), n32 = n & ~int64_t(2 * kLanes - 1);
   const float ninf = -std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  // Forward of 16-bit input: pass 1 keeps the widened block in w (16 KiB on the stack), so pass 2
+  // reads floats and does not widen again: one shuffle (bf16) or two conversion µops (f16) fewer
+  // per 16 elements on the ports the exp needs, for a store to L1. Forward time 0.83–0.93× (A/B,
+  // bf16 and f16, 8 and 64 × 128256, 1 and 2 threads). Not in the fused pass (Store): it already
+  // stores the exps, and the extra 16 KiB in L1 made it 2–8% slower in 4 of 5 bf16 A/Bs.
+  constexpr bool kKeep = D != DType::F32 && !Store;
+  alignas(64) float w[kKeep ? kBlock : 1];
   __m512 m0 = _mm512_set1_ps(ninf), m1 = m0;
   for (int64_t j = 0; j < n32; j += 2 * kLanes) {
-    m0 = _mm512_max_ps(m0, W<D>::load(z + j));
-    m1 = _mm512_max_ps(m1, W<D>::load(z + j + kLanes));
+    const __m512 a = W<D>::load(z + j), b = W<D>::load(z + j + kLanes);
+    if (kKeep) {
+      _mm512_storeu_ps(w + j, a);
+      _mm512_storeu_ps(w + j + kLanes, b);
+    }
+    m0 = _mm512_max_ps(m0, a);
+    m1 = _mm512_max_ps(m1, b);
   }
-  if (n16 > n32) m0 = _mm512_max_ps(m0, W<D>::load(z + n32));
-  if (n > n16) m1 = _mm512_max_ps(m1, W<D>::load_tail(z + n16, n - n16));
+  if (n16 > n32) {
+    const __m512 a = W<D>::load(z + n32);
+    if (kKeep) _mm512_storeu_ps(w + n32, a);
+    m0 = _mm512_max_ps(m0, a);
+  }
+  if (n > n16) {
+    const __m512 a = W<D>::load_tail(z + n16, n - n16);
+    if (kKeep) _mm512_mask_storeu_ps(w + n16, first(n - n16), a);  // w holds exactly n floats
+    m1 = _mm512_max_ps(m1, a);
+  }
   float m = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
   if (m == ninf) {  // a fully masked block, unless it hides a NaN
     __mmask16 bad = 0;
@@ -163,6 +183,11 @@ Partial partial_impl(const void* zv, int64_t n, float* e) {
       for (int64_t j = 0; j < n; ++j) e[j] = m != m ? nan : 0.0f;
     return {m, m != m ? nan : 0.0f};
   }
+  // the block again, as floats: from w (16-bit input) or from z (f32, L1-resident after pass 1)
+  const auto src = [&](int64_t j) { return kKeep ? _mm512_loadu_ps(w + j) : W<D>::load(z + j); };
+  const auto src_tail = [&](int64_t j, int64_t k) {
+    return kKeep ? _mm512_mask_loadu_ps(_mm512_set1_ps(ninf), first(k), w + j) : W<D>::load_tail(z + j, k);
+  };
   // m = +inf gives inf − inf = NaN sums, as in the scalar path
   const __m512 mv = _mm512_set1_ps(m);
   __m512 s = _mm512_setzero_ps();
@@ -172,12 +197,12 @@ Partial partial_impl(const void* zv, int64_t n, float* e) {
   const char* ahead = reinterpret_cast<const char*>(z + kBlock);
   for (int64_t j = 0; j < n16; j += kLanes) {
     _mm_prefetch(ahead + j * int64_t(sizeof(T)), _MM_HINT_T1);
-    const __m512 x = exp16<Range::kUpTo0>(_mm512_sub_ps(W<D>::load(z + j), mv));
+    const __m512 x = exp16<Range::kUpTo0>(_mm512_sub_ps(src(j), mv));
     s = _mm512_add_ps(s, x);
     if (Store) _mm512_storeu_ps(e + j, x);
   }
   if (n > n16) {
-    const __m512 x = exp16<Range::kUpTo0>(_mm512_sub_ps(W<D>::load_tail(z + n16, n - n16), mv));
+    const __m512 x = exp16<Range::kUpTo0>(_mm512_sub_ps(src_tail(n16, n - n16), mv));
     s = _mm512_add_ps(s, x);
     if (Store) _mm512_mask_storeu_ps(e + n16, first(n - n16), x);
   }
