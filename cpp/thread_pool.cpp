@@ -71,18 +71,21 @@ class Pool {
     std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
       Job* job = nullptr;
-      // Before sleeping, poll for a new job for a short while (kSpin): calls come back to back
-      // (forward then backward, a training or benchmark loop), and a worker that is still awake
-      // joins the next one at once instead of after a futex wake-up.
-      const uint64_t seen = posted_.load();
-      lk.unlock();
-      for (auto t0 = Clock::now(); posted_.load() == seen && Clock::now() - t0 < kSpin;) relax();
-      lk.lock();
-      cv_work_.wait(lk, [&] {
+      const auto pick = [&] {
         for (Job* j : queue_)
           if (j->helpers < j->max_helpers && j->next.load() < j->n) return (job = j) != nullptr;
         return false;
-      });
+      };
+      if (!pick()) {
+        // Before sleeping, poll for a new job for a short while (kSpin): calls come back to back
+        // (forward then backward, a training or benchmark loop), and a worker that is still
+        // awake joins the next one at once instead of after a futex wake-up.
+        const uint64_t seen = posted_.load();
+        lk.unlock();
+        for (auto t0 = Clock::now(); posted_.load() == seen && Clock::now() - t0 < kSpin;) relax();
+        lk.lock();
+        cv_work_.wait(lk, pick);
+      }
       ++job->helpers;
       lk.unlock();
       drain(*job);
