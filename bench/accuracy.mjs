@@ -4,6 +4,7 @@
 import { execSync } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { backend, crossEntropyForward } from 'fusedce';
 import { f64ToBf16, f64ToF16, makeLogits, normal, randomLogits, randomTargets, reference, testRng, ulpDistance16, SEED } from '../test/reference.mjs';
 
@@ -63,4 +64,4 @@ mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 const file = new URL(`./results/accuracy-${date.slice(0, 10)}-${backend()}.json`, import.meta.url);
 writeFileSync(file, JSON.stringify({ date, gitSha: sha, seed: SEED, kernels: backend(), node: process.version,
   cpu: os.cpus()[0]?.model, cores: os.cpus().length, results: rowsOut }, null, 2) + '\n');
-console.log(`\nwritten: ${file.pathname}`);
+console.log(`\nwritten: bench/results/${path.basename(file.pathname)}`);
