@@ -15,6 +15,7 @@
 #include <limits>
 
 #include "dtype.h"
+#include "exp_consts.h"
 #include "fusedce.h"
 
 namespace fusedce {
@@ -33,22 +34,17 @@ namespace {
 // finite up to FLT_MAX at x = 88.72, then +inf); that slow path runs only for vectors that have
 // such a lane. x < −104 gives 0, NaN gives NaN, x ≥ 89 and +inf give +inf.
 inline __m256 exp_ps(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-104.0f), hi = _mm256_set1_ps(89.0f);
+  using namespace expk;
+  const __m256 lo = _mm256_set1_ps(kLo), hi = _mm256_set1_ps(kHi);
   x = _mm256_min_ps(hi, _mm256_max_ps(lo, x));  // constant first: a NaN in x is kept
   // k = round(x·log2 e) by the 1.5·2^23 shifter: t's low mantissa bits hold k as an integer
-  const __m256 shifter = _mm256_set1_ps(12582912.0f);
-  const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), shifter);
+  const __m256 shifter = _mm256_set1_ps(kShifter);
+  const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(kLog2e), shifter);
   const __m256 k = _mm256_sub_ps(t, shifter);
-  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
-  // e^r ≈ 1 + r(1 + r(c2 + r(c3 + r(c4 + r(c5 + r·c6))))): Horner, six FMAs
-  __m256 p = _mm256_set1_ps(1.3814540580e-3f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3687454462e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1668388993e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666521132e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.9999994040e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2Hi), x);
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(kHorner[0]);  // e^r by Horner (exp_consts.h)
+  for (int i = 1; i < kHornerLen; ++i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kHorner[i]));
   const __m256i ki = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(shifter));
   // 2^k is built in one step for −125 ≤ k ≤ 127, where p·2^k (p ∈ [0.70, 1.42]) is a normal,
   // finite float. Outside, i.e. subnormal results (k ≤ −126) and

@@ -24,6 +24,7 @@
 #include <limits>
 
 #include "dtype.h"
+#include "exp_consts.h"
 #include "fusedce.h"
 
 namespace fusedce {
@@ -38,21 +39,16 @@ namespace {
 enum class Range { kAll, kUpTo0 };
 template <Range R = Range::kAll>
 inline __m512 exp16(__m512 x) {
-  x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);  // NaN kept (the second operand is returned)
-  if (R == Range::kAll) x = _mm512_min_ps(_mm512_set1_ps(89.0f), x);
-  const __m512 shifter = _mm512_set1_ps(12582912.0f);
-  const __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), shifter);
+  using namespace expk;
+  x = _mm512_max_ps(_mm512_set1_ps(kLo), x);  // NaN kept (the second operand is returned)
+  if (R == Range::kAll) x = _mm512_min_ps(_mm512_set1_ps(kHi), x);
+  const __m512 shifter = _mm512_set1_ps(kShifter);
+  const __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(kLog2e), shifter);
   const __m512 k = _mm512_sub_ps(t, shifter);  // round(x·log2 e), exactly an integer
-  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-  // e^r ≈ 1 + r(1 + r(c2 + r(c3 + r(c4 + r(c5 + r·c6))))): Horner, six FMAs
-  __m512 p = _mm512_set1_ps(1.3814540580e-3f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3687454462e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1668388993e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666521132e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.9999994040e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(kLn2Hi), x);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(kHorner[0]);  // e^r by Horner (exp_consts.h)
+  for (int i = 1; i < kHornerLen; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kHorner[i]));
   return _mm512_scalef_ps(p, k);
 }
 
@@ -168,7 +164,7 @@ Partial partial_impl(const void* zv, int64_t n, float* e) {
   }
   if (n > n16) {
     const __m512 a = W<D>::load_tail(z + n16, n - n16);
-    if (kKeep) _mm512_mask_storeu_ps(w + n16, first(n - n16), a);  // w holds exactly n floats
+    if (kKeep) _mm512_storeu_ps(w + n16, a);  // with its −inf padding: n16 + 16 ≤ kBlock
     m1 = _mm512_max_ps(m1, a);
   }
   float m = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
@@ -185,9 +181,7 @@ Partial partial_impl(const void* zv, int64_t n, float* e) {
   }
   // the block again, as floats: from w (16-bit input) or from z (f32, L1-resident after pass 1)
   const auto src = [&](int64_t j) { return kKeep ? _mm512_loadu_ps(w + j) : W<D>::load(z + j); };
-  const auto src_tail = [&](int64_t j, int64_t k) {
-    return kKeep ? _mm512_mask_loadu_ps(_mm512_set1_ps(ninf), first(k), w + j) : W<D>::load_tail(z + j, k);
-  };
+  const auto src_tail = [&](int64_t j, int64_t k) { return kKeep ? _mm512_loadu_ps(w + j) : W<D>::load_tail(z + j, k); };
   // m = +inf gives inf − inf = NaN sums, as in the scalar path
   const __m512 mv = _mm512_set1_ps(m);
   __m512 s = _mm512_setzero_ps();
