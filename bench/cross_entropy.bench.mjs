@@ -27,7 +27,10 @@
 //   --json    print the JSON result instead of the table
 //   --filter  only cases whose name contains the string
 //   --peers   comma list of torch,onnxruntime,tfjs-cpu,tfjs-wasm,js, or all (default) or none
+//   --threads comma list of thread counts (default: 1 and all of this machine's), e.g. 1,2 to
+//             measure two threads on a bigger host; peers and ratios use the largest
 //   --out     folder for cross-entropy-<date>.{json,md,svg} (npm run bench: bench/results)
+//   --help    this text
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -48,13 +51,29 @@ const { values: args } = parseArgs({
     json: { type: 'boolean', default: false },
     filter: { type: 'string' },
     peers: { type: 'string' },
+    threads: { type: 'string' },
     out: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
-const threadsAll = cpuInfo().threads;
+if (args.help) {
+  // the usage is the header comment's "Run:" paragraph
+  const src = readFileSync(fileURLToPath(import.meta.url), 'utf8');
+  console.log(src.slice(src.indexOf('// Run:'), src.indexOf('\nimport ')).replace(/^\/\/ ?/gm, ''));
+  process.exit(0);
+}
+const cores = cpuInfo().threads;
 const SHAPES = args.quick ? [[8, 128256]] : [[1, 128256], [8, 128256], [64, 128256], [256, 32000], [16, 262144]];
 const DTYPES = args.quick ? ['bf16'] : ['bf16', 'f16', 'f32'];
-const THREADS = [...new Set([1, threadsAll])];
+function parseThreads(text) {
+  const list = text.split(',').map((v) => v.trim());
+  for (const v of list)
+    if (!/^[1-9][0-9]*$/.test(v) || Number(v) > 1024) throw new RangeError(`--threads: '${v}' is not a thread count (a comma list of integers 1…1024, e.g. 1,2)`);
+  return [...new Set(list.map(Number))].sort((a, b) => a - b);
+}
+const THREADS = args.threads !== undefined ? parseThreads(args.threads) : [...new Set([1, cores])];
+// the largest thread count measured: peers' multi-thread runs, the ratios and the chart use it
+const threadsAll = Math.max(...THREADS);
 const TIME_MS = args.quick ? 100 : 400;
 const ALL_PEERS = ['torch', 'onnxruntime', 'tfjs-cpu', 'tfjs-wasm', 'js'];
 const peerList = (args.peers ?? (args.quick ? 'js' : 'all')).split(',').map((s) => s.trim());
@@ -273,7 +292,7 @@ try {
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const report = {
   date: new Date().toISOString(), gitSha: sha, fusedce: pkg.version, node: process.version, kernels: backend(),
-  cpu: os.cpus()[0]?.model, cores: threadsAll, quick: args.quick, filter: args.filter ?? null,
+  cpu: os.cpus()[0]?.model, cores, threads: THREADS, quick: args.quick, filter: args.filter ?? null,
   peers: peers.map((p) => ({ name: p.name, version: p.version })), skipped: [...new Set(skipped)],
   expCeiling: Object.fromEntries(THREADS.map((t) => [t, expCeiling(t)])), expCeilingSamples: ceilingSamples,
   readCeilingGBs: Object.fromEntries(THREADS.map((t) => [t, readGBs(t)])), readSamples,
@@ -281,7 +300,7 @@ const report = {
 };
 const f3 = (v) => (v / 1e9).toFixed(3);
 const md = [
-  `fusedce CPU benchmark — ${report.date.slice(0, 10)}, ${report.cpu} (${threadsAll} threads), ${report.kernels} kernels, Node ${report.node}, fusedce ${report.fusedce}, git ${sha.slice(0, 7)}`,
+  `fusedce CPU benchmark — ${report.date.slice(0, 10)}, ${report.cpu} (${cores} hardware threads; measured at ${THREADS.join(', ')}), ${report.kernels} kernels, Node ${report.node}, fusedce ${report.fusedce}, git ${sha.slice(0, 7)}`,
   '',
   ...THREADS.map((t) => `- exp ceiling at ${t} thread(s): median ${(expCeiling(t) / 1e9).toFixed(2)} G elements/s of ${ceilingSamples[t].length} samples (${(Math.min(...ceilingSamples[t]) / 1e9).toFixed(2)}–${(Math.max(...ceilingSamples[t]) / 1e9).toFixed(2)}); each fusedce row is divided by the sample taken just before its group`),
   `- read ceiling: ${THREADS.map((t) => `${readGBs(t).toFixed(1)} GB/s at ${t} thread(s)`).join(', ')} (streaming read of ${readBuf.byteLength >> 20} MiB)`,

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 
 const [command, ...rest] = process.argv.slice(2);
 const usage =
-  'usage: fusedce bench [--quick] [--json] [--filter S] [--peers LIST] [--out DIR]\n' +
+  'usage: fusedce bench [--quick] [--json] [--filter S] [--peers LIST] [--threads LIST] [--out DIR]\n' +
   '       fusedce gradcheck [--op ce|soft|kl|bce|all] [--dtype f32|bf16|f16|all] [--vocab N] [--rows N] [--samples N] [--json]';
 
 async function gradcheckCommand(args) {

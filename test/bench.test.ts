@@ -7,11 +7,14 @@ import { describe, expect, it } from 'vitest';
 describe('bench/cross_entropy.bench.mjs --quick', () => {
   it('runs and reports every case with its ceiling', () => {
     const script = fileURLToPath(new URL('../bench/cross_entropy.bench.mjs', import.meta.url));
-    const out = execFileSync(process.execPath, [script, '--quick', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    // --threads as a user would give it (unsorted); the bench runs exactly those counts
+    const out = execFileSync(process.execPath, [script, '--quick', '--json', '--threads', '2,1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     const report = JSON.parse(out);
-    // the exp ceiling is measured at every thread count the bench runs (1 and all)
+    expect(report.threads).toEqual([1, 2]);
+    // the exp ceiling is measured at every thread count the bench runs
     const threads = Object.keys(report.expCeiling).map(Number);
-    expect(threads).toContain(1);
+    expect(threads).toEqual([1, 2]);
+    expect(new Set(report.results.filter((r: { impl: string }) => r.impl === 'fusedce').map((r: { threads: number }) => r.threads))).toEqual(new Set([1, 2]));
     for (const t of threads) {
       expect(report.expCeiling[t]).toBeGreaterThan(0);
       expect(report.expCeilingSamples[t].length).toBeGreaterThanOrEqual(2);
@@ -33,6 +36,21 @@ describe('bench/cross_entropy.bench.mjs --quick', () => {
     const r = spawnSync(process.execPath, [script, '--quick', '--peers', 'torch,bogus'], { encoding: 'utf8' });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/RangeError: --peers: unknown peer 'bogus'/);
+  });
+  it('rejects a --threads entry that is not a positive integer, naming the option', () => {
+    const script = fileURLToPath(new URL('../bench/cross_entropy.bench.mjs', import.meta.url));
+    for (const bad of ['0', '1,two', '2.5', '']) {
+      const r = spawnSync(process.execPath, [script, '--quick', '--threads', bad], { encoding: 'utf8' });
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(/RangeError: --threads: '.*' is not a thread count/);
+    }
+  });
+  it('prints its options with --help and measures nothing', () => {
+    const script = fileURLToPath(new URL('../bench/cross_entropy.bench.mjs', import.meta.url));
+    const r = spawnSync(process.execPath, [script, '--help'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    for (const o of ['--quick', '--json', '--filter', '--peers', '--threads', '--out']) expect(r.stdout).toContain(o);
+    expect(r.stdout).not.toMatch(/exp ceiling/);
   });
 });
 
