@@ -282,8 +282,9 @@ for (const r of results.filter((r) => r.impl !== 'fusedce')) {
     ratios.push({ shape: `${r.rows}×${r.vocab}`, dtype: peerBaseDtype(r), op: r.op, peer: `${r.impl} t${r.threads}`, ratio: ours.elementsPerSec / r.elementsPerSec });
 }
 
-let sha = 'unknown';
-try {
+// FUSEDCE_GIT_SHA names the commit where the tree was copied without its git metadata
+let sha = process.env.FUSEDCE_GIT_SHA || 'unknown';
+if (!process.env.FUSEDCE_GIT_SHA) try {
   // only this package's own checkout (not the repository of a project that installed it)
   const root = fileURLToPath(new URL('..', import.meta.url));
   const git = (a) => execFileSync('git', ['-C', root, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
