@@ -93,8 +93,12 @@ bool streams(const Batch& b, const GradOut& g) {
 //   pass 1, per piece b: m_b, s_b = Σ e_j and e_j = exp(z_j − m_b) kept in an fp32 scratch row
 //   (L2-resident for realistic vocabularies); then fused_fold; then pass 2, g = e · c_b per piece.
 // Pass 1 is bound by the exp, pass 2 by writing the gradient to memory. So that the two overlap,
-// pass 2 of a row runs piece by piece between the pieces of the next row's pass 1 (two scratch
-// rows, used in turn); the last row of the run is finished alone.
+// pass 2 of a row runs piece by piece with the pieces of the next row's pass 1 (two scratch rows,
+// used in turn); the last row of the run is finished alone. Where the ISA has
+// partial_store_write (AVX-512), a piece of pass 2 is written inside the exp loop of the next
+// row's piece, 16 elements per 16 exps, so the stores drain while the FP port works; a burst of
+// them between two pieces stalls the core on the write-combining buffers instead (fused
+// forward+backward time 0.74–0.95×, 64 × 128256, bf16/f16/f32, 1 and 2 threads).
 // The gradient is taken from the double lse, not its fp32 rounding, so it is more accurate than
 // (and not bitwise equal to) a separate backward from the fp32 lse. z is not read after pass 1,
 // so g may be z itself (in place). The order of work never changes a result.
@@ -119,9 +123,17 @@ class FusedRows {
     cur.g = g;
     const size_t esz = dtype_size(dt_);
     size_t done = 0;  // pieces of prev written so far
+    const auto psw = k_.partial_store_write[int(dt_)][int(gdt_)];
     for_each_piece(vocab_, t, [&](int64_t off, int64_t n) {
-      cur.pieces.push_back({off, n, k_.partial_store[int(dt_)](z + off * esz, n, cur.e.data() + off)});
-      if (prev.g && done < prev.pieces.size()) write_piece(prev, done++);
+      float* const e = cur.e.data() + off;
+      if (!prev.g || done == prev.pieces.size()) {
+        cur.pieces.push_back({off, n, k_.partial_store[int(dt_)](z + off * esz, n, e)});
+      } else if (psw) {  // the previous row's piece written inside this piece's exp loop
+        cur.pieces.push_back({off, n, psw(z + off * esz, n, e, pending(prev, done++))});
+      } else {
+        cur.pieces.push_back({off, n, k_.partial_store[int(dt_)](z + off * esz, n, e)});
+        write_piece(prev, done++);
+      }
     });
     finish_pending(done);
     cur.c.resize(cur.pieces.size());
@@ -142,6 +154,10 @@ class FusedRows {
   static Row* thread_rows() {
     thread_local Row rows[2];
     return rows;
+  }
+  Kernels::Pending pending(const Row& r, size_t i) const {
+    const Piece& pc = r.pieces[i];
+    return {r.e.data() + pc.off, r.g + pc.off * dtype_size(gdt_), pc.n, r.c[i], stream_};
   }
   void write_piece(const Row& r, size_t i) {
     const Piece& pc = r.pieces[i];

@@ -19,6 +19,7 @@
 // of ~20 per 8). Tails use masked loads and stores (masked-off lanes neither fault nor write).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -129,13 +130,30 @@ inline float reduce16(__m512 a) {
   return _mm_cvtss_f32(s1);
 }
 
+// g = e · c. With stream, the aligned middle is written with non-temporal stores (see the AVX2
+// scale_store); sfence makes them visible to other threads after return.
+template <DType DOut>
+void scale_store_avx512(const float* e, void* gv, int64_t n, float c, bool stream) {
+  using TO = typename W<DOut>::T;
+  TO* g = static_cast<TO*>(gv);
+  const __m512 cv = _mm512_set1_ps(c);
+  int64_t j = 0;
+  if (stream) {
+    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j) g[j] = Elem<DOut>::store(e[j] * c);
+    for (; j + kLanes <= n; j += kLanes) W<DOut>::stream(g + j, _mm512_mul_ps(_mm512_loadu_ps(e + j), cv));
+    _mm_sfence();
+  }
+  for (; j + kLanes <= n; j += kLanes) W<DOut>::store(g + j, _mm512_mul_ps(_mm512_loadu_ps(e + j), cv));
+  if (j < n) W<DOut>::store_tail(g + j, _mm512_mul_ps(_mm512_maskz_loadu_ps(first(n - j), e + j), cv), n - j);
+}
+
 // One block: pass 1 takes the max over two independent accumulators (max is exact, so their
 // number changes nothing); pass 2, from L1, sums exp(z − m) in the 16 lanes, and with Store also
 // writes each exp to e (the fused path's scratch).
 // NaN: vmaxps may drop a NaN, but then exp(NaN − m) makes s NaN, which is all the contract asks.
 // Only when the max is −inf (s would be 0 without a pass 2) is the block searched for a NaN.
-template <DType D, bool Store>
-Partial partial_impl(const void* zv, int64_t n, float* e) {
+template <DType D, bool Store, DType DOut = DType::F32, bool Write = false>
+Partial partial_impl(const void* zv, int64_t n, float* e, const Kernels::Pending* pend = nullptr) {
   using T = typename W<D>::T;
   const T* z = static_cast<const T*>(zv);
   const int64_t n16 = n & ~int64_t(kLanes - 1), n32 = n & ~int64_t(2 * kLanes - 1);
@@ -177,6 +195,7 @@ Partial partial_impl(const void* zv, int64_t n, float* e) {
   if (m != m || m == ninf) {
     if (Store)
       for (int64_t j = 0; j < n; ++j) e[j] = m != m ? nan : 0.0f;
+    if (Write) scale_store_avx512<DOut>(pend->e, pend->g, pend->n, pend->c, pend->stream);
     return {m, m != m ? nan : 0.0f};
   }
   // the block again, as floats: from w (16-bit input) or from z (f32, L1-resident after pass 1)
@@ -189,17 +208,37 @@ Partial partial_impl(const void* zv, int64_t n, float* e) {
   // piece of the row, or the next row) into L2, so that its pass 1 does not wait on L3/DRAM.
   // A prefetch never faults, so running past the logits is harmless.
   const char* ahead = reinterpret_cast<const char*>(z + kBlock);
+  // With Write, the pending span (pend) goes out 16 elements per 16 exps (after a head of up to 15
+  // written one by one, so that the non-temporal stores are aligned); what is left after this
+  // block's loop (a span longer than the block, or the span's tail) goes out afterwards.
+  using TO = typename W<DOut>::T;
+  TO* const wg = Write ? static_cast<TO*>(pend->g) : nullptr;
+  const __m512 wc = _mm512_set1_ps(Write ? pend->c : 0.0f);
+  int64_t wj = 0, wend = 0;  // elements [wj, wend) of the span are written in the loop
+  if (Write) {
+    if (pend->stream)
+      for (; wj < pend->n && reinterpret_cast<uintptr_t>(wg + wj) % W<DOut>::kAlign; ++wj)
+        wg[wj] = Elem<DOut>::store(pend->e[wj] * pend->c);
+    wend = wj + std::min((pend->n - wj) / kLanes, n16 / kLanes) * kLanes;
+  }
   for (int64_t j = 0; j < n16; j += kLanes) {
     _mm_prefetch(ahead + j * int64_t(sizeof(T)), _MM_HINT_T1);
     const __m512 x = exp16<Range::kUpTo0>(_mm512_sub_ps(src(j), mv));
     s = _mm512_add_ps(s, x);
     if (Store) _mm512_storeu_ps(e + j, x);
+    if (Write && wj < wend) {
+      const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(pend->e + wj), wc);
+      if (pend->stream) W<DOut>::stream(wg + wj, v);
+      else W<DOut>::store(wg + wj, v);
+      wj += kLanes;
+    }
   }
   if (n > n16) {
     const __m512 x = exp16<Range::kUpTo0>(_mm512_sub_ps(src_tail(n16, n - n16), mv));
     s = _mm512_add_ps(s, x);
     if (Store) _mm512_mask_storeu_ps(e + n16, first(n - n16), x);
   }
+  if (Write) scale_store_avx512<DOut>(pend->e + wj, wg + wj, pend->n - wj, pend->c, pend->stream);  // the rest; sfence
   return {m, reduce16(s)};
 }
 
@@ -211,22 +250,9 @@ template <DType D>
 Partial partial_store_avx512(const void* z, int64_t n, float* e) {
   return partial_impl<D, true>(z, n, e);
 }
-
-// g = e · c. With stream, the aligned middle is written with non-temporal stores (see the AVX2
-// scale_store); sfence makes them visible to other threads after return.
-template <DType DOut>
-void scale_store_avx512(const float* e, void* gv, int64_t n, float c, bool stream) {
-  using TO = typename W<DOut>::T;
-  TO* g = static_cast<TO*>(gv);
-  const __m512 cv = _mm512_set1_ps(c);
-  int64_t j = 0;
-  if (stream) {
-    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j) g[j] = Elem<DOut>::store(e[j] * c);
-    for (; j + kLanes <= n; j += kLanes) W<DOut>::stream(g + j, _mm512_mul_ps(_mm512_loadu_ps(e + j), cv));
-    _mm_sfence();
-  }
-  for (; j + kLanes <= n; j += kLanes) W<DOut>::store(g + j, _mm512_mul_ps(_mm512_loadu_ps(e + j), cv));
-  if (j < n) W<DOut>::store_tail(g + j, _mm512_mul_ps(_mm512_maskz_loadu_ps(first(n - j), e + j), cv), n - j);
+template <DType D, DType DOut>
+Partial partial_store_write_avx512(const void* z, int64_t n, float* e, const Kernels::Pending& w) {
+  return partial_impl<D, true, DOut, true>(z, n, e, &w);
 }
 
 // g = exp(z − lse) · scale; returns Σ exp(z − lse) in the 16 lanes. Each 16 are loaded before
@@ -268,6 +294,14 @@ const Kernels kAvx512 = {
     {partial_store_avx512<DType::F32>, partial_store_avx512<DType::F16>, partial_store_avx512<DType::BF16>},
     {scale_store_avx512<DType::F32>, scale_store_avx512<DType::F16>, scale_store_avx512<DType::BF16>},
     exp_avx512,
+    {
+        {partial_store_write_avx512<DType::F32, DType::F32>, partial_store_write_avx512<DType::F32, DType::F16>,
+         partial_store_write_avx512<DType::F32, DType::BF16>},
+        {partial_store_write_avx512<DType::F16, DType::F32>, partial_store_write_avx512<DType::F16, DType::F16>,
+         partial_store_write_avx512<DType::F16, DType::BF16>},
+        {partial_store_write_avx512<DType::BF16, DType::F32>, partial_store_write_avx512<DType::BF16, DType::F16>,
+         partial_store_write_avx512<DType::BF16, DType::BF16>},
+    },
 };
 
 }  // namespace

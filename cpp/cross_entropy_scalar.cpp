@@ -94,6 +94,7 @@ const Kernels kScalar = {
     {partial_store_scalar<DType::F32>, partial_store_scalar<DType::F16>, partial_store_scalar<DType::BF16>},
     {scale_store_scalar<DType::F32>, scale_store_scalar<DType::F16>, scale_store_scalar<DType::BF16>},
     exp_scalar,
+    {},  // partial_store_write: none (the caller writes the pending span itself)
 };
 
 }  // namespace

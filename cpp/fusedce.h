@@ -65,6 +65,20 @@ struct Kernels {
   // y = exp(x), the exp the kernels above use; for tests (accuracy) and benchmarks (the ceiling).
   // x, y: (n,), may be equal.
   void (*exp)(const float* x, float* y, int64_t n);
+  // partial_store of z (input dtype [first index]) with, inside its exp loop, scale_store of a
+  // pending span w (gradient dtype [second index]): the fused path's pass 2 of the previous row,
+  // so that its stores drain to memory while the exps compute, instead of in a burst between
+  // them. Bitwise partial_store(z, n, e) followed by scale_store(w.e, w.g, w.n, w.c, w.stream);
+  // w.n may be any length (0 too). nullptr where an ISA has no such kernel: the caller then makes
+  // those two calls.
+  struct Pending {
+    const float* e;  // (n,) fp32 scratch of the previous row's piece
+    void* g;         // (n,) gradient dtype; never overlaps z or e
+    int64_t n;
+    float c;
+    bool stream;
+  };
+  Partial (*partial_store_write[3][3])(const void* z, int64_t n, float* e, const Pending& w);
 };
 
 // Kernels chosen for this CPU (CPUID at first call; FUSEDCE_ISA=scalar|avx2|avx512 overrides).

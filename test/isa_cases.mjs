@@ -16,6 +16,9 @@ const SHAPES = [
   [5, 32001, 'ragged last 4096-block, odd tail'],
   [3, 128256, 'Llama-3 vocabulary'],
   [1, 262147, 'one row split over threads (if any), odd tail'],
+  // an f32 gradient of ≥ 8 MB is written with non-temporal stores, each row's inside the exp
+  // loop of the next row (AVX-512); odd rows start unaligned; masked and NaN middle rows
+  [20, 110017, 'streamed gradient, written during the next row; masked and NaN rows mid-run'],
 ];
 
 export function isaCases(seed) {
@@ -29,6 +32,11 @@ export function isaCases(seed) {
     x[Math.floor(r() * x.length)] = 80;
     // a NaN logit in the last row (rows > 1): its gradient row is NaN, whose narrowing must match
     if (rows > 1) x[(rows - 1) * vocab + Math.floor(r() * vocab)] = NaN;
+    if (rows >= 8) {
+      x.fill(-Infinity, 2 * vocab, 2 * vocab + 2 * 4096 + 5);  // row 2: two whole blocks masked
+      x[4 * vocab + 4100] = NaN;                               // row 4: a NaN block mid-row
+      x.fill(-Infinity, 6 * vocab, 7 * vocab);                  // row 6: every logit masked
+    }
     const t = randomTargets(r, rows, vocab, 0.2);
     for (const dtype of ['f32', 'bf16', 'f16']) {
       const { z } = makeLogits(x, rows, vocab, dtype);
