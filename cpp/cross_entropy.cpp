@@ -97,7 +97,7 @@ bool streams(const Batch& b, const GradOut& g) {
 // used in turn); the last row of the run is finished alone. Where the ISA has
 // partial_store_write (AVX-512), a piece of pass 2 is written inside the exp loop of the next
 // row's piece, 16 elements per 16 exps, so the stores drain while the FP port works; a burst of
-// them between two pieces stalls the core on the write-combining buffers instead (fused
+// them between two pieces (we read it as) waits on the write-combining buffers instead (fused
 // forward+backward time 0.70–1.15×, median ≈0.87, 64 × 128256, bf16/f16/f32, 1 and 2 threads).
 // The gradient is taken from the double lse, not its fp32 rounding, so it is more accurate than
 // (and not bitwise equal to) a separate backward from the fp32 lse. z is not read after pass 1,
