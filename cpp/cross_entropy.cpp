@@ -125,14 +125,14 @@ class FusedRows {
     size_t done = 0;  // pieces of prev written so far
     const auto psw = k_.partial_store_write[int(dt_)][int(gdt_)];
     for_each_piece(vocab_, t, [&](int64_t off, int64_t n) {
+      const char* const zp = z + off * esz;
       float* const e = cur.e.data() + off;
-      if (!prev.g || done == prev.pieces.size()) {
-        cur.pieces.push_back({off, n, k_.partial_store[int(dt_)](z + off * esz, n, e)});
-      } else if (psw) {  // the previous row's piece written inside this piece's exp loop
-        cur.pieces.push_back({off, n, psw(z + off * esz, n, e, pending(prev, done++))});
+      const bool pending_piece = prev.g && done < prev.pieces.size();
+      if (psw && pending_piece) {  // the previous row's piece written inside this piece's exp loop
+        cur.pieces.push_back({off, n, psw(zp, n, e, pending(prev, done++))});
       } else {
-        cur.pieces.push_back({off, n, k_.partial_store[int(dt_)](z + off * esz, n, e)});
-        write_piece(prev, done++);
+        cur.pieces.push_back({off, n, k_.partial_store[int(dt_)](zp, n, e)});
+        if (pending_piece) write_piece(prev, done++);
       }
     });
     finish_pending(done);
@@ -160,8 +160,8 @@ class FusedRows {
     return {r.e.data() + pc.off, r.g + pc.off * dtype_size(gdt_), pc.n, r.c[i], stream_};
   }
   void write_piece(const Row& r, size_t i) {
-    const Piece& pc = r.pieces[i];
-    k_.scale_store[int(gdt_)](r.e.data() + pc.off, r.g + pc.off * dtype_size(gdt_), pc.n, r.c[i], stream_);
+    const Kernels::Pending w = pending(r, i);
+    k_.scale_store[int(gdt_)](w.e, w.g, w.n, w.c, w.stream);
   }
   // Writes what is left of the pending row's gradient (pieces [from, end)).
   void finish_pending(size_t from) {

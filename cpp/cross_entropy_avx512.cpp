@@ -130,6 +130,15 @@ inline float reduce16(__m512 a) {
   return _mm_cvtss_f32(s1);
 }
 
+// g[j] = e[j] · c one by one until g + j is aligned for a non-temporal store of 16 (or j = n);
+// returns that j.
+template <DType DOut>
+int64_t store_head(const float* e, typename W<DOut>::T* g, int64_t n, float c) {
+  int64_t j = 0;
+  for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j) g[j] = Elem<DOut>::store(e[j] * c);
+  return j;
+}
+
 // g = e · c. With stream, the aligned middle is written with non-temporal stores (see the AVX2
 // scale_store); sfence makes them visible to other threads after return.
 template <DType DOut>
@@ -139,7 +148,7 @@ void scale_store_avx512(const float* e, void* gv, int64_t n, float c, bool strea
   const __m512 cv = _mm512_set1_ps(c);
   int64_t j = 0;
   if (stream) {
-    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j) g[j] = Elem<DOut>::store(e[j] * c);
+    j = store_head<DOut>(e, g, n, c);
     for (; j + kLanes <= n; j += kLanes) W<DOut>::stream(g + j, _mm512_mul_ps(_mm512_loadu_ps(e + j), cv));
     _mm_sfence();
   }
@@ -216,9 +225,7 @@ Partial partial_impl(const void* zv, int64_t n, float* e, const Kernels::Pending
   const __m512 wc = _mm512_set1_ps(Write ? pend->c : 0.0f);
   int64_t wj = 0, wend = 0;  // elements [wj, wend) of the span are written in the loop
   if (Write) {
-    if (pend->stream)
-      for (; wj < pend->n && reinterpret_cast<uintptr_t>(wg + wj) % W<DOut>::kAlign; ++wj)
-        wg[wj] = Elem<DOut>::store(pend->e[wj] * pend->c);
+    if (pend->stream) wj = store_head<DOut>(pend->e, wg, pend->n, pend->c);
     wend = wj + std::min((pend->n - wj) / kLanes, n16 / kLanes) * kLanes;
   }
   for (int64_t j = 0; j < n16; j += kLanes) {
