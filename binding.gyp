@@ -37,7 +37,8 @@
         "cpp/cross_entropy_options.cpp",
         "cpp/soft_cross_entropy.cpp",
         "cpp/binary_cross_entropy.cpp",
-        "cpp/loss_rows.cpp"
+        "cpp/loss_rows.cpp",
+        "cpp/convert.cpp"
       ],
       "conditions": [
         ["target_arch=='x64'", {

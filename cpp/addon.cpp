@@ -1,399 +1,346 @@
-// N-API glue: the allocating layer over the out-param core in fusedce.h.
+// N-API glue of the CPU addon: one request object per call (cpp/glue.h), read once into C++
+// values, validated, then handed to the out-param core of fusedce.h.
 //
-// The TypeScript facade (ts/) validates arguments and gives the user-facing messages; this file
-// re-checks every invariant a kernel relies on (array types, lengths, shapes, targets in range,
-// output aliasing) so that no call through the raw binding can reach a kernel with invalid state.
-// Each entry point runs either synchronously or, with `async`, on the libuv thread pool and
-// returns a Promise; inputs and outputs are kept referenced until the work is done.
+// The TypeScript facade (ts/) validates arguments first and gives the user-facing messages, and
+// it allocates every output (so that an allocation failure is a RangeError, never a V8 abort);
+// this file re-checks every invariant a kernel relies on (array types, lengths, shapes, targets
+// in range, one overlap rule over every range a call touches), so that no call through the raw
+// binding reaches a kernel with invalid state. The reduced loss is computed here, once, for every
+// op. Each op runs sync, or with `async: true` on the libuv pool and returns a Promise.
 #include <napi.h>
 
 #include <cmath>
 #include <cstdint>
-#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "fusedce.h"
+#include "glue.h"
 #include "thread_pool.h"
 
 namespace {
 
 using fusedce::DType;
+using fusedce::Reduction;
+using fusedce::glue::Array;
+using fusedce::glue::Call;
+using fusedce::glue::Ranges;
+using fusedce::glue::Request;
+using fusedce::glue::copy_of;
+using fusedce::glue::Finish;
+using fusedce::glue::throw_range;
+using fusedce::glue::throw_type;
 
-[[noreturn]] void throw_type(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
-[[noreturn]] void throw_range(Napi::Env env, const std::string& msg) { throw Napi::RangeError::New(env, msg); }
-
-const char* typed_array_name(napi_typedarray_type t) {
-  switch (t) {
-    case napi_int8_array: return "Int8Array";
-    case napi_uint8_array: return "Uint8Array";
-    case napi_uint8_clamped_array: return "Uint8ClampedArray";
-    case napi_int16_array: return "Int16Array";
-    case napi_uint16_array: return "Uint16Array";
-    case napi_int32_array: return "Int32Array";
-    case napi_uint32_array: return "Uint32Array";
-    case napi_float32_array: return "Float32Array";
-    case napi_float64_array: return "Float64Array";
-    default: return "a typed array of another kind";
-  }
-}
-
-// Argument readers: every message has the shape "<fn>: <name> must be …, but got …".
-struct Args {
-  const Napi::CallbackInfo& info;
-  const char* fn;
-
-  Napi::Env env() const { return info.Env(); }
-
-  Napi::TypedArray typed(size_t i, const char* name, napi_typedarray_type want, double want_len) const {
-    Napi::Value v = info[i];
-    if (!v.IsTypedArray())
-      throw_type(env(), std::string(fn) + ": " + name + " must be a " + typed_array_name(want));
-    Napi::TypedArray a = v.As<Napi::TypedArray>();
-    if (a.TypedArrayType() != want)
-      throw_type(env(), std::string(fn) + ": " + name + " must be a " + typed_array_name(want) + ", but got " +
-                            typed_array_name(a.TypedArrayType()));
-    if (double(a.ElementLength()) != want_len)
-      throw_range(env(), std::string(fn) + ": " + name + " must have length " + std::to_string(int64_t(want_len)) +
-                             ", but has length " + std::to_string(a.ElementLength()));
-    return a;
-  }
-  bool present(size_t i) const { return !info[i].IsUndefined() && !info[i].IsNull(); }
-  double number(size_t i, const char* name) const {
-    if (!info[i].IsNumber()) throw_type(env(), std::string(fn) + ": " + name + " must be a number");
-    return info[i].As<Napi::Number>().DoubleValue();
-  }
-  int64_t integer(size_t i, const char* name, double lo, double hi) const {
-    const double d = number(i, name);
-    if (!(d == std::floor(d)) || d < lo || d > hi)
-      throw_range(env(), std::string(fn) + ": " + name + " must be an integer in [" + std::to_string(int64_t(lo)) +
-                             ", " + std::to_string(int64_t(hi)) + "], but got " + std::to_string(d));
-    return int64_t(d);
-  }
-  DType dtype(size_t i, const char* name) const { return DType(integer(i, name, 0, 2)); }
-  bool boolean(size_t i) const { return info[i].ToBoolean().Value(); }
-};
+constexpr double kMaxRows = 9007199254740991.0;
+constexpr double kMaxVocab = 2147483647.0;
 
 napi_typedarray_type array_type_for(DType d) { return d == DType::F32 ? napi_float32_array : napi_uint16_array; }
 
-void* data_of(Napi::TypedArray a) {
-  return static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset();
+// The user-facing name of the call (the facade passes it; the raw binding's default otherwise).
+std::string name_of(const Napi::CallbackInfo& info, const char* fallback) {
+  if (info[0].IsObject()) {
+    Napi::Value v = info[0].As<Napi::Object>().Get("fn");
+    if (v.IsString()) {
+      std::string s = v.As<Napi::String>().Utf8Value();
+      if (!s.empty() && s.size() < 64) return s;
+    }
+  }
+  return fallback;
 }
 
-// Reads logits (data, dtype, rows, vocab) at i .. i+3 (vocab ≥ 1, data of rows·vocab elements).
+// The logits (rows, vocab) of dtype, and the call's thread count: every op's first fields.
 struct Matrix {
-  Napi::TypedArray data;
+  Array data;
   DType dtype;
   int64_t rows, vocab;
+  double n() const { return double(rows) * double(vocab); }
 };
-Matrix read_matrix(const Args& a, size_t i, const char* name) {
+Matrix read_matrix(const Request& r) {
   Matrix m;
-  m.dtype = a.dtype(i + 1, "dtype");
-  m.rows = a.integer(i + 2, "rows", 0, 9007199254740991.0);
-  m.vocab = a.integer(i + 3, "vocab", 1, 2147483647.0);
-  m.data = a.typed(i, name, array_type_for(m.dtype), double(m.rows) * double(m.vocab));
+  m.dtype = DType(r.integer("dtype", 0, 2));
+  m.rows = r.integer("rows", 0, kMaxRows);
+  m.vocab = r.integer("vocab", 1, kMaxVocab);
+  m.data = r.array("logits", array_type_for(m.dtype), m.n());
   return m;
 }
+int read_threads(const Request& r) { return int(r.integer("threads", 1, 65536)); }
 
-bool overlaps(Napi::TypedArray x, Napi::TypedArray y) {
-  const auto* xo = static_cast<const uint8_t*>(data_of(x));
-  const auto* yo = static_cast<const uint8_t*>(data_of(y));
-  return xo < yo + y.ByteLength() && yo < xo + x.ByteLength();
-}
+Array fresh(const Request& r, napi_typedarray_type type, size_t length, const char* what);
 
-// Gradient destination of every op: a new array, or `out`, checked for type, length and aliasing.
-// It may be the logits themselves with the same dtype (writing over them is only safe element for
-// element: the same bytes, the same dtype), never one of the `others` inputs.
-Napi::TypedArray grad_out(const Args& a, size_t i, const Matrix& z, DType gdt, const std::vector<Napi::TypedArray>& others) {
-  const double n = double(z.rows) * double(z.vocab);
-  if (!a.present(i)) {
-    if (gdt == DType::F32) return Napi::Float32Array::New(a.env(), size_t(n));
-    return Napi::Uint16Array::New(a.env(), size_t(n));
+// The gradient destination, when one is wanted: the caller's `out` (rows, vocab) of gradDtype,
+// which may be the logits themselves with the same dtype (in place), or a fresh array.
+Array read_grad(const Request& r, const Matrix& z, DType gdt, bool wanted) {
+  if (!wanted) {
+    if (r.present("out")) throw_type(r.env(), std::string(r.fn()) + ": out must be undefined unless withGrad is true");
+    return Array{};
   }
-  Napi::TypedArray g = a.typed(i, "out.data", array_type_for(gdt), n);
-  if (overlaps(g, z.data) && !(data_of(g) == data_of(z.data) && gdt == z.dtype))
-    throw_range(a.env(), std::string(a.fn) + ": out.data overlaps logits.data without being exactly it (with the "
-                                             "same dtype); use inPlace: true to write the gradient over the logits");
-  for (const auto& o : others)
-    if (overlaps(g, o))
-      throw_range(a.env(), std::string(a.fn) + ": out.data overlaps another input (the target or a weight); give it "
-                                               "its own buffer");
-  return g;
+  if (r.present("out")) return r.array("out", array_type_for(gdt), z.n());
+  return fresh(r, array_type_for(gdt), size_t(z.n()), "the gradient");
 }
-
-// The shared part of both ops' arguments: logits (rows, vocab), targets (rows,).
-struct Problem : Matrix {
-  Napi::TypedArray targets;
-  int64_t count;
-  int32_t ignore_index;
-  fusedce::Reduction reduction;
-  int threads;
-
-  fusedce::Batch batch() const {
-    return {data_of(data), dtype, rows, vocab, static_cast<const int32_t*>(data_of(targets)), ignore_index,
-            threads, nullptr};
-  }
-};
-
-Problem read_problem(const Args& a) {
-  Problem p;
-  static_cast<Matrix&>(p) = read_matrix(a, 0, "logits.data");
-  p.targets = a.typed(4, "targets", napi_int32_array, double(p.rows));
-  p.ignore_index = int32_t(a.integer(5, "ignoreIndex", -2147483648.0, 2147483647.0));
-  p.reduction = fusedce::Reduction(a.integer(6, "reduction", 0, 2));
-  p.threads = int(a.integer(7, "threads", 1, 65536));
-  const auto* t = static_cast<const int32_t*>(data_of(p.targets));
-  p.count = fusedce::count_targets(t, p.rows, p.vocab, p.ignore_index);
-  if (p.count < 0) {
-    const int64_t r = -1 - p.count;
-    throw_range(a.env(), std::string(a.fn) + ": targets[" + std::to_string(r) + "] = " + std::to_string(t[r]) +
-                             " is outside [0, " + std::to_string(p.vocab) + ") and is not ignoreIndex (" +
-                             std::to_string(p.ignore_index) + ")");
-  }
-  return p;
+int alias_of(const Matrix& z, DType gdt, int logits_range) { return gdt == z.dtype ? logits_range : -1; }
+// The gradient's dtype: gradDtype, else the dtype of `out`'s type, else the logits'.
+DType read_grad_dtype(const Request& r, DType fallback) {
+  return DType(r.present("gradDtype") ? r.integer("gradDtype", 0, 2) : int64_t(fallback));
 }
-
+Array fresh(const Request& r, napi_typedarray_type type, size_t length, const char* what) {
+  return fusedce::glue::fresh(r.env(), r.fn(), type, length, what);
+}
 
 // Gradient scale for reduction r with upstream gradient go: mean → go/count, sum/none → go.
-float grad_scale(fusedce::Reduction r, double go, int64_t count) {
-  if (r == fusedce::Reduction::Mean) return count > 0 ? float(go / double(count)) : 0.0f;
+float grad_scale(Reduction r, double go, int64_t count) {
+  if (r == Reduction::Mean) return count > 0 ? float(go / double(count)) : 0.0f;
   return float(go);
 }
-
-// Runs `work` now (sync) or on the libuv pool (async); `done` returns the result on the JS thread.
-// While async work runs, the worker holds references to `inputs` and `done` to the outputs, so the
-// garbage collector cannot free memory a kernel is using.
-class Worker : public Napi::AsyncWorker {
- public:
-  Worker(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
-         const std::vector<Napi::Object>& inputs)
-      : Napi::AsyncWorker(env, "fusedce"), deferred_(Napi::Promise::Deferred::New(env)),
-        work_(std::move(work)), done_(std::move(done)) {
-    for (const auto& o : inputs) inputs_.push_back(Napi::Persistent(o));
-  }
-  Napi::Promise promise() const { return deferred_.Promise(); }
-  void Execute() override { work_(); }
-  void OnOK() override { deferred_.Resolve(done_(Env())); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::function<void()> work_;
-  std::function<Napi::Value(Napi::Env)> done_;
-  std::vector<Napi::ObjectReference> inputs_;
-};
-
-Napi::Value run(Napi::Env env, bool async, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done,
-                const std::vector<Napi::Object>& inputs) {
-  if (!async) {
-    work();
-    return done(env);
-  }
-  auto* w = new Worker(env, std::move(work), std::move(done), inputs);
-  Napi::Promise pr = w->promise();
-  w->Queue();
-  return pr;
+// The reduced loss: mean → Σ / count (0 when nothing counts), sum and none → Σ.
+double reduce(Reduction r, double sum, double count) {
+  return r == Reduction::Mean ? (count > 0 ? sum / count : 0.0) : sum;
 }
 
-// The options of cross_entropy_forward_opt / _backward_opt, from a plain object (or null):
-//   { labelSmoothing, weight: Float32Array(vocab) | null, zLoss, logitScale, softcap }
-// Values are checked here (finite, in range); the facade gives the same messages.
-struct OptionArgs {
-  bool any = false;
+// ---- cross-entropy ---------------------------------------------------------------------------
+
+// What forward and backward share: logits, targets (copied, then checked), reduction, threads,
+// and the loss options (labelSmoothing, weight (copied, then checked), zLoss, logitScale, softcap).
+struct Problem {
+  Matrix z;
+  std::shared_ptr<std::vector<int32_t>> targets;  // the checked copy the kernels read
+  Array targets_in;
+  int32_t ignore_index;
+  Reduction reduction;
+  int threads;
+  int64_t count;
+  bool any_option = false;
   fusedce::CeOptions opt;
-  Napi::TypedArray weight;
+  std::shared_ptr<std::vector<float>> weight;
+  Array weight_in;
+  double weight_sum = 0;  // Σ w[t_i] over counted rows (the mean's D), count without weights
+
+  fusedce::Batch batch() const {
+    return {z.data.data, z.dtype, z.rows, z.vocab, targets->data(), ignore_index, threads, nullptr};
+  }
+  fusedce::CeNorm norm() const {
+    if (reduction != Reduction::Mean) return {1.0, 1.0};
+    return {weight_sum > 0.0 ? 1.0 / weight_sum : 0.0, count > 0 ? 1.0 / double(count) : 0.0};
+  }
 };
 
-OptionArgs read_ce_options(const Args& a, size_t i, const Problem& p) {
-  OptionArgs o;
-  if (!a.present(i)) return o;
-  if (!a.info[i].IsObject()) throw_type(a.env(), std::string(a.fn) + ": options must be an object or null");
-  Napi::Object obj = a.info[i].As<Napi::Object>();
+#define CE_FIELDS "fn", "logits", "dtype", "rows", "vocab", "targets", "ignoreIndex", "reduction", "threads", \
+                  "labelSmoothing", "weight", "zLoss", "logitScale", "softcap", "async"
+
+Problem read_problem(const Request& r) {
+  Problem p;
+  p.z = read_matrix(r);
+  p.targets_in = r.array("targets", napi_int32_array, double(p.z.rows));
+  p.ignore_index = int32_t(r.integer("ignoreIndex", -2147483648.0, 2147483647.0));
+  p.reduction = Reduction(r.integer("reduction", 0, 2));
+  p.threads = read_threads(r);
   auto num = [&](const char* name, double fallback, double lo, double hi, bool lo_open) -> double {
-    Napi::Value v = obj.Get(name);
-    if (v.IsUndefined() || v.IsNull()) return fallback;
-    if (!v.IsNumber()) throw_type(a.env(), std::string(a.fn) + ": " + name + " must be a number");
-    const double d = v.As<Napi::Number>().DoubleValue();
+    if (!r.present(name)) return fallback;
+    const double d = r.number(name);
     if (!std::isfinite(d) || d < lo || d > hi || (lo_open && d == lo))
-      throw_range(a.env(), std::string(a.fn) + ": " + name + " must be a finite number in " + (lo_open ? "(" : "[") +
+      throw_range(r.env(), std::string(r.fn()) + ": " + name + " must be a finite number in " + (lo_open ? "(" : "[") +
                                std::to_string(lo) + ", " + std::to_string(hi) + "], but got " + std::to_string(d));
     return d;
   };
-  o.opt.label_smoothing = float(num("labelSmoothing", 0.0, 0.0, 1.0, false));
-  o.opt.z_loss = float(num("zLoss", 0.0, 0.0, 1e30, false));
-  o.opt.logit_scale = float(num("logitScale", 1.0, -1e30, 1e30, false));
-  o.opt.softcap = float(num("softcap", 0.0, 0.0, 1e30, false));
-  o.opt.weight_total = double(p.vocab);
-  Napi::Value wv = obj.Get("weight");
-  if (!wv.IsUndefined() && !wv.IsNull()) {
-    if (!wv.IsTypedArray() || wv.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      throw_type(a.env(), std::string(a.fn) + ": weight must be a Float32Array of length vocab");
-    o.weight = wv.As<Napi::TypedArray>();
-    if (double(o.weight.ElementLength()) != double(p.vocab))
-      throw_range(a.env(), std::string(a.fn) + ": weight must have length vocab (" + std::to_string(p.vocab) +
-                               "), but has length " + std::to_string(o.weight.ElementLength()));
-    const auto* w = static_cast<const float*>(data_of(o.weight));
+  p.opt.label_smoothing = float(num("labelSmoothing", 0.0, 0.0, 1.0, false));
+  p.opt.z_loss = float(num("zLoss", 0.0, 0.0, 1e30, false));
+  p.opt.logit_scale = float(num("logitScale", 1.0, -1e30, 1e30, false));
+  p.opt.softcap = float(num("softcap", 0.0, 0.0, 1e30, false));
+  p.opt.weight_total = double(p.z.vocab);
+  p.weight_in = r.array("weight", napi_float32_array, double(p.z.vocab), true);
+
+  p.targets = std::make_shared<std::vector<int32_t>>(copy_of<int32_t>(p.targets_in));
+  const int32_t* t = p.targets->data();
+  p.count = fusedce::count_targets(t, p.z.rows, p.z.vocab, p.ignore_index);
+  if (p.count < 0) {
+    const int64_t row = -1 - p.count;
+    throw_range(r.env(), std::string(r.fn()) + ": targets[" + std::to_string(row) + "] = " + std::to_string(t[row]) +
+                             " is outside [0, " + std::to_string(p.z.vocab) + ") and is not ignoreIndex (" +
+                             std::to_string(p.ignore_index) + ")");
+  }
+  p.weight_sum = double(p.count);
+  if (p.weight_in.present) {
+    p.weight = std::make_shared<std::vector<float>>(copy_of<float>(p.weight_in));
+    const float* w = p.weight->data();
     double total = 0.0;
-    for (int64_t j = 0; j < p.vocab; ++j) {
+    for (int64_t j = 0; j < p.z.vocab; ++j) {
       if (!(w[j] >= 0.0f) || !std::isfinite(w[j]))
-        throw_range(a.env(), std::string(a.fn) + ": weight[" + std::to_string(j) + "] = " + std::to_string(w[j]) +
+        throw_range(r.env(), std::string(r.fn()) + ": weight[" + std::to_string(j) + "] = " + std::to_string(w[j]) +
                                  " must be a finite number ≥ 0");
       total += double(w[j]);
     }
-    o.opt.weight = w;
-    o.opt.weight_total = total;
+    p.opt.weight = w;
+    p.opt.weight_total = total;
+    double D = 0.0;
+    for (int64_t i = 0; i < p.z.rows; ++i)
+      if (t[i] != p.ignore_index) D += double(w[t[i]]);
+    p.weight_sum = D;
   }
-  o.any = o.opt.label_smoothing != 0.0f || o.opt.weight || o.opt.z_loss != 0.0f || o.opt.logit_scale != 1.0f ||
-          o.opt.softcap != 0.0f;
-  return o;
+  p.any_option = p.opt.label_smoothing != 0.0f || p.opt.weight || p.opt.z_loss != 0.0f || p.opt.logit_scale != 1.0f ||
+                 p.opt.softcap != 0.0f;
+  return p;
 }
 
-// The mean's denominators: D = Σ w[t_i] over counted rows (N without weights), N = counted rows.
-fusedce::CeNorm ce_norm(const Problem& p, const OptionArgs& o, double* weight_sum) {
-  double D = double(p.count);
-  if (o.opt.weight) {
-    D = 0.0;
-    const auto* t = static_cast<const int32_t*>(data_of(p.targets));
-    for (int64_t r = 0; r < p.rows; ++r)
-      if (t[r] != p.ignore_index) D += double(o.opt.weight[t[r]]);
-  }
-  *weight_sum = D;
-  if (p.reduction != fusedce::Reduction::Mean) return {1.0, 1.0};
-  return {D > 0.0 ? 1.0 / D : 0.0, p.count > 0 ? 1.0 / double(p.count) : 0.0};
-}
-
-// crossEntropyForward(logits, dtype, rows, vocab, targets, ignoreIndex, reduction, threads,
-//                     withGrad, gradDtype, gradOut|null, gradOutput, async, options|null, stats)
-//   → { losses: Float32Array(rows), lse: Float32Array(rows), lossSum, count, grad?,
-//       with options or stats: ceSum, zSum, weightSum, and with stats argmax: Int32Array(rows),
-//       entropy, targetLogprob, maxProb: Float32Array(rows) }
-// Without options and stats this is the plain kernel (cross_entropy.cpp), untouched by them.
+// crossEntropyForward({ fn, logits, dtype, rows, vocab, targets, ignoreIndex, reduction, threads,
+//   withGrad, gradDtype, out: (rows, vocab) of gradDtype | null (null: a fresh gradient), gradOutput,
+//   labelSmoothing?, weight?: Float32Array(vocab), zLoss?, logitScale?, softcap?, stats, async })
+//   → { loss, lossSum, count, weightSum, zLoss, losses, lse: Float32Array(rows), grad?,
+//       with stats argmax: Int32Array(rows), entropy, targetLogprob, maxProb: Float32Array(rows) }
+// loss is reduced by the rules of fusedce.h (CeOptions). Without options and stats this is the
+// plain kernel (cross_entropy.cpp), untouched by them.
 Napi::Value Forward(const Napi::CallbackInfo& info) {
-  Args a{info, "crossEntropyForward"};
-  Problem p = read_problem(a);
-  const bool with_grad = a.boolean(8);
-  const DType gdt = a.dtype(9, "gradDtype");
-  const double go = a.number(11, "gradOutput");
-  const bool async = a.boolean(12);
-  const OptionArgs oa = read_ce_options(a, 13, p);
-  const bool stats = a.boolean(14);
-  const bool general = oa.any || stats;
-
-  Napi::Float32Array losses = Napi::Float32Array::New(a.env(), size_t(p.rows));
-  Napi::Float32Array lse = Napi::Float32Array::New(a.env(), size_t(p.rows));
-  Napi::TypedArray grad;
-  if (with_grad) grad = grad_out(a, 10, p, gdt, {});
-
-  // The result object is built now, on the JS thread; the work only adds the sums to it.
-  Napi::Object result = Napi::Object::New(a.env());
-  result.Set("losses", losses);
-  result.Set("lse", lse);
-  result.Set("count", Napi::Number::New(a.env(), double(p.count)));
-  if (with_grad) result.Set("grad", grad);
-  std::vector<Napi::Object> inputs{p.data, p.targets};
-  if (!oa.weight.IsEmpty()) inputs.push_back(oa.weight);
-
-  if (!general) {
-    fusedce::ForwardArgs fa{p.batch(), losses.Data(), lse.Data(),
-                            {with_grad ? data_of(grad) : nullptr, gdt, grad_scale(p.reduction, go, p.count), nullptr}};
-    auto totals = std::make_shared<fusedce::ForwardTotals>();
-    auto result_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(result));
-    return run(
-        a.env(), async, [fa, totals] { *totals = fusedce::cross_entropy_forward(fa); },
-        [totals, result_ref](Napi::Env env) -> Napi::Value {
-          Napi::Object r = result_ref->Value();
-          r.Set("lossSum", Napi::Number::New(env, totals->loss_sum));
-          return r;
-        },
-        inputs);
-  }
-
-  double weight_sum = 0.0;
-  fusedce::ForwardOptArgs fa;
-  fa.base = {p.batch(), losses.Data(), lse.Data(), {with_grad ? data_of(grad) : nullptr, gdt, float(go), nullptr}};
-  fa.opt = oa.opt;
-  fa.norm = ce_norm(p, oa, &weight_sum);
+  const std::string fn = name_of(info, "crossEntropyForward");
+  Request r(info, fn.c_str(), {CE_FIELDS, "withGrad", "out", "gradDtype", "gradOutput", "stats"});
+  Problem p = read_problem(r);
+  const auto rows = size_t(p.z.rows);
+  const bool with_grad = r.flag("withGrad");
+  const DType gdt = read_grad_dtype(r, p.z.dtype);
+  const double go = r.number_or("gradOutput", 1.0);
+  if (!std::isfinite(go)) throw_range(r.env(), fn + ": gradOutput must be a finite number");
+  const bool stats = r.flag("stats");
+  const bool async = r.flag("async");
+  const Array grad = read_grad(r, p.z, gdt, with_grad);
+  const Array losses = fresh(r, napi_float32_array, rows, "losses");
+  const Array lse = fresh(r, napi_float32_array, rows, "lse");
+  Array argmax, ent, tlp, maxp;
   if (stats) {
-    Napi::Int32Array argmax = Napi::Int32Array::New(a.env(), size_t(p.rows));
-    Napi::Float32Array entropy = Napi::Float32Array::New(a.env(), size_t(p.rows));
-    Napi::Float32Array tlp = Napi::Float32Array::New(a.env(), size_t(p.rows));
-    Napi::Float32Array maxp = Napi::Float32Array::New(a.env(), size_t(p.rows));
-    fa.stats = {argmax.Data(), entropy.Data(), tlp.Data(), maxp.Data()};
-    result.Set("argmax", argmax);
-    result.Set("entropy", entropy);
-    result.Set("targetLogprob", tlp);
-    result.Set("maxProb", maxp);
+    argmax = fresh(r, napi_int32_array, rows, "stats.argmax");
+    ent = fresh(r, napi_float32_array, rows, "stats.entropy");
+    tlp = fresh(r, napi_float32_array, rows, "stats.targetLogprob");
+    maxp = fresh(r, napi_float32_array, rows, "stats.maxProb");
   }
-  result.Set("weightSum", Napi::Number::New(a.env(), weight_sum));
-  auto totals = std::make_shared<fusedce::ForwardOptTotals>();
-  auto result_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(result));
-  return run(
-      a.env(), async, [fa, totals] { *totals = fusedce::cross_entropy_forward_opt(fa); },
-      [totals, result_ref](Napi::Env env) -> Napi::Value {
-        Napi::Object r = result_ref->Value();
-        r.Set("lossSum", Napi::Number::New(env, totals->ce_sum + totals->z_sum));
-        r.Set("ceSum", Napi::Number::New(env, totals->ce_sum));
-        r.Set("zSum", Napi::Number::New(env, totals->z_sum));
-        return r;
-      },
-      inputs);
+
+  Ranges ranges;
+  const int zr = ranges.read(p.z.data, "logits.data");
+  ranges.read(p.targets_in, "targets");
+  ranges.read(p.weight_in, "weight");
+  ranges.write(grad, "out.data", alias_of(p.z, gdt, zr));
+  ranges.check(r.env(), r.fn());
+
+  Call call(r.env(), r.fn());
+  call.pin(p.z.data, "logits.data");
+  call.pin(grad, "out.data");
+  call.result("losses", losses);
+  call.result("lse", lse);
+  call.result("grad", grad);
+  call.result("argmax", argmax);
+  call.result("entropy", ent);
+  call.result("targetLogprob", tlp);
+  call.result("maxProb", maxp);
+  call.scratch(double(rows) * 24 + double(p.threads) * (double(p.z.vocab) * 8 + 65536));
+
+  struct Totals {
+    double loss = 0, loss_sum = 0, z = 0;
+  };
+  auto totals = std::make_shared<Totals>();
+  const int64_t count = p.count;
+  const double weight_sum = p.weight_sum;
+  const Finish finish = [totals, count, weight_sum](Napi::Object o) {
+    o.Set("loss", totals->loss);
+    o.Set("lossSum", totals->loss_sum);
+    o.Set("count", double(count));
+    o.Set("weightSum", weight_sum);
+    o.Set("zLoss", totals->z);
+  };
+  const Reduction red = p.reduction;
+  const auto keep_t = p.targets;
+  const auto keep_w = p.weight;
+  auto* lp = static_cast<float*>(losses.data);
+  auto* sp = static_cast<float*>(lse.data);
+  if (!p.any_option && !stats) {
+    const fusedce::ForwardArgs fa{p.batch(), lp, sp, {grad.present ? grad.data : nullptr, gdt, grad_scale(red, go, count), nullptr}};
+    return call.run(async, [fa, totals, red, count, keep_t] {
+      const double sum = fusedce::cross_entropy_forward(fa).loss_sum;
+      totals->loss_sum = sum;
+      totals->loss = reduce(red, sum, double(count));
+    }, finish);
+  }
+  fusedce::ForwardOptArgs fa;
+  fa.base = {p.batch(), lp, sp, {grad.present ? grad.data : nullptr, gdt, float(go), nullptr}};
+  fa.opt = p.opt;
+  fa.norm = p.norm();
+  if (stats)
+    fa.stats = {static_cast<int32_t*>(argmax.data), static_cast<float*>(ent.data), static_cast<float*>(tlp.data),
+                static_cast<float*>(maxp.data)};
+  return call.run(async, [fa, totals, red, count, weight_sum, keep_t, keep_w] {
+    const fusedce::ForwardOptTotals t = fusedce::cross_entropy_forward_opt(fa);
+    // the weighted mean divides the cross-entropy part by Σ w[target], the z part by count
+    const double ce = reduce(red, t.ce_sum, weight_sum);
+    totals->z = reduce(red, t.z_sum, double(count));
+    totals->loss = ce + totals->z;
+    totals->loss_sum = t.ce_sum + t.z_sum;
+  }, finish);
 }
 
-// crossEntropyBackward(logits, dtype, rows, vocab, targets, ignoreIndex, reduction, threads,
-//                      lse, gradOutput, gradOutputRows|null, gradDtype, gradOut|null, async, options|null)
-//   → grad data (typed array, (rows, vocab))
+// crossEntropyBackward({ …the forward's shared fields, lse: Float32Array(rows) (copied),
+//   gradOutput: number, gradOutputRows: Float32Array(rows) | null (copied; reduction 'none'),
+//   gradDtype, out: (rows, vocab) of gradDtype | null (null: a fresh gradient), async })
+//   → { grad, count }
 Napi::Value Backward(const Napi::CallbackInfo& info) {
-  Args a{info, "crossEntropyBackward"};
-  Problem p = read_problem(a);
-  Napi::TypedArray lse = a.typed(8, "lse", napi_float32_array, double(p.rows));
-  const double go = a.number(9, "gradOutput");
-  Napi::TypedArray row_go;
-  const bool per_row = a.present(10);
-  if (per_row) {
-    if (p.reduction != fusedce::Reduction::None)
-      throw_type(a.env(), "crossEntropyBackward: a per-row gradOutput (Float32Array) needs reduction 'none'");
-    row_go = a.typed(10, "gradOutput", napi_float32_array, double(p.rows));
-  }
-  const DType gdt = a.dtype(11, "gradDtype");
-  const bool async = a.boolean(13);
-  Napi::TypedArray grad = grad_out(a, 12, p, gdt, {});
+  const std::string fn = name_of(info, "crossEntropyBackward");
+  Request r(info, fn.c_str(), {CE_FIELDS, "lse", "gradOutput", "gradOutputRows", "out", "gradDtype"});
+  Problem p = read_problem(r);
+  const auto rows = double(p.z.rows);
+  const Array lse_in = r.array("lse", napi_float32_array, rows);
+  const double go = r.number_or("gradOutput", 1.0);
+  if (!std::isfinite(go)) throw_range(r.env(), fn + ": gradOutput must be a finite number");
+  const Array rows_in = r.array("gradOutputRows", napi_float32_array, rows, true);
+  if (rows_in.present && p.reduction != Reduction::None)
+    throw_type(r.env(), fn + ": a per-row gradOutput (Float32Array) needs reduction 'none'");
+  const DType gdt = read_grad_dtype(r, p.z.dtype);
+  const bool async = r.flag("async");
+  const Array grad = read_grad(r, p.z, gdt, true);
 
-  const OptionArgs oa = read_ce_options(a, 14, p);
+  Ranges ranges;
+  const int zr = ranges.read(p.z.data, "logits.data");
+  ranges.read(p.targets_in, "targets");
+  ranges.read(p.weight_in, "weight");
+  ranges.read(lse_in, "lse");
+  ranges.read(rows_in, "gradOutput");
+  ranges.write(grad, "out.data", alias_of(p.z, gdt, zr));
+  ranges.check(r.env(), r.fn());
 
-  const auto* row_scale = per_row ? static_cast<const float*>(data_of(row_go)) : nullptr;
-  std::vector<Napi::Object> inputs{p.data, p.targets, lse};
-  if (per_row) inputs.push_back(row_go);
-  if (!oa.weight.IsEmpty()) inputs.push_back(oa.weight);
-  auto grad_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(grad.As<Napi::Object>()));
-  auto done = [grad_ref](Napi::Env) -> Napi::Value { return grad_ref->Value(); };
-  if (!oa.any) {
-    fusedce::BackwardArgs ba{p.batch(), static_cast<const float*>(data_of(lse)),
-                             {data_of(grad), gdt, grad_scale(p.reduction, go, p.count), row_scale}};
-    return run(a.env(), async, [ba] { fusedce::cross_entropy_backward(ba); }, done, inputs);
+  auto lse = std::make_shared<std::vector<float>>(copy_of<float>(lse_in));
+  auto row_go = std::make_shared<std::vector<float>>(copy_of<float>(rows_in));
+  Call call(r.env(), r.fn());
+  call.pin(p.z.data, "logits.data");
+  call.pin(grad, "out.data");
+  call.result("grad", grad);
+  call.scratch(rows * 24 + double(p.threads) * (double(p.z.vocab) * 8 + 65536));
+  const int64_t count = p.count;
+  const Finish finish = [count](Napi::Object o) { o.Set("count", double(count)); };
+  const float* row_scale = rows_in.present ? row_go->data() : nullptr;
+  const auto keep_t = p.targets;
+  const auto keep_w = p.weight;
+  if (!p.any_option) {
+    const fusedce::BackwardArgs ba{p.batch(), lse->data(), {grad.data, gdt, grad_scale(p.reduction, go, count), row_scale}};
+    return call.run(async, [ba, lse, row_go, keep_t] { fusedce::cross_entropy_backward(ba); }, finish);
   }
-  double weight_sum;
-  const fusedce::CeNorm norm = ce_norm(p, oa, &weight_sum);
-  fusedce::BackwardArgs ba{p.batch(), static_cast<const float*>(data_of(lse)), {data_of(grad), gdt, float(go), row_scale}};
-  const fusedce::CeOptions opt = oa.opt;
-  return run(a.env(), async, [ba, opt, norm] { fusedce::cross_entropy_backward_opt(ba, opt, norm); }, done, inputs);
+  const fusedce::BackwardArgs ba{p.batch(), lse->data(), {grad.data, gdt, float(go), row_scale}};
+  const fusedce::CeOptions opt = p.opt;
+  const fusedce::CeNorm norm = p.norm();
+  return call.run(async, [ba, opt, norm, lse, row_go, keep_t, keep_w] { fusedce::cross_entropy_backward_opt(ba, opt, norm); },
+                  finish);
 }
+
+// ---- soft targets, KL, entropy ------------------------------------------------------------------
 
 // Checks a probability target (rows, vocab) f32: every value finite and ≥ 0, every row summing to 1
 // within 1e-3 or all 0 (such a row counts nowhere). Returns the rows that count.
-int64_t check_probs(const Args& a, const float* q, int64_t rows, int64_t vocab) {
+int64_t check_probs(const Request& r, const float* q, int64_t rows, int64_t vocab) {
   int64_t count = 0;
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t i = 0; i < rows; ++i) {
     double sum = 0.0;
     for (int64_t j = 0; j < vocab; ++j) {
-      const float v = q[size_t(r) * size_t(vocab) + size_t(j)];
+      const float v = q[size_t(i) * size_t(vocab) + size_t(j)];
       if (!(v >= 0.0f) || !std::isfinite(v))
-        throw_range(a.env(), std::string(a.fn) + ": target[" + std::to_string(r) + ", " + std::to_string(j) + "] = " +
+        throw_range(r.env(), std::string(r.fn()) + ": target[" + std::to_string(i) + ", " + std::to_string(j) + "] = " +
                                  std::to_string(v) + " must be a finite probability ≥ 0 (targetKind 'probs')");
       sum += double(v);
     }
     if (sum == 0.0) continue;
     if (std::fabs(sum - 1.0) > 1e-3)
-      throw_range(a.env(), std::string(a.fn) + ": target row " + std::to_string(r) + " sums to " + std::to_string(sum) +
+      throw_range(r.env(), std::string(r.fn()) + ": target row " + std::to_string(i) + " sums to " + std::to_string(sum) +
                                "; with targetKind 'probs' each row must sum to 1 (or be all 0 to be ignored). "
                                "For teacher logits use targetKind 'logits'");
     ++count;
@@ -401,223 +348,289 @@ int64_t check_probs(const Args& a, const float* q, int64_t rows, int64_t vocab) 
   return count;
 }
 
-// The shared arguments of softForward / softBackward:
-//   (logits, dtype, rows, vocab, target, targetDtype (−1: f32 probabilities), op, invTemperature,
-//    lossFactor, reduction, threads, …)
+// The fields softForward and softBackward share:
+//   logits, dtype, rows, vocab, target (rows, vocab), targetDtype (−1: f32 probabilities), op
+//   (0 soft CE, 1 KL forward, 2 KL reverse), invTemperature, lossFactor, reduction, threads
+#define SOFT_FIELDS "fn", "logits", "dtype", "rows", "vocab", "target", "targetDtype", "op", "invTemperature", \
+                    "lossFactor", "reduction", "threads", "gradOutput", "out", "gradDtype", "async"
 struct SoftProblem {
   Matrix z;
-  Napi::TypedArray target;
+  Array target;
   fusedce::SoftArgs args;
-  fusedce::Reduction reduction;
+  Reduction reduction;
   int64_t count;
 };
-SoftProblem read_soft(const Args& a) {
+SoftProblem read_soft(const Request& r) {
   SoftProblem sp;
-  sp.z = read_matrix(a, 0, "logits.data");
-  const int64_t tdt = a.integer(5, "targetDtype", -1, 2);
+  sp.z = read_matrix(r);
+  const int64_t tdt = r.integer("targetDtype", -1, 2);
   const bool probs = tdt < 0;
-  const double n = double(sp.z.rows) * double(sp.z.vocab);
-  sp.target = a.typed(4, "target.data", probs ? napi_float32_array : array_type_for(DType(tdt)), n);
-  const int64_t op = a.integer(6, "op", 0, 2);
-  const double inv_t = a.number(7, "invTemperature");
-  const double factor = a.number(8, "lossFactor");
+  sp.target = r.array("target", probs ? napi_float32_array : array_type_for(DType(tdt)), sp.z.n());
+  const int64_t op = r.integer("op", 0, 2);
+  const double inv_t = r.number("invTemperature");
+  const double factor = r.number("lossFactor");
   if (!(inv_t > 0.0) || !std::isfinite(inv_t) || !std::isfinite(factor))
-    throw_range(a.env(), std::string(a.fn) + ": temperature must be a finite number > 0");
-  if (probs && op != 0) throw_type(a.env(), std::string(a.fn) + ": probability targets are for the soft cross-entropy only");
-  sp.reduction = fusedce::Reduction(a.integer(9, "reduction", 0, 2));
-  const int threads = int(a.integer(10, "threads", 1, 65536));
-  // logits and target may share memory (both are only read); a gradient written over the logits
-  // may not overlap the target (grad_out checks that)
-  sp.count = probs ? check_probs(a, static_cast<const float*>(data_of(sp.target)), sp.z.rows, sp.z.vocab) : sp.z.rows;
-  sp.args = {data_of(sp.z.data), sp.z.dtype, data_of(sp.target), probs ? DType::F32 : DType(tdt), probs,
+    throw_range(r.env(), std::string(r.fn()) + ": temperature must be a finite number > 0");
+  if (probs && op != 0) throw_type(r.env(), std::string(r.fn()) + ": probability targets are for the soft cross-entropy only");
+  sp.reduction = Reduction(r.integer("reduction", 0, 2));
+  const int threads = read_threads(r);
+  sp.count = probs ? check_probs(r, static_cast<const float*>(sp.target.data), sp.z.rows, sp.z.vocab) : sp.z.rows;
+  sp.args = {sp.z.data.data, sp.z.dtype, sp.target.data, probs ? DType::F32 : DType(tdt), probs,
              sp.z.rows, sp.z.vocab, fusedce::SoftOp(op), float(inv_t), factor, threads, nullptr};
   return sp;
 }
 
-// softForward(…shared (0–10), withGrad, gradDtype, gradOut|null, gradOutput, async)
-//   → { losses: Float32Array(rows), lse: Float32Array(rows), lossSum, count, grad? }
-// The user-facing name of a soft op, for messages: op 0 soft cross-entropy, 1–2 KL.
-const char* soft_name(const Napi::CallbackInfo& info, bool backward) {
-  if (backward) return "softCrossEntropyBackward";
-  return info[6].IsNumber() && info[6].As<Napi::Number>().Int32Value() != 0 ? "klDivergenceForward" : "softCrossEntropyForward";
-}
-
+// softForward({ …shared, withGrad, gradDtype, out | null, gradOutput, async })
+//   → { loss, lossSum, count, losses, lse: Float32Array(rows), grad? }
 Napi::Value SoftForward(const Napi::CallbackInfo& info) {
-  Args a{info, soft_name(info, false)};
-  SoftProblem sp = read_soft(a);
-  const bool with_grad = a.boolean(11);
-  const DType gdt = a.dtype(12, "gradDtype");
-  const double go = a.number(14, "gradOutput");
-  const bool async = a.boolean(15);
-  Napi::Float32Array losses = Napi::Float32Array::New(a.env(), size_t(sp.z.rows));
-  Napi::Float32Array lse = Napi::Float32Array::New(a.env(), size_t(sp.z.rows));
-  Napi::TypedArray grad;
-  if (with_grad) grad = grad_out(a, 13, sp.z, gdt, {sp.target});
-  Napi::Object result = Napi::Object::New(a.env());
-  result.Set("losses", losses);
-  result.Set("lse", lse);
-  result.Set("count", Napi::Number::New(a.env(), double(sp.count)));
-  if (with_grad) result.Set("grad", grad);
-  fusedce::SoftForwardOut out{losses.Data(), lse.Data(),
-                              {with_grad ? data_of(grad) : nullptr, gdt, grad_scale(sp.reduction, go, sp.count), nullptr}};
+  const std::string fn = name_of(info, "softCrossEntropyForward");
+  Request r(info, fn.c_str(), {SOFT_FIELDS, "withGrad"});
+  SoftProblem sp = read_soft(r);
+  const auto rows = size_t(sp.z.rows);
+  const bool with_grad = r.flag("withGrad");
+  const DType gdt = read_grad_dtype(r, sp.z.dtype);
+  const double go = r.number_or("gradOutput", 1.0);
+  if (!std::isfinite(go)) throw_range(r.env(), fn + ": gradOutput must be a finite number");
+  const bool async = r.flag("async");
+  const Array grad = read_grad(r, sp.z, gdt, with_grad);
+  const Array losses = fresh(r, napi_float32_array, rows, "losses");
+  const Array lse = fresh(r, napi_float32_array, rows, "lse");
+
+  Ranges ranges;
+  const int zr = ranges.read(sp.z.data, "logits.data");
+  ranges.read(sp.target, "target.data");  // may share memory with the logits: both are only read
+  ranges.write(grad, "out.data", alias_of(sp.z, gdt, zr));
+  ranges.check(r.env(), r.fn());
+
+  Call call(r.env(), r.fn());
+  call.pin(sp.z.data, "logits.data");
+  call.pin(sp.target, "target.data");
+  call.pin(grad, "out.data");
+  call.result("losses", losses);
+  call.result("lse", lse);
+  call.result("grad", grad);
+  call.scratch(double(rows) * 16 + double(sp.args.threads) * (double(sp.z.vocab) / 256 * 32 + 65536));
+  const fusedce::SoftForwardOut out{static_cast<float*>(losses.data), static_cast<float*>(lse.data),
+                                    {grad.present ? grad.data : nullptr, gdt, grad_scale(sp.reduction, go, sp.count), nullptr}};
   const fusedce::SoftArgs args = sp.args;
-  auto totals = std::make_shared<fusedce::SoftTotals>();
-  auto result_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(result));
-  return run(
-      a.env(), async, [args, out, totals] { *totals = fusedce::soft_forward(args, out); },
-      [totals, result_ref](Napi::Env env) -> Napi::Value {
-        Napi::Object r = result_ref->Value();
-        r.Set("lossSum", Napi::Number::New(env, totals->loss_sum));
-        return r;
+  const Reduction red = sp.reduction;
+  const int64_t count = sp.count;
+  auto totals = std::make_shared<std::pair<double, double>>(0.0, 0.0);
+  return call.run(
+      async,
+      [args, out, totals, red, count] {
+        const double sum = fusedce::soft_forward(args, out).loss_sum;
+        *totals = {reduce(red, sum, double(count)), sum};
       },
-      {sp.z.data, sp.target});
+      [totals, count](Napi::Object o) {
+        o.Set("loss", totals->first);
+        o.Set("lossSum", totals->second);
+        o.Set("count", double(count));
+      });
 }
 
-// softBackward(…shared (0–10), lse, gradOutput, gradOutputRows|null, gradDtype, gradOut|null, async) → grad data
+// softBackward({ …shared, lse: Float32Array(rows) (copied), gradOutput, gradOutputRows | null
+//   (copied), gradDtype, out | null, async }) → { grad, count }
 Napi::Value SoftBackward(const Napi::CallbackInfo& info) {
-  Args a{info, soft_name(info, true)};
-  SoftProblem sp = read_soft(a);
+  const std::string fn = name_of(info, "softCrossEntropyBackward");
+  Request r(info, fn.c_str(), {SOFT_FIELDS, "lse", "gradOutputRows"});
+  SoftProblem sp = read_soft(r);
   if (sp.args.op == fusedce::SoftOp::KlReverse)
-    throw_type(a.env(), "softCrossEntropyBackward: the reverse KL has no separate backward; use withGrad on the forward");
-  Napi::TypedArray lse = a.typed(11, "lse", napi_float32_array, double(sp.z.rows));
-  const double go = a.number(12, "gradOutput");
-  Napi::TypedArray row_go;
-  const bool per_row = a.present(13);
-  if (per_row) {
-    if (sp.reduction != fusedce::Reduction::None)
-      throw_type(a.env(), "softCrossEntropyBackward: a per-row gradOutput (Float32Array) needs reduction 'none'");
-    row_go = a.typed(13, "gradOutput", napi_float32_array, double(sp.z.rows));
-  }
-  const DType gdt = a.dtype(14, "gradDtype");
-  const bool async = a.boolean(16);
-  std::vector<Napi::TypedArray> others{sp.target, lse};
-  if (per_row) others.push_back(row_go);
-  Napi::TypedArray grad = grad_out(a, 15, sp.z, gdt, others);
-  const fusedce::GradOut g{data_of(grad), gdt, grad_scale(sp.reduction, go, sp.count),
-                           per_row ? static_cast<const float*>(data_of(row_go)) : nullptr};
+    throw_type(r.env(), fn + ": the reverse KL has no separate backward; use withGrad on the forward");
+  const auto rows = double(sp.z.rows);
+  const Array lse_in = r.array("lse", napi_float32_array, rows);
+  const double go = r.number_or("gradOutput", 1.0);
+  if (!std::isfinite(go)) throw_range(r.env(), fn + ": gradOutput must be a finite number");
+  const Array rows_in = r.array("gradOutputRows", napi_float32_array, rows, true);
+  if (rows_in.present && sp.reduction != Reduction::None)
+    throw_type(r.env(), fn + ": a per-row gradOutput (Float32Array) needs reduction 'none'");
+  const DType gdt = read_grad_dtype(r, sp.z.dtype);
+  const bool async = r.flag("async");
+  const Array grad = read_grad(r, sp.z, gdt, true);
+
+  Ranges ranges;
+  const int zr = ranges.read(sp.z.data, "logits.data");
+  ranges.read(sp.target, "target.data");
+  ranges.read(lse_in, "lse");
+  ranges.read(rows_in, "gradOutput");
+  ranges.write(grad, "out.data", alias_of(sp.z, gdt, zr));
+  ranges.check(r.env(), r.fn());
+
+  auto lse = std::make_shared<std::vector<float>>(copy_of<float>(lse_in));
+  auto row_go = std::make_shared<std::vector<float>>(copy_of<float>(rows_in));
+  Call call(r.env(), r.fn());
+  call.pin(sp.z.data, "logits.data");
+  call.pin(sp.target, "target.data");
+  call.pin(grad, "out.data");
+  call.result("grad", grad);
+  call.scratch(rows * 16 + double(sp.args.threads) * (double(sp.z.vocab) / 256 * 32 + 65536));
+  const fusedce::GradOut g{grad.data, gdt, grad_scale(sp.reduction, go, sp.count), rows_in.present ? row_go->data() : nullptr};
   const fusedce::SoftArgs args = sp.args;
-  const auto* l = static_cast<const float*>(data_of(lse));
-  std::vector<Napi::Object> inputs{sp.z.data, sp.target, lse};
-  if (per_row) inputs.push_back(row_go);
-  auto grad_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(grad.As<Napi::Object>()));
-  return run(
-      a.env(), async, [args, l, g] { fusedce::soft_backward(args, l, g); },
-      [grad_ref](Napi::Env) -> Napi::Value { return grad_ref->Value(); }, inputs);
+  const int64_t count = sp.count;
+  return call.run(async, [args, lse, row_go, g] { fusedce::soft_backward(args, lse->data(), g); },
+                  [count](Napi::Object o) { o.Set("count", double(count)); });
 }
 
-// entropy(logits, dtype, rows, vocab, invTemperature, threads, async) → Float32Array(rows)
+// entropy({ fn, logits, dtype, rows, vocab, invTemperature, threads, async }) → { entropy: Float32Array(rows) }
 Napi::Value Entropy(const Napi::CallbackInfo& info) {
-  Args a{info, "entropy"};
-  Matrix z = read_matrix(a, 0, "logits.data");
-  const double inv_t = a.number(4, "invTemperature");
-  if (!(inv_t > 0.0) || !std::isfinite(inv_t)) throw_range(a.env(), "entropy: temperature must be a finite number > 0");
-  const int threads = int(a.integer(5, "threads", 1, 65536));
-  const bool async = a.boolean(6);
-  Napi::Float32Array out = Napi::Float32Array::New(a.env(), size_t(z.rows));
-  auto out_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out.As<Napi::Object>()));
-  const void* zd = data_of(z.data);
-  float* od = out.Data();
+  const std::string fn = name_of(info, "entropy");
+  Request r(info, fn.c_str(), {"fn", "logits", "dtype", "rows", "vocab", "invTemperature", "threads", "async"});
+  const Matrix z = read_matrix(r);
+  const double inv_t = r.number("invTemperature");
+  if (!(inv_t > 0.0) || !std::isfinite(inv_t)) throw_range(r.env(), fn + ": temperature must be a finite number > 0");
+  const int threads = read_threads(r);
+  const bool async = r.flag("async");
+  const Array out = fresh(r, napi_float32_array, size_t(z.rows), "the entropies");
+  Call call(r.env(), r.fn());
+  call.pin(z.data, "logits.data");
+  call.result("entropy", out);
+  call.scratch(double(threads) * (double(z.vocab) / 256 * 32 + 65536));
+  const void* zd = z.data.data;
+  auto* od = static_cast<float*>(out.data);
   const DType dt = z.dtype;
   const int64_t rows = z.rows, vocab = z.vocab;
   const float it = float(inv_t);
-  return run(
-      a.env(), async, [=] { fusedce::entropy_rows(zd, dt, rows, vocab, it, threads, od); },
-      [out_ref](Napi::Env) -> Napi::Value { return out_ref->Value(); }, {z.data});
+  return call.run(async, [=] { fusedce::entropy_rows(zd, dt, rows, vocab, it, threads, od); }, [](Napi::Object) {});
 }
 
-// binaryCrossEntropy(logits, dtype, rows, vocab, targets: Float32Array(rows·vocab),
-//                    posWeight: number | Float32Array(vocab), weight: Float32Array(rows·vocab | vocab) | null,
-//                    reduction, threads, withGrad, gradDtype, gradOut|null, gradOutput, async)
-//   → { lossSum, count (elements), losses?: Float32Array(rows·vocab) with reduction 'none', grad? }
+// ---- binary cross-entropy ----------------------------------------------------------------------
+
+// binaryCrossEntropy({ fn, logits, dtype, rows, vocab, targets: Float32Array(rows·vocab) in [0, 1],
+//   posWeight: number | Float32Array(vocab) (copied), weight: Float32Array(rows·vocab) | Float32Array(vocab)
+//   (a per-class one is copied) | null, reduction, threads, withGrad, gradDtype, out | null,
+//   gradOutput, async })
+//   → { loss, lossSum, count (elements), losses?: Float32Array(rows·vocab) with reduction 'none', grad? }
 Napi::Value BinaryCrossEntropy(const Napi::CallbackInfo& info) {
-  Args a{info, "binaryCrossEntropyWithLogits"};
-  Matrix z = read_matrix(a, 0, "logits.data");
-  const double n = double(z.rows) * double(z.vocab);
-  Napi::TypedArray y = a.typed(4, "targets", napi_float32_array, n);
-  const auto* yd = static_cast<const float*>(data_of(y));
+  const std::string fn = name_of(info, "binaryCrossEntropyWithLogits");
+  Request r(info, fn.c_str(), {"fn", "logits", "dtype", "rows", "vocab", "targets", "posWeight", "weight", "reduction",
+                               "threads", "withGrad", "out", "gradDtype", "gradOutput", "async"});
+  const Matrix z = read_matrix(r);
+  const double n = z.n();
+  const Array y = r.array("targets", napi_float32_array, n);
+  const auto reduction = Reduction(r.integer("reduction", 0, 2));
+  const int threads = read_threads(r);
+  Array pw_in;
+  double pw_scalar = 1.0;
+  if (r.value("posWeight").IsNumber()) {
+    pw_scalar = r.number("posWeight");
+    if (!(pw_scalar >= 0.0) || !std::isfinite(pw_scalar))
+      throw_range(r.env(), fn + ": posWeight must be a finite number ≥ 0, but got " + std::to_string(pw_scalar));
+  } else if (r.present("posWeight")) {
+    pw_in = r.array("posWeight", napi_float32_array, double(z.vocab));
+  }
+  Array w_in;
+  if (r.present("weight")) {
+    w_in = r.array("weight", napi_float32_array, -1);
+    if (double(w_in.length) != n && double(w_in.length) != double(z.vocab))
+      throw_range(r.env(), fn + ": weight must have length rows·vocab (" + std::to_string(int64_t(n)) + ") or vocab (" +
+                               std::to_string(z.vocab) + "), but has length " + std::to_string(w_in.length));
+  }
+  const bool per_class = w_in.present && double(w_in.length) != n;
+  const bool with_grad = r.flag("withGrad");
+  const DType gdt = read_grad_dtype(r, z.dtype);
+  const double go = r.number_or("gradOutput", 1.0);
+  if (!std::isfinite(go)) throw_range(r.env(), fn + ": gradOutput must be a finite number");
+  const bool async = r.flag("async");
+
+  const auto* yd = static_cast<const float*>(y.data);
   for (size_t i = 0; i < size_t(n); ++i)
     if (!(yd[i] >= 0.0f && yd[i] <= 1.0f))
-      throw_range(a.env(), "binaryCrossEntropyWithLogits: targets[" + std::to_string(i) + "] = " + std::to_string(yd[i]) +
-                               " must be in [0, 1]");
+      throw_range(r.env(), fn + ": targets[" + std::to_string(i) + "] = " + std::to_string(yd[i]) + " must be in [0, 1]");
   auto check_nonneg = [&](const float* v, size_t m, const char* name) {
     for (size_t i = 0; i < m; ++i)
       if (!(v[i] >= 0.0f) || !std::isfinite(v[i]))
-        throw_range(a.env(), std::string("binaryCrossEntropyWithLogits: ") + name + "[" + std::to_string(i) + "] = " +
-                                 std::to_string(v[i]) + " must be a finite number ≥ 0");
+        throw_range(r.env(), fn + ": " + name + "[" + std::to_string(i) + "] = " + std::to_string(v[i]) +
+                                 " must be a finite number ≥ 0");
   };
-  fusedce::BceArgs args{data_of(z.data), z.dtype, z.rows, z.vocab, yd, nullptr, 1.0f, nullptr, false, 1};
-  std::vector<Napi::Object> inputs{z.data, y};
-  std::vector<Napi::TypedArray> others{y};
-  if (info[5].IsNumber()) {
-    const double pw = info[5].As<Napi::Number>().DoubleValue();
-    if (!(pw >= 0.0) || !std::isfinite(pw))
-      throw_range(a.env(), "binaryCrossEntropyWithLogits: posWeight must be a finite number ≥ 0, but got " + std::to_string(pw));
-    args.pos_weight_scalar = float(pw);
-  } else {
-    Napi::TypedArray pw = a.typed(5, "posWeight", napi_float32_array, double(z.vocab));
-    args.pos_weight = static_cast<const float*>(data_of(pw));
-    check_nonneg(args.pos_weight, size_t(z.vocab), "posWeight");
-    inputs.push_back(pw);
-    others.push_back(pw);
-  }
-  if (a.present(6)) {
-    if (!info[6].IsTypedArray()) throw_type(a.env(), "binaryCrossEntropyWithLogits: weight must be a Float32Array");
-    const double len = double(info[6].As<Napi::TypedArray>().ElementLength());
-    if (len != n && len != double(z.vocab))
-      throw_range(a.env(), "binaryCrossEntropyWithLogits: weight must have length rows·vocab (" + std::to_string(int64_t(n)) +
-                               ") or vocab (" + std::to_string(z.vocab) + "), but has length " + std::to_string(int64_t(len)));
-    Napi::TypedArray w = a.typed(6, "weight", napi_float32_array, len);
-    args.weight = static_cast<const float*>(data_of(w));
-    args.weight_per_class = len != n;
-    check_nonneg(args.weight, size_t(len), "weight");
-    inputs.push_back(w);
-    others.push_back(w);
-  }
-  const auto reduction = fusedce::Reduction(a.integer(7, "reduction", 0, 2));
-  args.threads = int(a.integer(8, "threads", 1, 65536));
-  const bool with_grad = a.boolean(9);
-  const DType gdt = a.dtype(10, "gradDtype");
-  const double go = a.number(12, "gradOutput");
-  const bool async = a.boolean(13);
-  Napi::Object result = Napi::Object::New(a.env());
-  result.Set("count", Napi::Number::New(a.env(), n));
-  Napi::Float32Array losses;
-  if (reduction == fusedce::Reduction::None) {
-    losses = Napi::Float32Array::New(a.env(), size_t(n));
-    result.Set("losses", losses);
-  }
-  Napi::TypedArray grad;
-  if (with_grad) {
-    grad = grad_out(a, 11, z, gdt, others);
-    result.Set("grad", grad);
-  }
-  const double scale = reduction == fusedce::Reduction::Mean ? (n > 0 ? go / n : 0.0) : go;
-  fusedce::BceOut out{losses.IsEmpty() ? nullptr : losses.Data(), {with_grad ? data_of(grad) : nullptr, gdt, float(scale), nullptr}};
-  auto total = std::make_shared<double>(0.0);
-  auto result_ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(result));
-  return run(
-      a.env(), async, [args, out, total] { *total = fusedce::bce_forward(args, out); },
-      [total, result_ref](Napi::Env env) -> Napi::Value {
-        Napi::Object r = result_ref->Value();
-        r.Set("lossSum", Napi::Number::New(env, *total));
-        return r;
+  auto pw = std::make_shared<std::vector<float>>(copy_of<float>(pw_in));
+  check_nonneg(pw->data(), pw->size(), "posWeight");
+  auto w_copy = std::make_shared<std::vector<float>>(per_class ? copy_of<float>(w_in) : std::vector<float>());
+  const float* w = per_class ? w_copy->data() : static_cast<const float*>(w_in.data);
+  if (w_in.present) check_nonneg(w, w_in.length, "weight");
+
+  const Array grad = read_grad(r, z, gdt, with_grad);
+  const Array losses = reduction == Reduction::None ? fresh(r, napi_float32_array, size_t(n), "losses") : Array{};
+  Ranges ranges;
+  const int zr = ranges.read(z.data, "logits.data");
+  ranges.read(y, "targets");
+  ranges.read(pw_in, "posWeight");
+  ranges.read(w_in, "weight");
+  ranges.write(grad, "out.data", alias_of(z, gdt, zr));
+  ranges.check(r.env(), r.fn());
+
+  fusedce::BceArgs args{z.data.data, z.dtype, z.rows, z.vocab, yd, pw_in.present ? pw->data() : nullptr, float(pw_scalar),
+                        w_in.present ? w : nullptr, per_class, threads};
+  const double scale = reduction == Reduction::Mean ? (n > 0 ? go / n : 0.0) : go;
+  const fusedce::BceOut out{static_cast<float*>(losses.data), {grad.present ? grad.data : nullptr, gdt, float(scale), nullptr}};
+  Call call(r.env(), r.fn());
+  call.pin(z.data, "logits.data");
+  call.pin(y, "targets");
+  if (!per_class) call.pin(w_in, "weight");
+  call.pin(grad, "out.data");
+  call.result("losses", losses);
+  call.result("grad", grad);
+  call.scratch(double(z.rows) * 8 + 65536);
+  auto totals = std::make_shared<std::pair<double, double>>(0.0, 0.0);
+  return call.run(
+      async,
+      [args, out, totals, reduction, n, pw, w_copy] {
+        const double sum = fusedce::bce_forward(args, out);
+        *totals = {reduce(reduction, sum, n), sum};
       },
-      inputs);
+      [totals, n](Napi::Object o) {
+        o.Set("loss", totals->first);
+        o.Set("lossSum", totals->second);
+        o.Set("count", n);
+      });
 }
+
+// ---- dtype conversions ----------------------------------------------------------------------------
+
+// convert({ fn, input, out | null, kind, threads }) → { out }: kind 0 f32 → bf16, 1 f32 → f16
+// (input Float32Array, out Uint16Array), 2 bf16 → f32, 3 f16 → f32 (input Uint16Array, out
+// Float32Array); the same length, no overlap; out null: a fresh array. Sync only: it is memory
+// bound, and over before an async round trip would be.
+Napi::Value Convert(const Napi::CallbackInfo& info) {
+  const std::string fn = name_of(info, "convert");
+  Request r(info, fn.c_str(), {"fn", "input", "out", "kind", "threads", "portable"});
+  const auto kind = fusedce::ConvertKind(r.integer("kind", 0, 3));
+  const bool narrow = kind == fusedce::ConvertKind::F32ToBf16 || kind == fusedce::ConvertKind::F32ToF16;
+  const napi_typedarray_type dst_type = narrow ? napi_uint16_array : napi_float32_array;
+  const Array src = r.array("input", narrow ? napi_float32_array : napi_uint16_array, -1);
+  const int threads = read_threads(r);
+  const Array dst = r.present("out") ? r.array("out", dst_type, double(src.length))
+                                     : fresh(r, dst_type, src.length, "the converted array");
+  Ranges ranges;
+  ranges.read(src, "the input");
+  ranges.write(dst, "out");
+  ranges.check(r.env(), r.fn());
+  Call call(r.env(), r.fn());
+  call.result("out", dst);
+  const void* s = src.data;
+  void* d = dst.data;
+  const auto n = int64_t(src.length);
+  const bool portable = r.flag("portable");
+  return call.run(false, [=] { fusedce::convert(s, d, n, kind, threads, portable); }, [](Napi::Object) {});
+}
+
+// ---- kernels for tests and benchmarks (exported as binding.kernels, not by the package) -------
 
 // expKernel(x: Float32Array, y: Float32Array, repeat) → undefined: y = exp(x) with the active
 // kernels' exp, `repeat` times (benchmarks keep x and y in L1 to measure the exp ceiling).
 Napi::Value ExpKernel(const Napi::CallbackInfo& info) {
-  Args a{info, "expKernel"};
-  if (!info[0].IsTypedArray()) throw_type(a.env(), "expKernel: x must be a Float32Array");
-  const double n = double(info[0].As<Napi::TypedArray>().ElementLength());
-  Napi::TypedArray x = a.typed(0, "x", napi_float32_array, n);
-  Napi::TypedArray y = a.typed(1, "y", napi_float32_array, n);
-  const int64_t repeat = a.integer(2, "repeat", 1, 1e9);
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || !info[1].IsTypedArray()) throw_type(env, "expKernel: x and y must be Float32Arrays");
+  const Array x = fusedce::glue::array_info(env, info[0]);
+  const Array y = fusedce::glue::array_info(env, info[1]);
+  if (x.type != napi_float32_array || y.type != napi_float32_array) throw_type(env, "expKernel: x and y must be Float32Arrays");
+  if (y.length != x.length) throw_range(env, "expKernel: y must have the length of x");
+  if (!info[2].IsNumber()) throw_type(env, "expKernel: repeat must be a number");
+  const double rep = info[2].As<Napi::Number>().DoubleValue();
+  if (!(rep >= 1 && rep <= 1e9) || rep != std::floor(rep)) throw_range(env, "expKernel: repeat must be an integer in [1, 1e9]");
   const auto& k = fusedce::active_kernels();
-  for (int64_t i = 0; i < repeat; ++i)
-    k.exp(static_cast<const float*>(data_of(x)), static_cast<float*>(data_of(y)), int64_t(n));
-  return info.Env().Undefined();
+  for (int64_t i = 0; i < int64_t(rep); ++i)
+    k.exp(static_cast<const float*>(x.data), static_cast<float*>(y.data), int64_t(x.length));
+  return env.Undefined();
 }
 
 // expCeilingKernel(repeat, threads) → number: the exp ceiling of the pool. Every task runs the
@@ -627,37 +640,51 @@ Napi::Value ExpKernel(const Napi::CallbackInfo& info) {
 // can do with exp at `threads`, neighbours and frequency included. Returns the elements
 // exponentiated (threads · ⌈repeat/16⌉ · 16 · 4096); the caller times the call.
 Napi::Value ExpCeilingKernel(const Napi::CallbackInfo& info) {
-  Args a{info, "expCeilingKernel"};
-  const int64_t repeat = a.integer(0, "repeat", 1, 1e9);
-  const int threads = int(a.integer(1, "threads", 1, 65536));
+  Napi::Env env = info.Env();
+  auto integer = [&](size_t i, const char* name, double hi) {
+    if (!info[i].IsNumber()) throw_type(env, std::string("expCeilingKernel: ") + name + " must be a number");
+    const double d = info[i].As<Napi::Number>().DoubleValue();
+    if (!(d >= 1 && d <= hi) || d != std::floor(d))
+      throw_range(env, std::string("expCeilingKernel: ") + name + " must be an integer in [1, " + std::to_string(int64_t(hi)) + "]");
+    return int64_t(d);
+  };
+  const int64_t repeat = integer(0, "repeat", 1e9);
+  const int threads = int(integer(1, "threads", 65536));
   constexpr int64_t kN = 4096, kPerTask = 16;
   const int64_t tasks = int64_t(threads) * ((repeat + kPerTask - 1) / kPerTask);
   const auto& k = fusedce::active_kernels();
-  fusedce::parallel_for(tasks, threads, [&](int64_t) {
-    thread_local std::vector<float> x, y;
-    if (x.empty()) {
-      x.resize(kN);
-      y.resize(kN);
-      for (int64_t i = 0; i < kN; ++i) x[size_t(i)] = -20.0f * float(std::fmod(double(i) * 0.618, 1.0));
-    }
-    for (int64_t i = 0; i < kPerTask; ++i) k.exp(x.data(), y.data(), kN);
-  });
-  return Napi::Number::New(info.Env(), double(tasks * kPerTask * kN));
+  try {
+    fusedce::parallel_for(tasks, threads, [&](int64_t) {
+      thread_local std::vector<float> x, y;
+      if (x.empty()) {
+        x.resize(kN);
+        y.resize(kN);
+        for (int64_t i = 0; i < kN; ++i) x[size_t(i)] = -20.0f * float(std::fmod(double(i) * 0.618, 1.0));
+      }
+      for (int64_t i = 0; i < kPerTask; ++i) k.exp(x.data(), y.data(), kN);
+    });
+  } catch (const std::bad_alloc&) {
+    throw_range(env, "expCeilingKernel: out of memory");
+  }
+  return Napi::Number::New(env, double(tasks * kPerTask * kN));
 }
 
 // readKernel(data: TypedArray, threads) → number: a streaming read of data (a sum of its 64-bit
 // words, in 1 MiB chunks over the pool), the benchmark's read-bandwidth ceiling. The sum is
 // returned so the reads cannot be optimised away.
 Napi::Value ReadKernel(const Napi::CallbackInfo& info) {
-  Args a{info, "readKernel"};
-  if (!info[0].IsTypedArray()) throw_type(a.env(), "readKernel: data must be a typed array");
-  const auto arr = info[0].As<Napi::TypedArray>();
-  const int threads = int(a.integer(1, "threads", 1, 65536));
-  const auto* words = static_cast<const uint64_t*>(data_of(arr));
-  const int64_t n = int64_t(arr.ByteLength() / 8), chunk = (int64_t(1) << 20) / 8;
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) throw_type(env, "readKernel: data must be a typed array");
+  const Array arr = fusedce::glue::array_info(env, info[0]);
+  if (!info[1].IsNumber()) throw_type(env, "readKernel: threads must be a number");
+  const double td = info[1].As<Napi::Number>().DoubleValue();
+  if (!(td >= 1 && td <= 65536) || td != std::floor(td)) throw_range(env, "readKernel: threads must be an integer in [1, 65536]");
+  if (reinterpret_cast<uintptr_t>(arr.data) % 8 != 0) throw_range(env, "readKernel: data must start at a multiple of 8 bytes");
+  const auto* words = static_cast<const uint64_t*>(arr.data);
+  const int64_t n = int64_t(arr.bytes / 8), chunk = (int64_t(1) << 20) / 8;
   const int64_t chunks = (n + chunk - 1) / chunk;
   std::vector<uint64_t> sums(size_t(std::max<int64_t>(chunks, 1)), 0);
-  fusedce::parallel_for(chunks, threads, [&](int64_t c) {
+  fusedce::parallel_for(chunks, int(td), [&](int64_t c) {
     const uint64_t* p = words + c * chunk;
     const int64_t m = std::min(chunk, n - c * chunk);
     uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -668,7 +695,7 @@ Napi::Value ReadKernel(const Napi::CallbackInfo& info) {
   });
   uint64_t total = 0;
   for (uint64_t v : sums) total += v;
-  return Napi::Number::New(info.Env(), double(total & 0xFFFFFFFFu));
+  return Napi::Number::New(env, double(total & 0xFFFFFFFFu));
 }
 
 Napi::Value Backend(const Napi::CallbackInfo& info) {
@@ -691,16 +718,21 @@ Napi::Value HardwareThreads(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  fusedce::glue::init_env(env);
+  exports.Set("setHooks", Napi::Function::New(env, fusedce::glue::SetHooks, "setHooks"));
   exports.Set("crossEntropyForward", Napi::Function::New(env, Forward, "crossEntropyForward"));
   exports.Set("crossEntropyBackward", Napi::Function::New(env, Backward, "crossEntropyBackward"));
   exports.Set("softForward", Napi::Function::New(env, SoftForward, "softForward"));
   exports.Set("softBackward", Napi::Function::New(env, SoftBackward, "softBackward"));
   exports.Set("entropy", Napi::Function::New(env, Entropy, "entropy"));
   exports.Set("binaryCrossEntropy", Napi::Function::New(env, BinaryCrossEntropy, "binaryCrossEntropy"));
+  exports.Set("convert", Napi::Function::New(env, Convert, "convert"));
   exports.Set("backend", Napi::Function::New(env, Backend, "backend"));
-  exports.Set("expKernel", Napi::Function::New(env, ExpKernel, "expKernel"));
-  exports.Set("expCeilingKernel", Napi::Function::New(env, ExpCeilingKernel, "expCeilingKernel"));
-  exports.Set("readKernel", Napi::Function::New(env, ReadKernel, "readKernel"));
+  Napi::Object kernels = Napi::Object::New(env);
+  kernels.Set("exp", Napi::Function::New(env, ExpKernel, "expKernel"));
+  kernels.Set("expCeiling", Napi::Function::New(env, ExpCeilingKernel, "expCeilingKernel"));
+  kernels.Set("read", Napi::Function::New(env, ReadKernel, "readKernel"));
+  exports.Set("kernels", kernels);
   exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures, "cpuFeatures"));
   exports.Set("hardwareThreads", Napi::Function::New(env, HardwareThreads, "hardwareThreads"));
   exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));

@@ -244,4 +244,12 @@ struct BceOut {
 // Returns Σ l over all elements (each row summed in double lanes, rows added in order).
 double bce_forward(const BceArgs& a, const BceOut& out);
 
+// ---- dtype conversions (cpp/convert.cpp) -------------------------------------------------------
+// dst[i] = src[i] converted, round to nearest even (bf16: NaN stays a quiet NaN; f16: IEEE
+// binary16 with subnormals). src and dst do not overlap. portable: the plain loops (tests
+// compare them with the vector ones).
+enum class ConvertKind : int { F32ToBf16 = 0, F32ToF16 = 1, Bf16ToF32 = 2, F16ToF32 = 3 };
+void convert(const void* src /* (n,) */, void* dst /* (n,) */, int64_t n, ConvertKind kind, int threads,
+             bool portable = false);
+
 }  // namespace fusedce

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -14,6 +15,8 @@ namespace {
 
 struct Job {
   const std::function<void(int64_t)>* fn;
+  std::atomic<bool> failed{false};  // an fn(i) threw: the rest are skipped, the first error rethrown
+  std::exception_ptr error;         // guarded by Pool::mu
   int64_t n;
   int max_helpers;                  // workers allowed besides the caller
   std::atomic<int64_t> next{0};     // next index to claim
@@ -23,8 +26,16 @@ struct Job {
 
 class Pool {
  public:
+  // A thread that cannot be created (std::system_error, or bad_alloc) is left out: the pool runs
+  // with the workers it has, down to none (the caller alone).
   explicit Pool(int workers) {
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { worker(); });
+    for (int i = 0; i < workers; ++i) {
+      try {
+        threads_.emplace_back([this] { worker(); });
+      } catch (...) {
+        break;
+      }
+    }
   }
   // The pool lives for the whole process (it is never destroyed: joining threads during static
   // destruction at exit is a known source of hangs in addons).
@@ -52,14 +63,26 @@ class Pool {
       }
       cv_done_.wait(lk, done);
     }
+    if (job.error) std::rethrow_exception(job.error);
   }
 
  private:
-  static void drain(Job& job) {
+  // Exception-safe: an fn(i) that throws (on the caller or a worker) marks the job failed and
+  // keeps its exception; the indices claimed after it are counted but not run, so the caller's
+  // wait ends as usual and it rethrows once no helper touches the job (which lives on its stack).
+  void drain(Job& job) {
     for (;;) {
       const int64_t i = job.next.fetch_add(1);
       if (i >= job.n) return;
-      (*job.fn)(i);
+      if (!job.failed.load(std::memory_order_relaxed)) {
+        try {
+          (*job.fn)(i);
+        } catch (...) {
+          std::lock_guard<std::mutex> lk(mu_);
+          if (!job.error) job.error = std::current_exception();
+          job.failed.store(true);
+        }
+      }
       job.finished.fetch_add(1);
     }
   }
@@ -127,7 +150,7 @@ int hardware_threads() {
 void parallel_for(int64_t n, int max_threads, const std::function<void(int64_t)>& fn) {
   if (n <= 0) return;
   const int threads = int(std::min<int64_t>({int64_t(std::max(1, max_threads)), n, int64_t(hardware_threads())}));
-  if (threads == 1) {
+  if (threads == 1 || pool().workers() == 0) {
     for (int64_t i = 0; i < n; ++i) fn(i);
     return;
   }

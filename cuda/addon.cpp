@@ -16,11 +16,15 @@
 #include <vector>
 
 #include "fusedce_cuda.h"
+#include "glue.h"
 
 namespace {
 
-[[noreturn]] void throw_type(Napi::Env env, const std::string& m) { throw Napi::TypeError::New(env, m); }
-[[noreturn]] void throw_range(Napi::Env env, const std::string& m) { throw Napi::RangeError::New(env, m); }
+using fusedce::glue::Call;
+using fusedce::glue::Ranges;
+using fusedce::glue::Request;
+using fusedce::glue::throw_range;
+using fusedce::glue::throw_type;
 [[noreturn]] void throw_cuda(Napi::Env env, const std::string& what, const char* err) {
   throw Napi::Error::New(env, "fusedce (CUDA): " + what + ": " + err);
 }
@@ -117,16 +121,17 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
     const char* fn = kind == 0 ? "upload" : "download";
     if (!ptr_) throw Napi::Error::New(env, std::string(fn) + ": the device tensor has been disposed");
     if (!info[0].IsTypedArray()) throw_type(env, std::string(fn) + ": data must be a typed array");
-    auto a = info[0].As<Napi::TypedArray>();
+    // (napi_get_typedarray_info's pointer works for SharedArrayBuffer-backed arrays too)
+    const fusedce::glue::Array a = fusedce::glue::array_info(env, info[0]);
     const double off = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0.0;
-    if (!(off >= 0) || off + double(a.ByteLength()) > double(bytes_))
-      throw_range(env, std::string(fn) + ": " + std::to_string(a.ByteLength()) + " bytes at offset " +
+    if (!(off >= 0) || off + double(a.bytes) > double(bytes_))
+      throw_range(env, std::string(fn) + ": " + std::to_string(a.bytes) + " bytes at offset " +
                            std::to_string(int64_t(off)) + " do not fit the " + std::to_string(bytes_) + "-byte device buffer");
-    auto* host = static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset();
+    auto* host = static_cast<uint8_t*>(a.data);
     auto* dev = static_cast<uint8_t*>(ptr_) + size_t(off);
     char err[512] = "";
-    const int rc = kind == 0 ? fce_cuda_memcpy(dev, host, a.ByteLength(), 0, err, sizeof err)
-                             : fce_cuda_memcpy(host, dev, a.ByteLength(), 1, err, sizeof err);
+    const int rc = kind == 0 ? fce_cuda_memcpy(dev, host, a.bytes, 0, err, sizeof err)
+                             : fce_cuda_memcpy(host, dev, a.bytes, 1, err, sizeof err);
     if (rc) throw_cuda(env, fn, err);
     return info[0];
   }
@@ -153,184 +158,123 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
 };
 Napi::FunctionReference* DeviceBuffer::ctor = nullptr;
 
-struct Args {
-  const Napi::CallbackInfo& info;
-  const char* fn;
-  Napi::Env env() const { return info.Env(); }
-  double number(size_t i, const char* name) const {
-    if (!info[i].IsNumber()) throw_type(env(), std::string(fn) + ": " + name + " must be a number");
-    return info[i].As<Napi::Number>().DoubleValue();
-  }
-  int64_t integer(size_t i, const char* name, double lo, double hi) const {
-    const double d = number(i, name);
-    if (!(d == double(int64_t(d))) || d < lo || d > hi)
-      throw_range(env(), std::string(fn) + ": " + name + " must be an integer in [" + std::to_string(int64_t(lo)) + ", " +
-                             std::to_string(int64_t(hi)) + "]");
-    return int64_t(d);
-  }
-  bool present(size_t i) const { return !info[i].IsUndefined() && !info[i].IsNull(); }
-  // A device buffer holding at least `need` bytes.
-  DeviceBuffer* buffer(size_t i, const char* name, double need) const {
-    DeviceBuffer* b = DeviceBuffer::From(env(), info[i], std::string(fn) + ": " + name);
-    if (double(b->bytes()) < need)
-      throw_range(env(), std::string(fn) + ": " + name + " holds " + std::to_string(b->bytes()) + " bytes, needs " +
-                             std::to_string(int64_t(need)));
-    return b;
-  }
-};
-
 double esize(int dt) { return dt == 0 ? 4.0 : 2.0; }
 
-// Runs `work` now, or on the libuv pool with a Promise; buffers in use are marked busy and kept
-// referenced until it settles.
-class Worker : public Napi::AsyncWorker {
- public:
-  Worker(Napi::Env env, std::function<std::string()> work, std::function<Napi::Value(Napi::Env)> done,
-         std::vector<std::pair<Napi::Object, DeviceBuffer*>> held)
-      : Napi::AsyncWorker(env, "fusedce-cuda"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)),
-        done_(std::move(done)) {
-    for (auto& h : held) {
-      refs_.push_back(Napi::Persistent(h.first));
-      bufs_.push_back(h.second);
-      h.second->busy++;
-    }
+// The device buffers a call uses: marked busy (dispose() refuses) until the call settles, when
+// the work's lambda that owns this is destroyed.
+struct Busy {
+  std::vector<DeviceBuffer*> bufs;
+  ~Busy() {
+    for (auto* b : bufs) b->busy--;
   }
-  ~Worker() override {
-    for (auto* b : bufs_) b->busy--;
-  }
-  Napi::Promise promise() const { return deferred_.Promise(); }
-  void Execute() override {
-    error_ = work_();
-    if (!error_.empty()) SetError(error_);
-  }
-  void OnOK() override { deferred_.Resolve(done_(Env())); }
-  void OnError(const Napi::Error&) override {
-    const bool range = error_.rfind("RANGE:", 0) == 0;
-    const std::string msg = range ? error_.substr(6) : error_;
-    deferred_.Reject(range ? Napi::RangeError::New(Env(), msg).Value() : Napi::Error::New(Env(), msg).Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::function<std::string()> work_;
-  std::function<Napi::Value(Napi::Env)> done_;
-  std::vector<Napi::ObjectReference> refs_;
-  std::vector<DeviceBuffer*> bufs_;
-  std::string error_;
 };
-
-// work returns "" on success, "RANGE:<message>" for a bad argument found on the device, or a message.
-Napi::Value run(Napi::Env env, bool async, std::function<std::string()> work, std::function<Napi::Value(Napi::Env)> done,
-                std::vector<std::pair<Napi::Object, DeviceBuffer*>> held) {
-  if (!async) {
-    const std::string e = work();
-    if (e.rfind("RANGE:", 0) == 0) throw_range(env, e.substr(6));
-    if (!e.empty()) throw Napi::Error::New(env, e);
-    return done(env);
-  }
-  auto* w = new Worker(env, std::move(work), std::move(done), std::move(held));
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
-}
 
 std::string result_message(int rc, const char* fn, const char* err) {
   if (rc == FCE_OK) return "";
-  if (rc == FCE_EINVAL) return std::string("RANGE:") + fn + ": " + err;
-  return std::string("fusedce (CUDA): ") + fn + ": " + err;
+  return std::string(rc == FCE_EINVAL ? "" : "fusedce (CUDA): ") + fn + ": " + err;
+}
+void check_rc(int rc, const char* fn, const char* err) {
+  if (rc != FCE_OK) throw fusedce::glue::Failure{rc == FCE_EINVAL, result_message(rc, fn, err)};
 }
 
-// What both ops read first: (logits, dtype, rows, vocab, targets, ignoreIndex, reduction) at 0–6,
-// and the device buffers the call holds (kept referenced, and busy, until the work is done).
-struct Call {
-  Args a;
+// What both ops read first (the request of cpp/glue.h, shared with the CPU glue): logits, dtype,
+// rows, vocab, targets, ignoreIndex, reduction; every device buffer is checked for size, held
+// (referenced and busy until the call settles), and its range enters the one overlap check.
+#define CUDA_FIELDS "fn", "logits", "dtype", "rows", "vocab", "targets", "ignoreIndex", "reduction", "async"
+struct CudaCall {
+  Request r;
   fce_cuda_args c{};
   double n = 0;  // rows·vocab
-  std::vector<std::pair<Napi::Object, DeviceBuffer*>> held;
+  Ranges ranges;
+  Call call;
+  std::shared_ptr<Busy> busy = std::make_shared<Busy>();
+  int logits_range = -1;
 
-  Call(const Napi::CallbackInfo& info, const char* fn) : a{info, fn} {
-    c.dtype = int(a.integer(1, "dtype", 0, 2));
-    c.rows = a.integer(2, "rows", 0, 2147483647.0);
-    c.vocab = a.integer(3, "vocab", 1, 2147483647.0);
+  CudaCall(const Napi::CallbackInfo& info, const char* fn, std::initializer_list<const char*> fields)
+      : r(info, fn, fields), call(info.Env(), fn) {
+    c.dtype = int(r.integer("dtype", 0, 2));
+    c.rows = r.integer("rows", 0, 2147483647.0);
+    c.vocab = r.integer("vocab", 1, 2147483647.0);
     n = double(c.rows) * double(c.vocab);
-    c.logits = hold(0, "logits", n * esize(c.dtype))->ptr();
-    c.targets = static_cast<const int32_t*>(hold(4, "targets", double(c.rows) * 4)->ptr());
-    c.ignore_index = int32_t(a.integer(5, "ignoreIndex", -2147483648.0, 2147483647.0));
-    c.reduction = int(a.integer(6, "reduction", 0, 2));
+    c.logits = hold("logits", "logits", n * esize(c.dtype), false, &logits_range)->ptr();
+    c.targets = static_cast<const int32_t*>(hold("targets", "targets", double(c.rows) * 4, false)->ptr());
+    c.ignore_index = int32_t(r.integer("ignoreIndex", -2147483648.0, 2147483647.0));
+    c.reduction = int(r.integer("reduction", 0, 2));
   }
-  DeviceBuffer* hold(size_t i, const char* name, double need) {
-    DeviceBuffer* b = a.buffer(i, name, need);
-    held.emplace_back(a.info[i].As<Napi::Object>(), b);
+  DeviceBuffer* hold(const char* field, const char* name, double need, bool written, int* range = nullptr, int alias = -1) {
+    Napi::Value v = r.value(field);
+    DeviceBuffer* b = DeviceBuffer::From(r.env(), v, std::string(r.fn()) + ": " + name);
+    if (double(b->bytes()) < need)
+      throw_range(r.env(), std::string(r.fn()) + ": " + name + " holds " + std::to_string(b->bytes()) + " bytes, needs " +
+                               std::to_string(int64_t(need)));
+    const int k = ranges.add(b->ptr(), size_t(need), name, written, alias);
+    if (range) *range = k;
+    call.keep(v);
+    busy->bufs.push_back(b);
+    b->busy++;
     return b;
   }
-  // c.grad: a buffer of its own, or the logits themselves with the same dtype (in place).
-  void check_grad() const {
-    if (c.grad != c.logits) {
-      const auto* lo = static_cast<const uint8_t*>(c.logits);
-      const auto* go = static_cast<const uint8_t*>(c.grad);
-      if (lo < go + size_t(n * esize(c.grad_dtype)) && go < lo + size_t(n * esize(c.dtype)))
-        throw_range(a.env(), std::string(a.fn) + ": grad overlaps logits without being exactly it");
-    } else if (c.grad_dtype != c.dtype) {
-      throw_range(a.env(), std::string(a.fn) + ": an in-place gradient needs gradDtype equal to the logits' dtype");
-    }
+  // grad: a buffer of its own, or the logits themselves with the same dtype (in place).
+  void* hold_grad(const char* field) {
+    return hold(field, "grad", n * esize(c.grad_dtype), true, nullptr, c.grad_dtype == c.dtype ? logits_range : -1)->ptr();
   }
 };
 
-// crossEntropyForward(logits, dtype, rows, vocab, targets, ignoreIndex, reduction, losses, lse,
-//                     grad|null, gradDtype, gradOutput, async) → { lossSum, count }
+// crossEntropyForward({ fn, logits, dtype, rows, vocab, targets, ignoreIndex, reduction, losses,
+//   lse, grad | null, gradDtype, gradOutput, async }) (device buffers) → { loss, lossSum, count }
 Napi::Value Forward(const Napi::CallbackInfo& info) {
-  Call k(info, "crossEntropyForward");
-  Args& a = k.a;
+  CudaCall k(info, "crossEntropyForward", {CUDA_FIELDS, "losses", "lse", "grad", "gradDtype", "gradOutput"});
+  Request& r = k.r;
   fce_cuda_args& c = k.c;
-  c.losses = static_cast<float*>(k.hold(7, "losses", double(c.rows) * 4)->ptr());
-  c.lse = static_cast<float*>(k.hold(8, "lse", double(c.rows) * 4)->ptr());
-  c.grad_dtype = int(a.integer(10, "gradDtype", 0, 2));
-  if (a.present(9)) {
-    c.grad = k.hold(9, "grad", k.n * esize(c.grad_dtype))->ptr();
-    k.check_grad();
-  }
-  c.grad_output = a.number(11, "gradOutput");
-  const bool async = info[12].ToBoolean().Value();
+  c.losses = static_cast<float*>(k.hold("losses", "losses", double(c.rows) * 4, true)->ptr());
+  c.lse = static_cast<float*>(k.hold("lse", "lse", double(c.rows) * 4, true)->ptr());
+  c.grad_dtype = int(r.integer("gradDtype", 0, 2));
+  if (r.present("grad")) c.grad = k.hold_grad("grad");
+  c.grad_output = r.number("gradOutput");
+  const bool async = r.flag("async");
+  k.ranges.check(r.env(), r.fn());
   auto out = std::make_shared<std::pair<double, int64_t>>(0.0, 0);
-  return run(
-      a.env(), async,
-      [c, out] {
+  const int reduction = c.reduction;
+  auto busy = k.busy;
+  return k.call.run(
+      async,
+      [c, out, busy] {
         char err[512] = "";
-        return result_message(fce_cuda_forward(&c, &out->first, &out->second, err, sizeof err), "crossEntropyForward", err);
+        check_rc(fce_cuda_forward(&c, &out->first, &out->second, err, sizeof err), "crossEntropyForward", err);
       },
-      [out](Napi::Env env) -> Napi::Value {
-        Napi::Object r = Napi::Object::New(env);
-        r.Set("lossSum", out->first);
-        r.Set("count", double(out->second));
-        return r;
-      },
-      k.held);
+      [out, reduction](Napi::Object o) {
+        const double count = double(out->second);
+        o.Set("loss", reduction == 0 ? (count > 0 ? out->first / count : 0.0) : out->first);
+        o.Set("lossSum", out->first);
+        o.Set("count", count);
+      });
 }
 
-// crossEntropyBackward(logits, dtype, rows, vocab, targets, ignoreIndex, reduction, lse, gradOutput,
-//                      rowGrad|null, grad, gradDtype, async) → count
+// crossEntropyBackward({ fn, logits, dtype, rows, vocab, targets, ignoreIndex, reduction, lse,
+//   gradOutput, gradOutputRows | null, grad, gradDtype, async }) (device buffers) → { count }
 Napi::Value Backward(const Napi::CallbackInfo& info) {
-  Call k(info, "crossEntropyBackward");
-  Args& a = k.a;
+  CudaCall k(info, "crossEntropyBackward", {CUDA_FIELDS, "lse", "gradOutput", "gradOutputRows", "grad", "gradDtype"});
+  Request& r = k.r;
   fce_cuda_args& c = k.c;
-  c.lse = static_cast<float*>(k.hold(7, "lse", double(c.rows) * 4)->ptr());
-  c.grad_output = a.number(8, "gradOutput");
-  if (a.present(9)) {
-    if (c.reduction != 2) throw_type(a.env(), "crossEntropyBackward: a per-row gradOutput needs reduction 'none'");
-    c.row_grad = static_cast<const float*>(k.hold(9, "gradOutput", double(c.rows) * 4)->ptr());
+  c.lse = static_cast<float*>(k.hold("lse", "lse", double(c.rows) * 4, false)->ptr());
+  c.grad_output = r.number("gradOutput");
+  if (r.present("gradOutputRows")) {
+    if (c.reduction != 2) throw_type(r.env(), std::string(r.fn()) + ": a per-row gradOutput needs reduction 'none'");
+    c.row_grad = static_cast<const float*>(k.hold("gradOutputRows", "gradOutput", double(c.rows) * 4, false)->ptr());
   }
-  c.grad_dtype = int(a.integer(11, "gradDtype", 0, 2));
-  c.grad = k.hold(10, "grad", k.n * esize(c.grad_dtype))->ptr();
-  k.check_grad();
-  const bool async = info[12].ToBoolean().Value();
+  c.grad_dtype = int(r.integer("gradDtype", 0, 2));
+  c.grad = k.hold_grad("grad");
+  const bool async = r.flag("async");
+  k.ranges.check(r.env(), r.fn());
   auto out = std::make_shared<int64_t>(0);
-  return run(
-      a.env(), async,
-      [c, out] {
+  auto busy = k.busy;
+  return k.call.run(
+      async,
+      [c, out, busy] {
         char err[512] = "";
-        return result_message(fce_cuda_backward(&c, out.get(), err, sizeof err), "crossEntropyBackward", err);
+        check_rc(fce_cuda_backward(&c, out.get(), err, sizeof err), "crossEntropyBackward", err);
       },
-      [out](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, double(*out)); }, k.held);
+      [out](Napi::Object o) { o.Set("count", double(*out)); });
 }
 
 // probe() → { ok, count, reason }: whether a CUDA device can be used.
@@ -364,6 +308,7 @@ Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  fusedce::glue::init_env(env);
   Napi::Function buf = DeviceBuffer::Define(env);
   DeviceBuffer::ctor = new Napi::FunctionReference(Napi::Persistent(buf));
   exports.Set("DeviceBuffer", buf);

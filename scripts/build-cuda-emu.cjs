@@ -13,7 +13,7 @@ const root = path.resolve(__dirname, '..');
 const outDir = path.join(root, 'build', 'cuda-emu');
 const out = path.join(outDir, 'fusedce_cuda.node');
 const sources = ['cuda/addon.cpp', 'cuda/emu/emu.cpp', 'cuda/cross_entropy.cu'];
-const deps = [...sources, 'cuda/cross_entropy.cuh', 'cuda/compat.cuh', 'cuda/emu/emu.h', 'cuda/fusedce_cuda.h'];
+const deps = [...sources, 'cuda/cross_entropy.cuh', 'cuda/compat.cuh', 'cuda/emu/emu.h', 'cuda/fusedce_cuda.h', 'cpp/glue.h'];
 
 function nodeInclude() {
   const cands = [];
@@ -41,7 +41,7 @@ fs.mkdirSync(outDir, { recursive: true });
 const cxx = process.env.CXX || 'g++';
 const addonApi = path.join(root, require('node-addon-api').include_dir);
 const common = ['-std=c++17', '-O2', '-fPIC', '-fvisibility=hidden', '-fno-math-errno', `-I${inc}`, `-I${addonApi}`,
-  `-I${path.join(root, 'cuda')}`, '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DNODE_ADDON_API_DISABLE_DEPRECATED'];
+  `-I${path.join(root, 'cuda')}`, `-I${path.join(root, 'cpp')}`, '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DNODE_ADDON_API_DISABLE_DEPRECATED'];
 // Compile the three sources in parallel, then link.
 const objs = sources.map((s) => path.join(outDir, path.basename(s) + '.o'));
 const { spawn } = require('node:child_process');

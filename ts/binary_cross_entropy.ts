@@ -5,7 +5,7 @@
 // posWeight pw broadcasts over the last dimension (a number or Float32Array(vocab)); weight w is
 // elementwise (Float32Array(rows·vocab)) or per class (Float32Array(vocab)). Reductions: 'mean'
 // divides by rows·vocab elements, 'sum' sums, 'none' returns every element's loss.
-import { native } from './binding';
+import { type NativeBceRequest, type NativeBceResult, native } from './binding';
 import { type DType, dtypeCode } from './dtype';
 import { checkFinite, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
@@ -66,18 +66,15 @@ function plan(fn: string, logits: unknown, targets: unknown, opts: unknown) {
   const { withGrad, gradOutput } = checkGradRequest(fn, o);
   const threads = checkThreads(fn, o.threads);
   const gt = gradTarget(fn, o, z);
-  const args = [z.data, dtypeCode(z.dtype), z.rows, z.vocab, targets, posWeight, weight, reductionCode(reduction), threads,
-    withGrad, dtypeCode(gt.gradDtype), gt.gradOut, gradOutput] as const;
-  return { z, reduction, gt, args };
+  const req: NativeBceRequest = {
+    fn, logits: z.data, dtype: dtypeCode(z.dtype), rows: z.rows, vocab: z.vocab, targets, posWeight, weight, reduction: reductionCode(reduction),
+    threads, withGrad, gradDtype: dtypeCode(gt.gradDtype), out: gt.gradOut, gradOutput,
+  };
+  return { z, reduction, gt, req };
 }
 
-type NativeBce = { lossSum: number; count: number; losses?: Float32Array; grad?: Logits['data'] };
-
-function result(p: ReturnType<typeof plan>, r: NativeBce): BinaryCrossEntropyResult {
-  const out: BinaryCrossEntropyResult = {
-    loss: p.reduction === 'mean' ? (r.count > 0 ? r.lossSum / r.count : 0) : r.lossSum,
-    count: r.count,
-  };
+function result(p: ReturnType<typeof plan>, r: NativeBceResult): BinaryCrossEntropyResult {
+  const out: BinaryCrossEntropyResult = { loss: r.loss, count: r.count };
   if (r.losses) out.losses = r.losses;
   if (r.grad) out.grad = { data: r.grad, dtype: p.gt.gradDtype, rows: p.z.rows, vocab: p.z.vocab };
   return out;
@@ -90,11 +87,11 @@ function result(p: ReturnType<typeof plan>, r: NativeBce): BinaryCrossEntropyRes
  */
 export function binaryCrossEntropyWithLogits(logits: Logits, targets: Float32Array, opts?: BinaryCrossEntropyOptions): BinaryCrossEntropyResult {
   const p = plan('binaryCrossEntropyWithLogits', logits, targets, opts);
-  return result(p, native().binaryCrossEntropy(...p.args, false) as NativeBce);
+  return result(p, native().binaryCrossEntropy(p.req));
 }
 
 /** binaryCrossEntropyWithLogits off the main thread. */
 export async function binaryCrossEntropyWithLogitsAsync(logits: Logits, targets: Float32Array, opts?: BinaryCrossEntropyOptions): Promise<BinaryCrossEntropyResult> {
   const p = plan('binaryCrossEntropyWithLogitsAsync', logits, targets, opts);
-  return result(p, await (native().binaryCrossEntropy(...p.args, true) as Promise<NativeBce>));
+  return result(p, await native().binaryCrossEntropy({ ...p.req, async: true }));
 }

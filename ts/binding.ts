@@ -6,89 +6,185 @@ import * as path from 'node:path';
 
 type Data = Float32Array | Uint16Array;
 
+// Every native op takes one request object (cpp/glue.h): the native glue reads each field once,
+// then validates the values it read; dtype codes are f32 = 0, f16 = 1, bf16 = 2, reductions
+// mean = 0, sum = 1, none = 2. `fn` names the user-facing function in error messages. `out`
+// is the caller's gradient destination (null: the native side allocates a fresh one).
+
+interface MatrixRequest {
+  fn?: string;
+  logits: Data;
+  dtype: number;
+  rows: number;
+  vocab: number;
+  threads: number;
+}
+
+interface GradRequest {
+  withGrad?: boolean;
+  gradDtype?: number;
+  out?: Data | null;
+  gradOutput?: number;
+}
+
+/** Cross-entropy options of the general kernel (cpp/cross_entropy_options.cpp); absent: the plain kernel. */
+export interface NativeCeOptions {
+  labelSmoothing?: number;
+  weight?: Float32Array | null;
+  zLoss?: number;
+  logitScale?: number;
+  softcap?: number;
+}
+
+export interface NativeCeRequest extends MatrixRequest, NativeCeOptions {
+  targets: Int32Array;
+  ignoreIndex: number;
+  reduction: number;
+}
+
+export interface NativeForwardRequest extends NativeCeRequest, GradRequest {
+  stats?: boolean;
+}
+
 export interface NativeForwardResult {
-  losses: Float32Array;
-  lse: Float32Array;
+  /** The reduced loss (fusedce.h: mean divides the cross-entropy part by weightSum, the z part by count). */
+  loss: number;
   lossSum: number;
   count: number;
-  grad?: Data;
-}
-
-/** Cross-entropy options of the general kernel (cpp/cross_entropy_options.cpp); null: the plain kernel. */
-export interface NativeCeOptions {
-  labelSmoothing: number;
-  weight: Float32Array | null;
+  /** Σ weight[target] over counted rows (count without weights). */
+  weightSum: number;
+  /** The z-loss part of loss, reduced the same way (0 without zLoss). */
   zLoss: number;
-  logitScale: number;
-  softcap: number;
-}
-
-export interface NativeForwardOptResult extends NativeForwardResult {
-  ceSum?: number;
-  zSum?: number;
-  weightSum?: number;
+  losses: Float32Array;
+  lse: Float32Array;
+  grad?: Data;
   argmax?: Int32Array;
   entropy?: Float32Array;
   targetLogprob?: Float32Array;
   maxProb?: Float32Array;
 }
 
-export interface NativeSoftResult {
-  losses: Float32Array;
+export interface NativeBackwardRequest extends NativeCeRequest {
   lse: Float32Array;
+  gradOutput: number;
+  gradOutputRows?: Float32Array | null;
+  gradDtype: number;
+  out?: Data | null;
+}
+
+/** softForward / softBackward. targetDtype −1: f32 probabilities; op 0 soft CE, 1 KL forward, 2 KL reverse. */
+interface NativeSoftShared extends MatrixRequest {
+  target: Data;
+  targetDtype: number;
+  op: number;
+  invTemperature: number;
+  lossFactor: number;
+  reduction: number;
+}
+export interface NativeSoftForwardRequest extends NativeSoftShared, GradRequest {}
+export interface NativeSoftBackwardRequest extends NativeSoftShared {
+  lse: Float32Array;
+  gradOutput: number;
+  gradOutputRows?: Float32Array | null;
+  gradDtype: number;
+  out?: Data | null;
+}
+export interface NativeSoftResult {
+  loss: number;
   lossSum: number;
   count: number;
+  losses: Float32Array;
+  lse: Float32Array;
   grad?: Data;
 }
 
-/** The arguments softForward and softBackward share. targetDtype −1: f32 probabilities. */
-type SoftShared = [
-  logits: Data, dtype: number, rows: number, vocab: number, target: Data, targetDtype: number, op: number,
-  invTemperature: number, lossFactor: number, reduction: number, threads: number,
-];
+export interface NativeEntropyRequest extends MatrixRequest {
+  invTemperature: number;
+}
+
+export interface NativeBceRequest extends MatrixRequest, GradRequest {
+  targets: Float32Array;
+  posWeight: number | Float32Array;
+  weight?: Float32Array | null;
+  reduction: number;
+}
+export interface NativeBceResult {
+  loss: number;
+  lossSum: number;
+  count: number;
+  losses?: Float32Array;
+  grad?: Data;
+}
+
+/** kind 0 f32 → bf16, 1 f32 → f16, 2 bf16 → f32, 3 f16 → f32. */
+export interface NativeConvertRequest {
+  fn?: string;
+  input: Float32Array | Uint16Array;
+  out?: Float32Array | Uint16Array | null;
+  kind: number;
+  threads: number;
+  portable?: boolean;
+}
+
+type Op<Req, Res> = {
+  (req: Req & { async?: false }): Res;
+  (req: Req & { async: true }): Promise<Res>;
+};
 
 export interface NativeBinding {
-  crossEntropyForward(
-    logits: Data, dtype: number, rows: number, vocab: number, targets: Int32Array, ignoreIndex: number,
-    reduction: number, threads: number, withGrad: boolean, gradDtype: number, gradOut: Data | null,
-    gradOutput: number, async: false, options?: NativeCeOptions | null, stats?: boolean,
-  ): NativeForwardOptResult;
-  crossEntropyForward(
-    logits: Data, dtype: number, rows: number, vocab: number, targets: Int32Array, ignoreIndex: number,
-    reduction: number, threads: number, withGrad: boolean, gradDtype: number, gradOut: Data | null,
-    gradOutput: number, async: true, options?: NativeCeOptions | null, stats?: boolean,
-  ): Promise<NativeForwardOptResult>;
-  softForward(...args: [...SoftShared, withGrad: boolean, gradDtype: number, gradOut: Data | null, gradOutput: number, async: false]): NativeSoftResult;
-  softForward(...args: [...SoftShared, withGrad: boolean, gradDtype: number, gradOut: Data | null, gradOutput: number, async: true]): Promise<NativeSoftResult>;
-  softBackward(...args: [...SoftShared, lse: Float32Array, gradOutput: number, gradOutputRows: Float32Array | null, gradDtype: number, gradOut: Data | null, async: false]): Data;
-  softBackward(...args: [...SoftShared, lse: Float32Array, gradOutput: number, gradOutputRows: Float32Array | null, gradDtype: number, gradOut: Data | null, async: true]): Promise<Data>;
-  entropy(logits: Data, dtype: number, rows: number, vocab: number, invTemperature: number, threads: number, async: false): Float32Array;
-  entropy(logits: Data, dtype: number, rows: number, vocab: number, invTemperature: number, threads: number, async: true): Promise<Float32Array>;
-  binaryCrossEntropy(
-    logits: Data, dtype: number, rows: number, vocab: number, targets: Float32Array, posWeight: number | Float32Array,
-    weight: Float32Array | null, reduction: number, threads: number, withGrad: boolean, gradDtype: number,
-    gradOut: Data | null, gradOutput: number, async: boolean,
-  ): { lossSum: number; count: number; losses?: Float32Array; grad?: Data } | Promise<{ lossSum: number; count: number; losses?: Float32Array; grad?: Data }>;
-  crossEntropyBackward(
-    logits: Data, dtype: number, rows: number, vocab: number, targets: Int32Array, ignoreIndex: number,
-    reduction: number, threads: number, lse: Float32Array, gradOutput: number, gradOutputRows: Float32Array | null,
-    gradDtype: number, gradOut: Data | null, async: false, options?: NativeCeOptions | null,
-  ): Data;
-  crossEntropyBackward(
-    logits: Data, dtype: number, rows: number, vocab: number, targets: Int32Array, ignoreIndex: number,
-    reduction: number, threads: number, lse: Float32Array, gradOutput: number, gradOutputRows: Float32Array | null,
-    gradDtype: number, gradOut: Data | null, async: true, options?: NativeCeOptions | null,
-  ): Promise<Data>;
+  crossEntropyForward: Op<NativeForwardRequest, NativeForwardResult>;
+  crossEntropyBackward: Op<NativeBackwardRequest, { grad: Data; count: number }>;
+  softForward: Op<NativeSoftForwardRequest, NativeSoftResult>;
+  softBackward: Op<NativeSoftBackwardRequest, { grad: Data; count: number }>;
+  entropy: Op<NativeEntropyRequest, { entropy: Float32Array }>;
+  binaryCrossEntropy: Op<NativeBceRequest, NativeBceResult>;
+  convert(req: NativeConvertRequest): { out: Float32Array | Uint16Array };
   backend(): 'scalar' | 'avx2' | 'avx512';
-  /** y = exp(x) with the active kernels' exp, `repeat` times (tests and the benchmark's exp ceiling). */
-  expKernel(x: Float32Array, y: Float32Array, repeat: number): void;
-  /** The pool's exp over per-thread L1-resident buffers; returns the elements done (the benchmark's exp ceiling). */
-  expCeilingKernel(repeat: number, threads: number): number;
-  /** A streaming read of data over `threads` threads (the benchmark's read-bandwidth ceiling). */
-  readKernel(data: ArrayBufferView, threads: number): number;
+  /** The kernels' building blocks, for tests and benchmarks (not exported by the package). */
+  kernels: {
+    /** y = exp(x) with the active kernels' exp, `repeat` times (tests and the benchmark's exp ceiling). */
+    exp(x: Float32Array, y: Float32Array, repeat: number): void;
+    /** The pool's exp over per-thread L1-resident buffers; returns the elements done (the benchmark's exp ceiling). */
+    expCeiling(repeat: number, threads: number): number;
+    /** A streaming read of data over `threads` threads (the benchmark's read-bandwidth ceiling). */
+    read(data: ArrayBufferView, threads: number): number;
+  };
   cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean; avx512bf16: boolean };
   hardwareThreads(): number;
   napiVersion: number;
+  /** Installs the loader's hooks (once): see installHooks below. */
+  setHooks(pin: (buffer: ArrayBuffer, name: string) => void, alloc: (bytes: number) => ArrayBuffer): void;
+}
+
+/**
+ * The two hooks the native glue calls (cpp/glue.h), given to every binding this package loads:
+ * - pin(buffer, name), before an async call uses a caller's array in place: a resizable
+ *   ArrayBuffer is refused (resize() could decommit the memory the kernel is using), and the
+ *   buffer is marked untransferable (worker_threads.markAsUntransferable: a later transfer or
+ *   postMessage copies it instead of detaching it). The mark is permanent for that buffer.
+ * - alloc(bytes), for every output: Buffer.allocUnsafeSlow's memory, not zero-filled (the kernels
+ *   write every element), and a RangeError rather than a process abort when memory runs out.
+ *   FUSEDCE_POISON_OUTPUTS=1 fills it with 0xFF bytes (NaN in f32, bf16 and f16) instead, so tests
+ *   see any element a kernel failed to write.
+ */
+export function installHooks(b: { setHooks(pin: (buffer: ArrayBuffer, name: string) => void, alloc: (bytes: number) => ArrayBuffer): void }): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { markAsUntransferable } = require('node:worker_threads') as typeof import('node:worker_threads');
+  const resizable = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable')?.get;
+  const allocUnsafeSlow = Buffer.allocUnsafeSlow;
+  const poison = process.env.FUSEDCE_POISON_OUTPUTS === '1';
+  const pin = (buffer: ArrayBuffer, name: string): void => {
+    if (resizable && resizable.call(buffer))
+      throw new TypeError(`${name} is backed by a resizable ArrayBuffer, which an async call cannot keep valid while it runs ` +
+        '(resize() may release its memory). Copy it into a fixed-length array (e.g. arr.slice()), or use the sync function');
+    markAsUntransferable(buffer);
+  };
+  const alloc = (bytes: number): ArrayBuffer => {
+    const b = allocUnsafeSlow(bytes);
+    if (poison) b.fill(0xff);
+    return b.buffer as ArrayBuffer;
+  };
+  b.setHooks(pin, alloc);
 }
 
 /** The package root: the nearest folder above this file whose package.json is fusedce's. */
@@ -116,7 +212,11 @@ export function native(): NativeBinding {
   const root = packageRoot();
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    cached = require('node-gyp-build')(root) as NativeBinding;
+    // FUSEDCE_NATIVE_PATH: another build of the addon (the sanitizer build of npm run test:sanitize)
+    const file = process.env.FUSEDCE_NATIVE_PATH;
+    const b = (file ? require(path.resolve(file)) : require('node-gyp-build')(root)) as NativeBinding;
+    installHooks(b);
+    cached = b;
   } catch (e) {
     throw new Error(
       `fusedce: could not load the native addon (${(e as Error).message.split('\n')[0]}).\n` +

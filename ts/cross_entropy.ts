@@ -9,7 +9,7 @@
 // Semantics follow torch.nn.functional.cross_entropy(reduction=, ignore_index=), except that when
 // no row counts the loss and the gradient are 0 (PyTorch gives NaN for 'mean').
 import { availableParallelism } from 'node:os';
-import { type NativeCeOptions, type NativeForwardOptResult, native } from './binding';
+import { type NativeBackwardRequest, type NativeCeOptions, type NativeForwardRequest, type NativeForwardResult, native } from './binding';
 import { type DType, DTYPES, dtypeCode } from './dtype';
 import { checkBoolean, checkFinite, checkInteger, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
@@ -280,25 +280,22 @@ function planForward(fn: string, logits: unknown, targets: unknown, opts: unknow
   return { c, withGrad, gradOutput, stats, eceBins, ...gradTarget(fn, o, c.z) };
 }
 
-function forwardArgs(p: ForwardPlan) {
-  const { c } = p;
-  return [c.z.data, dtypeCode(c.z.dtype), c.z.rows, c.z.vocab, c.targets, c.ignoreIndex, reductionCode(c.reduction),
-    c.threads, p.withGrad, dtypeCode(p.gradDtype), p.gradOut, p.gradOutput] as const;
+/** The shared fields of a cross-entropy request (ts/binding.ts NativeCeRequest). */
+function ceRequest(fn: string, c: Common) {
+  return {
+    fn, logits: c.z.data, dtype: dtypeCode(c.z.dtype), rows: c.z.rows, vocab: c.z.vocab, targets: c.targets,
+    ignoreIndex: c.ignoreIndex, reduction: reductionCode(c.reduction), threads: c.threads, ...(c.ce ?? {}),
+  };
 }
 
-function forwardResult(p: ForwardPlan, r: NativeForwardOptResult): CrossEntropyResult {
-  const mean = p.c.reduction === 'mean';
-  let loss = mean ? (r.count > 0 ? r.lossSum / r.count : 0) : r.lossSum;
-  let zLoss: number | undefined;
-  if (r.ceSum !== undefined && r.zSum !== undefined && r.weightSum !== undefined) {
-    // the general kernel: the weighted mean divides the cross-entropy part by Σ w[target], the z part by count
-    const ce = mean ? (r.weightSum > 0 ? r.ceSum / r.weightSum : 0) : r.ceSum;
-    zLoss = mean ? (r.count > 0 ? r.zSum / r.count : 0) : r.zSum;
-    loss = ce + zLoss;
-  }
-  const out: CrossEntropyResult = { loss, losses: r.losses, lse: r.lse, count: r.count };
+function forwardRequest(fn: string, p: ForwardPlan): NativeForwardRequest {
+  return { ...ceRequest(fn, p.c), withGrad: p.withGrad, gradDtype: dtypeCode(p.gradDtype), out: p.gradOut, gradOutput: p.gradOutput, stats: p.stats };
+}
+
+function forwardResult(p: ForwardPlan, r: NativeForwardResult): CrossEntropyResult {
+  const out: CrossEntropyResult = { loss: r.loss, losses: r.losses, lse: r.lse, count: r.count };
   if (r.grad) out.grad = { data: r.grad, dtype: p.gradDtype, rows: p.c.z.rows, vocab: p.c.z.vocab };
-  if (p.c.ce && p.c.ce.zLoss > 0) out.zLoss = zLoss;
+  if (p.c.ce && (p.c.ce.zLoss ?? 0) > 0) out.zLoss = r.zLoss;
   if (p.c.ce?.weight) out.weightSum = r.weightSum;
   if (p.stats && r.argmax && r.entropy && r.targetLogprob && r.maxProb)
     out.stats = batchStats(p.c.targets, p.c.ignoreIndex, r.argmax, r.entropy, r.targetLogprob, r.maxProb, p.eceBins);
@@ -351,7 +348,7 @@ export function crossEntropyForward(logits: Logits | DeviceLogits, targets: Int3
   const where = cudaMode(fn, logits, targets, opts, FORWARD_OPTIONS);
   if (where) return cudaForward(fn, logits, targets, opts, where, false) as CrossEntropyResult | CudaCrossEntropyResult;
   const p = planForward(fn, logits, targets, opts);
-  return forwardResult(p, native().crossEntropyForward(...forwardArgs(p), false, p.c.ce, p.stats));
+  return forwardResult(p, native().crossEntropyForward(forwardRequest(fn, p)));
 }
 
 /** crossEntropyForward off the main thread; inputs must not be detached, modified or disposed until it settles. */
@@ -362,7 +359,7 @@ export async function crossEntropyForwardAsync(logits: Logits | DeviceLogits, ta
   const where = cudaMode(fn, logits, targets, opts, FORWARD_OPTIONS);
   if (where) return cudaForward(fn, logits, targets, opts, where, true);
   const p = planForward(fn, logits, targets, opts);
-  return forwardResult(p, await native().crossEntropyForward(...forwardArgs(p), true, p.c.ce, p.stats));
+  return forwardResult(p, await native().crossEntropyForward({ ...forwardRequest(fn, p), async: true }));
 }
 
 // ---------------- the CUDA path ----------------
@@ -490,16 +487,17 @@ function cudaForward(fn: string, logits: unknown, targets: unknown, opts: unknow
       else if (gt.out instanceof DeviceLogits) grad = gt.out;
       else grad = keep(cuda.empty(c.rows, c.vocab, gt.gradDtype));
     }
-    run = cudaBinding().crossEntropyForward(
-      dz.buffer(fn), dtypeCode(c.dtype), c.rows, c.vocab, dt.buffer(fn), c.ignoreIndex, reductionCode(c.reduction),
-      losses.buffer(fn), lse.buffer(fn), grad ? grad.buffer(fn) : null, dtypeCode(gt.gradDtype), gradOutput, async as false,
-    );
+    run = cudaBinding().crossEntropyForward({
+      fn, logits: dz.buffer(fn), dtype: dtypeCode(c.dtype), rows: c.rows, vocab: c.vocab, targets: dt.buffer(fn),
+      ignoreIndex: c.ignoreIndex, reduction: reductionCode(c.reduction), losses: losses.buffer(fn), lse: lse.buffer(fn),
+      grad: grad ? grad.buffer(fn) : null, gradDtype: dtypeCode(gt.gradDtype), gradOutput, async: async as false,
+    });
   } catch (e) {
     return fail(e);
   }
-  const finish = (r: { lossSum: number; count: number }): CrossEntropyResult | CudaCrossEntropyResult => {
+  const finish = (r: { loss: number; count: number }): CrossEntropyResult | CudaCrossEntropyResult => {
     try {
-      const loss = c.reduction === 'mean' ? (r.count > 0 ? r.lossSum / r.count : 0) : r.lossSum;
+      const loss = r.loss;
       if (mode === 'device') {
         const out: CudaCrossEntropyResult = { loss, losses, lse, count: r.count };
         if (grad) out.grad = grad;
@@ -519,8 +517,8 @@ function cudaForward(fn: string, logits: unknown, targets: unknown, opts: unknow
       return fail(e);
     }
   };
-  if (run instanceof Promise) return (run as Promise<{ lossSum: number; count: number }>).then(finish, fail);
-  return finish(run as { lossSum: number; count: number });
+  if (run instanceof Promise) return (run as Promise<{ loss: number; count: number }>).then(finish, fail);
+  return finish(run as { loss: number; count: number });
 }
 
 function cudaBackward(fn: string, logits: unknown, targets: unknown, lseIn: unknown, opts: unknown, mode: 'device' | 'host', async: boolean) {
@@ -556,10 +554,11 @@ function cudaBackward(fn: string, logits: unknown, targets: unknown, lseIn: unkn
       grad = made = cuda.empty(c.rows, c.vocab, gt.gradDtype);
       if (mode === 'host') st.temp(grad);
     }
-    run = cudaBinding().crossEntropyBackward(
-      dz.buffer(fn), dtypeCode(c.dtype), c.rows, c.vocab, dt.buffer(fn), c.ignoreIndex, reductionCode(c.reduction),
-      dl.buffer(fn), gradOutput, dr ? dr.buffer(fn) : null, grad.buffer(fn), dtypeCode(gt.gradDtype), async as false,
-    );
+    run = cudaBinding().crossEntropyBackward({
+      fn, logits: dz.buffer(fn), dtype: dtypeCode(c.dtype), rows: c.rows, vocab: c.vocab, targets: dt.buffer(fn),
+      ignoreIndex: c.ignoreIndex, reduction: reductionCode(c.reduction), lse: dl.buffer(fn), gradOutput,
+      gradOutputRows: dr ? dr.buffer(fn) : null, grad: grad.buffer(fn), gradDtype: dtypeCode(gt.gradDtype), async: async as false,
+    });
   } catch (e) {
     return fail(e);
   }
@@ -593,10 +592,8 @@ function planBackward(fn: string, logits: unknown, targets: unknown, lse: unknow
   return { c, lse, gradOutput, rowGrad, ...gradTarget(fn, o, c.z) };
 }
 
-function backwardArgs(p: BackwardPlan) {
-  const { c } = p;
-  return [c.z.data, dtypeCode(c.z.dtype), c.z.rows, c.z.vocab, c.targets, c.ignoreIndex, reductionCode(c.reduction),
-    c.threads, p.lse, p.gradOutput, p.rowGrad, dtypeCode(p.gradDtype), p.gradOut] as const;
+function backwardRequest(fn: string, p: BackwardPlan): NativeBackwardRequest {
+  return { ...ceRequest(fn, p.c), lse: p.lse, gradOutput: p.gradOutput, gradOutputRows: p.rowGrad, gradDtype: dtypeCode(p.gradDtype), out: p.gradOut };
 }
 
 function backwardResult(p: BackwardPlan, data: Logits['data']): Logits {
@@ -615,7 +612,7 @@ export function crossEntropyBackward(logits: Logits | DeviceLogits, targets: Int
   const where = cudaMode(fn, logits, targets, opts, BACKWARD_OPTIONS) ?? (lse instanceof DeviceVector ? 'host' : null);
   if (where) return cudaBackward(fn, logits, targets, lse, opts, where, false) as Logits | DeviceLogits;
   const p = planBackward(fn, logits, targets, lse, opts);
-  return backwardResult(p, native().crossEntropyBackward(...backwardArgs(p), false, p.c.ce));
+  return backwardResult(p, native().crossEntropyBackward(backwardRequest(fn, p)).grad);
 }
 
 /** crossEntropyBackward off the main thread; inputs must not be detached, modified or disposed until it settles. */
@@ -626,5 +623,5 @@ export async function crossEntropyBackwardAsync(logits: Logits | DeviceLogits, t
   const where = cudaMode(fn, logits, targets, opts, BACKWARD_OPTIONS) ?? (lse instanceof DeviceVector ? 'host' : null);
   if (where) return cudaBackward(fn, logits, targets, lse, opts, where, true);
   const p = planBackward(fn, logits, targets, lse, opts);
-  return backwardResult(p, await native().crossEntropyBackward(...backwardArgs(p), true, p.c.ce));
+  return backwardResult(p, (await native().crossEntropyBackward({ ...backwardRequest(fn, p), async: true })).grad);
 }

@@ -18,28 +18,38 @@ export interface NativeDeviceBuffer {
   copyFrom(src: NativeDeviceBuffer): void;
 }
 
+interface CudaRequest {
+  fn?: string;
+  logits: NativeDeviceBuffer;
+  dtype: number;
+  rows: number;
+  vocab: number;
+  targets: NativeDeviceBuffer;
+  ignoreIndex: number;
+  reduction: number;
+}
+export interface CudaForwardRequest extends CudaRequest {
+  losses: NativeDeviceBuffer;
+  lse: NativeDeviceBuffer;
+  grad: NativeDeviceBuffer | null;
+  gradDtype: number;
+  gradOutput: number;
+}
+export interface CudaBackwardRequest extends CudaRequest {
+  lse: NativeDeviceBuffer;
+  gradOutput: number;
+  gradOutputRows: NativeDeviceBuffer | null;
+  grad: NativeDeviceBuffer;
+  gradDtype: number;
+}
+
 export interface NativeCudaBinding {
   DeviceBuffer: new (bytes: number, address?: bigint) => NativeDeviceBuffer;
-  crossEntropyForward(
-    logits: NativeDeviceBuffer, dtype: number, rows: number, vocab: number, targets: NativeDeviceBuffer,
-    ignoreIndex: number, reduction: number, losses: NativeDeviceBuffer, lse: NativeDeviceBuffer,
-    grad: NativeDeviceBuffer | null, gradDtype: number, gradOutput: number, async: false,
-  ): { lossSum: number; count: number };
-  crossEntropyForward(
-    logits: NativeDeviceBuffer, dtype: number, rows: number, vocab: number, targets: NativeDeviceBuffer,
-    ignoreIndex: number, reduction: number, losses: NativeDeviceBuffer, lse: NativeDeviceBuffer,
-    grad: NativeDeviceBuffer | null, gradDtype: number, gradOutput: number, async: true,
-  ): Promise<{ lossSum: number; count: number }>;
-  crossEntropyBackward(
-    logits: NativeDeviceBuffer, dtype: number, rows: number, vocab: number, targets: NativeDeviceBuffer,
-    ignoreIndex: number, reduction: number, lse: NativeDeviceBuffer, gradOutput: number,
-    rowGrad: NativeDeviceBuffer | null, grad: NativeDeviceBuffer, gradDtype: number, async: false,
-  ): number;
-  crossEntropyBackward(
-    logits: NativeDeviceBuffer, dtype: number, rows: number, vocab: number, targets: NativeDeviceBuffer,
-    ignoreIndex: number, reduction: number, lse: NativeDeviceBuffer, gradOutput: number,
-    rowGrad: NativeDeviceBuffer | null, grad: NativeDeviceBuffer, gradDtype: number, async: true,
-  ): Promise<number>;
+  // One request object per call (cpp/glue.h, shared with the CPU glue): device buffers and numbers.
+  crossEntropyForward(req: CudaForwardRequest & { async: false }): { loss: number; lossSum: number; count: number };
+  crossEntropyForward(req: CudaForwardRequest & { async: true }): Promise<{ loss: number; lossSum: number; count: number }>;
+  crossEntropyBackward(req: CudaBackwardRequest & { async: false }): { count: number };
+  crossEntropyBackward(req: CudaBackwardRequest & { async: true }): Promise<{ count: number }>;
   probe(): { ok: boolean; count: number; reason: string };
   deviceInfo(): {
     name: string; multiprocessors: number; computeCapability: string; totalMemory: number; freeMemory: number;

@@ -1,12 +1,41 @@
 // Element types and exact fp32 <-> 16-bit conversions (round to nearest, ties to even).
 // bf16 and f16 data travel as Uint16Array holding the raw bits.
 
+import { availableParallelism } from 'node:os';
+import { native } from './binding';
+import { rangeError, typeError } from './errors';
+
 export type DType = 'f32' | 'f16' | 'bf16';
 export const DTYPES: readonly DType[] = ['f32', 'f16', 'bf16'];
 
 /** Code used by the native layer: f32 = 0, f16 = 1, bf16 = 2. */
 export function dtypeCode(d: DType): number {
   return d === 'f32' ? 0 : d === 'f16' ? 1 : 2;
+}
+
+// The conversions run natively (cpp/convert.cpp: AVX2/F16C where the CPU has them, over the
+// thread pool). The plain loops below are the reference they agree with bit for bit
+// (test/dtype.test.ts); `reference` exposes them to tests and benchmarks.
+
+/** Threads for a conversion: all cores (it is memory bound; small arrays stay on one thread). */
+let convertThreads = 0;
+
+function checkConvert(fn: string, a: unknown, out: unknown, from: 'f32' | '16', n?: number): void {
+  if (from === 'f32') {
+    if (!(a instanceof Float32Array)) throw typeError(fn, 'input', 'a Float32Array', a);
+  } else if (!(a instanceof Uint16Array)) {
+    throw typeError(fn, 'input', 'a Uint16Array of raw 16-bit values', a);
+  }
+  if (out === undefined) return;
+  const len = n ?? (a as Float32Array | Uint16Array).length;
+  if (from === 'f32' ? !(out instanceof Uint16Array) : !(out instanceof Float32Array))
+    throw typeError(fn, 'out', from === 'f32' ? `a Uint16Array of length ${len}` : `a Float32Array of length ${len}`, out);
+  if ((out as Uint16Array | Float32Array).length !== len) throw rangeError(fn, 'out', `of length input.length (${len})`, out);
+}
+
+function convert(fn: string, input: Float32Array | Uint16Array, out: Float32Array | Uint16Array | undefined, kind: number) {
+  if (convertThreads === 0) convertThreads = availableParallelism();
+  return native().convert({ fn, input, out: out ?? null, kind, threads: convertThreads }).out;
 }
 
 function asFloat32(fn: string, a: unknown): Float32Array {
@@ -18,8 +47,7 @@ function asUint16(fn: string, a: unknown): Uint16Array {
   return a;
 }
 
-export const bf16 = {
-  /** fp32 → bf16 bits, round to nearest even; NaN stays NaN (quiet), overflow rounds to ±inf. */
+const bf16Reference = {
   fromFloat32(a: Float32Array): Uint16Array {
     const src = asFloat32('bf16.fromFloat32', a);
     const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
@@ -30,7 +58,6 @@ export const bf16 = {
     }
     return out;
   },
-  /** bf16 bits → fp32 (exact). */
   toFloat32(a: Uint16Array): Float32Array {
     const src = asUint16('bf16.toFloat32', a);
     const out = new Float32Array(src.length);
@@ -55,8 +82,7 @@ function f16ToFloatTable(): Float32Array {
   return (f16Table = t);
 }
 
-export const f16 = {
-  /** fp32 → IEEE binary16 bits, round to nearest even, subnormals kept, ≥ 65520 → ±inf. */
+const f16Reference = {
   fromFloat32(a: Float32Array): Uint16Array {
     const src = asFloat32('f16.fromFloat32', a);
     const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
@@ -86,12 +112,46 @@ export const f16 = {
     }
     return out;
   },
-  /** f16 bits → fp32 (exact). */
   toFloat32(a: Uint16Array): Float32Array {
     const src = asUint16('f16.toFloat32', a);
     const t = f16ToFloatTable();
     const out = new Float32Array(src.length);
     for (let i = 0; i < src.length; i++) out[i] = t[src[i]!]!;
     return out;
+  },
+};
+
+/** The plain-JS conversions the native ones agree with bit for bit (for tests and benchmarks). */
+export const reference = { bf16: bf16Reference, f16: f16Reference };
+
+export const bf16 = {
+  /**
+   * fp32 → bf16 bits, round to nearest even; NaN stays NaN (quiet), overflow rounds to ±inf.
+   * Written into `out` (a Uint16Array of the same length) when given, else into a new array.
+   */
+  fromFloat32(a: Float32Array, out?: Uint16Array): Uint16Array {
+    checkConvert('bf16.fromFloat32', a, out, 'f32');
+    return convert('bf16.fromFloat32', a, out, 0) as Uint16Array;
+  },
+  /** bf16 bits → fp32 (exact), into `out` (a Float32Array of the same length) when given. */
+  toFloat32(a: Uint16Array, out?: Float32Array): Float32Array {
+    checkConvert('bf16.toFloat32', a, out, '16');
+    return convert('bf16.toFloat32', a, out, 2) as Float32Array;
+  },
+};
+
+export const f16 = {
+  /**
+   * fp32 → IEEE binary16 bits, round to nearest even, subnormals kept, ≥ 65520 → ±inf.
+   * Written into `out` (a Uint16Array of the same length) when given, else into a new array.
+   */
+  fromFloat32(a: Float32Array, out?: Uint16Array): Uint16Array {
+    checkConvert('f16.fromFloat32', a, out, 'f32');
+    return convert('f16.fromFloat32', a, out, 1) as Uint16Array;
+  },
+  /** f16 bits → fp32 (exact), into `out` (a Float32Array of the same length) when given. */
+  toFloat32(a: Uint16Array, out?: Float32Array): Float32Array {
+    checkConvert('f16.toFloat32', a, out, '16');
+    return convert('f16.toFloat32', a, out, 3) as Float32Array;
   },
 };

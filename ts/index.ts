@@ -96,7 +96,7 @@ export const kernels = {
     if (!(x instanceof Float32Array)) throw typeError('kernels.exp', 'x', 'a Float32Array', x);
     if (!(out instanceof Float32Array)) throw typeError('kernels.exp', 'out', 'a Float32Array', out);
     if (out.length !== x.length) throw rangeError('kernels.exp', 'out', `of length x.length (${x.length})`, out);
-    native().expKernel(x, out, checkInteger('kernels.exp', 'repeat', repeat, 1, 1e9));
+    native().kernels.exp(x, out, checkInteger('kernels.exp', 'repeat', repeat, 1, 1e9));
     return out;
   },
   /**
@@ -107,7 +107,7 @@ export const kernels = {
    * at that thread count (on a shared or SMT machine, 2 threads rarely give twice 1 thread's).
    */
   expCeiling(repeat = 256, threads: number = cpuInfo().threads): number {
-    return native().expCeilingKernel(
+    return native().kernels.expCeiling(
       checkInteger('kernels.expCeiling', 'repeat', repeat, 1, 1e9),
       checkInteger('kernels.expCeiling', 'threads', threads, 1, 65536),
     );
@@ -120,6 +120,6 @@ export const kernels = {
   read(data: ArrayBufferView, threads: number = cpuInfo().threads): number {
     if (!ArrayBuffer.isView(data) || data instanceof DataView) throw typeError('kernels.read', 'data', 'a typed array', data);
     if (data.byteOffset % 8 !== 0) throw rangeError('kernels.read', 'data', 'starting at a multiple of 8 bytes', data.byteOffset);
-    return native().readKernel(data, checkInteger('kernels.read', 'threads', threads, 1, 65536));
+    return native().kernels.read(data, checkInteger('kernels.read', 'threads', threads, 1, 65536));
   },
 };

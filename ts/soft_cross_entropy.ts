@@ -8,7 +8,7 @@
 // q = softmax(u/T) from teacher/reference logits u, or the rows of a probability matrix
 // (targetKind 'probs'). Reductions: 'mean' divides by the rows that count, 'sum' sums, 'none' keeps
 // `losses` (and `loss` is their sum). A probability row that is all 0 counts nowhere.
-import { native } from './binding';
+import { type NativeSoftBackwardRequest, type NativeSoftForwardRequest, type NativeSoftResult, native } from './binding';
 import { type DType, dtypeCode } from './dtype';
 import { checkBoolean, checkFinite, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
@@ -104,13 +104,11 @@ function shared(fn: string, logits: unknown, target: unknown, o: Partial<Record<
     throw typeError(fn, `${targetName}.dtype`, "'f32' with targetKind 'probs'", u.dtype, 'Probabilities are given in f32');
   const T = checkTemperature(fn, o.temperature);
   const reduction = o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS);
-  const args = [z.data, dtypeCode(z.dtype), z.rows, z.vocab, u.data, probs ? -1 : dtypeCode(u.dtype), op, 1 / T,
-    tSquared ? T * T : 1, reductionCode(reduction), checkThreads(fn, o.threads)] as const;
-  return { z, reduction, args };
-}
-
-function lossOf(reduction: Reduction, lossSum: number, count: number): number {
-  return reduction === 'mean' ? (count > 0 ? lossSum / count : 0) : lossSum;
+  const req = {
+    fn, logits: z.data, dtype: dtypeCode(z.dtype), rows: z.rows, vocab: z.vocab, target: u.data, targetDtype: probs ? -1 : dtypeCode(u.dtype),
+    op, invTemperature: 1 / T, lossFactor: tSquared ? T * T : 1, reduction: reductionCode(reduction), threads: checkThreads(fn, o.threads),
+  };
+  return { z, reduction, req };
 }
 
 function planForward(fn: string, logits: unknown, target: unknown, opts: unknown, kl: boolean) {
@@ -128,20 +126,18 @@ function planForward(fn: string, logits: unknown, target: unknown, opts: unknown
   const s = shared(fn, logits, target, o, op, probs, tSquared, kl ? 'refLogits' : 'target');
   const { withGrad, gradOutput } = checkGradRequest(fn, o);
   const gt = gradTarget(fn, o, s.z);
-  const args = [...s.args, withGrad, dtypeCode(gt.gradDtype), gt.gradOut, gradOutput] as const;
-  return { s, gt, args };
+  const req: NativeSoftForwardRequest = { ...s.req, withGrad, gradDtype: dtypeCode(gt.gradDtype), out: gt.gradOut, gradOutput };
+  return { s, gt, req };
 }
 
 type Plan = ReturnType<typeof planForward>;
-type NativeSoft = { losses: Float32Array; lse: Float32Array; lossSum: number; count: number; grad?: Logits['data'] };
-
-function softResult(p: Plan, r: NativeSoft): SoftResult {
-  const out: SoftResult = { loss: lossOf(p.s.reduction, r.lossSum, r.count), losses: r.losses, lse: r.lse, count: r.count };
+function softResult(p: Plan, r: NativeSoftResult): SoftResult {
+  const out: SoftResult = { loss: r.loss, losses: r.losses, lse: r.lse, count: r.count };
   if (r.grad) out.grad = { data: r.grad, dtype: p.gt.gradDtype, rows: p.s.z.rows, vocab: p.s.z.vocab };
   return out;
 }
 
-function klResult(p: Plan, r: NativeSoft): KlResult {
+function klResult(p: Plan, r: NativeSoftResult): KlResult {
   const { lse: _lse, ...rest } = softResult(p, r);
   return rest;
 }
@@ -154,13 +150,13 @@ function klResult(p: Plan, r: NativeSoft): KlResult {
  */
 export function softCrossEntropyForward(logits: Logits, target: Logits, opts?: SoftCrossEntropyOptions): SoftResult {
   const p = planForward('softCrossEntropyForward', logits, target, opts, false);
-  return softResult(p, native().softForward(...p.args, false));
+  return softResult(p, native().softForward(p.req));
 }
 
 /** softCrossEntropyForward off the main thread; inputs must not be modified until it settles. */
 export async function softCrossEntropyForwardAsync(logits: Logits, target: Logits, opts?: SoftCrossEntropyOptions): Promise<SoftResult> {
   const p = planForward('softCrossEntropyForwardAsync', logits, target, opts, false);
-  return softResult(p, await native().softForward(...p.args, true));
+  return softResult(p, await native().softForward({ ...p.req, async: true }));
 }
 
 function planBackward(fn: string, logits: unknown, target: unknown, lse: unknown, opts: unknown) {
@@ -173,20 +169,20 @@ function planBackward(fn: string, logits: unknown, target: unknown, lse: unknown
   if (lse.length !== s.z.rows) throw rangeError(fn, 'lse', `of length rows (${s.z.rows})`, lse);
   const { gradOutput, rowGrad } = checkGradOutput(fn, o.gradOutput, s.reduction, s.z.rows);
   const gt = gradTarget(fn, o, s.z);
-  const args = [...s.args, lse, gradOutput, rowGrad, dtypeCode(gt.gradDtype), gt.gradOut] as const;
-  return { s, gt, args };
+  const req: NativeSoftBackwardRequest = { ...s.req, lse, gradOutput, gradOutputRows: rowGrad, gradDtype: dtypeCode(gt.gradDtype), out: gt.gradOut };
+  return { s, gt, req };
 }
 
 /** Gradient of the soft cross-entropy w.r.t. logits from the forward's lse (bitwise the fused forward's gradient). */
 export function softCrossEntropyBackward(logits: Logits, target: Logits, lse: Float32Array, opts?: SoftCrossEntropyBackwardOptions): Logits {
   const p = planBackward('softCrossEntropyBackward', logits, target, lse, opts);
-  return { data: native().softBackward(...p.args, false), dtype: p.gt.gradDtype, rows: p.s.z.rows, vocab: p.s.z.vocab };
+  return { data: native().softBackward(p.req).grad, dtype: p.gt.gradDtype, rows: p.s.z.rows, vocab: p.s.z.vocab };
 }
 
 /** softCrossEntropyBackward off the main thread. */
 export async function softCrossEntropyBackwardAsync(logits: Logits, target: Logits, lse: Float32Array, opts?: SoftCrossEntropyBackwardOptions): Promise<Logits> {
   const p = planBackward('softCrossEntropyBackwardAsync', logits, target, lse, opts);
-  return { data: await native().softBackward(...p.args, true), dtype: p.gt.gradDtype, rows: p.s.z.rows, vocab: p.s.z.vocab };
+  return { data: (await native().softBackward({ ...p.req, async: true })).grad, dtype: p.gt.gradDtype, rows: p.s.z.rows, vocab: p.s.z.vocab };
 }
 
 /**
@@ -197,27 +193,28 @@ export async function softCrossEntropyBackwardAsync(logits: Logits, target: Logi
  */
 export function klDivergenceForward(logits: Logits, refLogits: Logits, opts?: KlDivergenceOptions): KlResult {
   const p = planForward('klDivergenceForward', logits, refLogits, opts, true);
-  return klResult(p, native().softForward(...p.args, false));
+  return klResult(p, native().softForward(p.req));
 }
 
 /** klDivergenceForward off the main thread. */
 export async function klDivergenceForwardAsync(logits: Logits, refLogits: Logits, opts?: KlDivergenceOptions): Promise<KlResult> {
   const p = planForward('klDivergenceForwardAsync', logits, refLogits, opts, true);
-  return klResult(p, await native().softForward(...p.args, true));
+  return klResult(p, await native().softForward({ ...p.req, async: true }));
 }
 
 function planEntropy(fn: string, logits: unknown, opts: unknown) {
   const o = checkOptions(fn, opts, ENTROPY_OPTIONS);
   const z = checkLogits(fn, 'logits', logits);
-  return [z.data, dtypeCode(z.dtype), z.rows, z.vocab, 1 / checkTemperature(fn, o.temperature), checkThreads(fn, o.threads)] as const;
+  return { fn, logits: z.data, dtype: dtypeCode(z.dtype), rows: z.rows, vocab: z.vocab, invTemperature: 1 / checkTemperature(fn, o.temperature),
+    threads: checkThreads(fn, o.threads) };
 }
 
 /** Entropy of softmax(logits/T) per row, in nats: Float32Array(rows). */
 export function entropy(logits: Logits, opts?: { temperature?: number; threads?: number }): Float32Array {
-  return native().entropy(...planEntropy('entropy', logits, opts), false);
+  return native().entropy(planEntropy('entropy', logits, opts)).entropy;
 }
 
 /** entropy off the main thread. */
 export async function entropyAsync(logits: Logits, opts?: { temperature?: number; threads?: number }): Promise<Float32Array> {
-  return native().entropy(...planEntropy('entropyAsync', logits, opts), true);
+  return (await native().entropy({ ...planEntropy('entropyAsync', logits, opts), async: true })).entropy;
 }
