@@ -15,6 +15,7 @@ import { checkBoolean, checkFinite, checkInteger, checkOneOf, checkOptions, rang
 import { type Logits, checkLogits } from './logits';
 import {
   type Device,
+  DEVICES,
   DeviceLogits,
   DeviceTargets,
   DeviceVector,
@@ -137,6 +138,23 @@ export interface CrossEntropyResult {
   /** With stats: the evaluation statistics. */
   stats?: CrossEntropyStats;
 }
+
+/** The gradient's dtype of a call with options O on logits of dtype D: out's, else gradDtype, else D. */
+export type GradDtypeOf<O, D extends DType> = O extends { out: Logits<infer G> }
+  ? G
+  : O extends { gradDtype: infer G extends DType }
+    ? G
+    : D;
+
+/**
+ * CrossEntropyResult as a call with options O on Logits<D> returns it: `grad` is there (with
+ * its dtype's array type) when O has `withGrad: true`, and `stats` when O has `stats: true`, so
+ * strict TypeScript needs no casts:
+ *   const g: Float32Array = crossEntropyForward(z, t, { withGrad: true, gradDtype: 'f32' }).grad.data;
+ */
+export type CrossEntropyResultFor<O, D extends DType = DType> = Omit<CrossEntropyResult, 'grad' | 'stats'> &
+  (O extends { withGrad: true } ? { grad: Logits<GradDtypeOf<O, D>> } : { grad?: Logits }) &
+  (O extends { stats: true } ? { stats: CrossEntropyStats } : { stats?: CrossEntropyStats });
 
 /** The result with device logits: losses, lse and the gradient stay on the device. */
 export interface CudaCrossEntropyResult {
@@ -342,23 +360,25 @@ function batchStats(targets: Int32Array, ignoreIndex: number, argmax: Int32Array
  *   const { loss, lse, grad } = crossEntropyForward(z, targets, { withGrad: true });
  */
 export function crossEntropyForward(logits: DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): CudaCrossEntropyResult;
-export function crossEntropyForward(logits: Logits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): CrossEntropyResult;
+export function crossEntropyForward<D extends DType, const O extends CrossEntropyForwardOptions = {}>(logits: Logits<D>, targets: Int32Array | DeviceTargets, opts?: O): CrossEntropyResultFor<O, D>;
 export function crossEntropyForward(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): CrossEntropyResult | CudaCrossEntropyResult {
   const fn = 'crossEntropyForward';
-  const where = cudaMode(fn, logits, targets, opts, FORWARD_OPTIONS);
-  if (where) return cudaForward(fn, logits, targets, opts, where, false) as CrossEntropyResult | CudaCrossEntropyResult;
-  const p = planForward(fn, logits, targets, opts);
+  const so = checkOptions(fn, opts, FORWARD_OPTIONS);
+  const where = cudaMode(fn, logits, targets, so, FORWARD_OPTIONS);
+  if (where) return cudaForward(fn, logits, targets, so, where, false) as CrossEntropyResult | CudaCrossEntropyResult;
+  const p = planForward(fn, logits, targets, so);
   return forwardResult(p, native().crossEntropyForward(forwardRequest(fn, p)));
 }
 
 /** crossEntropyForward off the main thread; inputs must not be detached, modified or disposed until it settles. */
 export async function crossEntropyForwardAsync(logits: DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): Promise<CudaCrossEntropyResult>;
-export async function crossEntropyForwardAsync(logits: Logits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): Promise<CrossEntropyResult>;
+export async function crossEntropyForwardAsync<D extends DType, const O extends CrossEntropyForwardOptions = {}>(logits: Logits<D>, targets: Int32Array | DeviceTargets, opts?: O): Promise<CrossEntropyResultFor<O, D>>;
 export async function crossEntropyForwardAsync(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): Promise<CrossEntropyResult | CudaCrossEntropyResult> {
   const fn = 'crossEntropyForwardAsync';
-  const where = cudaMode(fn, logits, targets, opts, FORWARD_OPTIONS);
-  if (where) return cudaForward(fn, logits, targets, opts, where, true);
-  const p = planForward(fn, logits, targets, opts);
+  const so = checkOptions(fn, opts, FORWARD_OPTIONS);
+  const where = cudaMode(fn, logits, targets, so, FORWARD_OPTIONS);
+  if (where) return cudaForward(fn, logits, targets, so, where, true);
+  const p = planForward(fn, logits, targets, so);
   return forwardResult(p, await native().crossEntropyForward({ ...forwardRequest(fn, p), async: true }));
 }
 
@@ -370,6 +390,8 @@ export async function crossEntropyForwardAsync(logits: Logits | DeviceLogits, ta
  */
 function cudaMode(fn: string, logits: unknown, targets: unknown, opts: unknown, known: readonly string[]): 'device' | 'host' | null {
   const o = checkOptions(fn, opts, known);
+  // device is checked on every call, whichever backend the other options select
+  if (o.device !== undefined) checkOneOf(fn, 'device', o.device, DEVICES);
   const anyDevice = logits instanceof DeviceLogits || targets instanceof DeviceTargets;
   if (anyDevice && o.device === 'cpu')
     throw typeError(fn, 'device', "'cuda' or 'auto' when logits or targets are device tensors", o.device,
@@ -606,22 +628,24 @@ function backwardResult(p: BackwardPlan, data: Logits['data']): Logits {
  * fused path's double-precision rescale (see the README). Device logits give a DeviceLogits.
  */
 export function crossEntropyBackward(logits: DeviceLogits, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: CrossEntropyBackwardOptions): DeviceLogits;
-export function crossEntropyBackward(logits: Logits, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: CrossEntropyBackwardOptions): Logits;
+export function crossEntropyBackward<D extends DType, const O extends CrossEntropyBackwardOptions = {}>(logits: Logits<D>, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: O): Logits<GradDtypeOf<O, D>>;
 export function crossEntropyBackward(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: CrossEntropyBackwardOptions): Logits | DeviceLogits {
   const fn = 'crossEntropyBackward';
-  const where = cudaMode(fn, logits, targets, opts, BACKWARD_OPTIONS) ?? (lse instanceof DeviceVector ? 'host' : null);
-  if (where) return cudaBackward(fn, logits, targets, lse, opts, where, false) as Logits | DeviceLogits;
-  const p = planBackward(fn, logits, targets, lse, opts);
+  const so = checkOptions(fn, opts, BACKWARD_OPTIONS);
+  const where = cudaMode(fn, logits, targets, so, BACKWARD_OPTIONS) ?? (lse instanceof DeviceVector ? 'host' : null);
+  if (where) return cudaBackward(fn, logits, targets, lse, so, where, false) as Logits | DeviceLogits;
+  const p = planBackward(fn, logits, targets, lse, so);
   return backwardResult(p, native().crossEntropyBackward(backwardRequest(fn, p)).grad);
 }
 
 /** crossEntropyBackward off the main thread; inputs must not be detached, modified or disposed until it settles. */
 export async function crossEntropyBackwardAsync(logits: DeviceLogits, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: CrossEntropyBackwardOptions): Promise<DeviceLogits>;
-export async function crossEntropyBackwardAsync(logits: Logits, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: CrossEntropyBackwardOptions): Promise<Logits>;
+export async function crossEntropyBackwardAsync<D extends DType, const O extends CrossEntropyBackwardOptions = {}>(logits: Logits<D>, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: O): Promise<Logits<GradDtypeOf<O, D>>>;
 export async function crossEntropyBackwardAsync(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: CrossEntropyBackwardOptions): Promise<Logits | DeviceLogits> {
   const fn = 'crossEntropyBackwardAsync';
-  const where = cudaMode(fn, logits, targets, opts, BACKWARD_OPTIONS) ?? (lse instanceof DeviceVector ? 'host' : null);
-  if (where) return cudaBackward(fn, logits, targets, lse, opts, where, true);
-  const p = planBackward(fn, logits, targets, lse, opts);
+  const so = checkOptions(fn, opts, BACKWARD_OPTIONS);
+  const where = cudaMode(fn, logits, targets, so, BACKWARD_OPTIONS) ?? (lse instanceof DeviceVector ? 'host' : null);
+  if (where) return cudaBackward(fn, logits, targets, lse, so, where, true);
+  const p = planBackward(fn, logits, targets, lse, so);
   return backwardResult(p, (await native().crossEntropyBackward({ ...backwardRequest(fn, p), async: true })).grad);
 }

@@ -1,3 +1,4 @@
+/// <reference lib="esnext.disposable" preserve="true" />
 // The CUDA backend in the facade: device selection, device tensors, and the ops on them.
 //
 // Device tensors own device memory: free it with dispose() (or `using`, through Symbol.dispose);

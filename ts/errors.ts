@@ -54,14 +54,20 @@ export function checkOneOf<T extends string>(fn: string, arg: string, v: unknown
   return v as T;
 }
 
-/** The options object: undefined or a plain object whose keys are all known (catches typos). */
+/**
+ * The options object: undefined or a plain object whose keys are all known (catches typos).
+ * Returns a snapshot: each option is read once, here (a getter runs once), and every later check
+ * and the native request see those values, never the caller's object again.
+ */
 export function checkOptions<K extends string>(fn: string, opts: unknown, known: readonly K[]): Partial<Record<K, unknown>> {
   if (opts === undefined || opts === null) return {};
   if (typeof opts !== 'object' || Array.isArray(opts) || ArrayBuffer.isView(opts))
     throw typeError(fn, 'options', 'an object', opts);
+  const snapshot: Partial<Record<K, unknown>> = {};
   for (const key of Object.keys(opts)) {
     if (!(known as readonly string[]).includes(key))
       throw new TypeError(`${fn}: unknown option '${key}'; known options: ${known.join(', ')}`);
+    snapshot[key as K] = (opts as Record<string, unknown>)[key];
   }
-  return opts as Partial<Record<K, unknown>>;
+  return snapshot;
 }

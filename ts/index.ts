@@ -1,6 +1,6 @@
 // fusedce: fused softmax cross-entropy from logits.
 export { type DType, bf16, f16 } from './dtype';
-export { type Logits, logits, MAX_VOCAB } from './logits';
+export { type Logits, type DataOf, logits, MAX_VOCAB } from './logits';
 export {
   type Reduction,
   type CrossEntropyOptions,
@@ -9,6 +9,8 @@ export {
   type CrossEntropyResult,
   type CudaCrossEntropyResult,
   type CrossEntropyStats,
+  type CrossEntropyResultFor,
+  type GradDtypeOf,
   crossEntropyForward,
   crossEntropyForwardAsync,
   crossEntropyBackward,

@@ -2,10 +2,14 @@
 import { type DType, DTYPES } from './dtype';
 import { checkInteger, checkOneOf, rangeError, typeError, describe } from './errors';
 
-export interface Logits {
+/** The array type of a dtype: Float32Array for 'f32', a Uint16Array of raw bits for 'f16' / 'bf16'. */
+export type DataOf<D extends DType> = D extends 'f32' ? Float32Array : Uint16Array;
+
+/** A [rows, vocab] matrix. `Logits<'f32'>` has a Float32Array, `Logits<'bf16'>` a Uint16Array; `Logits` either. */
+export interface Logits<D extends DType = DType> {
   /** Row-major (rows, vocab). Float32Array for 'f32'; Uint16Array of raw bits for 'f16' / 'bf16'. */
-  data: Float32Array | Uint16Array;
-  dtype: DType;
+  data: DataOf<D>;
+  dtype: D;
   rows: number;
   vocab: number;
 }
@@ -49,10 +53,13 @@ export function checkMatrix(fn: string, arg: string, data: unknown, rows: unknow
   }
   if (arr.length !== r * v)
     throw rangeError(fn, `${arg}.data`, `of length rows·vocab = ${r}·${v} = ${r * v}`, data);
-  return { data: arr, dtype: d, rows: r, vocab: v };
+  return { data: arr, dtype: d, rows: r, vocab: v } as Logits;
 }
 
 /** Validating constructor. dtype is inferred for Float32Array ('f32') and Float16Array ('f16'). */
+export function logits(data: Float32Array, rows: number, vocab: number, dtype?: 'f32'): Logits<'f32'>;
+export function logits<D extends 'bf16' | 'f16'>(data: Uint16Array, rows: number, vocab: number, dtype: D): Logits<D>;
+export function logits(data: Float32Array | Uint16Array | ArrayBufferView, rows: number, vocab: number, dtype?: DType): Logits;
 export function logits(
   data: Float32Array | Uint16Array | ArrayBufferView,
   rows: number,
