@@ -9,6 +9,7 @@
 // op. Each op runs sync, or with `async: true` on the libuv pool and returns a Promise.
 #include <napi.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -698,6 +699,28 @@ Napi::Value ReadKernel(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, double(total & 0xFFFFFFFFu));
 }
 
+// poolFault(n, threads, failAt) → n: runs n pool tasks, task failAt (if in [0, n)) throwing
+// std::bad_alloc, as a driver's vector would; tests that parallel_for rethrows it on the caller
+// (a RangeError here) after every helper has let go of the job, and that the pool still works.
+Napi::Value PoolFault(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  for (int i = 0; i < 3; ++i)
+    if (!info[i].IsNumber()) throw_type(env, "kernels.poolFault: n, threads and failAt must be numbers");
+  const int64_t n = std::min<int64_t>(std::max<int64_t>(info[0].As<Napi::Number>().Int64Value(), 0), 1 << 20);
+  const int threads = int(std::min<int64_t>(std::max<int64_t>(info[1].As<Napi::Number>().Int64Value(), 1), 65536));
+  const int64_t fail_at = info[2].As<Napi::Number>().Int64Value();
+  std::atomic<int64_t> ran{0};
+  try {
+    fusedce::parallel_for(n, threads, [&](int64_t i) {
+      if (i == fail_at) throw std::bad_alloc();
+      ran.fetch_add(1);
+    });
+  } catch (const std::bad_alloc&) {
+    throw_range(env, "kernels.poolFault: out of memory (task " + std::to_string(fail_at) + ")");
+  }
+  return Napi::Number::New(env, double(ran.load()));
+}
+
 Napi::Value Backend(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), fusedce::active_kernels().name);
 }
@@ -732,6 +755,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   kernels.Set("exp", Napi::Function::New(env, ExpKernel, "expKernel"));
   kernels.Set("expCeiling", Napi::Function::New(env, ExpCeilingKernel, "expCeilingKernel"));
   kernels.Set("read", Napi::Function::New(env, ReadKernel, "readKernel"));
+  kernels.Set("poolFault", Napi::Function::New(env, PoolFault, "poolFault"));
   exports.Set("kernels", kernels);
   exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures, "cpuFeatures"));
   exports.Set("hardwareThreads", Napi::Function::New(env, HardwareThreads, "hardwareThreads"));

@@ -4,6 +4,8 @@
 //   bf16: NaN → (x >> 16) | 0x0040 (quiet, sign and top payload kept); else (x + 0x7fff + lsb) >> 16,
 //         so overflow rounds to ±inf.
 //   f16:  IEEE binary16 with subnormals; ≥ 65520 → ±inf; NaN → sign | 0x7e00 | top 9 payload bits.
+//   f16 → f32 is exact; every NaN widens to the canonical quiet NaN 0x7fc00000, as the JS loop's
+//   table did (bf16 → f32, a shift, keeps the payload, as its JS loop did).
 //         The F16C instruction (vcvtps2ph, imm 0 = nearest even, independent of MXCSR) gives
 //         exactly these bits, NaNs included (it sets the quiet bit and keeps the top payload).
 // Reads the input once and writes the output once: memory bound, so the pool helps only with
@@ -60,7 +62,7 @@ inline float f16_to_f32(uint16_t h) {
   const uint32_t man = h & 0x3ffu;
   uint32_t bits;
   if (exp == 0x1f) {
-    bits = sign | 0x7f800000u | (man << 13);
+    bits = man ? 0x7fc00000u : sign | 0x7f800000u;  // every NaN becomes the canonical quiet NaN
   } else if (exp == 0) {
     if (man == 0) {
       bits = sign;
@@ -144,8 +146,11 @@ __attribute__((target("avx2,f16c"))) void to_f16_avx2(const float* s, uint16_t* 
 }
 __attribute__((target("avx2,f16c"))) void from_f16_avx2(const uint16_t* s, float* d, int64_t n) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+  const __m256 qnan = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000));
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
+    _mm256_storeu_ps(d + i, _mm256_blendv_ps(x, qnan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)));
+  }
   from_f16_scalar(s + i, d + i, n - i);
 }
 #endif

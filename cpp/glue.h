@@ -99,6 +99,7 @@ struct Array {
   napi_value buffer = nullptr;  // its ArrayBuffer or SharedArrayBuffer
   bool shared = false;          // a SharedArrayBuffer
   bool detached = false;
+  bool fresh = false;           // allocated for this call (by fresh() below): nobody else holds it
 };
 
 inline size_t element_size(napi_typedarray_type t) {
@@ -297,6 +298,7 @@ inline Array fresh(Napi::Env env, const char* fn, napi_typedarray_type type, siz
   if (napi_create_typedarray(env, type, length, ab, 0, &ta) != napi_ok)
     throw_range(env, std::string(fn) + ": cannot create a typed array of " + std::to_string(length) + " elements for " + what);
   Array a = array_info(env, ta);
+  a.fresh = true;
   if (bytes >= (size_t(4) << 20)) advise_huge(a.data, a.bytes);
   return a;
 }
@@ -327,7 +329,7 @@ class Call {
   void pin(const Array& a, const char* name) {
     if (!a.present) return;
     keep(a.value);
-    if (!a.shared && a.bytes > 0) pinned_.emplace_back(a.buffer, name);
+    if (!a.shared && !a.fresh && a.bytes > 0) pinned_.emplace_back(a.buffer, name);
   }
   // An array the result object carries under `name` (kept until then).
   void result(const char* name, const Array& a) {

@@ -148,6 +148,8 @@ export interface NativeBinding {
     expCeiling(repeat: number, threads: number): number;
     /** A streaming read of data over `threads` threads (the benchmark's read-bandwidth ceiling). */
     read(data: ArrayBufferView, threads: number): number;
+    /** n pool tasks, task failAt throwing std::bad_alloc (tests of parallel_for's exception safety). */
+    poolFault(n: number, threads: number, failAt: number): number;
   };
   cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean; avx512bf16: boolean };
   hardwareThreads(): number;
