@@ -38,7 +38,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
-import { cpuBackend as backend, bf16, cpuInfo, crossEntropyBackward, crossEntropyForward, f16, kernels, logits, setDevice } from 'fusedce';
+import { cpuBackend as backend, bf16, cpuInfo, crossEntropyBackward, crossEntropyForward, f16, logits, setDevice } from 'fusedce';
+import { kernels } from 'fusedce/kernels';
 // This is the CPU benchmark (the GPU one is bench/cross_entropy_cuda.bench.py): host arrays stay on the CPU.
 setDevice('cpu');
 import { onnxruntimePeer } from './peers/onnxruntime.mjs';

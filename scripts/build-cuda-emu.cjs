@@ -10,7 +10,11 @@ const os = require('node:os');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
-const outDir = path.join(root, 'build', 'cuda-emu');
+// FUSEDCE_SANITIZE=1: the AddressSanitizer + UBSan build of npm run test:sanitize, in its own folder
+// (the emulation's assembly fiber switch trips ASan's stack checks, so it takes the ucontext one)
+const sanitize = process.env.FUSEDCE_SANITIZE === '1';
+const outDir = sanitize ? path.join(root, 'build-sanitize', 'cuda-emu') : path.join(root, 'build', 'cuda-emu');
+const sanFlags = sanitize ? ['-fsanitize=address,undefined', '-fno-omit-frame-pointer', '-g', '-O1', '-DFCE_EMU_ASM_SWITCH=0'] : [];
 const out = path.join(outDir, 'fusedce_cuda.node');
 const sources = ['cuda/addon.cpp', 'cuda/emu/emu.cpp', 'cuda/cross_entropy.cu'];
 const deps = [...sources, 'cuda/cross_entropy.cuh', 'cuda/compat.cuh', 'cuda/emu/emu.h', 'cuda/fusedce_cuda.h', 'cpp/glue.h'];
@@ -40,7 +44,7 @@ if (!inc) {
 fs.mkdirSync(outDir, { recursive: true });
 const cxx = process.env.CXX || 'g++';
 const addonApi = path.join(root, require('node-addon-api').include_dir);
-const common = ['-std=c++17', '-O2', '-fPIC', '-fvisibility=hidden', '-fno-math-errno', `-I${inc}`, `-I${addonApi}`,
+const common = [...sanFlags, '-std=c++17', '-O2', '-fPIC', '-fvisibility=hidden', '-fno-math-errno', `-I${inc}`, `-I${addonApi}`,
   `-I${path.join(root, 'cuda')}`, `-I${path.join(root, 'cpp')}`, '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DNODE_ADDON_API_DISABLE_DEPRECATED'];
 // Compile the three sources in parallel, then link.
 const objs = sources.map((s) => path.join(outDir, path.basename(s) + '.o'));
@@ -52,7 +56,7 @@ const jobs = sources.map((s, i) => new Promise((resolve) => {
 }));
 Promise.all(jobs).then((codes) => {
   if (codes.some((c) => c !== 0)) process.exit(1);
-  const link = spawnSync(cxx, ['-shared', '-o', out, ...objs, '-pthread'], { stdio: 'inherit' });
+  const link = spawnSync(cxx, ['-shared', '-o', out, ...objs, '-pthread', ...(sanitize ? ['-fsanitize=address,undefined'] : [])], { stdio: 'inherit' });
   if (link.status !== 0) process.exit(link.status ?? 1);
   console.log(out);
 });

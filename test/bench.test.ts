@@ -1,6 +1,9 @@
 // The benchmark script runs (--quick), its peers agree on the loss (it throws otherwise), and it
 // reports positive throughputs. Speed itself is never asserted here: that is what the bench is for.
 import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
@@ -75,5 +78,21 @@ describe('fusedce command line', () => {
     const r = spawnSync(process.execPath, [bin, 'nope'], { encoding: 'utf8' });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/unknown command 'nope'/);
+  });
+});
+
+describe('bench/boundary.bench.mjs --quick', () => {
+  it('measures the default paths against reused outputs and the native conversions against the JS loops', () => {
+    const script = fileURLToPath(new URL('../bench/boundary.bench.mjs', import.meta.url));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fusedce-boundary-'));
+    execFileSync(process.execPath, [script, '--quick', '--out', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const j = JSON.parse(fs.readFileSync(path.join(dir, 'boundary.json'), 'utf8'));
+    expect(j.meta.git).toBeTypeOf('string');
+    const cases = j.rows.map((r: { case: string }) => r.case);
+    expect(cases.filter((c: string) => c.startsWith('withGrad, fresh vs reused out'))).toHaveLength(1);
+    expect(cases.filter((c: string) => c.startsWith('backward, fresh vs reused out'))).toHaveLength(1);
+    expect(cases.filter((c: string) => /^b?f16\.(from|to)Float32/.test(c))).toHaveLength(8);
+    for (const r of j.rows) expect(r.ratio ?? r.speedup).toBeGreaterThan(0);
+    expect(fs.readFileSync(path.join(dir, 'boundary.md'), 'utf8')).toMatch(/\| case \| A \(ms\)/);
   });
 });

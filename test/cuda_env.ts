@@ -23,7 +23,8 @@ export function useCudaBackend(): { onGpu: boolean; label: string } {
   const onGpu = !process.env.FUSEDCE_TEST_EMULATION && gpuAnswers();
   if (!onGpu) {
     // built by test/global_setup.ts before any test file runs
-    process.env.FUSEDCE_CUDA_BINARY = path.join(root, 'build', 'cuda-emu', 'fusedce_cuda.node');
+    // (npm run test:sanitize points FUSEDCE_CUDA_EMU_BINARY at its sanitizer build)
+    process.env.FUSEDCE_CUDA_BINARY = process.env.FUSEDCE_CUDA_EMU_BINARY || path.join(root, 'build', 'cuda-emu', 'fusedce_cuda.node');
   } else {
     delete process.env.FUSEDCE_CUDA_BINARY;
   }

@@ -1,6 +1,7 @@
 // The exp inside the CPU kernels, against float64 correctly rounded to fp32.
 import { describe, expect, it } from 'vitest';
-import { backend, kernels } from 'fusedce';
+import { backend } from 'fusedce';
+import { kernels } from 'fusedce/kernels';
 import { testRng } from './reference.mjs';
 
 /** Distance in fp32 ulps between two finite floats of the same sign (or zero). */

@@ -9,7 +9,7 @@ import { type NativeBceRequest, type NativeBceResult, native } from './binding';
 import { type DType, dtypeCode } from './dtype';
 import { checkFinite, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
-import { REDUCTIONS, type Reduction, checkGradRequest, checkThreads, gradTarget, reductionCode } from './cross_entropy';
+import { REDUCTIONS, type Reduction, checkGradRequest, checkThreads, gradTarget, reductionCode } from './options';
 
 export interface BinaryCrossEntropyOptions {
   /** Weight of the positive term per class (a number ≥ 0, or Float32Array(vocab)). Default 1. */

@@ -1,4 +1,6 @@
-// Softmax cross-entropy from logits: the user-facing functions over the native core.
+// Softmax cross-entropy from logits: the user-facing functions over the native core (CPU:
+// cpp/cross_entropy*.cpp through cpp/addon.cpp; CUDA: ts/cross_entropy_cuda.ts). The shared
+// option checks are in ts/options.ts, the batch statistics in ts/stats.ts.
 //
 //   lse_i  = log Σ_j exp(z_ij)            (online max/sum in fp32 lanes, merged in double)
 //   loss_i = lse_i − z_i[t_i]             (0 when t_i == ignoreIndex)
@@ -8,26 +10,16 @@
 //
 // Semantics follow torch.nn.functional.cross_entropy(reduction=, ignore_index=), except that when
 // no row counts the loss and the gradient are 0 (PyTorch gives NaN for 'mean').
-import { availableParallelism } from 'node:os';
 import { type NativeBackwardRequest, type NativeCeOptions, type NativeForwardRequest, type NativeForwardResult, native } from './binding';
-import { type DType, DTYPES, dtypeCode } from './dtype';
+import { type DType, dtypeCode } from './dtype';
 import { checkBoolean, checkFinite, checkInteger, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
-import {
-  type Device,
-  DEVICES,
-  DeviceLogits,
-  DeviceTargets,
-  DeviceVector,
-  Staging,
-  cuda,
-  cudaBinding,
-  newVector,
-  resolveDevice,
-} from './cuda';
+import { type Device, DeviceLogits, DeviceTargets, DeviceVector } from './cuda';
+import { cudaBackward, cudaForward, cudaMode } from './cross_entropy_cuda';
+import { BACKWARD_OPTIONS, FORWARD_OPTIONS, LOSS_OPTIONS, REDUCTIONS, type Reduction, checkGradOutput, checkGradRequest, checkThreads, gradTarget, reductionCode } from './options';
+import { batchStats } from './stats';
 
-export type Reduction = 'mean' | 'sum' | 'none';
-export const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
+export { type Reduction, REDUCTIONS } from './options';
 
 export interface CrossEntropyOptions {
   /** 'mean' (default): Σ loss / count; 'sum': Σ loss; 'none': per-row `losses`, and `loss` is their sum. */
@@ -165,10 +157,6 @@ export interface CudaCrossEntropyResult {
   grad?: DeviceLogits;
 }
 
-const LOSS_OPTIONS = ['labelSmoothing', 'weight', 'zLoss', 'softcap', 'logitScale'] as const;
-const FORWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'withGrad', 'gradDtype', 'inPlace', 'out', 'gradOutput', 'device', ...LOSS_OPTIONS, 'stats', 'eceBins'] as const;
-const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOutput', 'gradDtype', 'out', 'inPlace', 'device', ...LOSS_OPTIONS] as const;
-
 /** The loss options (labelSmoothing, weight, zLoss, softcap, logitScale), checked; null when none is set. */
 function checkLossOptions(fn: string, o: Partial<Record<string, unknown>>, vocab: number): NativeCeOptions | null {
   if (LOSS_OPTIONS.every((k) => o[k] === undefined)) return null;
@@ -195,11 +183,6 @@ function checkLossOptions(fn: string, o: Partial<Record<string, unknown>>, vocab
   };
 }
 
-/** Options the CUDA kernels do not implement; calls that use them run on the CPU. */
-function cpuOnlyOption(o: Partial<Record<string, unknown>>): string | undefined {
-  return [...LOSS_OPTIONS, 'stats'].find((k) => o[k] !== undefined && o[k] !== false);
-}
-
 interface Common {
   z: Logits;
   targets: Int32Array;
@@ -223,68 +206,6 @@ function checkCommon(fn: string, logits: unknown, targets: unknown, o: Partial<R
     threads: checkThreads(fn, o.threads),
     ce: checkLossOptions(fn, o, z.vocab),
   };
-}
-
-function checkGradDtype(fn: string, v: unknown, fallback: DType): DType {
-  return v === undefined ? fallback : checkOneOf(fn, 'gradDtype', v, DTYPES);
-}
-
-export function reductionCode(r: Reduction): number {
-  return r === 'mean' ? 0 : r === 'sum' ? 1 : 2;
-}
-
-/** The threads option: an integer in [1, 65536], default all cores. */
-export function checkThreads(fn: string, v: unknown): number {
-  return v === undefined ? availableParallelism() : checkInteger(fn, 'threads', v, 1, 65536);
-}
-
-/** A forward's gradient request: withGrad and gradOutput, and inPlace / out only with withGrad. */
-export function checkGradRequest(fn: string, o: Partial<Record<string, unknown>>): { withGrad: boolean; gradOutput: number } {
-  const withGrad = o.withGrad === undefined ? false : checkBoolean(fn, 'withGrad', o.withGrad);
-  const gradOutput = o.gradOutput === undefined ? 1 : checkFinite(fn, 'gradOutput', o.gradOutput);
-  if (!withGrad && o.inPlace) throw rangeError(fn, 'inPlace', 'false unless withGrad is true', o.inPlace);
-  if (!withGrad && o.out !== undefined) throw typeError(fn, 'out', 'undefined unless withGrad is true', o.out);
-  return { withGrad, gradOutput };
-}
-
-/**
- * A backward's gradOutput: a finite number (default 1), or per row (a Float32Array, or with
- * `device` a DeviceVector, of length rows) with reduction 'none'.
- */
-export function checkGradOutput<R extends Float32Array | DeviceVector = Float32Array>(fn: string, v: unknown, reduction: Reduction,
-  rows: number, device = false): { gradOutput: number; rowGrad: R | null } {
-  if (v instanceof Float32Array || (device && v instanceof DeviceVector)) {
-    if (reduction !== 'none')
-      throw typeError(fn, 'gradOutput', `a number with reduction '${reduction}' (per-row gradOutput needs reduction 'none')`, v);
-    if (v.length !== rows) throw rangeError(fn, 'gradOutput', `of length rows (${rows})`, v);
-    return { gradOutput: 1, rowGrad: v as R };
-  }
-  if (v === undefined) return { gradOutput: 1, rowGrad: null };
-  if (typeof v !== 'number')
-    throw typeError(fn, 'gradOutput', "a finite number, or a Float32Array of length rows with reduction 'none'", v);
-  return { gradOutput: checkFinite(fn, 'gradOutput', v), rowGrad: null };
-}
-
-/**
- * Where the gradient goes, from the options gradDtype, out and inPlace: a new array (gradOut
- * null), the given `out` (its dtype decides), or logits.data itself (inPlace).
- */
-export function gradTarget(fn: string, o: Partial<Record<string, unknown>>, z: Logits): { gradDtype: DType; gradOut: Logits['data'] | null } {
-  const inPlace = o.inPlace === undefined ? false : checkBoolean(fn, 'inPlace', o.inPlace);
-  let gradDtype = checkGradDtype(fn, o.gradDtype, z.dtype);
-  if (o.out !== undefined) {
-    if (inPlace) throw typeError(fn, 'out', 'undefined when inPlace is true (the gradient goes into logits.data)', o.out);
-    const out = checkLogits(fn, 'out', o.out);
-    if (out.rows !== z.rows || out.vocab !== z.vocab)
-      throw rangeError(fn, 'out', `a [${z.rows}, ${z.vocab}] matrix like logits`, `[${out.rows}, ${out.vocab}]`);
-    if (o.gradDtype !== undefined && out.dtype !== gradDtype)
-      throw typeError(fn, 'out.dtype', `gradDtype ('${gradDtype}')`, out.dtype);
-    return { gradDtype: out.dtype, gradOut: out.data };
-  }
-  if (!inPlace) return { gradDtype, gradOut: null };
-  if (gradDtype !== z.dtype)
-    throw rangeError(fn, 'gradDtype', `the logits' dtype ('${z.dtype}') when inPlace is true`, gradDtype);
-  return { gradDtype, gradOut: z.data };
 }
 
 type ForwardPlan = { c: Common; withGrad: boolean; gradDtype: DType; gradOut: Logits['data'] | null; gradOutput: number; stats: boolean; eceBins: number };
@@ -320,37 +241,6 @@ function forwardResult(p: ForwardPlan, r: NativeForwardResult): CrossEntropyResu
   return out;
 }
 
-/** Batch statistics over counted rows, in row order, from the per-row ones the kernel wrote. */
-function batchStats(targets: Int32Array, ignoreIndex: number, argmax: Int32Array, entropy: Float32Array,
-  targetLogprob: Float32Array, maxProb: Float32Array, bins: number): CrossEntropyStats {
-  let n = 0, nll = 0, correct = 0, ent = 0;
-  const binCount = new Float64Array(bins), binCorrect = new Float64Array(bins), binConf = new Float64Array(bins);
-  for (let i = 0; i < targets.length; i++) {
-    if (targets[i] === ignoreIndex) continue;
-    n++;
-    nll -= targetLogprob[i];
-    ent += entropy[i];
-    const hit = argmax[i] === targets[i] ? 1 : 0;
-    correct += hit;
-    const conf = maxProb[i];
-    const b = Math.min(bins - 1, Math.max(0, Math.ceil(conf * bins) - 1));
-    binCount[b]++;
-    binCorrect[b] += hit;
-    binConf[b] += conf;
-  }
-  let ece = 0;
-  for (let b = 0; b < bins; b++) if (binCount[b] > 0) ece += Math.abs(binCorrect[b] - binConf[b]) / n;
-  const meanNll = n > 0 ? nll / n : NaN;
-  return {
-    argmax, entropy, targetLogprob, maxProb,
-    perplexity: Math.exp(meanNll),
-    bitsPerToken: meanNll / Math.LN2,
-    accuracy: n > 0 ? correct / n : NaN,
-    meanEntropy: n > 0 ? ent / n : NaN,
-    ece: n > 0 ? ece : NaN,
-  };
-}
-
 /**
  * Cross-entropy loss (and optionally its gradient) from logits [rows, vocab] and int targets [rows].
  * With device logits (cuda.upload / cuda.fromPointer) it runs on the GPU and losses, lse and grad
@@ -370,7 +260,7 @@ export function crossEntropyForward(logits: Logits | DeviceLogits, targets: Int3
   return forwardResult(p, native().crossEntropyForward(forwardRequest(fn, p)));
 }
 
-/** crossEntropyForward off the main thread; inputs must not be detached, modified or disposed until it settles. */
+/** crossEntropyForward off the main thread. Small inputs are copied first; the large ones are pinned (README: "Memory safety and the async contract"); device tensors must not be disposed until it settles. */
 export async function crossEntropyForwardAsync(logits: DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): Promise<CudaCrossEntropyResult>;
 export async function crossEntropyForwardAsync<D extends DType, const O extends CrossEntropyForwardOptions = {}>(logits: Logits<D>, targets: Int32Array | DeviceTargets, opts?: O): Promise<CrossEntropyResultFor<O, D>>;
 export async function crossEntropyForwardAsync(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): Promise<CrossEntropyResult | CudaCrossEntropyResult> {
@@ -380,225 +270,6 @@ export async function crossEntropyForwardAsync(logits: Logits | DeviceLogits, ta
   if (where) return cudaForward(fn, logits, targets, so, where, true);
   const p = planForward(fn, logits, targets, so);
   return forwardResult(p, await native().crossEntropyForward({ ...forwardRequest(fn, p), async: true }));
-}
-
-// ---------------- the CUDA path ----------------
-
-/**
- * Whether a call runs on the GPU: 'device' (device logits: results stay on the device), 'host'
- * (host arrays on the GPU: results come back as host arrays), or null (the CPU).
- */
-function cudaMode(fn: string, logits: unknown, targets: unknown, opts: unknown, known: readonly string[]): 'device' | 'host' | null {
-  const o = checkOptions(fn, opts, known);
-  // device is checked on every call, whichever backend the other options select
-  if (o.device !== undefined) checkOneOf(fn, 'device', o.device, DEVICES);
-  const anyDevice = logits instanceof DeviceLogits || targets instanceof DeviceTargets;
-  if (anyDevice && o.device === 'cpu')
-    throw typeError(fn, 'device', "'cuda' or 'auto' when logits or targets are device tensors", o.device,
-      'Download them first (tensor.download()) to run on the CPU');
-  const cpuOnly = cpuOnlyOption(o);
-  if (cpuOnly !== undefined) {
-    if (anyDevice || o.device === 'cuda')
-      throw typeError(fn, cpuOnly, "undefined with device tensors or device 'cuda' (the CUDA kernels do not implement it yet)",
-        o[cpuOnly], "Run it on the CPU: download the tensors and pass device: 'cpu'");
-    return null;
-  }
-  if (logits instanceof DeviceLogits) return 'device';
-  if (targets instanceof DeviceTargets) {
-    cudaBinding();
-    return 'host';
-  }
-  return resolveDevice(fn, o.device) === 'cuda' ? 'host' : null;
-}
-
-interface CudaCommon {
-  z: Logits | DeviceLogits;
-  targets: Int32Array | DeviceTargets;
-  rows: number;
-  vocab: number;
-  dtype: DType;
-  reduction: Reduction;
-  ignoreIndex: number;
-}
-
-function cudaCommon(fn: string, logits: unknown, targets: unknown, o: Partial<Record<string, unknown>>): CudaCommon {
-  let z: Logits | DeviceLogits;
-  if (logits instanceof DeviceLogits) {
-    logits.buffer(fn);
-    z = logits;
-  } else {
-    z = checkLogits(fn, 'logits', logits);
-  }
-  if (!(targets instanceof Int32Array) && !(targets instanceof DeviceTargets))
-    throw typeError(fn, 'targets', `an Int32Array or DeviceTargets of length rows (${z.rows})`, targets,
-      'Convert with Int32Array.from(targets), or cuda.uploadTargets(…)');
-  if (targets.length !== z.rows) throw rangeError(fn, 'targets', `of length rows (${z.rows})`, targets);
-  if (o.threads !== undefined) checkInteger(fn, 'threads', o.threads, 1, 65536);
-  return {
-    z,
-    targets,
-    rows: z.rows,
-    vocab: z.vocab,
-    dtype: z.dtype,
-    reduction: o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS),
-    ignoreIndex: o.ignoreIndex === undefined ? -100 : checkInteger(fn, 'ignoreIndex', o.ignoreIndex, -(2 ** 31), 2 ** 31 - 1),
-  };
-}
-
-/** Where the gradient goes on the GPU: a new tensor, `out`, or the logits themselves (inPlace). */
-interface CudaGradTarget {
-  gradDtype: DType;
-  out: Logits | DeviceLogits | null;
-  inPlace: boolean;
-}
-
-function cudaGradTarget(fn: string, o: Partial<Record<string, unknown>>, c: CudaCommon, mode: 'device' | 'host'): CudaGradTarget {
-  const inPlace = o.inPlace === undefined ? false : checkBoolean(fn, 'inPlace', o.inPlace);
-  const gradDtype = checkGradDtype(fn, o.gradDtype, c.dtype);
-  if (o.out !== undefined) {
-    if (inPlace) throw typeError(fn, 'out', 'undefined when inPlace is true (the gradient goes into the logits)', o.out);
-    let out: Logits | DeviceLogits;
-    if (mode === 'device') {
-      if (!(o.out instanceof DeviceLogits))
-        throw typeError(fn, 'out', 'a DeviceLogits (cuda.empty) when the logits are on the device', o.out);
-      o.out.buffer(fn);
-      out = o.out;
-    } else {
-      if (o.out instanceof DeviceLogits) throw typeError(fn, 'out', 'host Logits when the logits are host arrays', o.out);
-      out = checkLogits(fn, 'out', o.out);
-    }
-    if (out.rows !== c.rows || out.vocab !== c.vocab)
-      throw rangeError(fn, 'out', `a [${c.rows}, ${c.vocab}] matrix like logits`, `[${out.rows}, ${out.vocab}]`);
-    if (o.gradDtype !== undefined && out.dtype !== gradDtype) throw typeError(fn, 'out.dtype', `gradDtype ('${gradDtype}')`, out.dtype);
-    if (out === c.z || (mode === 'device' && (out as DeviceLogits).address === (c.z as DeviceLogits).address))
-      throw rangeError(fn, 'out', 'a tensor other than logits', out, 'use inPlace: true to write the gradient over the logits');
-    return { gradDtype: out.dtype, out, inPlace: false };
-  }
-  if (inPlace && gradDtype !== c.dtype)
-    throw rangeError(fn, 'gradDtype', `the logits' dtype ('${c.dtype}') when inPlace is true`, gradDtype);
-  return { gradDtype, out: null, inPlace };
-}
-
-function cudaForward(fn: string, logits: unknown, targets: unknown, opts: unknown, mode: 'device' | 'host', async: boolean) {
-  const o = checkOptions(fn, opts, FORWARD_OPTIONS);
-  const cpuOnly = cpuOnlyOption(o);
-  if (cpuOnly !== undefined)
-    throw typeError(fn, cpuOnly, 'undefined on the GPU (the CUDA kernels do not implement it yet)', (o as Record<string, unknown>)[cpuOnly],
-      "Run it on the CPU: host arrays and device: 'cpu'");
-  const c = cudaCommon(fn, logits, targets, o);
-  const { withGrad, gradOutput } = checkGradRequest(fn, o);
-  const gt = cudaGradTarget(fn, o, c, mode);
-
-  const st = new Staging();
-  const made: { dispose(): void }[] = [];  // results made here: disposed if the call fails
-  const keep = <T extends { dispose(): void }>(t: T): T => (mode === 'host' ? st.temp(t as never) : (made.push(t), t));
-  const fail = (e: unknown): never => {
-    for (const m of made) m.dispose();
-    st.dispose();
-    throw e;
-  };
-  let run: unknown;
-  let losses: DeviceVector, lse: DeviceVector, grad: DeviceLogits | undefined;
-  try {
-    const dz = st.logits(fn, c.z as Logits | DeviceLogits);
-    const dt = st.targets(fn, c.targets);
-    losses = keep(newVector(c.rows));
-    lse = keep(newVector(c.rows));
-    if (withGrad) {
-      if (gt.inPlace) grad = dz;
-      else if (gt.out instanceof DeviceLogits) grad = gt.out;
-      else grad = keep(cuda.empty(c.rows, c.vocab, gt.gradDtype));
-    }
-    run = cudaBinding().crossEntropyForward({
-      fn, logits: dz.buffer(fn), dtype: dtypeCode(c.dtype), rows: c.rows, vocab: c.vocab, targets: dt.buffer(fn),
-      ignoreIndex: c.ignoreIndex, reduction: reductionCode(c.reduction), losses: losses.buffer(fn), lse: lse.buffer(fn),
-      grad: grad ? grad.buffer(fn) : null, gradDtype: dtypeCode(gt.gradDtype), gradOutput, async: async as false,
-    });
-  } catch (e) {
-    return fail(e);
-  }
-  const finish = (r: { loss: number; count: number }): CrossEntropyResult | CudaCrossEntropyResult => {
-    try {
-      const loss = r.loss;
-      if (mode === 'device') {
-        const out: CudaCrossEntropyResult = { loss, losses, lse, count: r.count };
-        if (grad) out.grad = grad;
-        return out;
-      }
-      const out: CrossEntropyResult = { loss, losses: losses.download(), lse: lse.download(), count: r.count };
-      if (grad) {
-        const z = c.z as Logits;
-        const data = gt.inPlace ? z.data : gt.out ? (gt.out as Logits).data
-          : gt.gradDtype === 'f32' ? new Float32Array(c.rows * c.vocab) : new Uint16Array(c.rows * c.vocab);
-        if (data.length > 0) grad.buffer(fn).download(data);
-        out.grad = { data, dtype: gt.gradDtype, rows: c.rows, vocab: c.vocab };
-      }
-      st.dispose();
-      return out;
-    } catch (e) {
-      return fail(e);
-    }
-  };
-  if (run instanceof Promise) return (run as Promise<{ loss: number; count: number }>).then(finish, fail);
-  return finish(run as { loss: number; count: number });
-}
-
-function cudaBackward(fn: string, logits: unknown, targets: unknown, lseIn: unknown, opts: unknown, mode: 'device' | 'host', async: boolean) {
-  const o = checkOptions(fn, opts, BACKWARD_OPTIONS);
-  const cpuOnly = cpuOnlyOption(o);
-  if (cpuOnly !== undefined)
-    throw typeError(fn, cpuOnly, 'undefined on the GPU (the CUDA kernels do not implement it yet)', (o as Record<string, unknown>)[cpuOnly],
-      "Run it on the CPU: host arrays and device: 'cpu'");
-  const c = cudaCommon(fn, logits, targets, o);
-  if (!(lseIn instanceof Float32Array) && !(lseIn instanceof DeviceVector))
-    throw typeError(fn, 'lse', `a Float32Array or DeviceVector of length rows (${c.rows}), as returned by crossEntropyForward`, lseIn);
-  if (lseIn.length !== c.rows) throw rangeError(fn, 'lse', `of length rows (${c.rows})`, lseIn);
-  const { gradOutput, rowGrad } = checkGradOutput<Float32Array | DeviceVector>(fn, o.gradOutput, c.reduction, c.rows, true);
-  const gt = cudaGradTarget(fn, o, c, mode);
-
-  const st = new Staging();
-  let made: DeviceLogits | null = null;
-  const fail = (e: unknown): never => {
-    if (made && mode === 'device') made.dispose();
-    st.dispose();
-    throw e;
-  };
-  let grad: DeviceLogits;
-  let run: unknown;
-  try {
-    const dz = st.logits(fn, c.z as Logits | DeviceLogits);
-    const dt = st.targets(fn, c.targets);
-    const dl = st.vector(fn, lseIn);
-    const dr = rowGrad ? st.vector(fn, rowGrad) : null;
-    if (gt.inPlace) grad = dz;
-    else if (gt.out instanceof DeviceLogits) grad = gt.out;
-    else {
-      grad = made = cuda.empty(c.rows, c.vocab, gt.gradDtype);
-      if (mode === 'host') st.temp(grad);
-    }
-    run = cudaBinding().crossEntropyBackward({
-      fn, logits: dz.buffer(fn), dtype: dtypeCode(c.dtype), rows: c.rows, vocab: c.vocab, targets: dt.buffer(fn),
-      ignoreIndex: c.ignoreIndex, reduction: reductionCode(c.reduction), lse: dl.buffer(fn), gradOutput,
-      gradOutputRows: dr ? dr.buffer(fn) : null, grad: grad.buffer(fn), gradDtype: dtypeCode(gt.gradDtype), async: async as false,
-    });
-  } catch (e) {
-    return fail(e);
-  }
-  const finish = (): Logits | DeviceLogits => {
-    try {
-      if (mode === 'device') return grad;
-      const z = c.z as Logits;
-      const data = gt.inPlace ? z.data : gt.out ? (gt.out as Logits).data
-        : gt.gradDtype === 'f32' ? new Float32Array(c.rows * c.vocab) : new Uint16Array(c.rows * c.vocab);
-      if (data.length > 0) grad.buffer(fn).download(data);
-      st.dispose();
-      return { data, dtype: gt.gradDtype, rows: c.rows, vocab: c.vocab };
-    } catch (e) {
-      return fail(e);
-    }
-  };
-  if (run instanceof Promise) return run.then(finish, fail);
-  return finish();
 }
 
 type BackwardPlan = { c: Common; lse: Float32Array; gradOutput: number; rowGrad: Float32Array | null; gradDtype: DType; gradOut: Logits['data'] | null };
@@ -638,7 +309,7 @@ export function crossEntropyBackward(logits: Logits | DeviceLogits, targets: Int
   return backwardResult(p, native().crossEntropyBackward(backwardRequest(fn, p)).grad);
 }
 
-/** crossEntropyBackward off the main thread; inputs must not be detached, modified or disposed until it settles. */
+/** crossEntropyBackward off the main thread (the same contract as crossEntropyForwardAsync). */
 export async function crossEntropyBackwardAsync(logits: DeviceLogits, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: CrossEntropyBackwardOptions): Promise<DeviceLogits>;
 export async function crossEntropyBackwardAsync<D extends DType, const O extends CrossEntropyBackwardOptions = {}>(logits: Logits<D>, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: O): Promise<Logits<GradDtypeOf<O, D>>>;
 export async function crossEntropyBackwardAsync(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, lse: Float32Array | DeviceVector, opts?: CrossEntropyBackwardOptions): Promise<Logits | DeviceLogits> {

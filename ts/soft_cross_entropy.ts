@@ -12,7 +12,7 @@ import { type NativeSoftBackwardRequest, type NativeSoftForwardRequest, type Nat
 import { type DType, dtypeCode } from './dtype';
 import { checkBoolean, checkFinite, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
-import { REDUCTIONS, type Reduction, checkGradOutput, checkGradRequest, checkThreads, gradTarget, reductionCode } from './cross_entropy';
+import { REDUCTIONS, type Reduction, checkGradOutput, checkGradRequest, checkThreads, gradTarget, reductionCode } from './options';
 
 export interface SoftCommonOptions {
   /** Softmax temperature T > 0 applied to the logits (and to teacher logits). Default 1. */
@@ -153,7 +153,7 @@ export function softCrossEntropyForward(logits: Logits, target: Logits, opts?: S
   return softResult(p, native().softForward(p.req));
 }
 
-/** softCrossEntropyForward off the main thread; inputs must not be modified until it settles. */
+/** softCrossEntropyForward off the main thread (the async contract of the README, "Memory safety"). */
 export async function softCrossEntropyForwardAsync(logits: Logits, target: Logits, opts?: SoftCrossEntropyOptions): Promise<SoftResult> {
   const p = planForward('softCrossEntropyForwardAsync', logits, target, opts, false);
   return softResult(p, await native().softForward({ ...p.req, async: true }));

@@ -1,0 +1,228 @@
+// The CUDA path of crossEntropyForward / crossEntropyBackward: device tensors stay on the device;
+// host arrays are staged through the device and the results downloaded. The kernels are
+// cuda/cross_entropy.cu, the glue cuda/addon.cpp (the request reader of cpp/glue.h).
+import { type DType, dtypeCode } from './dtype';
+import { checkBoolean, checkInteger, checkOneOf, checkOptions, rangeError, typeError } from './errors';
+import { type Logits, checkLogits } from './logits';
+import { DEVICES, DeviceLogits, DeviceTargets, DeviceVector, Staging, cuda, cudaBinding, newVector, resolveDevice } from './cuda';
+import { BACKWARD_OPTIONS, FORWARD_OPTIONS, REDUCTIONS, type Reduction, checkGradDtype, cpuOnlyOption, checkGradOutput, checkGradRequest, reductionCode } from './options';
+import type { CrossEntropyResult, CudaCrossEntropyResult } from './cross_entropy';
+
+
+/**
+ * Whether a call runs on the GPU: 'device' (device logits: results stay on the device), 'host'
+ * (host arrays on the GPU: results come back as host arrays), or null (the CPU).
+ */
+export function cudaMode(fn: string, logits: unknown, targets: unknown, opts: unknown, known: readonly string[]): 'device' | 'host' | null {
+  const o = checkOptions(fn, opts, known);
+  // device is checked on every call, whichever backend the other options select
+  if (o.device !== undefined) checkOneOf(fn, 'device', o.device, DEVICES);
+  const anyDevice = logits instanceof DeviceLogits || targets instanceof DeviceTargets;
+  if (anyDevice && o.device === 'cpu')
+    throw typeError(fn, 'device', "'cuda' or 'auto' when logits or targets are device tensors", o.device,
+      'Download them first (tensor.download()) to run on the CPU');
+  const cpuOnly = cpuOnlyOption(o);
+  if (cpuOnly !== undefined) {
+    if (anyDevice || o.device === 'cuda')
+      throw typeError(fn, cpuOnly, "undefined with device tensors or device 'cuda' (the CUDA kernels do not implement it yet)",
+        o[cpuOnly], "Run it on the CPU: download the tensors and pass device: 'cpu'");
+    return null;
+  }
+  if (logits instanceof DeviceLogits) return 'device';
+  if (targets instanceof DeviceTargets) {
+    cudaBinding();
+    return 'host';
+  }
+  return resolveDevice(fn, o.device) === 'cuda' ? 'host' : null;
+}
+
+interface CudaCommon {
+  z: Logits | DeviceLogits;
+  targets: Int32Array | DeviceTargets;
+  rows: number;
+  vocab: number;
+  dtype: DType;
+  reduction: Reduction;
+  ignoreIndex: number;
+}
+
+function cudaCommon(fn: string, logits: unknown, targets: unknown, o: Partial<Record<string, unknown>>): CudaCommon {
+  let z: Logits | DeviceLogits;
+  if (logits instanceof DeviceLogits) {
+    logits.buffer(fn);
+    z = logits;
+  } else {
+    z = checkLogits(fn, 'logits', logits);
+  }
+  if (!(targets instanceof Int32Array) && !(targets instanceof DeviceTargets))
+    throw typeError(fn, 'targets', `an Int32Array or DeviceTargets of length rows (${z.rows})`, targets,
+      'Convert with Int32Array.from(targets), or cuda.uploadTargets(…)');
+  if (targets.length !== z.rows) throw rangeError(fn, 'targets', `of length rows (${z.rows})`, targets);
+  if (o.threads !== undefined) checkInteger(fn, 'threads', o.threads, 1, 65536);
+  return {
+    z,
+    targets,
+    rows: z.rows,
+    vocab: z.vocab,
+    dtype: z.dtype,
+    reduction: o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS),
+    ignoreIndex: o.ignoreIndex === undefined ? -100 : checkInteger(fn, 'ignoreIndex', o.ignoreIndex, -(2 ** 31), 2 ** 31 - 1),
+  };
+}
+
+/** Where the gradient goes on the GPU: a new tensor, `out`, or the logits themselves (inPlace). */
+interface CudaGradTarget {
+  gradDtype: DType;
+  out: Logits | DeviceLogits | null;
+  inPlace: boolean;
+}
+
+function cudaGradTarget(fn: string, o: Partial<Record<string, unknown>>, c: CudaCommon, mode: 'device' | 'host'): CudaGradTarget {
+  const inPlace = o.inPlace === undefined ? false : checkBoolean(fn, 'inPlace', o.inPlace);
+  const gradDtype = checkGradDtype(fn, o.gradDtype, c.dtype);
+  if (o.out !== undefined) {
+    if (inPlace) throw typeError(fn, 'out', 'undefined when inPlace is true (the gradient goes into the logits)', o.out);
+    let out: Logits | DeviceLogits;
+    if (mode === 'device') {
+      if (!(o.out instanceof DeviceLogits))
+        throw typeError(fn, 'out', 'a DeviceLogits (cuda.empty) when the logits are on the device', o.out);
+      o.out.buffer(fn);
+      out = o.out;
+    } else {
+      if (o.out instanceof DeviceLogits) throw typeError(fn, 'out', 'host Logits when the logits are host arrays', o.out);
+      out = checkLogits(fn, 'out', o.out);
+    }
+    if (out.rows !== c.rows || out.vocab !== c.vocab)
+      throw rangeError(fn, 'out', `a [${c.rows}, ${c.vocab}] matrix like logits`, `[${out.rows}, ${out.vocab}]`);
+    if (o.gradDtype !== undefined && out.dtype !== gradDtype) throw typeError(fn, 'out.dtype', `gradDtype ('${gradDtype}')`, out.dtype);
+    if (out === c.z || (mode === 'device' && (out as DeviceLogits).address === (c.z as DeviceLogits).address))
+      throw rangeError(fn, 'out', 'a tensor other than logits', out, 'use inPlace: true to write the gradient over the logits');
+    return { gradDtype: out.dtype, out, inPlace: false };
+  }
+  if (inPlace && gradDtype !== c.dtype)
+    throw rangeError(fn, 'gradDtype', `the logits' dtype ('${c.dtype}') when inPlace is true`, gradDtype);
+  return { gradDtype, out: null, inPlace };
+}
+
+export function cudaForward(fn: string, logits: unknown, targets: unknown, opts: unknown, mode: 'device' | 'host', async: boolean) {
+  const o = checkOptions(fn, opts, FORWARD_OPTIONS);
+  const cpuOnly = cpuOnlyOption(o);
+  if (cpuOnly !== undefined)
+    throw typeError(fn, cpuOnly, 'undefined on the GPU (the CUDA kernels do not implement it yet)', (o as Record<string, unknown>)[cpuOnly],
+      "Run it on the CPU: host arrays and device: 'cpu'");
+  const c = cudaCommon(fn, logits, targets, o);
+  const { withGrad, gradOutput } = checkGradRequest(fn, o);
+  const gt = cudaGradTarget(fn, o, c, mode);
+
+  const st = new Staging();
+  const made: { dispose(): void }[] = [];  // results made here: disposed if the call fails
+  const keep = <T extends { dispose(): void }>(t: T): T => (mode === 'host' ? st.temp(t as never) : (made.push(t), t));
+  const fail = (e: unknown): never => {
+    for (const m of made) m.dispose();
+    st.dispose();
+    throw e;
+  };
+  let run: unknown;
+  let losses: DeviceVector, lse: DeviceVector, grad: DeviceLogits | undefined;
+  try {
+    const dz = st.logits(fn, c.z as Logits | DeviceLogits);
+    const dt = st.targets(fn, c.targets);
+    losses = keep(newVector(c.rows));
+    lse = keep(newVector(c.rows));
+    if (withGrad) {
+      if (gt.inPlace) grad = dz;
+      else if (gt.out instanceof DeviceLogits) grad = gt.out;
+      else grad = keep(cuda.empty(c.rows, c.vocab, gt.gradDtype));
+    }
+    run = cudaBinding().crossEntropyForward({
+      fn, logits: dz.buffer(fn), dtype: dtypeCode(c.dtype), rows: c.rows, vocab: c.vocab, targets: dt.buffer(fn),
+      ignoreIndex: c.ignoreIndex, reduction: reductionCode(c.reduction), losses: losses.buffer(fn), lse: lse.buffer(fn),
+      grad: grad ? grad.buffer(fn) : null, gradDtype: dtypeCode(gt.gradDtype), gradOutput, async: async as false,
+    });
+  } catch (e) {
+    return fail(e);
+  }
+  const finish = (r: { loss: number; count: number }): CrossEntropyResult | CudaCrossEntropyResult => {
+    try {
+      const loss = r.loss;
+      if (mode === 'device') {
+        const out: CudaCrossEntropyResult = { loss, losses, lse, count: r.count };
+        if (grad) out.grad = grad;
+        return out;
+      }
+      const out: CrossEntropyResult = { loss, losses: losses.download(), lse: lse.download(), count: r.count };
+      if (grad) {
+        const z = c.z as Logits;
+        const data = gt.inPlace ? z.data : gt.out ? (gt.out as Logits).data
+          : gt.gradDtype === 'f32' ? new Float32Array(c.rows * c.vocab) : new Uint16Array(c.rows * c.vocab);
+        if (data.length > 0) grad.buffer(fn).download(data);
+        out.grad = { data, dtype: gt.gradDtype, rows: c.rows, vocab: c.vocab };
+      }
+      st.dispose();
+      return out;
+    } catch (e) {
+      return fail(e);
+    }
+  };
+  if (run instanceof Promise) return (run as Promise<{ loss: number; count: number }>).then(finish, fail);
+  return finish(run as { loss: number; count: number });
+}
+
+export function cudaBackward(fn: string, logits: unknown, targets: unknown, lseIn: unknown, opts: unknown, mode: 'device' | 'host', async: boolean) {
+  const o = checkOptions(fn, opts, BACKWARD_OPTIONS);
+  const cpuOnly = cpuOnlyOption(o);
+  if (cpuOnly !== undefined)
+    throw typeError(fn, cpuOnly, 'undefined on the GPU (the CUDA kernels do not implement it yet)', (o as Record<string, unknown>)[cpuOnly],
+      "Run it on the CPU: host arrays and device: 'cpu'");
+  const c = cudaCommon(fn, logits, targets, o);
+  if (!(lseIn instanceof Float32Array) && !(lseIn instanceof DeviceVector))
+    throw typeError(fn, 'lse', `a Float32Array or DeviceVector of length rows (${c.rows}), as returned by crossEntropyForward`, lseIn);
+  if (lseIn.length !== c.rows) throw rangeError(fn, 'lse', `of length rows (${c.rows})`, lseIn);
+  const { gradOutput, rowGrad } = checkGradOutput<Float32Array | DeviceVector>(fn, o.gradOutput, c.reduction, c.rows, true);
+  const gt = cudaGradTarget(fn, o, c, mode);
+
+  const st = new Staging();
+  let made: DeviceLogits | null = null;
+  const fail = (e: unknown): never => {
+    if (made && mode === 'device') made.dispose();
+    st.dispose();
+    throw e;
+  };
+  let grad: DeviceLogits;
+  let run: unknown;
+  try {
+    const dz = st.logits(fn, c.z as Logits | DeviceLogits);
+    const dt = st.targets(fn, c.targets);
+    const dl = st.vector(fn, lseIn);
+    const dr = rowGrad ? st.vector(fn, rowGrad) : null;
+    if (gt.inPlace) grad = dz;
+    else if (gt.out instanceof DeviceLogits) grad = gt.out;
+    else {
+      grad = made = cuda.empty(c.rows, c.vocab, gt.gradDtype);
+      if (mode === 'host') st.temp(grad);
+    }
+    run = cudaBinding().crossEntropyBackward({
+      fn, logits: dz.buffer(fn), dtype: dtypeCode(c.dtype), rows: c.rows, vocab: c.vocab, targets: dt.buffer(fn),
+      ignoreIndex: c.ignoreIndex, reduction: reductionCode(c.reduction), lse: dl.buffer(fn), gradOutput,
+      gradOutputRows: dr ? dr.buffer(fn) : null, grad: grad.buffer(fn), gradDtype: dtypeCode(gt.gradDtype), async: async as false,
+    });
+  } catch (e) {
+    return fail(e);
+  }
+  const finish = (): Logits | DeviceLogits => {
+    try {
+      if (mode === 'device') return grad;
+      const z = c.z as Logits;
+      const data = gt.inPlace ? z.data : gt.out ? (gt.out as Logits).data
+        : gt.gradDtype === 'f32' ? new Float32Array(c.rows * c.vocab) : new Uint16Array(c.rows * c.vocab);
+      if (data.length > 0) grad.buffer(fn).download(data);
+      st.dispose();
+      return { data, dtype: gt.gradDtype, rows: c.rows, vocab: c.vocab };
+    } catch (e) {
+      return fail(e);
+    }
+  };
+  if (run instanceof Promise) return run.then(finish, fail);
+  return finish();
+}
+

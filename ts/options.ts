@@ -1,0 +1,87 @@
+// The option and validation helpers every op shares (cross-entropy, soft targets, KL, BCE, the
+// CUDA path): reductions, threads, the gradient request (withGrad, gradOutput, out, inPlace,
+// gradDtype). Each throws TypeError / RangeError naming the function and the argument.
+import { availableParallelism } from 'node:os';
+import { type DType, DTYPES } from './dtype';
+import { checkBoolean, checkFinite, checkInteger, checkOneOf, rangeError, typeError } from './errors';
+import { type Logits, checkLogits } from './logits';
+import { DeviceVector } from './cuda';
+
+export type Reduction = 'mean' | 'sum' | 'none';
+export const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
+
+
+export function checkGradDtype(fn: string, v: unknown, fallback: DType): DType {
+  return v === undefined ? fallback : checkOneOf(fn, 'gradDtype', v, DTYPES);
+}
+
+export function reductionCode(r: Reduction): number {
+  return r === 'mean' ? 0 : r === 'sum' ? 1 : 2;
+}
+
+/** The threads option: an integer in [1, 65536], default all cores. */
+export function checkThreads(fn: string, v: unknown): number {
+  return v === undefined ? availableParallelism() : checkInteger(fn, 'threads', v, 1, 65536);
+}
+
+/** A forward's gradient request: withGrad and gradOutput, and inPlace / out only with withGrad. */
+export function checkGradRequest(fn: string, o: Partial<Record<string, unknown>>): { withGrad: boolean; gradOutput: number } {
+  const withGrad = o.withGrad === undefined ? false : checkBoolean(fn, 'withGrad', o.withGrad);
+  const gradOutput = o.gradOutput === undefined ? 1 : checkFinite(fn, 'gradOutput', o.gradOutput);
+  if (!withGrad && o.inPlace) throw rangeError(fn, 'inPlace', 'false unless withGrad is true', o.inPlace);
+  if (!withGrad && o.out !== undefined) throw typeError(fn, 'out', 'undefined unless withGrad is true', o.out);
+  return { withGrad, gradOutput };
+}
+
+/**
+ * A backward's gradOutput: a finite number (default 1), or per row (a Float32Array, or with
+ * `device` a DeviceVector, of length rows) with reduction 'none'.
+ */
+export function checkGradOutput<R extends Float32Array | DeviceVector = Float32Array>(fn: string, v: unknown, reduction: Reduction,
+  rows: number, device = false): { gradOutput: number; rowGrad: R | null } {
+  if (v instanceof Float32Array || (device && v instanceof DeviceVector)) {
+    if (reduction !== 'none')
+      throw typeError(fn, 'gradOutput', `a number with reduction '${reduction}' (per-row gradOutput needs reduction 'none')`, v);
+    if (v.length !== rows) throw rangeError(fn, 'gradOutput', `of length rows (${rows})`, v);
+    return { gradOutput: 1, rowGrad: v as R };
+  }
+  if (v === undefined) return { gradOutput: 1, rowGrad: null };
+  if (typeof v !== 'number')
+    throw typeError(fn, 'gradOutput', "a finite number, or a Float32Array of length rows with reduction 'none'", v);
+  return { gradOutput: checkFinite(fn, 'gradOutput', v), rowGrad: null };
+}
+
+/**
+ * Where the gradient goes, from the options gradDtype, out and inPlace: a new array (gradOut
+ * null), the given `out` (its dtype decides), or logits.data itself (inPlace).
+ */
+export function gradTarget(fn: string, o: Partial<Record<string, unknown>>, z: Logits): { gradDtype: DType; gradOut: Logits['data'] | null } {
+  const inPlace = o.inPlace === undefined ? false : checkBoolean(fn, 'inPlace', o.inPlace);
+  let gradDtype = checkGradDtype(fn, o.gradDtype, z.dtype);
+  if (o.out !== undefined) {
+    if (inPlace) throw typeError(fn, 'out', 'undefined when inPlace is true (the gradient goes into logits.data)', o.out);
+    const out = checkLogits(fn, 'out', o.out);
+    if (out.rows !== z.rows || out.vocab !== z.vocab)
+      throw rangeError(fn, 'out', `a [${z.rows}, ${z.vocab}] matrix like logits`, `[${out.rows}, ${out.vocab}]`);
+    if (o.gradDtype !== undefined && out.dtype !== gradDtype)
+      throw typeError(fn, 'out.dtype', `gradDtype ('${gradDtype}')`, out.dtype);
+    return { gradDtype: out.dtype, gradOut: out.data };
+  }
+  if (!inPlace) return { gradDtype, gradOut: null };
+  if (gradDtype !== z.dtype)
+    throw rangeError(fn, 'gradDtype', `the logits' dtype ('${z.dtype}') when inPlace is true`, gradDtype);
+  return { gradDtype, gradOut: z.data };
+}
+
+
+/** The options of crossEntropyForward / crossEntropyBackward (unknown keys are a TypeError). */
+export const LOSS_OPTIONS = ['labelSmoothing', 'weight', 'zLoss', 'softcap', 'logitScale'] as const;
+export const FORWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'withGrad', 'gradDtype', 'inPlace', 'out', 'gradOutput', 'device', ...LOSS_OPTIONS, 'stats', 'eceBins'] as const;
+export const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOutput', 'gradDtype', 'out', 'inPlace', 'device', ...LOSS_OPTIONS] as const;
+
+
+/** Options the CUDA kernels do not implement; calls that use them run on the CPU. */
+export function cpuOnlyOption(o: Partial<Record<string, unknown>>): string | undefined {
+  return [...LOSS_OPTIONS, 'stats'].find((k) => o[k] !== undefined && o[k] !== false);
+}
+
