@@ -23,6 +23,8 @@ const root = path.resolve(__dirname, '..');
 const shadow = path.join(root, 'build-sanitize');
 const flags = '-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1';
 const onlyBuild = process.argv.includes('--build-only');
+// test files to run (vitest filters); with any, only those run, and not the fuzz
+const filters = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 
 function run(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });
@@ -72,7 +74,8 @@ const env = {
 };
 const vitest = path.join(root, 'node_modules', 'vitest', 'vitest.mjs');
 console.log('fusedce: the suite under AddressSanitizer + UBSan …');
-run(process.execPath, [vitest, 'run', '--exclude', 'test/cuda_build.test.ts'], { env });
+run(process.execPath, [vitest, 'run', '--exclude', 'test/cuda_build.test.ts', ...filters], { env });
+if (filters.length) process.exit(0);
 console.log('fusedce: the boundary fuzz under AddressSanitizer + UBSan …');
 run(process.execPath, [path.join(root, 'test', 'fuzz', 'run.cjs'), '--public', '6000', '--raw', '4000'], { env });
 console.log('fusedce: sanitizer run clean');

@@ -52,6 +52,8 @@ describe('leaks', () => {
     console.log(`leak check: 2 × ${m.calls} calls; rss growth ${(m.rss1 / 2 ** 20).toFixed(1)} then ${(m.rss / 2 ** 20).toFixed(1)} MiB, arrayBuffers ${(m.arrayBuffers / 2 ** 20).toFixed(2)} MiB`);
     expect(m.calls).toBeGreaterThanOrEqual(10_000);
     expect(m.arrayBuffers).toBeLessThan(2 * 2 ** 20);
-    expect(m.rss).toBeLessThan(16 * 2 ** 20);
+    // under AddressSanitizer (npm run test:sanitize) freed memory waits in its quarantine (up to
+    // 256 MiB) before reuse, so RSS grows there without a leak; the arrayBuffers bound still holds
+    expect(m.rss).toBeLessThan((process.env.FUSEDCE_SANITIZE === '1' ? 320 : 16) * 2 ** 20);
   });
 });

@@ -136,6 +136,7 @@ function build(c) {
   const shapeOnly = ['badOption', 'unknownOption', 'badDevice', 'wrongArray', 'targetsLen', 'lseLen', 'outWrongLen', 'targetShape', 'rowGradNotNone', 'weightNeg'];
   if (mutation && n === 0 && !shapeOnly.includes(mutation)) mutation = null;
   if (mutation === 'targetShape' && rows === 0) mutation = null;
+  if (mutation === 'gradShifted' && n < 2) mutation = null;  // a shift needs two elements
   if (mutation === 'resizable' && !c.async) return null;  // sync calls accept resizable buffers
   const zv = values(r, n, c.extreme);
   const zd = encode(zv, dtype);
