@@ -195,7 +195,7 @@ void convert(const void* src, void* dst, int64_t n, ConvertKind kind, int thread
   }() : pick(kind);
   const bool narrow = kind == ConvertKind::F32ToBf16 || kind == ConvertKind::F32ToF16;
   const size_t in_size = narrow ? 4 : 2, out_size = narrow ? 2 : 4;
-  constexpr int64_t kChunk = int64_t(1) << 18;  // 1 MiB of f32: a task worth a pool hand-off
+  constexpr int64_t kChunk = int64_t(1) << 16;  // 256 KiB of f32: a task worth a pool hand-off
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   if (chunks <= 1 || threads <= 1) {
     f(src, dst, n);

@@ -303,14 +303,14 @@ inline Array fresh(Napi::Env env, const char* fn, napi_typedarray_type type, siz
     throw_range(env, std::string(fn) + ": cannot create a typed array of " + std::to_string(length) + " elements for " + what);
   Array a = array_info(env, ta);
   a.fresh = true;
-  if (bytes >= (size_t(4) << 20)) {
-    advise_huge(a.data, a.bytes);
+  if (bytes >= (size_t(4) << 20)) advise_huge(a.data, a.bytes);
+  if (bytes >= (size_t(128) << 10)) {
     // A small allocation right after a large output, kept for the next kGuards large ones. When
     // the output is collected, glibc then frees it below a chunk still in use instead of into
     // the heap's top chunk, which it would trim (return to the OS) once over its threshold, so
     // the next call's output reuses those pages rather than faulting in new ones. Measured
     // (bench/boundary.bench.mjs): a fresh backward gradient took 563 page faults a call
-    // without it (0.38–0.47× the time of a reused out).
+    // without it (0.38–0.47× the time of a reused out). From 128 KiB, glibc's first mmap size.
     try {
       Napi::Value guard = s->alloc.Call({Napi::Number::New(env, 4096.0)});
       s->guards[s->next_guard % EnvState::kGuards] = Napi::Persistent(guard);
