@@ -55,16 +55,22 @@ FUSEDCE_CLONES void bce_block(const float* __restrict x, const float* __restrict
 double bce_forward(const BceArgs& a, const BceOut& out) {
   const Kernels& k = active_kernels();
   const size_t V = size_t(a.vocab);
-  std::vector<double> row_sum(size_t(a.rows), 0.0);
-  const int64_t rpt = loss_rows_per_task(a.vocab);
-  parallel_for((a.rows + rpt - 1) / rpt, a.threads, [&](int64_t task) {
+  CountedRows<1> parts(a.rows);  // every row counts
+  for_each_row(a.rows, a.vocab, a.threads, [&](int64_t r) {
     BlockBuffers& buf = block_buffers();
     float *x = buf.a, *e = buf.b, *l = buf.c, *g = buf.d;
-    // Absent weights are read from constant blocks, so the element loop has no branch on them.
+    // Absent weights are read from constant blocks, so the element loop has no branch on them
+    // (filled again only when a call's scalar posWeight differs from the thread's last one).
     thread_local float pw_const[kBlock], w_const[kBlock];
-    std::fill(pw_const, pw_const + kBlock, a.pos_weight_scalar);
-    std::fill(w_const, w_const + kBlock, 1.0f);
-    for (int64_t r = task * rpt; r < std::min(a.rows, (task + 1) * rpt); ++r) {
+    thread_local bool filled = false;
+    thread_local float pw_filled = 0.0f;
+    if (!filled || !(pw_filled == a.pos_weight_scalar)) {
+      std::fill(pw_const, pw_const + kBlock, a.pos_weight_scalar);
+      std::fill(w_const, w_const + kBlock, 1.0f);
+      pw_filled = a.pos_weight_scalar;
+      filled = true;
+    }
+    {
       const char* z = static_cast<const char*>(a.logits) + size_t(r) * V * dtype_size(a.dtype);
       const float* y = a.targets + size_t(r) * V;
       const float* w = a.weight ? (a.weight_per_class ? a.weight : a.weight + size_t(r) * V) : nullptr;
@@ -86,12 +92,10 @@ double bce_forward(const BceArgs& a, const BceOut& out) {
           narrow(g, out.grad.dtype, n, static_cast<char*>(out.grad.data) + (size_t(r) * V + size_t(b0)) * dtype_size(out.grad.dtype));
         }
       }
-      row_sum[size_t(r)] = sum;
+      parts.count(r, {sum});
     }
   });
-  double total = 0.0;
-  for (double s : row_sum) total += s;
-  return total;
+  return parts.totals().sum[0];
 }
 
 }  // namespace fusedce

@@ -84,24 +84,20 @@ inline float f16_to_f32(uint16_t h) {
 }
 
 // Portable loops (the compiler vectorises the bf16 ones with the baseline ISA).
-void to_bf16_scalar(const float* s, uint16_t* d, int64_t n) {
+template <uint16_t (*Narrow)(uint32_t)>
+void narrow_scalar(const float* s, uint16_t* d, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     uint32_t x;
     std::memcpy(&x, s + i, 4);
-    d[i] = bf16_of(x);
+    d[i] = Narrow(x);
   }
 }
+void to_bf16_scalar(const float* s, uint16_t* d, int64_t n) { narrow_scalar<bf16_of>(s, d, n); }
+void to_f16_scalar(const float* s, uint16_t* d, int64_t n) { narrow_scalar<f16_of>(s, d, n); }
 void from_bf16_scalar(const uint16_t* s, float* d, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t x = uint32_t(s[i]) << 16;
     std::memcpy(d + i, &x, 4);
-  }
-}
-void to_f16_scalar(const float* s, uint16_t* d, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t x;
-    std::memcpy(&x, s + i, 4);
-    d[i] = f16_of(x);
   }
 }
 void from_f16_scalar(const uint16_t* s, float* d, int64_t n) {
@@ -156,43 +152,39 @@ __attribute__((target("avx2,f16c"))) void from_f16_avx2(const uint16_t* s, float
 #endif
 
 using Piece = void (*)(const void*, void*, int64_t);
+#ifdef FUSEDCE_X86
+#define FUSEDCE_AVX2_OR(scalar, avx2, S, D) piece<S, D, avx2>
+#else
+#define FUSEDCE_AVX2_OR(scalar, avx2, S, D) piece<S, D, scalar>
+#endif
 
 template <typename S, typename D, void (*F)(const S*, D*, int64_t)>
 void piece(const void* s, void* d, int64_t n) {
   F(static_cast<const S*>(s), static_cast<D*>(d), n);
 }
 
-Piece pick(ConvertKind kind) {
+// The loops of each kind: [0] portable, [1] AVX2 + F16C (x86-64 only).
+Piece pick(ConvertKind kind, bool portable) {
+  static const Piece loops[4][2] = {
+      {piece<float, uint16_t, to_bf16_scalar>, FUSEDCE_AVX2_OR(to_bf16_scalar, to_bf16_avx2, float, uint16_t)},
+      {piece<float, uint16_t, to_f16_scalar>, FUSEDCE_AVX2_OR(to_f16_scalar, to_f16_avx2, float, uint16_t)},
+      {piece<uint16_t, float, from_bf16_scalar>, FUSEDCE_AVX2_OR(from_bf16_scalar, from_bf16_avx2, uint16_t, float)},
+      {piece<uint16_t, float, from_f16_scalar>, FUSEDCE_AVX2_OR(from_f16_scalar, from_f16_avx2, uint16_t, float)},
+  };
+  bool vector = false;
 #ifdef FUSEDCE_X86
   const CpuFeatures f = cpu_features();
-  if (f.avx2 && f.f16c) {
-    switch (kind) {
-      case ConvertKind::F32ToBf16: return piece<float, uint16_t, to_bf16_avx2>;
-      case ConvertKind::F32ToF16: return piece<float, uint16_t, to_f16_avx2>;
-      case ConvertKind::Bf16ToF32: return piece<uint16_t, float, from_bf16_avx2>;
-      case ConvertKind::F16ToF32: return piece<uint16_t, float, from_f16_avx2>;
-    }
-  }
+  vector = !portable && f.avx2 && f.f16c;
+#else
+  (void)portable;
 #endif
-  switch (kind) {
-    case ConvertKind::F32ToBf16: return piece<float, uint16_t, to_bf16_scalar>;
-    case ConvertKind::F32ToF16: return piece<float, uint16_t, to_f16_scalar>;
-    case ConvertKind::Bf16ToF32: return piece<uint16_t, float, from_bf16_scalar>;
-    default: return piece<uint16_t, float, from_f16_scalar>;
-  }
+  return loops[int(kind)][vector ? 1 : 0];
 }
 
 }  // namespace
 
 void convert(const void* src, void* dst, int64_t n, ConvertKind kind, int threads, bool portable) {
-  const Piece f = portable ? [&] {
-    switch (kind) {
-      case ConvertKind::F32ToBf16: return Piece(piece<float, uint16_t, to_bf16_scalar>);
-      case ConvertKind::F32ToF16: return Piece(piece<float, uint16_t, to_f16_scalar>);
-      case ConvertKind::Bf16ToF32: return Piece(piece<uint16_t, float, from_bf16_scalar>);
-      default: return Piece(piece<uint16_t, float, from_f16_scalar>);
-    }
-  }() : pick(kind);
+  const Piece f = pick(kind, portable);
   const bool narrow = kind == ConvertKind::F32ToBf16 || kind == ConvertKind::F32ToF16;
   const size_t in_size = narrow ? 4 : 2, out_size = narrow ? 2 : 4;
   constexpr int64_t kChunk = int64_t(1) << 16;  // 256 KiB of f32: a task worth a pool hand-off

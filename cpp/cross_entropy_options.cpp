@@ -257,11 +257,10 @@ ForwardOptTotals forward_opt(const Kernels& k, const ForwardOptArgs& a) {
   const size_t zrow = size_t(b.vocab) * dtype_size(b.dtype), grow = size_t(b.vocab) * dtype_size(grad.dtype);
   const auto* zb = static_cast<const char*>(b.logits);
   auto* gb = static_cast<char*>(grad.data);
-  std::vector<double> ce(size_t(b.rows), 0.0), zl(size_t(b.rows), 0.0);
-  const int64_t rpt = loss_rows_per_task(b.vocab);
-  parallel_for((b.rows + rpt - 1) / rpt, b.threads, [&](int64_t task) {
+  CountedRows<2> parts(b.rows);  // (ce_i, zl_i)
+  for_each_row(b.rows, b.vocab, b.threads, [&](int64_t r) {
     thread_local std::vector<OptPiece> pcs;
-    for (int64_t r = task * rpt; r < std::min(b.rows, (task + 1) * rpt); ++r) {
+    {
       const int32_t t = b.targets[r];
       const char* z = zb + size_t(r) * zrow;
       char* g = gb ? gb + size_t(r) * grow : nullptr;
@@ -274,7 +273,7 @@ ForwardOptTotals forward_opt(const Kernels& k, const ForwardOptArgs& a) {
           if (a.stats.max_prob) a.stats.max_prob[r] = 0.0f;
         }
         if (g) std::memset(g, 0, grow);
-        continue;
+        return;
       }
       thread_local std::vector<float> e_row, d_row;
       const bool fused = g && b.vocab <= kFusedOptMaxVocab;
@@ -287,8 +286,7 @@ ForwardOptTotals forward_opt(const Kernels& k, const ForwardOptArgs& a) {
       if (fused) load_x(k, z, b.dtype, t, tf, &d_t);  // before any of the row is written (in place)
       const RowOut ro = row_forward_opt<Smooth, Stats>(k, z, b.dtype, b.vocab, t, a.opt, tf, pcs,
                                                        fused ? e_row.data() : nullptr, dr);
-      ce[size_t(r)] = ro.ce;
-      zl[size_t(r)] = ro.zl;
+      parts.count(r, {ro.ce, ro.zl});
       a.base.losses[r] = float(ro.ce + ro.zl);
       a.base.lse[r] = float(ro.lse);
       if (Stats) {
@@ -307,13 +305,8 @@ ForwardOptTotals forward_opt(const Kernels& k, const ForwardOptArgs& a) {
       }
     }
   });
-  ForwardOptTotals tot{0.0, 0.0};
-  for (int64_t r = 0; r < b.rows; ++r) {
-    if (b.targets[r] == b.ignore_index) continue;
-    tot.ce_sum += ce[size_t(r)];
-    tot.z_sum += zl[size_t(r)];
-  }
-  return tot;
+  const auto tot = parts.totals();
+  return {tot.sum[0], tot.sum[1]};
 }
 
 }  // namespace
@@ -333,19 +326,16 @@ void cross_entropy_backward_opt(const BackwardArgs& a, const CeOptions& opt, CeN
   const size_t zrow = size_t(b.vocab) * dtype_size(b.dtype), grow = size_t(b.vocab) * dtype_size(a.grad.dtype);
   const auto* zb = static_cast<const char*>(b.logits);
   auto* gb = static_cast<char*>(a.grad.data);
-  const int64_t rpt = loss_rows_per_task(b.vocab);
-  parallel_for((b.rows + rpt - 1) / rpt, b.threads, [&](int64_t task) {
-    for (int64_t r = task * rpt; r < std::min(b.rows, (task + 1) * rpt); ++r) {
-      const int32_t t = b.targets[r];
-      char* g = gb + size_t(r) * grow;
-      if (t == b.ignore_index) {
-        std::memset(g, 0, grow);
-        continue;
-      }
-      const double up = upstream(a.grad, r);
-      row_grad_opt(k, zb + size_t(r) * zrow, b.dtype, g, a.grad.dtype, b.vocab, t, a.lse[r], up * norm.ce, up * norm.z,
-                   opt, tf);
+  for_each_row(b.rows, b.vocab, b.threads, [&](int64_t r) {
+    const int32_t t = b.targets[r];
+    char* g = gb + size_t(r) * grow;
+    if (t == b.ignore_index) {
+      std::memset(g, 0, grow);
+      return;
     }
+    const double up = upstream(a.grad, r);
+    row_grad_opt(k, zb + size_t(r) * zrow, b.dtype, g, a.grad.dtype, b.vocab, t, a.lse[r], up * norm.ce, up * norm.z,
+                 opt, tf);
   });
 }
 

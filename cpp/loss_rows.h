@@ -12,6 +12,8 @@
 // instead of one fused loop. The plain cross-entropy (no option set) never comes here.
 #pragma once
 
+#include <vector>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -134,5 +136,48 @@ inline BlockBuffers& block_buffers() {
 inline int64_t loss_rows_per_task(int64_t vocab) {
   return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, vocab));
 }
+
+// The loss family's row driver (options, soft targets, KL, entropy, BCE; the plain
+// cross-entropy has its own, which also splits single rows across threads): fn(r) for every row
+// r in [0, rows), in tasks of loss_rows_per_task(vocab) consecutive rows claimed from the pool.
+// Which thread runs a row is unspecified; fn writes only row r's outputs.
+template <class Fn>
+void for_each_row(int64_t rows, int64_t vocab, int threads, Fn&& fn) {
+  const int64_t rpt = loss_rows_per_task(vocab);
+  parallel_for((rows + rpt - 1) / rpt, threads, [&](int64_t task) {
+    for (int64_t r = task * rpt; r < std::min(rows, (task + 1) * rpt); ++r) fn(r);
+  });
+}
+
+// The per-row losses of a pass (K parts a row: the cross-entropy and the z-loss for the options,
+// one elsewhere), kept until the pass ends and then summed over the rows that count, in row
+// order, in double: the totals are bitwise the same for any thread count.
+template <int K>
+class CountedRows {
+ public:
+  explicit CountedRows(int64_t rows) : part_(size_t(rows) * K, 0.0), counted_(size_t(rows), 0) {}
+  // Row r counts, with these parts (called once per counted row, from any thread).
+  void count(int64_t r, const double (&parts)[K]) {
+    for (int k = 0; k < K; ++k) part_[size_t(r) * K + k] = parts[k];
+    counted_[size_t(r)] = 1;
+  }
+  struct Totals {
+    double sum[K];
+    int64_t count;
+  };
+  Totals totals() const {
+    Totals t{};
+    for (size_t r = 0; r < counted_.size(); ++r) {
+      if (!counted_[r]) continue;
+      for (int k = 0; k < K; ++k) t.sum[k] += part_[r * K + k];
+      ++t.count;
+    }
+    return t;
+  }
+
+ private:
+  std::vector<double> part_;
+  std::vector<uint8_t> counted_;
+};
 
 }  // namespace fusedce

@@ -198,10 +198,7 @@ double grad_coefficient(const SoftArgs& a, float up) {
 
 template <class Fn>
 void for_rows(const SoftArgs& a, Fn&& fn) {
-  const int64_t rpt = loss_rows_per_task(a.vocab);
-  parallel_for((a.rows + rpt - 1) / rpt, a.threads, [&](int64_t task) {
-    for (int64_t r = task * rpt; r < std::min(a.rows, (task + 1) * rpt); ++r) fn(r);
-  });
+  for_each_row(a.rows, a.vocab, a.threads, fn);
 }
 
 Row row_of(const SoftArgs& a, int64_t r) {
@@ -215,8 +212,7 @@ Row row_of(const SoftArgs& a, int64_t r) {
 
 SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
   const Kernels& k = a.kernels ? *a.kernels : active_kernels();
-  std::vector<double> losses(size_t(a.rows), 0.0);
-  std::vector<uint8_t> counted(size_t(a.rows), 0);
+  CountedRows<1> parts(a.rows);
   const size_t grow = size_t(a.vocab) * dtype_size(out.grad.dtype);
   for_rows(a, [&](int64_t r) {
     thread_local std::vector<BlockSummary> blocks;
@@ -228,8 +224,7 @@ SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
       if (g) std::memset(g, 0, grow);
       return;
     }
-    counted[size_t(r)] = 1;
-    losses[size_t(r)] = rr.loss;
+    parts.count(r, {rr.loss});
     out.losses[r] = float(rr.loss);
     out.lse[r] = float(rr.lse_x);
     if (g) {
@@ -237,10 +232,8 @@ SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
       row_grad(k, a, row, g, out.grad.dtype, out.lse[r], rr.constant, rr.loss, grad_coefficient(a, up));
     }
   });
-  SoftTotals t{0.0, 0};
-  for (int64_t r = 0; r < a.rows; ++r)
-    if (counted[size_t(r)]) t.loss_sum += losses[size_t(r)], ++t.count;
-  return t;
+  const auto t = parts.totals();
+  return {t.sum[0], t.count};
 }
 
 void soft_backward(const SoftArgs& a, const float* lse, const GradOut& grad) {
@@ -262,12 +255,11 @@ void soft_backward(const SoftArgs& a, const float* lse, const GradOut& grad) {
 void entropy_rows(const void* logits, DType dtype, int64_t rows, int64_t vocab, float inv_temperature, int threads,
                   float* out) {
   const Kernels& k = active_kernels();
-  const int64_t rpt = loss_rows_per_task(vocab);
-  parallel_for((rows + rpt - 1) / rpt, threads, [&](int64_t task) {
+  for_each_row(rows, vocab, threads, [&](int64_t r) {
     thread_local std::vector<std::pair<BlockPartial, double>> blocks;
     BlockBuffers& buf = block_buffers();
     float *x = buf.a, *e = buf.b;
-    for (int64_t r = task * rpt; r < std::min(rows, (task + 1) * rpt); ++r) {
+    {
       const char* z = static_cast<const char*>(logits) + size_t(r) * size_t(vocab) * dtype_size(dtype);
       blocks.clear();
       Fold f;

@@ -124,34 +124,27 @@ const f16Reference = {
 /** The plain-JS conversions the native ones agree with bit for bit (for tests and benchmarks). */
 export const reference = { bf16: bf16Reference, f16: f16Reference };
 
-export const bf16 = {
-  /**
-   * fp32 → bf16 bits, round to nearest even; NaN stays NaN (quiet), overflow rounds to ±inf.
-   * Written into `out` (a Uint16Array of the same length) when given, else into a new array.
-   */
-  fromFloat32(a: Float32Array, out?: Uint16Array): Uint16Array {
-    checkConvert('bf16.fromFloat32', a, out, 'f32');
-    return convert('bf16.fromFloat32', a, out, 0) as Uint16Array;
-  },
-  /** bf16 bits → fp32 (exact), into `out` (a Float32Array of the same length) when given. */
-  toFloat32(a: Uint16Array, out?: Float32Array): Float32Array {
-    checkConvert('bf16.toFloat32', a, out, '16');
-    return convert('bf16.toFloat32', a, out, 2) as Float32Array;
-  },
-};
+/** The native conversions of a 16-bit format (kinds: fp32 → it, it → fp32; cpp/convert.cpp). */
+function converters(name: 'bf16' | 'f16', narrow: number, widen: number) {
+  return {
+    /**
+     * fp32 → bits, round to nearest even (bf16: NaN stays NaN (quiet), overflow rounds to ±inf;
+     * f16: IEEE binary16, subnormals kept, ≥ 65520 → ±inf). Written into `out` (a Uint16Array of
+     * the same length) when given, else into a new array.
+     */
+    fromFloat32(a: Float32Array, out?: Uint16Array): Uint16Array {
+      checkConvert(`${name}.fromFloat32`, a, out, 'f32');
+      return convert(`${name}.fromFloat32`, a, out, narrow) as Uint16Array;
+    },
+    /** bits → fp32 (exact), into `out` (a Float32Array of the same length) when given. */
+    toFloat32(a: Uint16Array, out?: Float32Array): Float32Array {
+      checkConvert(`${name}.toFloat32`, a, out, '16');
+      return convert(`${name}.toFloat32`, a, out, widen) as Float32Array;
+    },
+  };
+}
 
-export const f16 = {
-  /**
-   * fp32 → IEEE binary16 bits, round to nearest even, subnormals kept, ≥ 65520 → ±inf.
-   * Written into `out` (a Uint16Array of the same length) when given, else into a new array.
-   */
-  fromFloat32(a: Float32Array, out?: Uint16Array): Uint16Array {
-    checkConvert('f16.fromFloat32', a, out, 'f32');
-    return convert('f16.fromFloat32', a, out, 1) as Uint16Array;
-  },
-  /** f16 bits → fp32 (exact), into `out` (a Float32Array of the same length) when given. */
-  toFloat32(a: Uint16Array, out?: Float32Array): Float32Array {
-    checkConvert('f16.toFloat32', a, out, '16');
-    return convert('f16.toFloat32', a, out, 3) as Float32Array;
-  },
-};
+/** bfloat16: fp32's exponent, 7 mantissa bits; raw bits in a Uint16Array. */
+export const bf16 = converters('bf16', 0, 2);
+/** IEEE binary16 (half); raw bits in a Uint16Array. */
+export const f16 = converters('f16', 1, 3);
