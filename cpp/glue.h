@@ -65,10 +65,6 @@ struct EnvState {
   std::atomic<bool> alive{true};  // false once the environment's cleanup hooks run
   Napi::FunctionReference pin;    // pin(arrayBuffer, name): refuse resizable, mark untransferable
   Napi::FunctionReference alloc;  // alloc(bytes) → a fresh ArrayBuffer, not zero-filled
-  // The heap guards of fresh() (a ring of the last kGuards; see there).
-  static constexpr size_t kGuards = 8;
-  Napi::Reference<Napi::Value> guards[kGuards];
-  size_t next_guard = 0;
 };
 
 inline EnvState* env_state(Napi::Env env) { return env.GetInstanceData<EnvState>(); }
@@ -305,18 +301,16 @@ inline Array fresh(Napi::Env env, const char* fn, napi_typedarray_type type, siz
   a.fresh = true;
   if (bytes >= (size_t(4) << 20)) advise_huge(a.data, a.bytes);
   if (bytes >= (size_t(128) << 10)) {
-    // A small allocation right after a large output, kept for the next kGuards large ones. When
-    // the output is collected, glibc then frees it below a chunk still in use instead of into
-    // the heap's top chunk, which it would trim (return to the OS) once over its threshold, so
-    // the next call's output reuses those pages rather than faulting in new ones. Measured
-    // (bench/boundary.bench.mjs): a fresh backward gradient took 563 page faults a call
-    // without it (0.38–0.47× the time of a reused out). From 128 KiB, glibc's first mmap size.
+    // After a large output, a 4 KiB ArrayBuffer from the same allocator, dropped at once.
+    // Measured (bench/boundary.bench.mjs, page faults from /proc/self/stat): without it a fresh
+    // backward gradient (16 MB) took 563 page faults a call and 0.38–0.47× the time of a reused
+    // out; with it, 2–3 faults and 0.89–0.95×. Keeping such buffers alive changes nothing, and a
+    // plain malloc of the same size from here does not do it. Why the allocation helps (glibc
+    // reusing the freed outputs' pages instead of trimming them, V8's sweeping of young array
+    // buffers, or both) we have not established. It is only a hint: if it fails, nothing else does.
     try {
-      Napi::Value guard = s->alloc.Call({Napi::Number::New(env, 4096.0)});
-      s->guards[s->next_guard % EnvState::kGuards] = Napi::Persistent(guard);
-      ++s->next_guard;
+      s->alloc.Call({Napi::Number::New(env, 4096.0)});
     } catch (const Napi::Error&) {
-      // only a hint: without it the output is still correct
     }
   }
   return a;
