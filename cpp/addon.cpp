@@ -1,12 +1,13 @@
 // N-API glue of the CPU addon: one request object per call (cpp/glue.h), read once into C++
 // values, validated, then handed to the out-param core of fusedce.h.
 //
-// The TypeScript facade (ts/) validates arguments first and gives the user-facing messages, and
-// it allocates every output (so that an allocation failure is a RangeError, never a V8 abort);
-// this file re-checks every invariant a kernel relies on (array types, lengths, shapes, targets
-// in range, one overlap rule over every range a call touches), so that no call through the raw
-// binding reaches a kernel with invalid state. The reduced loss is computed here, once, for every
-// op. Each op runs sync, or with `async: true` on the libuv pool and returns a Promise.
+// The TypeScript facade (ts/) validates arguments first and gives the user-facing messages; this
+// file re-checks every invariant a kernel relies on (array types, lengths, shapes, targets in
+// range, one overlap rule over every range a call touches), so that no call through the raw
+// binding reaches a kernel with invalid state. Outputs are allocated here through the loader's
+// allocator (glue::fresh: an allocation failure is a RangeError, never a V8 abort), and the
+// reduced loss is computed here, once, for every op. Each op runs sync, or with `async: true` on
+// the libuv pool and returns a Promise.
 #include <napi.h>
 
 #include <atomic>
@@ -38,18 +39,6 @@ constexpr double kMaxVocab = 2147483647.0;
 
 napi_typedarray_type array_type_for(DType d) { return d == DType::F32 ? napi_float32_array : napi_uint16_array; }
 
-// The user-facing name of the call (the facade passes it; the raw binding's default otherwise).
-std::string name_of(const Napi::CallbackInfo& info, const char* fallback) {
-  if (info[0].IsObject()) {
-    Napi::Value v = info[0].As<Napi::Object>().Get("fn");
-    if (v.IsString()) {
-      std::string s = v.As<Napi::String>().Utf8Value();
-      if (!s.empty() && s.size() < 64) return s;
-    }
-  }
-  return fallback;
-}
-
 // The logits (rows, vocab) of dtype, and the call's thread count: every op's first fields.
 struct Matrix {
   Array data;
@@ -67,7 +56,11 @@ Matrix read_matrix(const Request& r) {
 }
 int read_threads(const Request& r) { return int(r.integer("threads", 1, 65536)); }
 
-Array fresh(const Request& r, napi_typedarray_type type, size_t length, const char* what);
+// A fresh output (glue::fresh: the loader's allocator, not zero-filled; a RangeError naming the
+// call and the bytes when memory runs out).
+Array fresh(const Request& r, napi_typedarray_type type, size_t length, const char* what) {
+  return fusedce::glue::fresh(r.env(), r.fn(), type, length, what);
+}
 
 // The gradient destination, when one is wanted: the caller's `out` (rows, vocab) of gradDtype,
 // which may be the logits themselves with the same dtype (in place), or a fresh array.
@@ -80,12 +73,46 @@ Array read_grad(const Request& r, const Matrix& z, DType gdt, bool wanted) {
   return fresh(r, array_type_for(gdt), size_t(z.n()), "the gradient");
 }
 int alias_of(const Matrix& z, DType gdt, int logits_range) { return gdt == z.dtype ? logits_range : -1; }
-// The gradient's dtype: gradDtype, else the dtype of `out`'s type, else the logits'.
+// The gradient's dtype: gradDtype, else the logits' (an `out` must then be of that dtype).
 DType read_grad_dtype(const Request& r, DType fallback) {
   return DType(r.present("gradDtype") ? r.integer("gradDtype", 0, 2) : int64_t(fallback));
 }
-Array fresh(const Request& r, napi_typedarray_type type, size_t length, const char* what) {
-  return fusedce::glue::fresh(r.env(), r.fn(), type, length, what);
+// The upstream gradient d(objective)/d(loss): a finite number, 1 when absent.
+double read_grad_output(const Request& r) {
+  const double go = r.number_or("gradOutput", 1.0);
+  if (!std::isfinite(go)) throw_range(r.env(), std::string(r.fn()) + ": gradOutput must be a finite number");
+  return go;
+}
+
+// What both backwards (cross-entropy, soft targets) read after their problem: the forward's lse
+// (rows,), the upstream gradient (a number, or per row with reduction 'none'), and the gradient's
+// destination. lse and the per-row gradOutput are copied, so the kernels read what was checked;
+// their ranges and the gradient's join the call's one overlap check after the problem's inputs.
+struct BackwardIn {
+  DType gdt;
+  double go;
+  Array grad;
+  std::shared_ptr<std::vector<float>> lse, row_go;
+  bool per_row;
+  const float* row_scale() const { return per_row ? row_go->data() : nullptr; }
+};
+BackwardIn read_backward(const Request& r, const Matrix& z, Reduction reduction, Ranges& ranges, int logits_range) {
+  BackwardIn b;
+  const auto rows = double(z.rows);
+  const Array lse_in = r.array("lse", napi_float32_array, rows);
+  b.go = read_grad_output(r);
+  const Array rows_in = r.array("gradOutputRows", napi_float32_array, rows, true);
+  if (rows_in.present && reduction != Reduction::None)
+    throw_type(r.env(), std::string(r.fn()) + ": a per-row gradOutput (Float32Array) needs reduction 'none'");
+  b.gdt = read_grad_dtype(r, z.dtype);
+  b.grad = read_grad(r, z, b.gdt, true);
+  ranges.read(lse_in, "lse");
+  ranges.read(rows_in, "gradOutput");
+  ranges.write(b.grad, "out.data", alias_of(z, b.gdt, logits_range));
+  b.lse = std::make_shared<std::vector<float>>(copy_of<float>(lse_in));
+  b.row_go = std::make_shared<std::vector<float>>(copy_of<float>(rows_in));
+  b.per_row = rows_in.present;
+  return b;
 }
 
 // Gradient scale for reduction r with upstream gradient go: mean → go/count, sum/none → go.
@@ -125,7 +152,7 @@ struct Problem {
   }
 };
 
-#define CE_FIELDS "fn", "logits", "dtype", "rows", "vocab", "targets", "ignoreIndex", "reduction", "threads", \
+#define CE_FIELDS "logits", "dtype", "rows", "vocab", "targets", "ignoreIndex", "reduction", "threads", \
                   "labelSmoothing", "weight", "zLoss", "logitScale", "softcap", "async"
 
 Problem read_problem(const Request& r) {
@@ -190,14 +217,12 @@ Problem read_problem(const Request& r) {
 // loss is reduced by the rules of fusedce.h (CeOptions). Without options and stats this is the
 // plain kernel (cross_entropy.cpp), untouched by them.
 Napi::Value Forward(const Napi::CallbackInfo& info) {
-  const std::string fn = name_of(info, "crossEntropyForward");
-  Request r(info, fn.c_str(), {CE_FIELDS, "withGrad", "out", "gradDtype", "gradOutput", "stats"});
+  Request r(info, "crossEntropyForward", {CE_FIELDS, "withGrad", "out", "gradDtype", "gradOutput", "stats"});
   Problem p = read_problem(r);
   const auto rows = size_t(p.z.rows);
   const bool with_grad = r.flag("withGrad");
   const DType gdt = read_grad_dtype(r, p.z.dtype);
-  const double go = r.number_or("gradOutput", 1.0);
-  if (!std::isfinite(go)) throw_range(r.env(), fn + ": gradOutput must be a finite number");
+  const double go = read_grad_output(r);
   const bool stats = r.flag("stats");
   const bool async = r.flag("async");
   const Array grad = read_grad(r, p.z, gdt, with_grad);
@@ -278,39 +303,29 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
 //   gradDtype, out: (rows, vocab) of gradDtype | null (null: a fresh gradient), async })
 //   → { grad, count }
 Napi::Value Backward(const Napi::CallbackInfo& info) {
-  const std::string fn = name_of(info, "crossEntropyBackward");
-  Request r(info, fn.c_str(), {CE_FIELDS, "lse", "gradOutput", "gradOutputRows", "out", "gradDtype"});
+  Request r(info, "crossEntropyBackward", {CE_FIELDS, "lse", "gradOutput", "gradOutputRows", "out", "gradDtype"});
   Problem p = read_problem(r);
-  const auto rows = double(p.z.rows);
-  const Array lse_in = r.array("lse", napi_float32_array, rows);
-  const double go = r.number_or("gradOutput", 1.0);
-  if (!std::isfinite(go)) throw_range(r.env(), fn + ": gradOutput must be a finite number");
-  const Array rows_in = r.array("gradOutputRows", napi_float32_array, rows, true);
-  if (rows_in.present && p.reduction != Reduction::None)
-    throw_type(r.env(), fn + ": a per-row gradOutput (Float32Array) needs reduction 'none'");
-  const DType gdt = read_grad_dtype(r, p.z.dtype);
   const bool async = r.flag("async");
-  const Array grad = read_grad(r, p.z, gdt, true);
-
   Ranges ranges;
   const int zr = ranges.read(p.z.data, "logits.data");
   ranges.read(p.targets_in, "targets");
   ranges.read(p.weight_in, "weight");
-  ranges.read(lse_in, "lse");
-  ranges.read(rows_in, "gradOutput");
-  ranges.write(grad, "out.data", alias_of(p.z, gdt, zr));
+  const BackwardIn bw = read_backward(r, p.z, p.reduction, ranges, zr);
   ranges.check(r.env(), r.fn());
 
-  auto lse = std::make_shared<std::vector<float>>(copy_of<float>(lse_in));
-  auto row_go = std::make_shared<std::vector<float>>(copy_of<float>(rows_in));
+  const Array& grad = bw.grad;
+  const DType gdt = bw.gdt;
+  const auto lse = bw.lse;
+  const auto row_go = bw.row_go;
   Call call(r.env(), r.fn());
   call.pin(p.z.data, "logits.data");
   call.pin(grad, "out.data");
   call.result("grad", grad);
-  call.scratch(rows * 24 + double(p.threads) * (double(p.z.vocab) * 8 + 65536));
+  call.scratch(double(p.z.rows) * 24 + double(p.threads) * (double(p.z.vocab) * 8 + 65536));
   const int64_t count = p.count;
   const Finish finish = [count](Napi::Object o) { o.Set("count", double(count)); };
-  const float* row_scale = rows_in.present ? row_go->data() : nullptr;
+  const float* row_scale = bw.row_scale();
+  const double go = bw.go;
   const auto keep_t = p.targets;
   const auto keep_w = p.weight;
   if (!p.any_option) {
@@ -352,7 +367,7 @@ int64_t check_probs(const Request& r, const float* q, int64_t rows, int64_t voca
 // The fields softForward and softBackward share:
 //   logits, dtype, rows, vocab, target (rows, vocab), targetDtype (−1: f32 probabilities), op
 //   (0 soft CE, 1 KL forward, 2 KL reverse), invTemperature, lossFactor, reduction, threads
-#define SOFT_FIELDS "fn", "logits", "dtype", "rows", "vocab", "target", "targetDtype", "op", "invTemperature", \
+#define SOFT_FIELDS "logits", "dtype", "rows", "vocab", "target", "targetDtype", "op", "invTemperature", \
                     "lossFactor", "reduction", "threads", "gradOutput", "out", "gradDtype", "async"
 struct SoftProblem {
   Matrix z;
@@ -384,14 +399,12 @@ SoftProblem read_soft(const Request& r) {
 // softForward({ …shared, withGrad, gradDtype, out | null, gradOutput, async })
 //   → { loss, lossSum, count, losses, lse: Float32Array(rows), grad? }
 Napi::Value SoftForward(const Napi::CallbackInfo& info) {
-  const std::string fn = name_of(info, "softCrossEntropyForward");
-  Request r(info, fn.c_str(), {SOFT_FIELDS, "withGrad"});
+  Request r(info, "softCrossEntropyForward", {SOFT_FIELDS, "withGrad"});
   SoftProblem sp = read_soft(r);
   const auto rows = size_t(sp.z.rows);
   const bool with_grad = r.flag("withGrad");
   const DType gdt = read_grad_dtype(r, sp.z.dtype);
-  const double go = r.number_or("gradOutput", 1.0);
-  if (!std::isfinite(go)) throw_range(r.env(), fn + ": gradOutput must be a finite number");
+  const double go = read_grad_output(r);
   const bool async = r.flag("async");
   const Array grad = read_grad(r, sp.z, gdt, with_grad);
   const Array losses = fresh(r, napi_float32_array, rows, "losses");
@@ -433,39 +446,26 @@ Napi::Value SoftForward(const Napi::CallbackInfo& info) {
 // softBackward({ …shared, lse: Float32Array(rows) (copied), gradOutput, gradOutputRows | null
 //   (copied), gradDtype, out | null, async }) → { grad, count }
 Napi::Value SoftBackward(const Napi::CallbackInfo& info) {
-  const std::string fn = name_of(info, "softCrossEntropyBackward");
-  Request r(info, fn.c_str(), {SOFT_FIELDS, "lse", "gradOutputRows"});
+  Request r(info, "softCrossEntropyBackward", {SOFT_FIELDS, "lse", "gradOutputRows"});
   SoftProblem sp = read_soft(r);
   if (sp.args.op == fusedce::SoftOp::KlReverse)
-    throw_type(r.env(), fn + ": the reverse KL has no separate backward; use withGrad on the forward");
-  const auto rows = double(sp.z.rows);
-  const Array lse_in = r.array("lse", napi_float32_array, rows);
-  const double go = r.number_or("gradOutput", 1.0);
-  if (!std::isfinite(go)) throw_range(r.env(), fn + ": gradOutput must be a finite number");
-  const Array rows_in = r.array("gradOutputRows", napi_float32_array, rows, true);
-  if (rows_in.present && sp.reduction != Reduction::None)
-    throw_type(r.env(), fn + ": a per-row gradOutput (Float32Array) needs reduction 'none'");
-  const DType gdt = read_grad_dtype(r, sp.z.dtype);
+    throw_type(r.env(), std::string(r.fn()) + ": the reverse KL has no separate backward; use withGrad on the forward");
   const bool async = r.flag("async");
-  const Array grad = read_grad(r, sp.z, gdt, true);
-
   Ranges ranges;
   const int zr = ranges.read(sp.z.data, "logits.data");
   ranges.read(sp.target, "target.data");
-  ranges.read(lse_in, "lse");
-  ranges.read(rows_in, "gradOutput");
-  ranges.write(grad, "out.data", alias_of(sp.z, gdt, zr));
+  const BackwardIn bw = read_backward(r, sp.z, sp.reduction, ranges, zr);
   ranges.check(r.env(), r.fn());
 
-  auto lse = std::make_shared<std::vector<float>>(copy_of<float>(lse_in));
-  auto row_go = std::make_shared<std::vector<float>>(copy_of<float>(rows_in));
+  const auto lse = bw.lse;
+  const auto row_go = bw.row_go;
   Call call(r.env(), r.fn());
   call.pin(sp.z.data, "logits.data");
   call.pin(sp.target, "target.data");
-  call.pin(grad, "out.data");
-  call.result("grad", grad);
-  call.scratch(rows * 16 + double(sp.args.threads) * (double(sp.z.vocab) / 256 * 32 + 65536));
-  const fusedce::GradOut g{grad.data, gdt, grad_scale(sp.reduction, go, sp.count), rows_in.present ? row_go->data() : nullptr};
+  call.pin(bw.grad, "out.data");
+  call.result("grad", bw.grad);
+  call.scratch(double(sp.z.rows) * 16 + double(sp.args.threads) * (double(sp.z.vocab) / 256 * 32 + 65536));
+  const fusedce::GradOut g{bw.grad.data, bw.gdt, grad_scale(sp.reduction, bw.go, sp.count), bw.row_scale()};
   const fusedce::SoftArgs args = sp.args;
   const int64_t count = sp.count;
   return call.run(async, [args, lse, row_go, g] { fusedce::soft_backward(args, lse->data(), g); },
@@ -474,8 +474,8 @@ Napi::Value SoftBackward(const Napi::CallbackInfo& info) {
 
 // entropy({ fn, logits, dtype, rows, vocab, invTemperature, threads, async }) → { entropy: Float32Array(rows) }
 Napi::Value Entropy(const Napi::CallbackInfo& info) {
-  const std::string fn = name_of(info, "entropy");
-  Request r(info, fn.c_str(), {"fn", "logits", "dtype", "rows", "vocab", "invTemperature", "threads", "async"});
+  Request r(info, "entropy", {"logits", "dtype", "rows", "vocab", "invTemperature", "threads", "async"});
+  const std::string fn = r.fn();
   const Matrix z = read_matrix(r);
   const double inv_t = r.number("invTemperature");
   if (!(inv_t > 0.0) || !std::isfinite(inv_t)) throw_range(r.env(), fn + ": temperature must be a finite number > 0");
@@ -502,9 +502,9 @@ Napi::Value Entropy(const Napi::CallbackInfo& info) {
 //   gradOutput, async })
 //   → { loss, lossSum, count (elements), losses?: Float32Array(rows·vocab) with reduction 'none', grad? }
 Napi::Value BinaryCrossEntropy(const Napi::CallbackInfo& info) {
-  const std::string fn = name_of(info, "binaryCrossEntropyWithLogits");
-  Request r(info, fn.c_str(), {"fn", "logits", "dtype", "rows", "vocab", "targets", "posWeight", "weight", "reduction",
+  Request r(info, "binaryCrossEntropyWithLogits", {"logits", "dtype", "rows", "vocab", "targets", "posWeight", "weight", "reduction",
                                "threads", "withGrad", "out", "gradDtype", "gradOutput", "async"});
+  const std::string fn = r.fn();
   const Matrix z = read_matrix(r);
   const double n = z.n();
   const Array y = r.array("targets", napi_float32_array, n);
@@ -529,8 +529,7 @@ Napi::Value BinaryCrossEntropy(const Napi::CallbackInfo& info) {
   const bool per_class = w_in.present && double(w_in.length) != n;
   const bool with_grad = r.flag("withGrad");
   const DType gdt = read_grad_dtype(r, z.dtype);
-  const double go = r.number_or("gradOutput", 1.0);
-  if (!std::isfinite(go)) throw_range(r.env(), fn + ": gradOutput must be a finite number");
+  const double go = read_grad_output(r);
   const bool async = r.flag("async");
 
   const auto* yd = static_cast<const float*>(y.data);
@@ -592,8 +591,7 @@ Napi::Value BinaryCrossEntropy(const Napi::CallbackInfo& info) {
 // Float32Array); the same length, no overlap; out null: a fresh array. Sync only: it is memory
 // bound, and over before an async round trip would be.
 Napi::Value Convert(const Napi::CallbackInfo& info) {
-  const std::string fn = name_of(info, "convert");
-  Request r(info, fn.c_str(), {"fn", "input", "out", "kind", "threads", "portable"});
+  Request r(info, "convert", {"input", "out", "kind", "threads", "portable"});
   const auto kind = fusedce::ConvertKind(r.integer("kind", 0, 3));
   const bool narrow = kind == fusedce::ConvertKind::F32ToBf16 || kind == fusedce::ConvertKind::F32ToF16;
   const napi_typedarray_type dst_type = narrow ? napi_uint16_array : napi_float32_array;

@@ -133,20 +133,27 @@ inline Array array_info(Napi::Env env, napi_value v) {
 }
 
 // ---- The request ------------------------------------------------------------------------------
-// Request r(info, fn, {"logits", "dtype", …}) reads each named field of info[0] once (phase 1:
-// the only place where user JS can run); the typed accessors below then only look at the values
-// read (phase 2: no JS runs), and each message has the shape "<fn>: <name> must be …, but got …".
+// Request r(info, "crossEntropyForward", {"logits", "dtype", …}) reads the field `fn` (the
+// user-facing name the facade passes for messages; the given name when absent) and each named
+// field of info[0] once (phase 1: the only place where user JS can run); the typed accessors
+// below then only look at the values read (phase 2: no JS runs), and each message has the shape
+// "<fn>: <name> must be …, but got …".
 class Request {
  public:
-  Request(const Napi::CallbackInfo& info, const char* fn, std::initializer_list<const char*> names)
-      : env_(info.Env()), fn_(fn) {
-    if (!info[0].IsObject()) throw_type(env_, std::string(fn) + ": the request must be an object");
+  Request(const Napi::CallbackInfo& info, const char* fallback_fn, std::initializer_list<const char*> names)
+      : env_(info.Env()), fn_(fallback_fn) {
+    if (!info[0].IsObject()) throw_type(env_, fn_ + ": the request must be an object");
     Napi::Object o = info[0].As<Napi::Object>();
-    for (const char* n : names) fields_.emplace_back(n, o.Get(n));  // phase 1
+    Napi::Value name = o.Get("fn");  // phase 1
+    if (name.IsString()) {
+      std::string n = name.As<Napi::String>().Utf8Value();
+      if (!n.empty() && n.size() < 64) fn_ = std::move(n);
+    }
+    for (const char* n : names) fields_.emplace_back(n, o.Get(n));
   }
 
   Napi::Env env() const { return env_; }
-  const char* fn() const { return fn_; }
+  const char* fn() const { return fn_.c_str(); }
 
   Napi::Value value(const char* name) const {
     for (const auto& f : fields_)
@@ -197,7 +204,7 @@ class Request {
 
  private:
   Napi::Env env_;
-  const char* fn_;
+  std::string fn_;
   std::vector<std::pair<const char*, Napi::Value>> fields_;
 };
 
@@ -333,9 +340,6 @@ class Call {
   // Keeps a JS value referenced until an async call settles.
   void keep(napi_value v) {
     if (v) values_.push_back(v);
-  }
-  void keep(const Array& a) {
-    if (a.present) keep(a.value);
   }
   // The caller's arrays an async call uses in place: pinned (rule 3) and kept. Fresh outputs
   // need no pin: nobody else holds them until the call settles.

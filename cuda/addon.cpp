@@ -180,7 +180,7 @@ void check_rc(int rc, const char* fn, const char* err) {
 // What both ops read first (the request of cpp/glue.h, shared with the CPU glue): logits, dtype,
 // rows, vocab, targets, ignoreIndex, reduction; every device buffer is checked for size, held
 // (referenced and busy until the call settles), and its range enters the one overlap check.
-#define CUDA_FIELDS "fn", "logits", "dtype", "rows", "vocab", "targets", "ignoreIndex", "reduction", "async"
+#define CUDA_FIELDS "logits", "dtype", "rows", "vocab", "targets", "ignoreIndex", "reduction", "async"
 struct CudaCall {
   Request r;
   fce_cuda_args c{};
@@ -191,7 +191,7 @@ struct CudaCall {
   int logits_range = -1;
 
   CudaCall(const Napi::CallbackInfo& info, const char* fn, std::initializer_list<const char*> fields)
-      : r(info, fn, fields), call(info.Env(), fn) {
+      : r(info, fn, fields), call(info.Env(), r.fn()) {
     c.dtype = int(r.integer("dtype", 0, 2));
     c.rows = r.integer("rows", 0, 2147483647.0);
     c.vocab = r.integer("vocab", 1, 2147483647.0);

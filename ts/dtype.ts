@@ -20,14 +20,14 @@ export function dtypeCode(d: DType): number {
 /** Threads for a conversion: all cores (it is memory bound; small arrays stay on one thread). */
 let convertThreads = 0;
 
-function checkConvert(fn: string, a: unknown, out: unknown, from: 'f32' | '16', n?: number): void {
+function checkConvert(fn: string, a: unknown, out: unknown, from: 'f32' | '16'): void {
   if (from === 'f32') {
     if (!(a instanceof Float32Array)) throw typeError(fn, 'input', 'a Float32Array', a);
   } else if (!(a instanceof Uint16Array)) {
     throw typeError(fn, 'input', 'a Uint16Array of raw 16-bit values', a);
   }
   if (out === undefined) return;
-  const len = n ?? (a as Float32Array | Uint16Array).length;
+  const len = (a as Float32Array | Uint16Array).length;
   if (from === 'f32' ? !(out instanceof Uint16Array) : !(out instanceof Float32Array))
     throw typeError(fn, 'out', from === 'f32' ? `a Uint16Array of length ${len}` : `a Float32Array of length ${len}`, out);
   if ((out as Uint16Array | Float32Array).length !== len) throw rangeError(fn, 'out', `of length input.length (${len})`, out);
