@@ -22,14 +22,20 @@
 // dequantised to f32 (they have no bf16 input), once per shape. Each peer's loss is checked
 // against fusedce's; a disagreement is reported and makes the run exit 1.
 //
-// Run: npm run bench [-- --quick] [-- --json] [-- --filter 64x128256] [-- --peers none]
+// Run: npx fusedce bench [options]
 //   --quick   one shape, bf16, short runs, no peers (a smoke test)
 //   --json    print the JSON result instead of the table
 //   --filter  only cases whose name contains the string
-//   --peers   comma list of torch,onnxruntime,tfjs-cpu,tfjs-wasm,js, or all (default) or none
+//   --peers   comma list of torch,onnxruntime,tfjs-cpu,tfjs-wasm,js, or all (default) or none.
+//             A peer that is not installed is skipped with a note. They load from your project:
+//               npm install @tensorflow/tfjs @tensorflow/tfjs-backend-wasm
+//               ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node
+//               PyTorch: a python3 that can import torch (Debian: apt-get install python3-torch),
+//               or FUSEDCE_BENCH_PYTHON=/path/to/python
 //   --threads comma list of thread counts (default: 1 and all of this machine's), e.g. 1,2 to
 //             measure two threads on a bigger host; peers and ratios use the largest
-//   --out     folder for cross-entropy-<date>.{json,md,svg} (npm run bench: bench/results)
+//   --out     folder for cross-entropy-<date>.{json,md,svg}; default ./fusedce-bench
+//             (--out none: write nothing)
 //   --help    this text
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -53,7 +59,7 @@ const { values: args } = parseArgs({
     filter: { type: 'string' },
     peers: { type: 'string' },
     threads: { type: 'string' },
-    out: { type: 'string' },
+    out: { type: 'string', default: 'fusedce-bench' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -91,7 +97,8 @@ let total = 1;
 function progress(label) {
   if (!tty) return;
   const w = 30, f = Math.round((w * done) / total);
-  process.stderr.write(`\r\x1b[2K[${'#'.repeat(f)}${'.'.repeat(w - f)}] ${done}/${total} ${label}`.slice(0, process.stderr.columns ?? 120));
+  // a terminal that reports 0 columns (or none) gets 80
+  process.stderr.write(`\r\x1b[2K[${'#'.repeat(f)}${'.'.repeat(w - f)}] ${done}/${total} ${label}`.slice(0, (process.stderr.columns || 80) - 1));
 }
 function say(line) {
   if (tty) process.stderr.write('\r\x1b[2K');
@@ -152,9 +159,9 @@ total = THREADS.length * 4 + SHAPES.length * (DTYPES.length * THREADS.length * 4
   + jsPeers.reduce((n, p) => n + (p.name === 'onnxruntime-node' ? THREADS.length : 2), 0) + (torch ? DTYPES.length : 0));
 
 for (const t of THREADS) await sampleCeiling(t);
-log(`exp ceiling (${backend()} kernels, L1-resident): ${THREADS.map((t) => `${(expCeiling(t) / 1e9).toFixed(2)} G elements/s at ${t} thread(s)`).join(', ')}`);
+say(`exp ceiling (${backend()} kernels, L1-resident): ${THREADS.map((t) => `${(expCeiling(t) / 1e9).toFixed(2)} G elements/s at ${t} thread(s)`).join(', ')}`);
 await sampleRead();
-log(`read ceiling: ${THREADS.map((t) => `${readGBs(t).toFixed(1)} GB/s at ${t} thread(s)`).join(', ')}`);
+say(`read ceiling: ${THREADS.map((t) => `${readGBs(t).toFixed(1)} GB/s at ${t} thread(s)`).join(', ')}`);
 
 // ---- data: LM-like logits, N(0, 2²), deterministic
 let seed = 7;
@@ -233,7 +240,7 @@ for (const [rows, vocab] of SHAPES) {
         if (r.skip) { skipped.push(`PyTorch ${r.op} ${dtype}: ${r.skip}`); continue; }
         const lossRelDiff = checkLoss('PyTorch', dtype, r.loss, loss);
         const bytes = (r.op === 'forward' ? 1 : 2) * N * esz[dtype];
-        record({ impl: 'PyTorch', op: r.op === 'forward' ? 'forward' : 'fused fwd+bwd', ...base, dtype, threads: r.threads, seconds: r.seconds, loss: r.loss, lossRelDiff }, N, bytes);
+        record({ impl: 'PyTorch', op: r.op === 'forward' ? 'forward' : 'fwd+bwd', ...base, dtype, threads: r.threads, seconds: r.seconds, loss: r.loss, lossRelDiff }, N, bytes);
       }
       done++;
     } else if (torch) done++;
@@ -245,7 +252,8 @@ for (const [rows, vocab] of SHAPES) {
       for (const threads of threadsList) {
         const prepared = await p.prepare(values, t, rows, vocab, threads);
         const lossRelDiff = checkLoss(p.name, 'f32', prepared.loss, loss);
-        const ops = [['forward', prepared.forward, N * 4], ...(prepared.fwdBwd ? [['fused fwd+bwd', prepared.fwdBwd, 2 * N * 4]] : [])];
+        // a peer's forward+backward is its autograd (two passes), not a fused kernel: 'fwd+bwd'
+        const ops = [['forward', prepared.forward, N * 4], ...(prepared.fwdBwd ? [['fwd+bwd', prepared.fwdBwd, 2 * N * 4]] : [])];
         for (const [op, fn, bytes] of ops) {
           const name = `${p.name} ${op} ${shape} f32 t${threads}`;
           if (!selected(name)) { done++; continue; }
@@ -278,9 +286,10 @@ for (const r of results) {
 const peerBaseDtype = (r) => (r.impl === 'PyTorch' ? r.dtype : 'bf16'); // JS peers ran on the bf16 data
 const ratios = [];
 for (const r of results.filter((r) => r.impl !== 'fusedce')) {
-  const ours = results.find((o) => o.impl === 'fusedce' && o.op === r.op && o.rows === r.rows && o.vocab === r.vocab && o.dtype === peerBaseDtype(r) && o.threads === threadsAll);
+  const ourOp = r.op === 'fwd+bwd' ? 'fused fwd+bwd' : r.op;
+  const ours = results.find((o) => o.impl === 'fusedce' && o.op === ourOp && o.rows === r.rows && o.vocab === r.vocab && o.dtype === peerBaseDtype(r) && o.threads === threadsAll);
   if (ours && (r.impl === 'PyTorch' ? r.threads === threadsAll : true))
-    ratios.push({ shape: `${r.rows}×${r.vocab}`, dtype: peerBaseDtype(r), op: r.op, peer: `${r.impl} t${r.threads}`, ratio: ours.elementsPerSec / r.elementsPerSec });
+    ratios.push({ shape: `${r.rows}×${r.vocab}`, dtype: peerBaseDtype(r), op: ourOp === r.op ? r.op : `${ourOp} vs ${r.op}`, peer: `${r.impl} t${r.threads}`, ratio: ours.elementsPerSec / r.elementsPerSec });
 }
 
 // FUSEDCE_GIT_SHA names the commit where the tree was copied without its git metadata
@@ -292,6 +301,8 @@ if (!process.env.FUSEDCE_GIT_SHA) try {
   if (path.resolve(git(['rev-parse', '--show-toplevel'])) === path.resolve(root)) sha = git(['rev-parse', 'HEAD']);
 } catch {}
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+// what ran: a commit of a checkout, or the installed package's version
+const build = sha === 'unknown' ? `fusedce ${pkg.version} (installed package)` : `fusedce ${pkg.version}, git ${sha.slice(0, 7)}`;
 const report = {
   date: new Date().toISOString(), gitSha: sha, fusedce: pkg.version, node: process.version, kernels: backend(),
   cpu: os.cpus()[0]?.model, cores, threads: THREADS, quick: args.quick, filter: args.filter ?? null,
@@ -302,7 +313,7 @@ const report = {
 };
 const f3 = (v) => (v / 1e9).toFixed(3);
 const md = [
-  `fusedce CPU benchmark — ${report.date.slice(0, 10)}, ${report.cpu} (${cores} hardware threads; measured at ${THREADS.join(', ')}), ${report.kernels} kernels, Node ${report.node}, fusedce ${report.fusedce}, git ${sha.slice(0, 7)}`,
+  `fusedce CPU benchmark — ${report.date.slice(0, 10)}, ${report.cpu} (${cores} hardware threads; measured at ${THREADS.join(', ')}), ${report.kernels} kernels, Node ${report.node}, ${build}`,
   '',
   ...THREADS.map((t) => `- exp ceiling at ${t} thread(s): median ${(expCeiling(t) / 1e9).toFixed(2)} G elements/s of ${ceilingSamples[t].length} samples (${(Math.min(...ceilingSamples[t]) / 1e9).toFixed(2)}–${(Math.max(...ceilingSamples[t]) / 1e9).toFixed(2)}); each fusedce row is divided by the sample taken just before its group`),
   `- read ceiling: ${THREADS.map((t) => `${readGBs(t).toFixed(1)} GB/s at ${t} thread(s)`).join(', ')} (streaming read of ${readBuf.byteLength >> 20} MiB)`,
@@ -317,46 +328,57 @@ const md = [
     ...ratios.map((q) => `| ${q.shape} | ${q.dtype} | ${q.op} | ${q.peer} | ${q.ratio.toFixed(1)}× |`)] : []),
 ].join('\n');
 
-// ---- SVG: G elements/s (log scale) per implementation, bf16 logits, all threads, per shape
+// ---- SVG: G elements/s (log scale) per implementation, bf16 logits, all threads, per shape.
+// Every bar carries its value; the y-range spans every bar and the exp ceiling, so no bar sits at
+// the floor and the ceiling line stays inside the plot.
 function svgChart() {
   const series = [
-    ['fusedce', 'forward', '#1f77b4'], ['fusedce', 'fused fwd+bwd', '#aec7e8'],
-    ['PyTorch', 'forward', '#d62728'], ['PyTorch', 'fused fwd+bwd', '#ff9896'],
-    ['onnxruntime-node', 'forward', '#2ca02c'], ['tfjs-wasm', 'forward', '#9467bd'], ['tfjs-cpu', 'forward', '#c5b0d5'],
-    ['plain JS', 'forward', '#7f7f7f'],
-  ].filter(([impl]) => results.some((r) => r.impl === impl));
+    ['fusedce', 'forward', '#1f77b4', 'fusedce forward'], ['fusedce', 'fused fwd+bwd', '#aec7e8', 'fusedce fused fwd+bwd'],
+    ['PyTorch', 'forward', '#d62728', 'PyTorch forward'], ['PyTorch', 'fwd+bwd', '#ff9896', 'PyTorch fwd+bwd (autograd)'],
+    ['onnxruntime-node', 'forward', '#2ca02c', 'onnxruntime-node forward'],
+    ['tfjs-wasm', 'forward', '#9467bd', 'tfjs-wasm forward'], ['tfjs-wasm', 'fwd+bwd', '#c5b0d5', 'tfjs-wasm fwd+bwd (autograd)'],
+    ['tfjs-cpu', 'forward', '#8c564b', 'tfjs-cpu forward'], ['tfjs-cpu', 'fwd+bwd', '#c49c94', 'tfjs-cpu fwd+bwd (autograd)'],
+    ['plain JS', 'forward', '#7f7f7f', 'plain JS forward'],
+  ].filter(([impl, op]) => results.some((r) => r.impl === impl && r.op === op));
   const shapes = [...new Set(results.map((r) => `${r.rows}×${r.vocab}`))];
   const pick = (impl, op, shape) => {
     const c = results.filter((r) => r.impl === impl && r.op === op && `${r.rows}×${r.vocab}` === shape && (impl === 'fusedce' || impl === 'PyTorch' ? r.dtype === 'bf16' : true));
     return c.length ? Math.max(...c.filter((r) => r.threads === Math.max(...c.map((q) => q.threads))).map((r) => r.elementsPerSec)) : null;
   };
-  const W = 960, H = 460, L = 70, R = 20, T = 50, B = 120, bw = 11;
-  const lo = -2, hi = 1; // 10^-2 … 10^1 G elements/s
-  const y = (v) => T + (H - T - B) * (1 - (Math.log10(Math.max(v / 1e9, 10 ** lo)) - lo) / (hi - lo));
+  const ceiling = expCeiling(threadsAll);
+  const values = shapes.flatMap((sh) => series.map(([impl, op]) => pick(impl, op, sh))).filter((v) => v != null && v > 0);
+  const lo = Math.floor(Math.log10(Math.min(...values, ceiling) / 1e9) - 0.15); // decades of G elements/s; the smallest bar stays visible
+  const hi = Math.ceil(Math.log10((Math.max(...values, ceiling) / 1e9) * 1.3));
+  const legendRows = Math.ceil(series.length / 3);
+  const W = Math.max(960, 70 + shapes.length * (series.length * 16 + 24)), H = 420 + 20 * legendRows, L = 70, R = 20, T = 60, B = 60 + 20 * legendRows, bw = 13;
+  const y = (v) => T + (H - T - B) * (1 - (Math.log10(v / 1e9) - lo) / (hi - lo));
   const gw = (W - L - R) / Math.max(shapes.length, 1);
+  const fmt = (v) => { const g = v / 1e9; return g >= 10 ? g.toFixed(0) : g >= 1 ? g.toFixed(1) : g >= 0.1 ? g.toFixed(2) : g.toPrecision(2); };
   const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">Cross-entropy throughput, bf16 logits (peers without bf16: the same values in f32), ${threadsAll} threads</text>`,
-    `<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${report.cpu}, ${report.date.slice(0, 10)}, fusedce ${report.fusedce} (${sha.slice(0, 7)}); dashed: exp ceiling at ${threadsAll} threads (median)</text>`];
+    `<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${report.cpu}, ${report.date.slice(0, 10)}, ${build}; dashed red: exp ceiling at ${threadsAll} threads (median, ${fmt(ceiling)} G elements/s)</text>`];
   for (let e = lo; e <= hi; e++) {
     parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(10 ** (e + 9))}" y2="${y(10 ** (e + 9))}" stroke="#ddd"/>`,
-      `<text x="${L - 6}" y="${y(10 ** (e + 9)) + 4}" text-anchor="end">${10 ** e}</text>`);
+      `<text x="${L - 6}" y="${y(10 ** (e + 9)) + 4}" text-anchor="end">${e < 0 ? (10 ** e).toFixed(-e) : 10 ** e}</text>`);
   }
   parts.push(`<text transform="translate(18 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">G elements/s (log)</text>`);
   shapes.forEach((shape, i) => {
-    const x0 = L + i * gw + (gw - series.length * (bw + 2)) / 2;
-    series.forEach(([impl, op, color], k) => {
+    const x0 = L + i * gw + (gw - series.length * (bw + 3)) / 2;
+    series.forEach(([impl, op, color, label], k) => {
       const v = pick(impl, op, shape);
       if (v == null) return;
-      parts.push(`<rect x="${x0 + k * (bw + 2)}" y="${y(v)}" width="${bw}" height="${H - B - y(v)}" fill="${color}"><title>${impl} ${op} ${shape}: ${(v / 1e9).toFixed(3)} G elements/s</title></rect>`);
+      const x = x0 + k * (bw + 3), top = y(v);
+      parts.push(`<rect x="${x}" y="${top}" width="${bw}" height="${H - B - top}" fill="${color}"><title>${label} ${shape}: ${(v / 1e9).toFixed(3)} G elements/s</title></rect>`,
+        `<text transform="translate(${x + bw / 2 + 4} ${top - 4}) rotate(-90)" font-size="10">${fmt(v)}</text>`);
     });
-    const c = y(expCeiling(threadsAll));
+    const c = y(ceiling);
     parts.push(`<line x1="${L + i * gw + 6}" x2="${L + (i + 1) * gw - 6}" y1="${c}" y2="${c}" stroke="#d62728" stroke-dasharray="5 3"/>`,
       `<text x="${L + i * gw + gw / 2}" y="${H - B + 16}" text-anchor="middle">${shape}</text>`);
   });
-  series.forEach(([impl, op, color], k) => {
-    const lx = L + (k % 4) * 215, ly = H - B + 44 + Math.floor(k / 4) * 20;
-    parts.push(`<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${color}"/>`, `<text x="${lx + 18}" y="${ly}">${impl} ${op}</text>`);
+  series.forEach(([, , color, label], k) => {
+    const lx = L + (k % 3) * 290, ly = H - B + 40 + Math.floor(k / 3) * 20;
+    parts.push(`<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${color}"/>`, `<text x="${lx + 18}" y="${ly}">${label}</text>`);
   });
   parts.push('</svg>');
   return parts.join('\n');
@@ -364,7 +386,7 @@ function svgChart() {
 
 if (args.json) console.log(JSON.stringify(report, null, 2));
 else console.log('\n' + md);
-if (args.out) {
+if (args.out !== 'none') {
   const dir = path.resolve(args.out);
   mkdirSync(dir, { recursive: true });
   const base = path.join(dir, `cross-entropy-${report.date.slice(0, 10)}${args.quick ? '-quick' : ''}${args.filter ? '-filtered' : ''}`);

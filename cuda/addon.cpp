@@ -277,7 +277,7 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
       [out](Napi::Object o) { o.Set("count", double(*out)); });
 }
 
-// probe() → { ok, count, reason }: whether a CUDA device can be used.
+// probe() → { ok, count, reason, driver }: whether a CUDA device can be used.
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -286,6 +286,8 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   const int rc = fce_cuda_device_count(&n, err, sizeof err);
   o.Set("ok", rc == FCE_OK && n > 0);
   o.Set("count", n);
+  // false only when there is no NVIDIA driver at all (the facade then stays quiet in 'auto')
+  o.Set("driver", rc != FCE_ENODRIVER);
   o.Set("reason", rc ? std::string(err) : n == 0 ? std::string("no CUDA device found") : std::string());
   return o;
 }

@@ -12,6 +12,10 @@
 #include <mutex>
 #include <string>
 
+#if !FCE_EMULATED && defined(__linux__)
+#include <dlfcn.h>
+#endif
+
 #include "cross_entropy.cuh"
 #include "fusedce_cuda.h"
 
@@ -332,6 +336,19 @@ int fce_cuda_device_count(int* n, char* err, size_t errlen) {
   if (e != cudaSuccess) {
     *n = 0;
     cudaGetLastError();  // not sticky; clear it
+#if !FCE_EMULATED && defined(__linux__)
+    // The runtime reports a missing driver as cudaErrorInsufficientDriver ("CUDA driver version is
+    // insufficient"), the same code as a driver that is too old. Tell the two apart: the runtime
+    // loads the driver from libcuda.so.1, so when that cannot be loaded there is no driver at all.
+    if (e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice) {
+      void* h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+      if (!h)
+        return fail(FCE_ENODRIVER, err, errlen,
+                    std::string("no NVIDIA driver / no GPU: libcuda.so.1 (the driver) is not installed (cudaGetDeviceCount: ") +
+                        cudaGetErrorName(e) + ")");
+      dlclose(h);
+    }
+#endif
     return fail_cuda(e, "cudaGetDeviceCount", err, errlen);
   }
   return FCE_OK;

@@ -21,6 +21,7 @@ extern "C" {
 #define FCE_OK 0
 #define FCE_EINVAL 1
 #define FCE_ECUDA 2
+#define FCE_ENODRIVER 3 /* no NVIDIA driver at all (libcuda.so.1 / nvcuda.dll cannot be loaded) */
 
 #if defined(_WIN32)
 #define FCE_API __declspec(dllexport)

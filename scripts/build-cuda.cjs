@@ -1,19 +1,35 @@
 #!/usr/bin/env node
-// `npm run build:cuda`: builds the CUDA variant (CMakeLists.txt) with cmake-js into cuda/build/,
-// where the loader finds cuda/build/Release/fusedce_cuda.node.
+// `npx fusedce build-cuda` (in a clone: `npm run build:cuda`): builds the CUDA variant
+// (CMakeLists.txt) with cmake-js, or with CMake directly where cmake-js is not installed (an
+// installed package), and puts fusedce_cuda.node where the loader finds it:
+//   - in a clone: cuda/build/Release/fusedce_cuda.node;
+//   - in an installed package (under node_modules, which `npm ci` deletes): the user cache,
+//     ${XDG_CACHE_HOME:-~/.cache}/fusedce/<version>-napi<N>-<platform>-<arch>/fusedce_cuda.node,
+//     which survives reinstalls (ts/cuda_binding.ts looks there too; keep the two rules equal);
+//   - FUSEDCE_CUDA_DIR=/some/dir (or --out DIR) puts it in that folder instead, for both the build
+//     and the loader.
 //
 // CUDA is optional: with no nvcc (CUDACXX, PATH, CUDA_PATH/bin or /usr/local/cuda/bin) it prints
 // that the CUDA variant is skipped and exits 0. The CPU addon never needs any of this.
 // Offline-safe: cmake-js takes the Node-API headers from the node-api-headers package
-// (package.json "binary": { "napi_versions" }), so nothing is downloaded. Without cmake-js
-// (a production install), CMake is run directly with the same headers.
+// (package.json "binary": { "napi_versions" }); plain CMake uses node-api-headers when installed,
+// else the running Node's own headers (<prefix>/include/node). Nothing is downloaded.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
-const out = path.join(root, 'cuda', 'build');
+const pkg = require(path.join(root, 'package.json'));
+const outArg = process.argv.indexOf('--out');
+const installed = root.split(path.sep).includes('node_modules');
+const cacheBase = process.env.XDG_CACHE_HOME || path.join(require('node:os').homedir(), '.cache');
+// the folder fusedce_cuda.node goes to, and the build tree beside it
+const dest = outArg > 0 && process.argv[outArg + 1] ? path.resolve(process.argv[outArg + 1])
+  : process.env.FUSEDCE_CUDA_DIR ? path.resolve(process.env.FUSEDCE_CUDA_DIR)
+  : installed ? path.join(cacheBase, 'fusedce', `${pkg.version}-napi${pkg.binary.napi_versions[0]}-${process.platform}-${process.arch}`)
+  : path.join(root, 'cuda', 'build', 'Release');
+const out = installed || dest !== path.join(root, 'cuda', 'build', 'Release') ? path.join(dest, 'build') : path.join(root, 'cuda', 'build');
 
 // CUDACXX, when set, is the only candidate (CUDACXX=/nonexistent forces "skipped").
 function findNvcc() {
@@ -47,7 +63,7 @@ try {
   cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
 } catch {}
 let r;
-if (cmakeJs) {
+if (cmakeJs && dest === path.join(root, 'cuda', 'build', 'Release')) {
   r = spawnSync(process.execPath, [cmakeJs, 'compile', '--directory', root, '--out', out, '--config', 'Release',
     '--parallel', String(Math.max(1, require('node:os').availableParallelism()))], { stdio: 'inherit', env, cwd: root });
 } else {
@@ -58,12 +74,13 @@ if (cmakeJs) {
     inc = path.join(path.dirname(process.execPath), '..', 'include', 'node');  // the running Node's own headers
   }
   const cfg = spawnSync('cmake', ['-S', root, '-B', out, '-DCMAKE_BUILD_TYPE=Release', `-DNODE_API_INCLUDE_DIR=${inc}`,
-    `-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=${path.join(out, 'Release')}`], { stdio: 'inherit', env });
+    `-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=${dest}`], { stdio: 'inherit', env });
   r = cfg.status !== 0 ? cfg : spawnSync('cmake', ['--build', out, '--parallel'], { stdio: 'inherit', env });
 }
 if (r.status !== 0) {
   console.error('\nfusedce: building the CUDA variant failed. The CPU addon is unaffected; run with FUSEDCE_DEVICE=cpu, ' +
-    'or fix the toolchain (nvcc ≥ 12 with a host compiler it supports, CMake ≥ 3.18) and run npm run build:cuda again.');
+    'or fix the toolchain (nvcc ≥ 12 with a host compiler it supports, CMake ≥ 3.18) and run npx fusedce build-cuda again.');
   process.exit(r.status ?? 1);
 }
-console.log(`fusedce: CUDA variant built: ${path.join(out, 'Release', 'fusedce_cuda.node')}`);
+console.log(`fusedce: CUDA variant built: ${path.join(dest, 'fusedce_cuda.node')}` +
+  (installed ? ' (outside node_modules: npm ci keeps it; fusedce finds it there)' : ''));

@@ -11,7 +11,7 @@ describe('bench/cross_entropy.bench.mjs --quick', () => {
   it('runs and reports every case with its ceiling', () => {
     const script = fileURLToPath(new URL('../bench/cross_entropy.bench.mjs', import.meta.url));
     // --threads as a user would give it (unsorted); the bench runs exactly those counts
-    const out = execFileSync(process.execPath, [script, '--quick', '--json', '--threads', '2,1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync(process.execPath, [script, '--quick', '--json', '--threads', '2,1', '--out', 'none'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     const report = JSON.parse(out);
     expect(report.threads).toEqual([1, 2]);
     // the exp ceiling is measured at every thread count the bench runs
@@ -48,12 +48,59 @@ describe('bench/cross_entropy.bench.mjs --quick', () => {
       expect(r.stderr).toMatch(/RangeError: --threads: '.*' is not a thread count/);
     }
   });
-  it('prints its options with --help and measures nothing', () => {
+  it('prints its options with --help, for npx users, and measures nothing', () => {
     const script = fileURLToPath(new URL('../bench/cross_entropy.bench.mjs', import.meta.url));
     const r = spawnSync(process.execPath, [script, '--help'], { encoding: 'utf8' });
     expect(r.status).toBe(0);
     for (const o of ['--quick', '--json', '--filter', '--peers', '--threads', '--out']) expect(r.stdout).toContain(o);
-    expect(r.stdout).not.toMatch(/exp ceiling/);
+    expect(r.stdout).toMatch(/npx fusedce bench/);
+    expect(r.stdout).toMatch(/default \.\/fusedce-bench/);
+    expect(r.stdout).not.toMatch(/npm run|exp ceiling/);
+  });
+  it('writes ./fusedce-bench/ by default; its chart has values on the bars, the ceiling inside the plot, every implementation visible and labelled', () => {
+    const script = fileURLToPath(new URL('../bench/cross_entropy.bench.mjs', import.meta.url));
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'fusedce-benchcwd-'));
+    // a git-less folder, as a project that installed the package; tfjs-cpu: the slowest bar
+    const r = spawnSync(process.execPath, [script, '--quick', '--peers', 'js,tfjs-cpu', '--threads', '2'], { cwd, encoding: 'utf8', env: { ...process.env, FUSEDCE_GIT_SHA: '' } });
+    expect(r.status, r.stderr).toBe(0);
+    const files = fs.readdirSync(path.join(cwd, 'fusedce-bench')).sort();
+    expect(files.map((f) => f.replace(/\d{4}-\d\d-\d\d/, 'DATE'))).toEqual(['cross-entropy-DATE-quick.json', 'cross-entropy-DATE-quick.md', 'cross-entropy-DATE-quick.svg']);
+    expect(r.stdout).toMatch(/written: fusedce-bench\/cross-entropy-/);
+    expect(r.stdout).not.toMatch(/npm run|git unknown/);
+    const md = fs.readFileSync(path.join(cwd, 'fusedce-bench', files[1]!), 'utf8');
+    expect(md.split('\n')[0]).toMatch(/fusedce \d+\.\d+\.\d+(, git [0-9a-f]{7}| \(installed package\))/);
+    const svg = fs.readFileSync(path.join(cwd, 'fusedce-bench', files[2]!), 'utf8');
+    const H = Number(/<svg [^>]*height="(\d+)"/.exec(svg)![1]);
+    const bars = [...svg.matchAll(/<rect x="([\d.]+)" y="([\d.-]+)" width="13" height="([\d.-]+)" fill="(#[0-9a-f]+)"><title>([^<]+)<\/title><\/rect>\s*<text[^>]*>([^<]+)<\/text>/g)];
+    const impls = new Set(bars.map((b) => b[5]!.split(' ').slice(0, 2).join(' ')));
+    expect([...impls].sort()).toEqual(['fusedce forward', 'fusedce fused', 'plain JS', 'tfjs-cpu forward', 'tfjs-cpu fwd+bwd']);
+    for (const b of bars) {
+      expect(Number(b[3])).toBeGreaterThan(2); // visible
+      expect(Number(b[6])).toBeGreaterThan(0); // its value printed on it
+    }
+    // legend entries: one per series, and the peers' forward+backward is autograd, not "fused"
+    expect(svg).toMatch(/tfjs-cpu fwd\+bwd \(autograd\)/);
+    expect(svg).not.toMatch(/(PyTorch|tfjs-\w+|onnxruntime-node) fused/);
+    const ceil = [...svg.matchAll(/<line x1="[\d.]+" x2="[\d.]+" y1="([\d.]+)" y2="[\d.]+" stroke="#d62728"/g)].map((m) => Number(m[1]));
+    expect(ceil.length).toBeGreaterThan(0);
+    for (const y of ceil) {
+      expect(y).toBeGreaterThan(60); // below the title and subtitle
+      expect(y).toBeLessThan(H);
+    }
+  });
+  it('--out none writes nothing', () => {
+    const script = fileURLToPath(new URL('../bench/cross_entropy.bench.mjs', import.meta.url));
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'fusedce-benchcwd-'));
+    const r = spawnSync(process.execPath, [script, '--quick', '--peers', 'none', '--out', 'none'], { cwd, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(fs.readdirSync(cwd)).toEqual([]);
+  });
+  const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
+  it.runIf(hasScript)('draws its progress bar on a terminal that reports 0 columns', () => {
+    const script = fileURLToPath(new URL('../bench/cross_entropy.bench.mjs', import.meta.url));
+    const r = spawnSync('script', ['-qec', `stty cols 0 rows 0; ${JSON.stringify(process.execPath)} ${JSON.stringify(script)} --quick --peers none --out none`, '/dev/null'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/\[#+\.*\] \d+\/\d+ /);
   });
 });
 
@@ -74,7 +121,8 @@ describe('bench/loss_family.bench.mjs --quick', () => {
 describe('fusedce command line', () => {
   const bin = fileURLToPath(new URL('../bin/fusedce.mjs', import.meta.url));
   it('prints its usage, and rejects an unknown command with exit 2', () => {
-    expect(spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' }).stdout).toMatch(/usage: fusedce bench/);
+    const help = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' }).stdout;
+    for (const c of ['bench', 'gradcheck', 'info', 'build-cuda']) expect(help).toContain(`npx fusedce ${c}`);
     const r = spawnSync(process.execPath, [bin, 'nope'], { encoding: 'utf8' });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/unknown command 'nope'/);

@@ -69,9 +69,47 @@ describe('gradcheck', () => {
     expect(r.stderr).toMatch(/--vocab must be a positive integer, but got 'many'/);
   });
 
-  it('`fusedce gradcheck` prints a verdict table and exits 0', () => {
-    const out = execFileSync(process.execPath, ['bin/fusedce.mjs', 'gradcheck', '--op', 'kl', '--dtype', 'bf16', '--vocab', '300'], { encoding: 'utf8' });
+  it('`fusedce gradcheck` prints a verdict table and exits 0; each verdict is its error/tolerance column read against 1', () => {
+    const out = execFileSync(process.execPath, ['bin/fusedce.mjs', 'gradcheck', '--dtype', 'bf16,f32', '--vocab', '300'], { encoding: 'utf8' });
     expect(out).toMatch(/\| op \| dtype \|/);
     expect(out).toMatch(/klDivergence reverse.*\| ok \|/);
+    const rows = out.split('\n').filter((l) => /^\| (?!op |---)/.test(l)).map((l) => l.split('|').map((c) => c.trim()));
+    expect(rows.length).toBe(12); // 6 checks (ce ×2, soft, kl ×2, bce) per dtype
+    for (const c of rows) {
+      const ratio = Number(c[8]), failed = Number(c[5]), verdict = c[10];
+      expect(verdict).toBe(ratio <= 1 && failed === 0 ? 'ok' : 'FAIL');
+    }
+    expect(out).toMatch(/central differences in f32 \(given \(the precision option\)\), step 0\.01/);
+  });
+
+  // A user's function that computes through fusedce (f32) on a Float64Array or number[] input: the
+  // precision is detected, so a correct gradient passes whatever array type the input is.
+  const rows = 4, vocab = 300;
+  const targets = Int32Array.from({ length: rows }, (_, i) => (i * 37) % vocab);
+  const viaFusedce = (x: Float64Array) => {
+    const r = crossEntropyForward(logits(Float32Array.from(x), rows, vocab), targets, { withGrad: true, reduction: 'sum' });
+    return { loss: r.loss, grad: r.grad };
+  };
+  const x64 = Float64Array.from({ length: rows * vocab }, (_, i) => 2 * Math.sin(1.7 * i + 0.3));
+  it.each([
+    ['Float64Array', x64],
+    ['number[]', Array.from(x64)],
+  ])('a correct f32 gradient passes for a %s input: the report says f32 was detected, and why', (_, input) => {
+    const r = gradcheck(viaFusedce, input);
+    expect(r.ok, JSON.stringify(r.worst)).toBe(true);
+    expect(r.precision).toBe('f32');
+    expect(r.precisionReason).toMatch(/^detected: moving x\[\d+\] by 1\/16 of an f32 ulp left the loss bitwise unchanged/);
+    expect(r.eps).toBe(1e-2);
+    expect(r.maxErrorRatio).toBeLessThanOrEqual(1);
+    // the same check forced to float64 steps measures f32 rounding: that is what the detection avoids
+    expect(gradcheck(viaFusedce, input, { precision: 'f64' }).ok).toBe(false);
+  });
+  it('a float64 function on a Float64Array is detected as f64; a Float32Array input is f32 by its type', () => {
+    const f64 = (x: Float64Array) => ({ loss: x.reduce((a, v) => a + Math.sin(v), 0), grad: x.map(Math.cos) });
+    const r = gradcheck(f64, x64.slice(0, 50));
+    expect([r.ok, r.precision, r.eps]).toEqual([true, 'f64', 1e-6]);
+    expect(r.precisionReason).toMatch(/^detected: the loss follows perturbations below f32 resolution/);
+    const r32 = gradcheck(viaFusedce, Float32Array.from(x64));
+    expect([r32.ok, r32.precision, r32.precisionReason]).toEqual([true, 'f32', 'the input is a Float32Array']);
   });
 });

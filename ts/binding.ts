@@ -208,6 +208,13 @@ export function packageRoot(): string {
 }
 
 let cached: NativeBinding | undefined;
+let cachedFrom = '';
+
+/** The file the native addon was loaded from (loading it if needed). */
+export function nativePath(): string {
+  native();
+  return cachedFrom;
+}
 
 export function native(): NativeBinding {
   if (cached) return cached;
@@ -216,9 +223,13 @@ export function native(): NativeBinding {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     // FUSEDCE_NATIVE_PATH: another build of the addon (the sanitizer build of npm run test:sanitize)
     const file = process.env.FUSEDCE_NATIVE_PATH;
-    const b = (file ? require(path.resolve(file)) : require('node-gyp-build')(root)) as NativeBinding;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const from = file ? path.resolve(file) : (require('node-gyp-build') as { resolve(d: string): string }).resolve(root);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const b = require(from) as NativeBinding;
     installHooks(b);
     cached = b;
+    cachedFrom = from;
   } catch (e) {
     throw new Error(
       `fusedce: could not load the native addon (${(e as Error).message.split('\n')[0]}).\n` +

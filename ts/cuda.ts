@@ -26,11 +26,14 @@ export function getDevice(): Device {
 
 /**
  * Where calls with host arrays run. 'auto' (default): on the GPU when the CUDA variant is built
- * and a device answers, else on the CPU; 'cpu'; 'cuda' (an error listing fixes when it cannot work).
+ * and a device answers, else on the CPU; 'cpu'; 'cuda', which throws at once (an Error listing
+ * fixes) when CUDA cannot work here, so a script learns it at setDevice, not at its first call.
  * Device tensors always run on the GPU.
  */
 export function setDevice(device: Device): void {
-  chosen = checkOneOf('setDevice', 'device', device, DEVICES);
+  const d = checkOneOf('setDevice', 'device', device, DEVICES);
+  if (d === 'cuda') cudaBinding();
+  chosen = d;
 }
 
 interface CudaState {
@@ -38,6 +41,8 @@ interface CudaState {
   ok: boolean;
   reason: string;
   emulated: boolean;
+  /** false: the variant is built, but this machine has no NVIDIA driver at all */
+  driver: boolean;
 }
 let state: CudaState | undefined;
 let warned = false;
@@ -46,30 +51,31 @@ function cudaState(): CudaState {
   if (state) return state;
   const l = loadCuda();
   if (!l.binding) {
-    state = { binding: null, ok: false, reason: `the CUDA variant is not built or does not load (${l.error})`, emulated: false };
+    state = { binding: null, ok: false, reason: `the CUDA variant is not built or does not load (${l.error})`, emulated: false, driver: true };
     return state;
   }
   const p = l.binding.probe();
   let emulated = false;
   if (p.ok) emulated = l.binding.deviceInfo().emulated;
-  state = { binding: l.binding, ok: p.ok, reason: p.ok ? '' : p.reason, emulated };
+  state = { binding: l.binding, ok: p.ok, reason: p.ok ? '' : p.reason, emulated, driver: p.driver !== false };
   return state;
 }
 
-function cudaFixes(reason: string): string {
-  return (
-    `fusedce: device 'cuda' cannot be used: ${reason}.\n` +
-    'Possible solutions:\n' +
-    '  - build the CUDA variant: npm run build:cuda (needs the CUDA toolkit: nvcc, and CMake ≥ 3.18)\n' +
-    '  - check that the driver sees a GPU: nvidia-smi\n' +
-    "  - run on the CPU instead: device: 'cpu', or FUSEDCE_DEVICE=cpu"
-  );
+/** What to do about it, the likeliest fix first: build the variant, get a driver/GPU, or use the CPU. */
+function cudaFixes(s: CudaState): string {
+  const fixes = !s.binding
+    ? ['build the CUDA variant: npx fusedce build-cuda (needs the CUDA toolkit, nvcc, and CMake ≥ 3.18)']
+    : !s.driver
+      ? ['this machine has no NVIDIA driver: run on a machine with an NVIDIA GPU and its driver (nvidia-smi lists the GPUs)']
+      : ['check that the driver sees a GPU: nvidia-smi (a driver older than the CUDA toolkit the variant was built with reports cudaErrorInsufficientDriver: update the driver)'];
+  fixes.push("run on the CPU instead: device: 'cpu', setDevice('cpu') or FUSEDCE_DEVICE=cpu");
+  return `fusedce: device 'cuda' cannot be used: ${s.reason}.\nPossible solutions:\n${fixes.map((f) => `  - ${f}`).join('\n')}`;
 }
 
 /** The CUDA binding, or an Error listing fixes. */
 export function cudaBinding(): NativeCudaBinding {
   const s = cudaState();
-  if (!s.binding || !s.ok) throw new Error(cudaFixes(s.reason));
+  if (!s.binding || !s.ok) throw new Error(cudaFixes(s));
   return s.binding;
 }
 
@@ -83,7 +89,9 @@ export function resolveDevice(fn: string, requested: unknown): 'cpu' | 'cuda' {
   }
   const s = cudaState();
   if (s.ok && !s.emulated) return 'cuda';
-  if (!s.ok && !warned && cudaBinaryPresent()) {
+  // 'auto' says once why a built variant is not used, unless the reason is that there is no
+  // driver at all: a CPU-only machine with a CUDA build (a shared image) is not a problem
+  if (!s.ok && s.driver && !warned && cudaBinaryPresent()) {
     warned = true;
     process.stderr.write(`fusedce: the CUDA variant cannot be used (${s.reason}); running on the CPU\n`);
   }

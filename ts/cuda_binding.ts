@@ -1,9 +1,15 @@
 // The raw CUDA binding (cuda/addon.cpp), typed separately from the facade, and its loader.
 //
-// Where it comes from, in order: FUSEDCE_CUDA_BINARY (a path to a .node file: the CUDA build, or
-// the CPU-emulated build the tests use), else the package's cuda/ folder through node-gyp-build
-// (cuda/build/Release/fusedce_cuda.node from `npm run build:cuda`, or cuda/prebuilds/…).
+// Where it comes from, in order (scripts/build-cuda.cjs writes to the same places):
+//   1. FUSEDCE_CUDA_BINARY: a path to a .node file (the CUDA build, or the CPU-emulated build the
+//      tests use);
+//   2. FUSEDCE_CUDA_DIR/fusedce_cuda.node;
+//   3. the package's cuda/ folder through node-gyp-build (cuda/build/Release/fusedce_cuda.node
+//      from `npm run build:cuda` in a clone, or cuda/prebuilds/…);
+//   4. the user cache, where `npx fusedce build-cuda` puts it for an installed package (outside
+//      node_modules, so `npm ci` keeps it): ${XDG_CACHE_HOME:-~/.cache}/fusedce/<version>-napi<N>-<platform>-<arch>/.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { packageRoot } from './binding';
 
@@ -50,7 +56,8 @@ export interface NativeCudaBinding {
   crossEntropyForward(req: CudaForwardRequest & { async: true }): Promise<{ loss: number; lossSum: number; count: number }>;
   crossEntropyBackward(req: CudaBackwardRequest & { async: false }): { count: number };
   crossEntropyBackward(req: CudaBackwardRequest & { async: true }): Promise<{ count: number }>;
-  probe(): { ok: boolean; count: number; reason: string };
+  /** driver: false when there is no NVIDIA driver at all (absent in builds before it was reported: treated as true). */
+  probe(): { ok: boolean; count: number; reason: string; driver?: boolean };
   deviceInfo(): {
     name: string; multiprocessors: number; computeCapability: string; totalMemory: number; freeMemory: number;
     l2Bytes: number; sharedMemoryPerBlock: number; emulated: boolean;
@@ -61,33 +68,46 @@ export interface NativeCudaBinding {
 type Loaded = { binding: NativeCudaBinding; from: string } | { binding: null; error: string; tried: string };
 let loaded: Loaded | undefined;
 
+/** The user-cache folder of this version's CUDA variant (the rule of scripts/build-cuda.cjs). */
+export function cudaCacheDir(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string; binary: { napi_versions: number[] } };
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(base, 'fusedce', `${pkg.version}-napi${pkg.binary.napi_versions[0]}-${process.platform}-${process.arch}`);
+}
+
+/** The .node files the loader would try, in order, that exist (the first one loads). */
+function candidates(): string[] {
+  const c: string[] = [];
+  if (process.env.FUSEDCE_CUDA_DIR) c.push(path.join(path.resolve(process.env.FUSEDCE_CUDA_DIR), 'fusedce_cuda.node'));
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    c.push((require('node-gyp-build') as { resolve(d: string): string }).resolve(path.join(packageRoot(), 'cuda')));
+  } catch {
+    /* nothing in the package */
+  }
+  c.push(path.join(cudaCacheDir(), 'fusedce_cuda.node'));
+  return c.filter((f) => fs.existsSync(f));
+}
+
 /** The CUDA binding, or why it is not there (never throws). */
 export function loadCuda(): Loaded {
   if (loaded) return loaded;
   const explicit = process.env.FUSEDCE_CUDA_BINARY;
-  const root = packageRoot();
-  const dir = path.join(root, 'cuda');
+  const file = explicit ? path.resolve(explicit) : candidates()[0];
   try {
-    if (explicit) {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      loaded = { binding: require(path.resolve(explicit)) as NativeCudaBinding, from: path.resolve(explicit) };
-    } else {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const ngb = require('node-gyp-build') as { (d: string): unknown; resolve(d: string): string };
-      const file = ngb.resolve(dir);
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      loaded = { binding: require(file) as NativeCudaBinding, from: file };
-    }
+    if (!file) throw new Error('no fusedce_cuda.node was found');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    loaded = { binding: require(file) as NativeCudaBinding, from: file };
   } catch (e) {
     const msg = (e as Error).message.split('\n')[0] ?? String(e);
-    loaded = { binding: null, error: msg, tried: explicit ? path.resolve(explicit) : `${dir}/build/Release, ${dir}/prebuilds` };
+    const dir = path.join(packageRoot(), 'cuda');
+    loaded = { binding: null, error: msg, tried: file ?? `${dir}/build/Release, ${dir}/prebuilds, ${cudaCacheDir()}` };
   }
   return loaded;
 }
 
 /** Whether a CUDA binary file exists where the loader looks (a failed load then deserves a line). */
 export function cudaBinaryPresent(): boolean {
-  if (process.env.FUSEDCE_CUDA_BINARY) return true;
-  const dir = path.join(packageRoot(), 'cuda');
-  return fs.existsSync(path.join(dir, 'build', 'Release', 'fusedce_cuda.node')) || fs.existsSync(path.join(dir, 'prebuilds'));
+  const explicit = process.env.FUSEDCE_CUDA_BINARY;
+  return explicit ? fs.existsSync(path.resolve(explicit)) : candidates().length > 0;
 }

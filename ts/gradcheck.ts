@@ -23,7 +23,13 @@ export interface GradcheckOptions {
   indices?: readonly number[];
   samples?: number;
   seed?: number;
-  /** How fn stores its input: 'f32' rounds each perturbed value to f32. Default: 'f32' for a Float32Array input, else 'f64'. */
+  /**
+   * How fn stores its input: 'f32' rounds each perturbed value to f32 (and takes the f32 step and
+   * tolerances). Default: 'f32' for a Float32Array input; for any other input (Float64Array,
+   * number[]) it is detected: when moving an element by less than half an f32 ulp leaves fn's loss
+   * bitwise unchanged, fn computes in f32 (as every fusedce op does), else in float64. The report
+   * says which was used and why.
+   */
   precision?: 'f32' | 'f64';
 }
 
@@ -43,6 +49,11 @@ export interface GradcheckReport {
   maxRelError: number;
   /** The element furthest outside (or least inside) its tolerance. */
   worst: GradcheckElement;
+  /** max over elements of |analytic − numeric| / (atol + rtol·|numeric|): ok is exactly maxErrorRatio ≤ 1. */
+  maxErrorRatio: number;
+  /** The precision the differences were taken in, and why ('given', a Float32Array input, or what detection saw). */
+  precision: 'f32' | 'f64';
+  precisionReason: string;
   eps: number;
   atol: number;
   rtol: number;
@@ -72,6 +83,32 @@ function mulberry32(seed: number): () => number {
 }
 
 /**
+ * Whether fn computes in f32: at up to three elements of largest |gradient|, x_i is set to an f32
+ * value v and then to v + ulp_f32(v)/16, which rounds back to v in f32. An f32 computation gives
+ * the bitwise same loss at both; a float64 one moves by about gradient·ulp/16, far above the
+ * loss's float64 ulp. One unchanged probe is enough to choose 'f32': its larger step is harmless
+ * for a float64 fn (the differences use the rounded points exactly), while float64's 1e-6 step
+ * on an f32 fn measures rounding noise.
+ */
+function detectPrecision(fn: GradcheckFn, x: Float64Array, g: ArrayLike<number>): { precision: 'f32' | 'f64'; reason: string } {
+  const order = Array.from({ length: x.length }, (_, i) => i).filter((i) => Number.isFinite(x[i]!) && Number(g[i]) !== 0)
+    .sort((a, b) => Math.abs(Number(g[b])) - Math.abs(Number(g[a]))).slice(0, 3);
+  for (const i of order) {
+    const v = Math.fround(x[i]!);
+    const ulp = v === 0 ? 2 ** -149 : 2 ** (Math.floor(Math.log2(Math.abs(v))) - 23);
+    const xp = x.slice();
+    xp[i] = v;
+    const a = fn(xp).loss;
+    xp[i] = v + ulp / 16;
+    const b = fn(xp).loss;
+    if (a === b)
+      return { precision: 'f32', reason: `detected: moving x[${i}] by 1/16 of an f32 ulp left the loss bitwise unchanged, so fn computes in f32` };
+  }
+  if (order.length === 0) return { precision: 'f32', reason: 'detected: the gradient is 0 everywhere, nothing to probe (f32, the safer step)' };
+  return { precision: 'f64', reason: `detected: the loss follows perturbations below f32 resolution at ${order.length} element(s), so fn computes in float64` };
+}
+
+/**
  * Checks fn's analytic gradient against central differences around `input`.
  * @example
  *   const r = gradcheck((x) => {
@@ -86,17 +123,13 @@ export function gradcheck(fn: GradcheckFn, input: ArrayLike<number>, opts?: Grad
   if (typeof fn !== 'function') throw typeError(name, 'fn', 'a function (x: Float64Array) => { loss, grad }', fn);
   if (!ArrayBuffer.isView(input) && !Array.isArray(input)) throw typeError(name, 'inputs', 'a Float32Array, Float64Array or number[]', input);
   const o = checkOptions(name, opts, ['eps', 'atol', 'rtol', 'indices', 'samples', 'seed', 'precision'] as const);
-  const precision = o.precision === undefined ? (input instanceof Float32Array ? 'f32' : 'f64')
-    : checkOneOf(name, 'precision', o.precision, ['f32', 'f64'] as const);
   const positive = (k: 'eps' | 'atol' | 'rtol', fallback: number) => {
     if (o[k] === undefined) return fallback;
     const v = checkFinite(name, k, o[k]);
     if (!(v >= 0) || (k === 'eps' && v === 0)) throw rangeError(name, k, k === 'eps' ? 'a finite number > 0' : 'a finite number ≥ 0', v);
     return v;
   };
-  const eps = positive('eps', precision === 'f32' ? 1e-2 : 1e-6);
-  const atol = positive('atol', 1e-5);
-  const rtol = positive('rtol', precision === 'f32' ? 1e-2 : 1e-6);
+  if (o.precision !== undefined) checkOneOf(name, 'precision', o.precision, ['f32', 'f64'] as const);
   const x = Float64Array.from(input as ArrayLike<number>);
   const n = x.length;
   if (n === 0) throw rangeError(name, 'inputs', 'non-empty', input);
@@ -105,6 +138,12 @@ export function gradcheck(fn: GradcheckFn, input: ArrayLike<number>, opts?: Grad
     throw typeError(name, 'fn', 'a function returning { loss: number, grad } at the input', base);
   const g = gradValues(base.grad);
   if (g.length !== n) throw rangeError(name, 'fn().grad', `of length inputs.length (${n})`, g);
+  const { precision, reason: precisionReason } = o.precision !== undefined
+    ? { precision: o.precision as 'f32' | 'f64', reason: 'given (the precision option)' }
+    : input instanceof Float32Array ? { precision: 'f32' as const, reason: 'the input is a Float32Array' } : detectPrecision(fn, x, g);
+  const eps = positive('eps', precision === 'f32' ? 1e-2 : 1e-6);
+  const atol = positive('atol', 1e-5);
+  const rtol = positive('rtol', precision === 'f32' ? 1e-2 : 1e-6);
 
   let indices: number[];
   if (o.indices !== undefined) {
@@ -148,7 +187,8 @@ export function gradcheck(fn: GradcheckFn, input: ArrayLike<number>, opts?: Grad
       worst = { index: i, analytic, numeric, absError, relError };
     }
   }
-  return { ok: failed === 0, checked: indices.length, failed, maxAbsError: maxAbs, maxRelError: maxRel, worst: worst!, eps, atol, rtol };
+  return { ok: failed === 0, checked: indices.length, failed, maxAbsError: maxAbs, maxRelError: maxRel, worst: worst!,
+    maxErrorRatio: worstMargin, precision, precisionReason, eps, atol, rtol };
 }
 
 // ---- Ready-made checks of our ops (the CLI's `fusedce gradcheck`) ----------------------------

@@ -59,6 +59,7 @@ export {
   getDevice,
   setDevice,
 } from './cuda';
+export { type FusedceInfo, info } from './info';
 import { native } from './binding';
 import { resolveDevice } from './cuda';
 

@@ -44,7 +44,7 @@ export async function onnxruntimePeer() {
   try {
     ort = await import('onnxruntime-node');
   } catch (e) {
-    return { skip: `onnxruntime-node not installed (npm run bench:peers): ${e.code ?? e.message}` };
+    return { skip: `onnxruntime-node not installed or not loading (${e.code ?? e.message}); install it in your project: ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node` };
   }
   const version = ort.env?.versions?.common ?? 'unknown';
   const sessions = new Map();

@@ -18,7 +18,7 @@ export async function tfjsPeer(backendName) {
     await tf.ready();
     tf.enableProdMode(); // no debug checks, and no advert on the first tensor write
   } catch (e) {
-    return { skip: `TensorFlow.js (${backendName}) not available (npm run bench:peers): ${e.code ?? e.message}` };
+    return { skip: `TensorFlow.js (${backendName}) not installed or not loading (${e.code ?? e.message}); install it in your project: npm install @tensorflow/tfjs${backendName === 'wasm' ? ' @tensorflow/tfjs-backend-wasm' : ''}` };
   } finally {
     Object.assign(console, { log, warn });
   }
