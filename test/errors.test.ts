@@ -129,3 +129,35 @@ describe('crossEntropyForward / crossEntropyBackward arguments', () => {
     expect(crossEntropyForward(z32, targets).loss).toBeCloseTo(Math.log(5), 6);
   });
 });
+
+describe('messages that say what to do with an array of the wrong kind', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const vm = require('node:vm') as typeof import('node:vm');
+  it('an array from another realm (vm) is named as such, with the copy that fixes it', () => {
+    const foreignLogits = vm.runInNewContext('new Float32Array(15)') as Float32Array;
+    throwsNaming(() => logits(foreignLogits, rows, vocab), TypeError, 'but got Float32Array(15) from another realm (a vm context)',
+      'copy it into this realm: new Float32Array(logits.data)');
+    const foreignTargets = vm.runInNewContext('new Int32Array([0, 1, 2])') as Int32Array;
+    throwsNaming(() => crossEntropyForward(z32, foreignTargets), TypeError, 'Int32Array(3) from another realm', 'new Int32Array(targets)');
+    // the fix it names works
+    expect(crossEntropyForward(logits(new Float32Array(foreignLogits), rows, vocab), new Int32Array(foreignTargets)).count).toBe(3);
+  });
+  it('BigInt64Array targets are told to convert through Number (Int32Array.from alone throws on BigInts)', () => {
+    const big = new BigInt64Array([0n, 4n, 2n]);
+    expect(() => Int32Array.from(big as unknown as ArrayLike<number>)).toThrow(TypeError);
+    throwsNaming(() => crossEntropyForward(z32, big as never), TypeError, 'but got BigInt64Array(3). Convert with Int32Array.from(targets, Number)');
+    expect(crossEntropyForward(z32, Int32Array.from(big, Number)).count).toBe(3);
+  });
+  it('a Buffer gets the typed-array view of its bytes', () => {
+    const bytes = Buffer.from(new Float32Array(rows * vocab).fill(0.5).buffer);
+    throwsNaming(() => logits(bytes as never, rows, vocab), TypeError, 'but got Buffer(60). A Buffer holds bytes: view them as a Float32Array',
+      'new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) with b = logits.data');
+    const b = bytes;
+    expect(crossEntropyForward(logits(new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4), rows, vocab), targets).loss)
+      .toBeCloseTo(crossEntropyForward(z32, targets).loss, 12);
+  });
+  it('objects are "an Object", not "a Object"', () => {
+    throwsNaming(() => crossEntropyForward(z32, targets, { weight: {} as never }), TypeError, 'but got an Object');
+    throwsNaming(() => crossEntropyForward(z32, targets, { weight: new Map() as never }), TypeError, 'but got a Map');
+  });
+});

@@ -2,23 +2,57 @@
 //   "<function>: <argument> must be <expected>, but got <actual>[. <what to do>]"
 // TypeError for a value of the wrong kind, RangeError for a value of the right kind out of range.
 
+/** The constructor name of a typed array, from its tag (so it works for arrays of another realm too). */
+function tagOf(v: object): string {
+  return Object.prototype.toString.call(v).slice(8, -1);
+}
+
+/** A typed array (or any object) made in another realm (a vm context): instanceof this realm's classes fails for it. */
+function foreign(v: object): boolean {
+  return !(v instanceof Object);
+}
+
+const article = (word: string) => (/^[aeiou]/i.test(word) ? 'an' : 'a');
+
 export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (v === undefined) return 'undefined';
   if (ArrayBuffer.isView(v)) {
-    const name = (v as object).constructor?.name ?? 'typed array';
+    const name = Buffer.isBuffer(v) ? 'Buffer' : tagOf(v);
     const len = (v as unknown as { length?: number }).length;
-    return len === undefined ? name : `${name}(${len})`;
+    const s = len === undefined ? name : `${name}(${len})`;
+    return foreign(v) ? `${s} from another realm (a vm context)` : s;
   }
   if (Array.isArray(v)) return `Array(${v.length})`;
   if (typeof v === 'string') return `'${v.length > 40 ? v.slice(0, 40) + '…' : v}'`;
   if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return `${typeof v} ${String(v)}`;
   if (typeof v === 'function') return 'a function';
-  return (v as object).constructor?.name ? `a ${(v as object).constructor.name}` : 'an object';
+  const name = (v as object).constructor?.name;
+  return name ? `${article(name)} ${name}` : 'an object';
+}
+
+/**
+ * What to do when `got` is an array of the wrong kind for an argument that wants a typed array
+ * (the first "…Array" named in `expected`): copy an array of another realm into this one, take a
+ * view of a Buffer's bytes, convert BigInt arrays through Number. undefined when none applies.
+ */
+function arrayHint(arg: string, expected: string, got: unknown): string | undefined {
+  const want = /\b(Float32|Float64|Int32|Uint16)Array\b/.exec(expected)?.[0];
+  if (!want || !ArrayBuffer.isView(got)) return undefined;
+  const size = want === 'Uint16Array' ? 2 : want === 'Float64Array' ? 8 : 4;
+  if (foreign(got))
+    return `Arrays made in another realm are not ${want}s of this one; copy it into this realm: new ${tagOf(got)}(${arg})`;
+  if (Buffer.isBuffer(got))
+    return `A Buffer holds bytes: view them as a ${want}, new ${want}(b.buffer, b.byteOffset, b.byteLength / ${size}) with b = ${arg} ` +
+      `(b.byteOffset must be a multiple of ${size}; else copy first: new ${want}(Uint8Array.prototype.slice.call(b).buffer))`;
+  const tag = tagOf(got);
+  if (tag === 'BigInt64Array' || tag === 'BigUint64Array') return `Convert with ${want}.from(${arg}, Number)`;
+  return undefined;
 }
 
 function message(fn: string, arg: string, expected: string, got: unknown, hint?: string): string {
-  return `${fn}: ${arg} must be ${expected}, but got ${describe(got)}${hint ? `. ${hint}` : ''}`;
+  const h = arrayHint(arg, expected, got) ?? hint;
+  return `${fn}: ${arg} must be ${expected}, but got ${describe(got)}${h ? `. ${h}` : ''}`;
 }
 
 export function typeError(fn: string, arg: string, expected: string, got: unknown, hint?: string): TypeError {
