@@ -43,6 +43,9 @@ function alreadyLoads() {
   }
 }
 
+module.exports = { findNodeGyp, nodeDir };
+if (require.main !== module) return;
+
 if (process.argv.includes('--if-missing') && alreadyLoads()) process.exit(0);
 
 const gyp = findNodeGyp();
