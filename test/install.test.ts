@@ -20,8 +20,10 @@ const bin = path.join(tmp, 'bin');
 fs.mkdirSync(bin);
 fs.symlinkSync(process.execPath, path.join(bin, 'node'));
 fs.symlinkSync('/bin/sh', path.join(bin, 'sh'));
-const bare = { ...process.env, PATH: bin, npm_config_nodedir: '', CC: '', CXX: '' } as Record<string, string>;
-for (const k of Object.keys(bare)) if (k.startsWith('npm_') || k === 'INIT_CWD' || k.startsWith('FUSEDCE_')) delete bare[k];
+// its own user cache (where an installed package's CUDA variant would be), and npm's cache kept
+const bare = { ...process.env, PATH: bin, npm_config_nodedir: '', CC: '', CXX: '', XDG_CACHE_HOME: path.join(tmp, 'cache'),
+  npm_config_cache: path.join(os.homedir(), '.npm') } as Record<string, string>;
+for (const k of Object.keys(bare)) if ((k.startsWith('npm_') && k !== 'npm_config_cache') || k === 'INIT_CWD' || k.startsWith('FUSEDCE_')) delete bare[k];
 const project = path.join(tmp, 'project');
 
 const npm = (args: string[], cwd: string, env: Record<string, string>) =>
@@ -76,7 +78,7 @@ describe.runIf(onLinuxX64 && fs.existsSync(npmCli))('the npm tarball installs an
     expect(info.stdout).toMatch(/^fusedce \d+\.\d+\.\d+ /);
     expect(info.stdout).toMatch(/native addon: .*prebuilds\/linux-x64\/fusedce\.node/);
     expect(info.stdout).toMatch(/cuda: not available: the CUDA variant is not built/);
-    expect(info.stdout).toMatch(/cuda variant: not built \(npx fusedce build-cuda puts it in .*\.cache\/fusedce\//);
+    expect(info.stdout).toContain(`cuda variant: not built (npx fusedce build-cuda puts it in ${path.join(tmp, 'cache', 'fusedce')}`);
     const gc = spawnSync(process.execPath, [fusedce, 'gradcheck', '--op', 'ce', '--dtype', 'f32', '--vocab', '50'], { cwd: project, env: bare, encoding: 'utf8' });
     expect(gc.status, gc.stderr).toBe(0);
     expect(gc.stdout).toMatch(/\| crossEntropy \| f32 .*\| ok \|/);
@@ -98,4 +100,27 @@ describe.runIf(onLinuxX64 && fs.existsSync(npmCli))('the npm tarball installs an
       { cwd: project, env: bare, encoding: 'utf8' });
     expect(r.stdout).toMatch(/^sparseSoftmaxCrossEntropy: cannot load TensorFlow\.js[^]*npm install @tensorflow\/tfjs/);
   });
+});
+
+// `npx fusedce build-cuda` from the installed package: no cmake-js there (a devDependency), so
+// the CMake fallback with the running Node's headers; the variant goes outside node_modules and
+// the loader finds it. Needs nvcc and cmake (CI has both; the full PATH here).
+const hasCudaToolchain = spawnSync('nvcc', ['--version']).status === 0 && spawnSync('cmake', ['--version']).status === 0;
+describe.runIf(onLinuxX64 && fs.existsSync(npmCli) && hasCudaToolchain)('npx fusedce build-cuda from an installed package', () => {
+  it('builds the CUDA variant into the user cache, where the package then finds it', () => {
+    const project = fs.readdirSync(tmp).includes('project') ? path.join(tmp, 'project') : '';
+    expect(project).not.toBe('');
+    const cache = path.join(tmp, 'cache-cuda');
+    const env = { ...process.env, XDG_CACHE_HOME: cache } as Record<string, string>;
+    for (const k of Object.keys(env)) if (k.startsWith('FUSEDCE_')) delete env[k];
+    const fusedce = path.join(project, 'node_modules', '.bin', 'fusedce');
+    const r = spawnSync(process.execPath, [fusedce, 'build-cuda'], { cwd: project, env, encoding: 'utf8' });
+    expect(r.status, r.stdout.slice(-2000) + r.stderr.slice(-2000)).toBe(0);
+    const dir = fs.readdirSync(path.join(cache, 'fusedce'));
+    expect(dir).toEqual([expect.stringMatching(/^\d+\.\d+\.\d+-napi8-linux-x64$/)]);
+    const built = path.join(cache, 'fusedce', dir[0]!, 'fusedce_cuda.node');
+    expect(r.stdout).toContain(`fusedce: CUDA variant built: ${built} (outside node_modules`);
+    const info = spawnSync(process.execPath, [fusedce, 'info', '--json'], { cwd: project, env, encoding: 'utf8' });
+    expect(JSON.parse(info.stdout).cuda.binary).toBe(built);
+  }, 900_000);
 });
