@@ -95,6 +95,13 @@ describe.runIf(onLinuxX64 && fs.existsSync(npmCli))('the npm tarball installs an
     expect(call.stdout.trim()).toBe(Math.log(4).toFixed(6));
   });
 
+  it('the training example ships in the package and runs from the project', () => {
+    const r = spawnSync(process.execPath, [path.join(project, 'node_modules', 'fusedce', 'examples', 'train.mjs'), '--steps', '20', '--svg', path.join(tmp, 'loss.svg')],
+      { cwd: project, env: bare, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/held-out after : loss [\d.]+ nats/);
+  });
+
   it('fusedce/tfjs resolves, and without TensorFlow.js says what to install', () => {
     const r = spawnSync(process.execPath, ['-e', "const t = require('fusedce/tfjs'); try { t.sparseSoftmaxCrossEntropy(null, null) } catch (e) { console.log(e.message) }"],
       { cwd: project, env: bare, encoding: 'utf8' });

@@ -22,7 +22,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { type CrossEntropyOptions, type CrossEntropyResult, crossEntropyBackward, crossEntropyForward } from './cross_entropy';
 import { checkFinite, checkOneOf, checkOptions, rangeError, typeError } from './errors';
-import { logits as makeLogits } from './logits';
+import { type Logits, logits as makeLogits } from './logits';
 import { REDUCTIONS, type Reduction } from './options';
 import { softCrossEntropyBackward, softCrossEntropyForward } from './soft_cross_entropy';
 
@@ -128,38 +128,62 @@ function scaled(g: Float32Array, s: number): Float32Array {
   return g;
 }
 
-function sparse(tf: Tf, labels: unknown, logits: unknown, opts: unknown): tfc.Tensor {
-  const fn = 'sparseSoftmaxCrossEntropy';
-  const o = checkOptions(fn, opts, SPARSE_OPTIONS);
-  const { rows, vocab, shape } = checkLogitsTensor(tf, fn, logits);
-  const targets = labelIds(tf, fn, labels, rows);
-  const reduction = o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS);
-  // the options go to the ops as they are: each op validates its own (and names the option)
-  const ce = { ...o, reduction } as CrossEntropyOptions;
+/** What a loss's forward call gives back: the reduced loss, per-row losses, lse, and the fused gradient when asked. */
+interface Pass {
+  loss: number;
+  losses: Float32Array;
+  lse: Float32Array;
+  grad?: Float32Array;
+}
+
+/**
+ * The custom-gradient op both losses are. `forward(z, fused)` runs the loss on the logits' data
+ * (with its gradient when `fused`); `backward(z, pass, g)` computes the gradient for upstream g
+ * from the saved lse, when the forward did not (no tape was recording, or reduction 'none').
+ */
+function customLoss(tf: Tf, logits: tfc.Tensor, at: { rows: number; vocab: number; shape: number[] }, reduction: Reduction,
+  forward: (z: Logits<'f32'>, fused: boolean) => Pass, backward: (z: Logits<'f32'>, pass: Pass, g: number | Float32Array) => Float32Array): tfc.Tensor {
+  const { rows, vocab, shape } = at;
   const f = tf.customGrad((x) => {
     const z = makeLogits((x as tfc.Tensor).dataSync() as Float32Array, rows, vocab);
     // fused only when a scalar loss is being differentiated (per-row dy needs the backward's gradOutput)
-    const fused = reduction !== 'none' && recording(tf);
-    const r: CrossEntropyResult = as(fn, 'crossEntropyForward', () => crossEntropyForward(z, targets, { ...ce, withGrad: fused }));
-    const value = reduction === 'none' ? tf.tensor(r.losses, shape.slice(0, -1), 'float32') : tf.scalar(r.loss, 'float32');
+    const pass = forward(z, reduction !== 'none' && recording(tf));
+    const value = reduction === 'none' ? tf.tensor(pass.losses, shape.slice(0, -1), 'float32') : tf.scalar(pass.loss, 'float32');
     return {
       value,
       gradFunc: (dy: tfc.Tensor) => {
         const g = upstream(dy, reduction);
-        const grad = r.grad && typeof g === 'number'
-          ? scaled(r.grad.data as Float32Array, g)
-          : (as(fn, 'crossEntropyBackward', () => crossEntropyBackward(z, targets, r.lse as Float32Array, { ...ce, gradOutput: g, gradDtype: 'f32' })).data as Float32Array);
+        const grad = pass.grad && typeof g === 'number' ? scaled(pass.grad, g) : backward(z, pass, g);
         return tf.tensor(grad, shape, 'float32');
       },
     };
   });
-  return f(logits as tfc.Tensor);
+  return f(logits);
+}
+
+const f32 = (g: Logits | undefined) => g?.data as Float32Array | undefined;
+
+function sparse(tf: Tf, labels: unknown, logits: unknown, opts: unknown): tfc.Tensor {
+  const fn = 'sparseSoftmaxCrossEntropy';
+  const o = checkOptions(fn, opts, SPARSE_OPTIONS);
+  const at = checkLogitsTensor(tf, fn, logits);
+  const targets = labelIds(tf, fn, labels, at.rows);
+  const reduction = o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS);
+  // the options go to the ops as they are: each op validates its own (and names the option)
+  const ce = { ...o, reduction } as CrossEntropyOptions;
+  return customLoss(tf, logits as tfc.Tensor, at, reduction,
+    (z, fused) => {
+      const r: CrossEntropyResult = as(fn, 'crossEntropyForward', () => crossEntropyForward(z, targets, { ...ce, withGrad: fused }));
+      return { loss: r.loss, losses: r.losses as Float32Array, lse: r.lse as Float32Array, grad: f32(r.grad) };
+    },
+    (z, pass, g) => as(fn, 'crossEntropyBackward', () => crossEntropyBackward(z, targets, pass.lse, { ...ce, gradOutput: g, gradDtype: 'f32' })).data as Float32Array);
 }
 
 function dense(tf: Tf, labels: unknown, logits: unknown, opts: unknown): tfc.Tensor {
   const fn = 'softmaxCrossEntropy';
   const o = checkOptions(fn, opts, DENSE_OPTIONS);
-  const { rows, vocab, shape } = checkLogitsTensor(tf, fn, logits);
+  const at = checkLogitsTensor(tf, fn, logits);
+  const { rows, vocab, shape } = at;
   if (!(labels instanceof tf.Tensor)) throw typeError(fn, 'onehotLabels', 'a tf.Tensor of the logits\' shape', labels);
   const lt = labels as tfc.Tensor;
   if (lt.size !== rows * vocab || lt.shape[lt.rank - 1] !== vocab)
@@ -169,29 +193,19 @@ function dense(tf: Tf, labels: unknown, logits: unknown, opts: unknown): tfc.Ten
   if (eps < 0 || eps > 1) throw rangeError(fn, 'labelSmoothing', 'in [0, 1]', eps);
   // q = (1 − ε)·labels + ε/V, tfjs's smoothing of dense labels; a copy (the labels stay untouched)
   const q = Float32Array.from(lt.dataSync() as Float32Array);
-  if (eps > 0) for (let i = 0; i < q.length; i++) q[i] = (1 - eps) * q[i] + eps / vocab;
+  if (eps > 0) for (let i = 0; i < q.length; i++) q[i] = (1 - eps) * q[i]! + eps / vocab;
   const target = makeLogits(q, rows, vocab);
   // tfjs's mean divides by every row (an all-zero label row adds 0 and still counts): sum, then / rows
   const nativeReduction: Reduction = reduction === 'none' ? 'none' : 'sum';
   const factor = reduction === 'mean' ? 1 / Math.max(rows, 1) : 1;
   const soft = { targetKind: 'probs' as const, reduction: nativeReduction, threads: o.threads as number | undefined };
-  const f = tf.customGrad((x) => {
-    const z = makeLogits((x as tfc.Tensor).dataSync() as Float32Array, rows, vocab);
-    const fused = reduction !== 'none' && recording(tf);
-    const r = as(fn, 'softCrossEntropyForward', () => softCrossEntropyForward(z, target, { ...soft, withGrad: fused, gradOutput: factor }));
-    const value = reduction === 'none' ? tf.tensor(r.losses, shape.slice(0, -1), 'float32') : tf.scalar(r.loss * factor, 'float32');
-    return {
-      value,
-      gradFunc: (dy: tfc.Tensor) => {
-        const g = upstream(dy, reduction);
-        const grad = r.grad && typeof g === 'number'
-          ? scaled(r.grad.data as Float32Array, g)
-          : (as(fn, 'softCrossEntropyBackward', () => softCrossEntropyBackward(z, target, r.lse, { ...soft, gradOutput: typeof g === 'number' ? g * factor : g, gradDtype: 'f32' })).data as Float32Array);
-        return tf.tensor(grad, shape, 'float32');
-      },
-    };
-  });
-  return f(logits as tfc.Tensor);
+  return customLoss(tf, logits as tfc.Tensor, at, reduction,
+    (z, fused) => {
+      const r = as(fn, 'softCrossEntropyForward', () => softCrossEntropyForward(z, target, { ...soft, withGrad: fused, gradOutput: factor }));
+      return { loss: r.loss * factor, losses: r.losses, lse: r.lse, grad: f32(r.grad) };
+    },
+    (z, pass, g) => as(fn, 'softCrossEntropyBackward', () =>
+      softCrossEntropyBackward(z, target, pass.lse, { ...soft, gradOutput: typeof g === 'number' ? g * factor : g, gradDtype: 'f32' })).data as Float32Array);
 }
 
 export interface TfjsLosses {
