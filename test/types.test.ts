@@ -15,4 +15,10 @@ describe('published types', () => {
     expect(r.stdout + r.stderr).toBe('');
     expect(r.status).toBe(0);
   });
+  it('fusedce/tfjs types fit TensorFlow.js: the losses go into model.compile, bad options are errors', () => {
+    const tsc = require.resolve('typescript/bin/tsc', { paths: [root] });
+    const r = spawnSync(process.execPath, [tsc, '-p', path.join(root, 'test', 'consumer', 'tsconfig.tfjs.json')], { encoding: 'utf8' });
+    expect(r.stdout + r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
 });
