@@ -12,12 +12,13 @@
 // buffer allocated once. The logits can be fed as bf16 (--dtype bf16): the conversion writes into a
 // reused Uint16Array too. Everything else (the two small matmuls and Adam) is plain JS.
 //
-// Run: node examples/train.mjs [--quick] [--steps N] [--batch N] [--dtype f32|bf16] [--svg FILE]
-//   --quick   300 steps (well under a minute on 2 cores)
-//   --svg     where the loss curve goes (default train-loss.svg)
+// Run: node examples/train.mjs [--quick] [--steps N] [--batch N] [--dtype f32|bf16] [--svg FILE] [--reliability FILE]
+//   --quick        300 steps (well under a minute on 2 cores)
+//   --svg          where the loss curve goes (default train-loss.svg)
+//   --reliability  where the held-out reliability diagram goes (default train-reliability.svg)
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { bf16, crossEntropyForward, logits } from 'fusedce';
+import { bf16, crossEntropyForward, logits, reliabilityDiagramSvg } from 'fusedce';
 
 const { values: args } = parseArgs({
   options: {
@@ -26,6 +27,7 @@ const { values: args } = parseArgs({
     batch: { type: 'string', default: '512' },
     dtype: { type: 'string', default: 'f32' },
     svg: { type: 'string', default: 'train-loss.svg' },
+    reliability: { type: 'string', default: 'train-reliability.svg' },
     seed: { type: 'string', default: '1' },
   },
 });
@@ -131,18 +133,29 @@ function trainStep(t) {
   return r.loss;
 }
 
-/** Held-out loss, perplexity and bits per token from fusedce's stats on fresh batches. */
+/**
+ * Held-out loss, perplexity and bits per token from fusedce's stats on fresh batches, and the
+ * calibration: the reliability bins summed over the batches (count-weighted).
+ */
 function evaluate(batches = 8) {
   let nats = 0, acc = 0;
+  const bins = 10, count = new Float64Array(bins), conf = new Float64Array(bins), hits = new Float64Array(bins);
   for (let k = 0; k < batches; k++) {
     const { prev, next } = batch(B);
     forward(prev);
-    const r = crossEntropyForward(z, next, { stats: true });
+    const r = crossEntropyForward(z, next, { stats: true, eceBins: bins });
     nats += r.loss;
     acc += r.stats.accuracy;
+    const rel = r.stats.reliability;
+    for (let b = 0; b < bins; b++) {
+      count[b] += rel.count[b];
+      conf[b] += rel.confidence[b] * rel.count[b];
+      hits[b] += rel.accuracy[b] * rel.count[b];
+    }
   }
   nats /= batches;
-  return { loss: nats, perplexity: Math.exp(nats), bitsPerToken: nats / Math.LN2, accuracy: acc / batches };
+  const reliability = { count, confidence: conf.map((c, b) => (count[b] ? c / count[b] : 0)), accuracy: hits.map((h, b) => (count[b] ? h / count[b] : 0)) };
+  return { loss: nats, perplexity: Math.exp(nats), bitsPerToken: nats / Math.LN2, accuracy: acc / batches, reliability };
 }
 
 // ---- the loop, with a progress bar (a terminal that reports no width gets 80 columns)
@@ -199,4 +212,5 @@ function svg() {
   ].join('\n');
 }
 writeFileSync(args.svg, svg() + '\n');
-console.log(`loss curve: ${args.svg}`);
+writeFileSync(args.reliability, reliabilityDiagramSvg(end.reliability, { title: `Held-out calibration after ${steps} steps` }) + '\n');
+console.log(`loss curve: ${args.svg}; reliability diagram: ${args.reliability}`);

@@ -1,6 +1,6 @@
 // examples/train.mjs --quick: the example a user copies trains, its held-out loss falls to near the
 // source's entropy rate (and not below it, which would mean a wrong loss), and it writes the SVG
-// loss curve with the floor drawn on it. bf16 logits run too.
+// loss curve with the floor drawn on it, and the held-out reliability diagram. bf16 logits run too.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -13,12 +13,14 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fusedce-train-'));
 
 function train(...args: string[]) {
   const svg = path.join(tmp, `curve-${args.join('_').replace(/\W/g, '')}.svg`);
-  const r = spawnSync(process.execPath, [script, ...args, '--svg', svg], { encoding: 'utf8' });
+  const rel = path.join(tmp, `reliability-${args.join('_').replace(/\W/g, '')}.svg`);
+  const r = spawnSync(process.execPath, [script, ...args, '--svg', svg, '--reliability', rel], { encoding: 'utf8' });
   expect(r.status, r.stderr).toBe(0);
   const num = (re: RegExp) => Number(re.exec(r.stdout)![1]);
   return {
     out: r.stdout,
     svg: fs.readFileSync(svg, 'utf8'),
+    reliability: fs.readFileSync(rel, 'utf8'),
     before: num(/held-out before: loss ([\d.]+) nats/),
     after: num(/held-out after : loss ([\d.]+) nats/),
     floor: num(/floor \(the entropy rate\): ([\d.]+) nats/),
@@ -39,6 +41,9 @@ describe('examples/train.mjs', () => {
     expect(r.svg).toMatch(/^<svg /);
     expect(r.svg).toMatch(/<polyline [^>]*points="(?:[\d.]+,[\d.]+ ){299}[\d.]+,[\d.]+"/);
     expect(r.svg).toMatch(/entropy floor 1\.132 nats/);
+    // the held-out reliability diagram, drawn by reliabilityDiagramSvg from stats.reliability
+    expect(r.reliability).toMatch(/Held-out calibration after 300 steps/);
+    expect(r.reliability).toMatch(/ECE [\d.]+% over 4096 rows, 10 bins/);
   }, 120_000);
   it('--dtype bf16: the logits go through bf16.fromFloat32 into a reused buffer, and it trains', () => {
     const r = train('--dtype', 'bf16', '--steps', '150');

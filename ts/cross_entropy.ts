@@ -17,7 +17,7 @@ import { type Logits, checkLogits } from './logits';
 import { type Device, DeviceLogits, DeviceTargets, DeviceVector } from './cuda';
 import { cudaBackward, cudaForward, cudaMode } from './cross_entropy_cuda';
 import { BACKWARD_OPTIONS, FORWARD_OPTIONS, LOSS_OPTIONS, REDUCTIONS, type Reduction, checkGradOutput, checkGradRequest, checkThreads, gradTarget, reductionCode } from './options';
-import { batchStats } from './stats';
+import { type TextSize, batchStats } from './stats';
 
 export { type Reduction, REDUCTIONS } from './options';
 
@@ -79,13 +79,38 @@ export interface CrossEntropyStats {
    * `eceBins` equal-width bins of maxProb (bin b holds (b/B, (b+1)/B], the first also 0).
    */
   ece: number;
+  /**
+   * The reliability diagram's data, over the ECE's bins: per bin, the mean confidence (maxProb),
+   * the accuracy (fraction whose argmax is the target) and the number of counted rows; 0 and 0
+   * for an empty bin. `reliabilityDiagramSvg(stats.reliability)` draws it.
+   */
+  reliability: Reliability;
+  /** With the option `characters`: NLL / (characters·ln 2), bits per character of the text the rows predict. */
+  bitsPerCharacter?: number;
+  /** With the option `bytes`: NLL / (bytes·ln 2), bits per byte (UTF-8) of that text. */
+  bitsPerByte?: number;
+}
+
+/** Per-bin calibration, over the equal-width bins of maxProb that `ece` uses. */
+export interface Reliability {
+  confidence: Float64Array;
+  accuracy: Float64Array;
+  count: Float64Array;
 }
 
 export interface CrossEntropyForwardOptions extends CrossEntropyOptions {
   /** Also compute per-row argmax, entropy, targetLogprob, maxProb and batch perplexity, accuracy, ECE… in the same pass. Default false. CPU only. */
   stats?: boolean;
-  /** Bins of the expected calibration error (with stats). Default 15. */
+  /** Bins of the expected calibration error and the reliability diagram (with stats). Default 15. */
   eceBins?: number;
+  /**
+   * With stats: the number of characters of the text the counted rows predict, for
+   * `stats.bitsPerCharacter` (the tokenizer-independent rate). Summing the batches' NLLs and
+   * characters gives a whole corpus's rate.
+   */
+  characters?: number;
+  /** With stats: the text's size in bytes (UTF-8), for `stats.bitsPerByte`. */
+  bytes?: number;
   /** Also compute the gradient in the same call (the row is still in cache). Default false. */
   withGrad?: boolean;
   /** dtype of the gradient. Default: the logits' dtype. */
@@ -208,7 +233,20 @@ function checkCommon(fn: string, logits: unknown, targets: unknown, o: Partial<R
   };
 }
 
-type ForwardPlan = { c: Common; withGrad: boolean; gradDtype: DType; gradOut: Logits['data'] | null; gradOutput: number; stats: boolean; eceBins: number };
+type ForwardPlan = { c: Common; withGrad: boolean; gradDtype: DType; gradOut: Logits['data'] | null; gradOutput: number; stats: boolean; eceBins: number; text: TextSize };
+
+/** characters / bytes: a finite number > 0, and only with stats (they scale a statistic). */
+function checkTextSize(fn: string, o: Partial<Record<string, unknown>>, stats: boolean): TextSize {
+  const text: TextSize = {};
+  for (const k of ['characters', 'bytes'] as const) {
+    if (o[k] === undefined) continue;
+    const v = checkFinite(fn, k, o[k]);
+    if (!(v > 0)) throw rangeError(fn, k, 'a finite number > 0 (the size of the text the rows predict)', v);
+    if (!stats) throw typeError(fn, k, 'undefined unless stats is true', o[k], `bits per ${k === 'characters' ? 'character' : 'byte'} is a statistic: pass stats: true`);
+    text[k] = v;
+  }
+  return text;
+}
 
 function planForward(fn: string, logits: unknown, targets: unknown, opts: unknown): ForwardPlan {
   const o = checkOptions(fn, opts, FORWARD_OPTIONS);
@@ -216,7 +254,8 @@ function planForward(fn: string, logits: unknown, targets: unknown, opts: unknow
   const { withGrad, gradOutput } = checkGradRequest(fn, o);
   const stats = o.stats === undefined ? false : checkBoolean(fn, 'stats', o.stats);
   const eceBins = o.eceBins === undefined ? 15 : checkInteger(fn, 'eceBins', o.eceBins, 1, 1e6);
-  return { c, withGrad, gradOutput, stats, eceBins, ...gradTarget(fn, o, c.z) };
+  const text = checkTextSize(fn, o, stats);
+  return { c, withGrad, gradOutput, stats, eceBins, text, ...gradTarget(fn, o, c.z) };
 }
 
 /** The shared fields of a cross-entropy request (ts/binding.ts NativeCeRequest). */
@@ -237,7 +276,7 @@ function forwardResult(p: ForwardPlan, r: NativeForwardResult): CrossEntropyResu
   if (p.c.ce && (p.c.ce.zLoss ?? 0) > 0) out.zLoss = r.zLoss;
   if (p.c.ce?.weight) out.weightSum = r.weightSum;
   if (p.stats && r.argmax && r.entropy && r.targetLogprob && r.maxProb)
-    out.stats = batchStats(p.c.targets, p.c.ignoreIndex, r.argmax, r.entropy, r.targetLogprob, r.maxProb, p.eceBins);
+    out.stats = batchStats(p.c.targets, p.c.ignoreIndex, r.argmax, r.entropy, r.targetLogprob, r.maxProb, p.eceBins, p.text);
   return out;
 }
 

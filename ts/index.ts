@@ -9,6 +9,7 @@ export {
   type CrossEntropyResult,
   type CudaCrossEntropyResult,
   type CrossEntropyStats,
+  type Reliability,
   type CrossEntropyResultFor,
   type GradDtypeOf,
   crossEntropyForward,
@@ -60,6 +61,7 @@ export {
   setDevice,
 } from './cuda';
 export { type FusedceInfo, info } from './info';
+export { type ReliabilityDiagramOptions, reliabilityDiagramSvg } from './reliability';
 import { native } from './binding';
 import { resolveDevice } from './cuda';
 
