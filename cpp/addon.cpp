@@ -148,7 +148,8 @@ struct Problem {
   }
   fusedce::CeNorm norm() const {
     if (reduction != Reduction::Mean) return {1.0, 1.0};
-    return {weight_sum > 0.0 ? 1.0 / weight_sum : 0.0, count > 0 ? 1.0 / double(count) : 0.0};
+    // torch's weighted mean: Σ w_t·ℓ / Σ w_t, for weights of any sign; 0 when Σ w_t is 0 (torch: NaN)
+    return {weight_sum != 0.0 ? 1.0 / weight_sum : 0.0, count > 0 ? 1.0 / double(count) : 0.0};
   }
 };
 
@@ -192,9 +193,9 @@ Problem read_problem(const Request& r) {
     const float* w = p.weight->data();
     double total = 0.0;
     for (int64_t j = 0; j < p.z.vocab; ++j) {
-      if (!(w[j] >= 0.0f) || !std::isfinite(w[j]))
+      if (!std::isfinite(w[j]))  // any finite weight, negative included (torch's semantics)
         throw_range(r.env(), std::string(r.fn()) + ": weight[" + std::to_string(j) + "] = " + std::to_string(w[j]) +
-                                 " must be a finite number ≥ 0");
+                                 " must be a finite number");
       total += double(w[j]);
     }
     p.opt.weight = w;
@@ -290,8 +291,9 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
                 static_cast<float*>(maxp.data)};
   return call.run(async, [fa, totals, red, count, weight_sum, keep_t, keep_w] {
     const fusedce::ForwardOptTotals t = fusedce::cross_entropy_forward_opt(fa);
-    // the weighted mean divides the cross-entropy part by Σ w[target], the z part by count
-    const double ce = reduce(red, t.ce_sum, weight_sum);
+    // the weighted mean divides the cross-entropy part by Σ w[target] (any sign; 0 when it is 0),
+    // the z part by count
+    const double ce = red == Reduction::Mean ? (weight_sum != 0.0 ? t.ce_sum / weight_sum : 0.0) : t.ce_sum;
     totals->z = reduce(red, t.z_sum, double(count));
     totals->loss = ce + totals->z;
     totals->loss_sum = t.ce_sum + t.z_sum;
@@ -536,17 +538,18 @@ Napi::Value BinaryCrossEntropy(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < size_t(n); ++i)
     if (!(yd[i] >= 0.0f && yd[i] <= 1.0f))
       throw_range(r.env(), fn + ": targets[" + std::to_string(i) + "] = " + std::to_string(yd[i]) + " must be in [0, 1]");
-  auto check_nonneg = [&](const float* v, size_t m, const char* name) {
+  // posWeight ≥ 0; weight any finite number, negative included (torch's semantics)
+  auto check = [&](const float* v, size_t m, const char* name, bool nonneg) {
     for (size_t i = 0; i < m; ++i)
-      if (!(v[i] >= 0.0f) || !std::isfinite(v[i]))
+      if (!std::isfinite(v[i]) || (nonneg && !(v[i] >= 0.0f)))
         throw_range(r.env(), fn + ": " + name + "[" + std::to_string(i) + "] = " + std::to_string(v[i]) +
-                                 " must be a finite number ≥ 0");
+                                 (nonneg ? " must be a finite number ≥ 0" : " must be a finite number"));
   };
   auto pw = std::make_shared<std::vector<float>>(copy_of<float>(pw_in));
-  check_nonneg(pw->data(), pw->size(), "posWeight");
+  check(pw->data(), pw->size(), "posWeight", true);
   auto w_copy = std::make_shared<std::vector<float>>(per_class ? copy_of<float>(w_in) : std::vector<float>());
   const float* w = per_class ? w_copy->data() : static_cast<const float*>(w_in.data);
-  if (w_in.present) check_nonneg(w, w_in.length, "weight");
+  if (w_in.present) check(w, w_in.length, "weight", false);
 
   const Array grad = read_grad(r, z, gdt, with_grad);
   const Array losses = reduction == Reduction::None ? fresh(r, napi_float32_array, size_t(n), "losses") : Array{};

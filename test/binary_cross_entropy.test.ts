@@ -22,7 +22,9 @@ describe('binary cross-entropy with logits vs float64 reference (CPU)', () => {
         const pwv = Float32Array.from({ length: vocab }, () => 3 * r());
         const wElem = Float32Array.from({ length: rows * vocab }, () => (r() < 0.1 ? 0 : r()));
         const wClass = Float32Array.from({ length: vocab }, () => r());
-        const variants = [{}, { posWeight: 2.5 }, { posWeight: pwv }, { weight: wElem }, { weight: wClass, posWeight: pwv }];
+        // negative weights: torch's semantics (any finite weight)
+        const wNeg = Float32Array.from({ length: vocab }, () => 2 * r() - 1);
+        const variants = [{}, { posWeight: 2.5 }, { posWeight: pwv }, { weight: wElem }, { weight: wClass, posWeight: pwv }, { weight: wNeg, posWeight: 1.5 }];
         for (const v of variants) {
           for (const reduction of ['mean', 'sum', 'none'] as const) {
             const ref = refBce(values, y, rows, vocab, { ...v, reduction });
@@ -64,7 +66,8 @@ describe('binary cross-entropy with logits vs float64 reference (CPU)', () => {
     expect(() => binaryCrossEntropyWithLogits(z, y, { posWeight: -1 })).toThrow(/posWeight must be a finite number ≥ 0/);
     expect(() => binaryCrossEntropyWithLogits(z, y, { posWeight: new Float32Array(2) })).toThrow(/posWeight must be of length vocab \(3\)/);
     expect(() => binaryCrossEntropyWithLogits(z, y, { weight: new Float32Array(4) })).toThrow(/weight must be of length rows·vocab \(6\) or vocab \(3\)/);
-    expect(() => binaryCrossEntropyWithLogits(z, y, { weight: Float32Array.of(1, NaN, 1) })).toThrow(/weight\[1\]/);
+    expect(() => binaryCrossEntropyWithLogits(z, y, { weight: Float32Array.of(1, NaN, 1) })).toThrow(/weight\[1\] = nan must be a finite number$/);
+    expect(() => binaryCrossEntropyWithLogits(z, y, { weight: Float32Array.of(1, -2, 1) })).not.toThrow();
     expect(() => binaryCrossEntropyWithLogits(z, y, { withGrad: true, out: { data: y, dtype: 'f32', rows: 2, vocab: 3 } })).toThrow(/overlaps another input/);
     expect(() => binaryCrossEntropyWithLogits(z, y, { posWeight: '2' as never })).toThrow(/posWeight must be a number ≥ 0 or a Float32Array/);
     expect(() => binaryCrossEntropyWithLogits(z, y, { reduction: 'mean!' as never })).toThrow(/reduction/);

@@ -17,6 +17,9 @@ type Opts = { labelSmoothing?: number; weight?: Float32Array; zLoss?: number; so
 const CASES: [string, (r: () => number, vocab: number) => Opts][] = [
   ['labelSmoothing 0.1', () => ({ labelSmoothing: 0.1 })],
   ['class weights', (r, v) => ({ weight: Float32Array.from({ length: v }, () => 0.2 + 2 * r()) })],
+  // torch accepts any finite weights; the mean divides by Σ w[target] whatever its sign
+  ['negative class weights', (r, v) => ({ weight: Float32Array.from({ length: v }, () => 3 * r() - 1) })],
+  ['negative weights + labelSmoothing 0.1', (r, v) => ({ labelSmoothing: 0.1, weight: Float32Array.from({ length: v }, () => (r() < 0.5 ? -0.5 - r() : 0.5 + r())) })],
   ['labelSmoothing 0.2 + weights with zeros', (r, v) => ({ labelSmoothing: 0.2, weight: Float32Array.from({ length: v }, () => (r() < 0.3 ? 0 : r())) })],
   ['zLoss 1e-2', () => ({ zLoss: 1e-2 })],
   ['softcap 5 after logitScale 1.7', () => ({ softcap: 5, logitScale: 1.7 })],
@@ -238,10 +241,12 @@ describe('cross-entropy options: edge cases', () => {
     expect(f({ weight: new Float32Array(3) })).toThrow(/weight must be of length vocab \(777\)/);
     expect(f({ weight: new Float64Array(vocab) })).toThrow(TypeError);
     const w = new Float32Array(vocab).fill(1);
-    w[5] = -1;
-    expect(f({ weight: w })).toThrow(/weight\[5\] = -1.* must be a finite number ≥ 0/);
+    w[5] = Infinity;
+    expect(f({ weight: w })).toThrow(/weight\[5\] = inf must be a finite number$/);
     w[5] = NaN;
     expect(f({ weight: w })).toThrow(RangeError);
+    w[5] = -1; // negative weights are torch's semantics, not an error
+    expect(f({ weight: w })).not.toThrow();
     expect(f({ stats: 1 })).toThrow(/stats must be a boolean/);
     expect(f({ stats: true, eceBins: 0 })).toThrow(/eceBins/);
     expect(() => crossEntropyBackward(z, targets, new Float32Array(rows), { stats: true } as never)).toThrow(/unknown option 'stats'/);

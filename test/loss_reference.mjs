@@ -57,7 +57,8 @@ export function refCrossEntropy(values, rows, vocab, targets, o = {}) {
     stats.maxProb[r] = Math.exp(lp[best]);
   }
   const mean = reduction === 'mean';
-  const ceNorm = mean ? (D > 0 ? 1 / D : 0) : 1, zNorm = mean ? (N > 0 ? 1 / N : 0) : 1;
+  // torch's weighted mean divides by Σ w[target] of any sign (0 when it is 0: torch gives NaN)
+  const ceNorm = mean ? (D !== 0 ? 1 / D : 0) : 1, zNorm = mean ? (N > 0 ? 1 / N : 0) : 1;
   const ceSum = ce.reduce((a, b) => a + b, 0), zSum = zl.reduce((a, b) => a + b, 0);
   for (let r = 0; r < rows; r++) {
     const e = xs[r];

@@ -58,12 +58,15 @@ function close(a: ArrayLike<number>, b: ArrayLike<number>, tol: number): number 
 }
 
 describe.skipIf(python === null)(`PyTorch oracle (${python ?? 'no python3 with torch found: apt-get install python3-torch'})`, () => {
-  it('cross_entropy(weight, label_smoothing, ignore_index), kl_div, probability targets and BCEWithLogits agree', () => {
-    const r = testRng('torch oracle');
+  it.each([
+    ['weights ≥ 0 with zeros', (r: () => number) => (r() < 0.2 ? 0 : 0.1 + r())],
+    ['negative weights', (r: () => number) => 2.5 * r() - 1],
+  ])('cross_entropy(weight, label_smoothing, ignore_index), kl_div, probability targets and BCEWithLogits agree (%s)', (label, draw) => {
+    const r = testRng(`torch oracle ${label}`);
     const rows = 6, vocab = 37;
     const x = randomLogits(r, rows, vocab), u = randomLogits(r, rows, vocab);
     const targets = Int32Array.from({ length: rows }, (_, i) => (i === 2 ? -100 : Math.floor(r() * vocab)));
-    const weight = Float32Array.from({ length: vocab }, () => (r() < 0.2 ? 0 : 0.1 + r()));
+    const weight = Float32Array.from({ length: vocab }, () => draw(r));
     const y = Float32Array.from({ length: rows * vocab }, () => (r() < 0.3 ? 1 : r() < 0.5 ? 0 : r()));
     const pw = Float32Array.from({ length: vocab }, () => 3 * r());
     const T = 1.7, eps = 0.15;

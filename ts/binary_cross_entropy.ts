@@ -14,7 +14,7 @@ import { REDUCTIONS, type Reduction, checkGradRequest, checkThreads, gradTarget,
 export interface BinaryCrossEntropyOptions {
   /** Weight of the positive term per class (a number ≥ 0, or Float32Array(vocab)). Default 1. */
   posWeight?: number | Float32Array;
-  /** Elementwise weight, Float32Array(rows·vocab), or per class, Float32Array(vocab); finite, ≥ 0. */
+  /** Elementwise weight, Float32Array(rows·vocab), or per class, Float32Array(vocab); any finite numbers, negative included (torch). */
   weight?: Float32Array;
   /** 'mean' (default): Σ l / (rows·vocab); 'sum'; 'none': `losses` holds every element's loss. */
   reduction?: Reduction;

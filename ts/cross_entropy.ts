@@ -40,9 +40,10 @@ export interface CrossEntropyOptions {
    */
   labelSmoothing?: number;
   /**
-   * Class weights w (Float32Array of length vocab, finite, ≥ 0), torch's `weight`: each row's loss is
-   * scaled by w[target] (the smoothing term by each w_j), and 'mean' divides by Σ_i w[target_i]
-   * over counted rows (`weightSum` in the result). CPU only.
+   * Class weights w (Float32Array of length vocab, any finite numbers, negative included), torch's
+   * `weight`: each row's loss is scaled by w[target] (the smoothing term by each w_j), and 'mean'
+   * divides by Σ_i w[target_i] over counted rows (`weightSum` in the result), whatever its sign;
+   * when that sum is 0 the mean is 0 (torch gives NaN). CPU only.
    */
   weight?: Float32Array;
   /**

@@ -86,13 +86,13 @@ function ceReference(z, t, rows, vocab, ignore) {
 // ---- public-API cases -------------------------------------------------------------------------
 const OPS = ['ceF', 'ceB', 'softF', 'softB', 'kl', 'ent', 'bce', 'conv'];
 const MUTATIONS = {
-  ceF: ['targetOOR', 'targetsLen', 'gradOverTargets', 'gradShifted', 'outWrongLen', 'badOption', 'wrongArray', 'unknownOption', 'badDevice', 'detached', 'weightNeg', 'resizable'],
+  ceF: ['targetOOR', 'targetsLen', 'gradOverTargets', 'gradShifted', 'outWrongLen', 'badOption', 'wrongArray', 'unknownOption', 'badDevice', 'detached', 'weightNonFinite', 'resizable'],
   ceB: ['targetOOR', 'gradOverTargets', 'gradOverLse', 'gradShifted', 'lseLen', 'badOption', 'detached', 'resizable', 'rowGradNotNone'],
   softF: ['gradOverTargets', 'gradShifted', 'badOption', 'probsNotSum', 'targetShape', 'detached', 'resizable'],
   softB: ['gradOverTargets', 'gradOverLse', 'badOption', 'lseLen', 'detached'],
   kl: ['gradOverTargets', 'badOption', 'targetShape', 'detached', 'resizable'],
   ent: ['badOption', 'wrongArray', 'detached', 'resizable'],
-  bce: ['bceTargetRange', 'gradOverTargets', 'gradShifted', 'weightNeg', 'targetsLen', 'badOption', 'detached', 'resizable'],
+  bce: ['bceTargetRange', 'gradOverTargets', 'gradShifted', 'weightNonFinite', 'targetsLen', 'badOption', 'detached', 'resizable'],
   conv: ['outWrongLen', 'wrongArray', 'gradShifted'],
 };
 const DURING = ['none', 'transferLogits', 'rewriteTargets', 'transferOut'];
@@ -133,7 +133,7 @@ function build(c) {
   const list = MUTATIONS[op];
   let mutation = c.mutate ? list[c.mutation % list.length] : null;
   // mutations of data need data: with no element they leave a valid call
-  const shapeOnly = ['badOption', 'unknownOption', 'badDevice', 'wrongArray', 'targetsLen', 'lseLen', 'outWrongLen', 'targetShape', 'rowGradNotNone', 'weightNeg'];
+  const shapeOnly = ['badOption', 'unknownOption', 'badDevice', 'wrongArray', 'targetsLen', 'lseLen', 'outWrongLen', 'targetShape', 'rowGradNotNone', 'weightNonFinite'];
   if (mutation && n === 0 && !shapeOnly.includes(mutation)) mutation = null;
   if (mutation === 'targetShape' && rows === 0) mutation = null;
   if (mutation === 'gradShifted' && n < 2) mutation = null;  // a shift needs two elements
@@ -160,7 +160,7 @@ function build(c) {
     fn = fnName(op === 'ceF' ? 'crossEntropyForward' : 'crossEntropyBackward');
     o.reduction = c.reduction;
     if (c.option === 'labelSmoothing') o.labelSmoothing = 0.1;
-    if (c.option === 'weight') o.weight = new Float32Array(vocab).map(() => r() * 2);
+    if (c.option === 'weight') o.weight = new Float32Array(vocab).map(() => r() * 3 - 1);  // negative included
     if (c.option === 'zLoss') o.zLoss = 1e-3;
     if (c.option === 'softcap') o.softcap = 15;
     if (c.option === 'logitScale') o.logitScale = 0.5;
@@ -195,7 +195,8 @@ function build(c) {
     // mutations
     if (mutation === 'targetOOR' && rows > 0) t[Math.floor(r() * rows)] = r() < 0.5 ? vocab : -1;
     if (mutation === 'targetsLen') return withCall(c, fn, () => f[fn](z, new Int32Array(rows + 1), o), mutation, check);
-    if (mutation === 'weightNeg') o.weight = new Float32Array(vocab).fill(-1);
+    // any finite class weight is valid (torch's semantics, negative included); a non-finite one is not
+    if (mutation === 'weightNonFinite') o.weight = new Float32Array(vocab).fill(1).fill([NaN, Infinity, -Infinity][Math.floor(r() * 3)], Math.floor(r() * vocab));
     if (mutation === 'badOption') {
       const [k, v] = [['labelSmoothing', 2], ['zLoss', -1], ['softcap', 0], ['reduction', 'avg'], ['threads', 0], ['gradOutput', NaN],
         ['logitScale', Infinity], ['ignoreIndex', 0.5], ['gradDtype', 'f64']][Math.floor(r() * 9)];
@@ -306,7 +307,7 @@ function build(c) {
     gradOpts();
     check = (res) => (Number.isFinite(res.loss) && (!o.withGrad || res.grad) ? null : 'bad bce');
     if (mutation === 'bceTargetRange' && n > 0) y[Math.floor(r() * n)] = r() < 0.5 ? 1.5 : NaN;
-    if (mutation === 'weightNeg') o.weight = new Float32Array(vocab).fill(-0.5);
+    if (mutation === 'weightNonFinite') o.weight = new Float32Array(vocab).fill(-0.5).fill(NaN, Math.floor(r() * vocab));
     if (mutation === 'targetsLen') y = new Float32Array(n + 1);
     if (mutation === 'badOption') o.posWeight = [-1, NaN, '2'][Math.floor(r() * 3)];
     if (mutation === 'gradOverTargets' && n > 0) {
