@@ -62,6 +62,7 @@ export {
 } from './cuda';
 export { type FusedceInfo, info } from './info';
 export { type ReliabilityDiagramOptions, reliabilityDiagramSvg } from './reliability';
+export { type FitTemperatureOptions, type FitTemperatureResult, fitTemperature, fitTemperatureAsync } from './temperature';
 import { native } from './binding';
 import { resolveDevice } from './cuda';
 
