@@ -496,6 +496,59 @@ Napi::Value Entropy(const Napi::CallbackInfo& info) {
   return call.run(async, [=] { fusedce::entropy_rows(zd, dt, rows, vocab, it, threads, od); }, [](Napi::Object) {});
 }
 
+// entropyForward({ fn, logits, dtype, rows, vocab, invTemperature, reduction, threads, withGrad, gradDtype,
+//   out | null, gradOutput, async }) → { loss, lossSum, count, losses, lse: Float32Array(rows), grad? }
+// Every row counts; 'mean' divides by rows.
+Napi::Value EntropyForward(const Napi::CallbackInfo& info) {
+  Request r(info, "entropyForward", {"logits", "dtype", "rows", "vocab", "invTemperature", "reduction", "threads",
+                                     "withGrad", "gradDtype", "out", "gradOutput", "async"});
+  const Matrix z = read_matrix(r);
+  const double inv_t = r.number("invTemperature");
+  if (!(inv_t > 0.0) || !std::isfinite(inv_t)) throw_range(r.env(), std::string(r.fn()) + ": temperature must be a finite number > 0");
+  const Reduction red = Reduction(r.integer("reduction", 0, 2));
+  const int threads = read_threads(r);
+  const bool with_grad = r.flag("withGrad");
+  const DType gdt = read_grad_dtype(r, z.dtype);
+  const double go = read_grad_output(r);
+  const bool async = r.flag("async");
+  const Array grad = read_grad(r, z, gdt, with_grad);
+  const auto rows = size_t(z.rows);
+  const Array losses = fresh(r, napi_float32_array, rows, "losses");
+  const Array lse = fresh(r, napi_float32_array, rows, "lse");
+  Ranges ranges;
+  const int zr = ranges.read(z.data, "logits.data");
+  ranges.write(grad, "out.data", alias_of(z, gdt, zr));
+  ranges.check(r.env(), r.fn());
+
+  Call call(r.env(), r.fn());
+  call.pin(z.data, "logits.data");
+  call.pin(grad, "out.data");
+  call.result("losses", losses);
+  call.result("lse", lse);
+  call.result("grad", grad);
+  call.scratch(double(threads) * (double(z.vocab) / 256 * 32 + 65536));
+  const int64_t count = z.rows;
+  const fusedce::GradOut g{grad.present ? grad.data : nullptr, gdt, grad_scale(red, go, count), nullptr};
+  const void* zd = z.data.data;
+  const DType dt = z.dtype;
+  const int64_t vocab = z.vocab;
+  const float it = float(inv_t);
+  auto* ld = static_cast<float*>(losses.data);
+  auto* sd = static_cast<float*>(lse.data);
+  auto totals = std::make_shared<std::pair<double, double>>(0.0, 0.0);
+  return call.run(
+      async,
+      [=] {
+        const double sum = fusedce::entropy_forward(zd, dt, count, vocab, it, threads, ld, sd, g);
+        *totals = {reduce(red, sum, double(count)), sum};
+      },
+      [totals, count](Napi::Object o) {
+        o.Set("loss", totals->first);
+        o.Set("lossSum", totals->second);
+        o.Set("count", double(count));
+      });
+}
+
 // ---- binary cross-entropy ----------------------------------------------------------------------
 
 // binaryCrossEntropy({ fn, logits, dtype, rows, vocab, targets: Float32Array(rows·vocab) in [0, 1],
@@ -749,6 +802,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("softForward", Napi::Function::New(env, SoftForward, "softForward"));
   exports.Set("softBackward", Napi::Function::New(env, SoftBackward, "softBackward"));
   exports.Set("entropy", Napi::Function::New(env, Entropy, "entropy"));
+  exports.Set("entropyForward", Napi::Function::New(env, EntropyForward, "entropyForward"));
   exports.Set("binaryCrossEntropy", Napi::Function::New(env, BinaryCrossEntropy, "binaryCrossEntropy"));
   exports.Set("convert", Napi::Function::New(env, Convert, "convert"));
   exports.Set("backend", Napi::Function::New(env, Backend, "backend"));

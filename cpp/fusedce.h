@@ -221,6 +221,11 @@ void soft_backward(const SoftArgs& a, const float* lse /* (rows,) */, const Grad
 // Entropy of softmax(z/T) per row, in nats: −Σ_j p_j·log p_j.      out: (rows,)
 void entropy_rows(const void* logits /* (rows, vocab) */, DType dtype, int64_t rows, int64_t vocab,
                   float inv_temperature, int threads, float* out);
+// The entropy as a loss: losses[i] = H_i, lse[i] of z/T, and with grad.data the gradient
+// dH/dz_j = −(1/T)·p_j·(log p_j + H_i) times the row's scale. Returns Σ H_i in row order.
+double entropy_forward(const void* logits /* (rows, vocab) */, DType dtype, int64_t rows, int64_t vocab,
+                       float inv_temperature, int threads, float* losses /* (rows,) */, float* lse /* (rows,) */,
+                       const GradOut& grad);
 
 // ---- Binary cross-entropy from logits (cpp/binary_cross_entropy.cpp) --------------------------
 // torch.nn.BCEWithLogitsLoss, elementwise over (rows, vocab): with lw = 1 + (pw_j − 1)·y,

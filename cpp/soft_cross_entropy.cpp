@@ -252,34 +252,77 @@ void soft_backward(const SoftArgs& a, const float* lse, const GradOut& grad) {
   });
 }
 
+namespace {
+
+struct EntropyRow {
+  double lse, H;
+};
+
+// One row's lse and entropy of x = z/T, in one pass over z:
+//   T_b = Σ e_j·(m_b − x_j) ≥ 0 per block,  H = Σ_b e^{m_b − lse}·[(lse − m_b)·S_b + T_b]
+// (a sum of non-negative terms: no cancellation).
+EntropyRow entropy_row(const Kernels& k, const char* z, DType dtype, int64_t vocab, float inv_temperature) {
+  thread_local std::vector<std::pair<BlockPartial, double>> blocks;
+  BlockBuffers& buf = block_buffers();
+  float *x = buf.a, *e = buf.b;
+  blocks.clear();
+  Fold f;
+  for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
+    const int64_t n = std::min(kBlock, vocab - b0);
+    load_scaled(z, dtype, b0, n, inv_temperature, x);
+    const BlockPartial p = block_partial(k, x, n, e);
+    const float m = p.m;
+    const double T = p.s > 0.0 ? lane_sum(n, [&](int64_t j) { return e[j] == 0.0f ? 0.0f : e[j] * (m - x[j]); }) : 0.0;
+    f.add(p.m, p.s);
+    blocks.push_back({p, T});
+  }
+  const double lse = fold_lse(f);
+  double H = 0.0;
+  for (const auto& [p, T] : blocks)
+    if (p.s > 0.0) H += std::exp(double(p.m) - lse) * ((lse - double(p.m)) * p.s + T);
+  return {lse, lse == lse ? H : std::numeric_limits<double>::quiet_NaN()};
+}
+
+}  // namespace
+
 void entropy_rows(const void* logits, DType dtype, int64_t rows, int64_t vocab, float inv_temperature, int threads,
                   float* out) {
   const Kernels& k = active_kernels();
   for_each_row(rows, vocab, threads, [&](int64_t r) {
-    thread_local std::vector<std::pair<BlockPartial, double>> blocks;
+    const char* z = static_cast<const char*>(logits) + size_t(r) * size_t(vocab) * dtype_size(dtype);
+    out[r] = float(entropy_row(k, z, dtype, vocab, inv_temperature).H);
+  });
+}
+
+// The entropy as a loss (fusedce.h): H_i per row, and with a gradient
+//   dH/dz_j = (1/T)·dH/dx_j = −(1/T)·p_j·(log p_j + H),   log p_j = x_j − lse
+// (0 where p_j = 0), in a second pass over the row (one more exp per element).
+double entropy_forward(const void* logits, DType dtype, int64_t rows, int64_t vocab, float inv_temperature, int threads,
+                       float* losses, float* lse, const GradOut& grad) {
+  const Kernels& k = active_kernels();
+  CountedRows<1> parts(rows);
+  const size_t zrow = size_t(vocab) * dtype_size(dtype), grow = size_t(vocab) * dtype_size(grad.dtype);
+  for_each_row(rows, vocab, threads, [&](int64_t r) {
+    const char* z = static_cast<const char*>(logits) + size_t(r) * zrow;
+    const EntropyRow e = entropy_row(k, z, dtype, vocab, inv_temperature);
+    parts.count(r, {e.H});
+    losses[r] = float(e.H);
+    lse[r] = float(e.lse);
+    if (!grad.data) return;
+    const float up = grad.row_scale ? grad.row_scale[r] : grad.scale;
+    const float c = -float(double(up) * double(inv_temperature)), L = float(e.lse), H = float(e.H);
     BlockBuffers& buf = block_buffers();
-    float *x = buf.a, *e = buf.b;
-    {
-      const char* z = static_cast<const char*>(logits) + size_t(r) * size_t(vocab) * dtype_size(dtype);
-      blocks.clear();
-      Fold f;
-      for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
-        const int64_t n = std::min(kBlock, vocab - b0);
-        load_scaled(z, dtype, b0, n, inv_temperature, x);
-        const BlockPartial p = block_partial(k, x, n, e);
-        const float m = p.m;
-        // T_b = Σ e_j·(m_b − x_j) ≥ 0; H = Σ_b e^{m_b − lse}·[(lse − m_b)·S_b + T_b]
-        const double T = p.s > 0.0 ? lane_sum(n, [&](int64_t j) { return e[j] == 0.0f ? 0.0f : e[j] * (m - x[j]); }) : 0.0;
-        f.add(p.m, p.s);
-        blocks.push_back({p, T});
-      }
-      const double lse = fold_lse(f);
-      double H = 0.0;
-      for (const auto& [p, T] : blocks)
-        if (p.s > 0.0) H += std::exp(double(p.m) - lse) * ((lse - double(p.m)) * p.s + T);
-      out[r] = lse == lse ? float(H) : std::numeric_limits<float>::quiet_NaN();
+    float *x = buf.a, *p = buf.b;
+    char* g = static_cast<char*>(grad.data) + size_t(r) * grow;
+    for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
+      const int64_t n = std::min(kBlock, vocab - b0);
+      load_scaled(z, dtype, b0, n, inv_temperature, x);  // before the store: g may be z itself
+      k.grad[int(DType::F32)][int(DType::F32)](x, p, n, L, 1.0f);  // p = exp(x − lse)
+      for (int64_t j = 0; j < n; ++j) p[j] = p[j] == 0.0f ? 0.0f : c * p[j] * ((x[j] - L) + H);
+      narrow(p, grad.dtype, n, g + size_t(b0) * dtype_size(grad.dtype));
     }
   });
+  return parts.totals().sum[0];
 }
 
 }  // namespace fusedce

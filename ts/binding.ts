@@ -101,6 +101,10 @@ export interface NativeSoftResult {
 export interface NativeEntropyRequest extends MatrixRequest {
   invTemperature: number;
 }
+export interface NativeEntropyForwardRequest extends MatrixRequest, GradRequest {
+  invTemperature: number;
+  reduction: number;
+}
 
 export interface NativeBceRequest extends MatrixRequest, GradRequest {
   targets: Float32Array;
@@ -137,6 +141,7 @@ export interface NativeBinding {
   softForward: Op<NativeSoftForwardRequest, NativeSoftResult>;
   softBackward: Op<NativeSoftBackwardRequest, { grad: Data; count: number }>;
   entropy: Op<NativeEntropyRequest, { entropy: Float32Array }>;
+  entropyForward: Op<NativeEntropyForwardRequest, NativeSoftResult>;
   binaryCrossEntropy: Op<NativeBceRequest, NativeBceResult>;
   convert(req: NativeConvertRequest): { out: Float32Array | Uint16Array };
   backend(): 'scalar' | 'avx2' | 'avx512';

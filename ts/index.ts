@@ -31,6 +31,10 @@ export {
   klDivergenceForwardAsync,
   entropy,
   entropyAsync,
+  type EntropyForwardOptions,
+  type EntropyResult,
+  entropyForward,
+  entropyForwardAsync,
 } from './soft_cross_entropy';
 export {
   type BinaryCrossEntropyOptions,

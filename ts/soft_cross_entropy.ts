@@ -8,7 +8,7 @@
 // q = softmax(u/T) from teacher/reference logits u, or the rows of a probability matrix
 // (targetKind 'probs'). Reductions: 'mean' divides by the rows that count, 'sum' sums, 'none' keeps
 // `losses` (and `loss` is their sum). A probability row that is all 0 counts nowhere.
-import { type NativeSoftBackwardRequest, type NativeSoftForwardRequest, type NativeSoftResult, native } from './binding';
+import { type NativeEntropyForwardRequest, type NativeSoftBackwardRequest, type NativeSoftForwardRequest, type NativeSoftResult, native } from './binding';
 import { type DType, dtypeCode } from './dtype';
 import { checkBoolean, checkFinite, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
@@ -217,4 +217,60 @@ export function entropy(logits: Logits, opts?: { temperature?: number; threads?:
 /** entropy off the main thread. */
 export async function entropyAsync(logits: Logits, opts?: { temperature?: number; threads?: number }): Promise<Float32Array> {
   return (await native().entropy({ ...planEntropy('entropyAsync', logits, opts), async: true })).entropy;
+}
+
+// ---- entropy as a loss, with its gradient ----------------------------------------------------
+//   losses_i = H(softmax(z_i/T)) = −Σ_j p_j·log p_j (nats),   dH/dz_j = −p_j·(log p_j + H)/T
+// (an entropy bonus in RL subtracts it, with gradOutput −c). Every row counts.
+
+export interface EntropyForwardOptions extends SoftCommonOptions, SoftGradOptions {}
+
+export interface EntropyResult {
+  /** mean: Σ losses / rows; sum and none: Σ losses. */
+  loss: number;
+  /** Per-row entropy in nats (fp32). */
+  losses: Float32Array;
+  /** Per-row log-sum-exp of logits/T (fp32). */
+  lse: Float32Array;
+  /** Rows (all count). */
+  count: number;
+  grad?: Logits;
+}
+
+const ENTROPY_FORWARD_OPTIONS = [...COMMON, ...GRAD] as const;
+
+function planEntropyForward(fn: string, logits: unknown, opts: unknown) {
+  const o = checkOptions(fn, opts, ENTROPY_FORWARD_OPTIONS);
+  const z = checkLogits(fn, 'logits', logits);
+  const reduction = o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS);
+  const { withGrad, gradOutput } = checkGradRequest(fn, o);
+  const gt = gradTarget(fn, o, z);
+  const req: NativeEntropyForwardRequest = {
+    fn, logits: z.data, dtype: dtypeCode(z.dtype), rows: z.rows, vocab: z.vocab, invTemperature: 1 / checkTemperature(fn, o.temperature),
+    reduction: reductionCode(reduction), threads: checkThreads(fn, o.threads), withGrad, gradDtype: dtypeCode(gt.gradDtype), out: gt.gradOut, gradOutput,
+  };
+  return { z, gt, req };
+}
+
+function entropyResult(p: ReturnType<typeof planEntropyForward>, r: NativeSoftResult): EntropyResult {
+  const out: EntropyResult = { loss: r.loss, losses: r.losses, lse: r.lse, count: r.count };
+  if (r.grad) out.grad = { data: r.grad, dtype: p.gt.gradDtype, rows: p.z.rows, vocab: p.z.vocab };
+  return out;
+}
+
+/**
+ * The entropy of softmax(logits/T) as a loss, with its gradient w.r.t. the logits (an entropy
+ * bonus or penalty). `entropy()` stays the plain per-row values.
+ * @example
+ *   const { loss, grad } = entropyForward(policyLogits, { withGrad: true, gradOutput: -0.01 });  // −0.01·H
+ */
+export function entropyForward(logits: Logits, opts?: EntropyForwardOptions): EntropyResult {
+  const p = planEntropyForward('entropyForward', logits, opts);
+  return entropyResult(p, native().entropyForward(p.req));
+}
+
+/** entropyForward off the main thread. */
+export async function entropyForwardAsync(logits: Logits, opts?: EntropyForwardOptions): Promise<EntropyResult> {
+  const p = planEntropyForward('entropyForwardAsync', logits, opts);
+  return entropyResult(p, await native().entropyForward({ ...p.req, async: true }));
 }
