@@ -32,6 +32,8 @@ const npm = (args: string[], cwd: string, env: Record<string, string>) =>
 describe.runIf(onLinuxX64 && fs.existsSync(npmCli))('the npm tarball installs and runs with no compiler', () => {
   let tarball = '';
   let install: ReturnType<typeof spawnSync>;
+  // the development builds under build/ that other test files use (the CUDA emulation, the addon)
+  const devBuilds = ['build/Release/fusedce.node', 'build/cuda-emu/fusedce_cuda.node'].filter((f) => fs.existsSync(path.join(root, f)));
   beforeAll(() => {
     const pack = npm(['pack', '--pack-destination', tmp, '--json'], root, process.env as Record<string, string>);
     expect(pack.status, pack.stderr).toBe(0);
@@ -45,6 +47,10 @@ describe.runIf(onLinuxX64 && fs.existsSync(npmCli))('the npm tarball installs an
     fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
     install = npm(['install', tarball, '--foreground-scripts'], project, bare);
   }, 300_000);
+
+  it('packing left the development builds in build/ where they were (prebuildify rebuilds in a build/ of its own)', () => {
+    for (const f of devBuilds) expect(fs.existsSync(path.join(root, f)), f).toBe(true);
+  });
 
   it('the PATH really has no compiler, make, python or cmake', () => {
     for (const tool of ['g++', 'gcc', 'cc', 'c++', 'make', 'python3', 'cmake'])
