@@ -343,25 +343,21 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
 
 // ---- soft targets, KL, entropy ------------------------------------------------------------------
 
-// Checks a probability target (rows, vocab) f32: every value finite and ≥ 0, every row summing to 1
-// within 1e-3 or all 0 (such a row counts nowhere). Returns the rows that count.
+// Checks a probability target (rows, vocab) f32: every value finite and ≥ 0. Rows need not sum
+// to 1 (torch computes −Σ q·log p for any q: top-k distillation keeps k probabilities per row); a
+// row that is all 0 counts nowhere. Returns the rows that count.
 int64_t check_probs(const Request& r, const float* q, int64_t rows, int64_t vocab) {
   int64_t count = 0;
   for (int64_t i = 0; i < rows; ++i) {
-    double sum = 0.0;
+    bool any = false;
     for (int64_t j = 0; j < vocab; ++j) {
       const float v = q[size_t(i) * size_t(vocab) + size_t(j)];
       if (!(v >= 0.0f) || !std::isfinite(v))
         throw_range(r.env(), std::string(r.fn()) + ": target[" + std::to_string(i) + ", " + std::to_string(j) + "] = " +
                                  std::to_string(v) + " must be a finite probability ≥ 0 (targetKind 'probs')");
-      sum += double(v);
+      any = any || v != 0.0f;
     }
-    if (sum == 0.0) continue;
-    if (std::fabs(sum - 1.0) > 1e-3)
-      throw_range(r.env(), std::string(r.fn()) + ": target row " + std::to_string(i) + " sums to " + std::to_string(sum) +
-                               "; with targetKind 'probs' each row must sum to 1 (or be all 0 to be ignored). "
-                               "For teacher logits use targetKind 'logits'");
-    ++count;
+    if (any) ++count;
   }
   return count;
 }
@@ -370,13 +366,15 @@ int64_t check_probs(const Request& r, const float* q, int64_t rows, int64_t voca
 //   logits, dtype, rows, vocab, target (rows, vocab), targetDtype (−1: f32 probabilities), op
 //   (0 soft CE, 1 KL forward, 2 KL reverse), invTemperature, lossFactor, reduction, threads
 #define SOFT_FIELDS "logits", "dtype", "rows", "vocab", "target", "targetDtype", "op", "invTemperature", \
-                    "lossFactor", "reduction", "threads", "gradOutput", "out", "gradDtype", "async"
+                    "lossFactor", "reduction", "threads", "gradOutput", "out", "gradDtype", "async", "labelSmoothing", "weight"
 struct SoftProblem {
   Matrix z;
   Array target;
   fusedce::SoftArgs args;
   Reduction reduction;
   int64_t count;
+  std::shared_ptr<std::vector<float>> weight;  // the checked copy the kernel reads (probabilities only)
+  Array weight_in;
 };
 SoftProblem read_soft(const Request& r) {
   SoftProblem sp;
@@ -395,6 +393,24 @@ SoftProblem read_soft(const Request& r) {
   sp.count = probs ? check_probs(r, static_cast<const float*>(sp.target.data), sp.z.rows, sp.z.vocab) : sp.z.rows;
   sp.args = {sp.z.data.data, sp.z.dtype, sp.target.data, probs ? DType::F32 : DType(tdt), probs,
              sp.z.rows, sp.z.vocab, fusedce::SoftOp(op), float(inv_t), factor, threads, nullptr};
+  // torch's cross_entropy(z, q, weight=, label_smoothing=) on probability targets
+  const bool has_eps = r.present("labelSmoothing");
+  sp.weight_in = r.array("weight", napi_float32_array, double(sp.z.vocab), true);
+  if ((has_eps || sp.weight_in.present) && !probs)
+    throw_type(r.env(), std::string(r.fn()) + ": labelSmoothing and weight are for probability targets (targetKind 'probs')");
+  if (has_eps) {
+    const double eps = r.number("labelSmoothing");
+    if (!(eps >= 0.0 && eps <= 1.0)) throw_range(r.env(), std::string(r.fn()) + ": labelSmoothing must be a finite number in [0, 1]");
+    sp.args.label_smoothing = float(eps);
+  }
+  if (sp.weight_in.present) {
+    sp.weight = std::make_shared<std::vector<float>>(copy_of<float>(sp.weight_in));
+    for (int64_t j = 0; j < sp.z.vocab; ++j)
+      if (!std::isfinite((*sp.weight)[size_t(j)]))
+        throw_range(r.env(), std::string(r.fn()) + ": weight[" + std::to_string(j) + "] = " +
+                                 std::to_string((*sp.weight)[size_t(j)]) + " must be a finite number");
+    sp.args.weight = sp.weight->data();
+  }
   return sp;
 }
 
@@ -415,6 +431,7 @@ Napi::Value SoftForward(const Napi::CallbackInfo& info) {
   Ranges ranges;
   const int zr = ranges.read(sp.z.data, "logits.data");
   ranges.read(sp.target, "target.data");  // may share memory with the logits: both are only read
+  ranges.read(sp.weight_in, "weight");
   ranges.write(grad, "out.data", alias_of(sp.z, gdt, zr));
   ranges.check(r.env(), r.fn());
 
@@ -431,10 +448,11 @@ Napi::Value SoftForward(const Napi::CallbackInfo& info) {
   const fusedce::SoftArgs args = sp.args;
   const Reduction red = sp.reduction;
   const int64_t count = sp.count;
+  const auto keep_w = sp.weight;  // the weights' copy lives as long as the call
   auto totals = std::make_shared<std::pair<double, double>>(0.0, 0.0);
   return call.run(
       async,
-      [args, out, totals, red, count] {
+      [args, out, totals, red, count, keep_w] {
         const double sum = fusedce::soft_forward(args, out).loss_sum;
         *totals = {reduce(red, sum, double(count)), sum};
       },
@@ -456,6 +474,7 @@ Napi::Value SoftBackward(const Napi::CallbackInfo& info) {
   Ranges ranges;
   const int zr = ranges.read(sp.z.data, "logits.data");
   ranges.read(sp.target, "target.data");
+  ranges.read(sp.weight_in, "weight");
   const BackwardIn bw = read_backward(r, sp.z, sp.reduction, ranges, zr);
   ranges.check(r.env(), r.fn());
 
@@ -470,7 +489,8 @@ Napi::Value SoftBackward(const Napi::CallbackInfo& info) {
   const fusedce::GradOut g{bw.grad.data, bw.gdt, grad_scale(sp.reduction, bw.go, sp.count), bw.row_scale()};
   const fusedce::SoftArgs args = sp.args;
   const int64_t count = sp.count;
-  return call.run(async, [args, lse, row_go, g] { fusedce::soft_backward(args, lse->data(), g); },
+  const auto keep_w = sp.weight;
+  return call.run(async, [args, lse, row_go, g, keep_w] { fusedce::soft_backward(args, lse->data(), g); },
                   [count](Napi::Object o) { o.Set("count", double(count)); });
 }
 

@@ -205,6 +205,11 @@ struct SoftArgs {
   double loss_factor;      // F (SoftCrossEntropy), else 1
   int threads;
   const Kernels* kernels;  // nullptr: active_kernels()
+  // Probability targets only (torch's cross_entropy(z, q, weight=w, label_smoothing=ε)): the
+  // target becomes q̃_j = w_j·((1 − ε)·q_j + ε/V) (w = 1 without weights). A row whose q is all 0
+  // still counts nowhere; rows need not sum to 1, and w may be any finite numbers.
+  float label_smoothing = 0.0f;
+  const float* weight = nullptr;  // (vocab,) or nullptr
 };
 struct SoftForwardOut {
   float* losses;  // (rows,) out

@@ -131,8 +131,9 @@ RowResult row_forward(const Kernels& k, const SoftArgs& a, const Row& row, std::
   const double lse_x = fold_lse(fx);
   if (a.target_probs) {
     double loss = 0.0;
+    // Y_b may be negative (negative class weights): every block with a target term adds
     for (const BlockSummary& s : blocks)
-      if (s.py.s > 0.0) loss += (lse_x - double(s.px.m)) * s.py.s + s.C;
+      loss += (s.py.s != 0.0 ? (lse_x - double(s.px.m)) * s.py.s : 0.0) + s.C;
     return {lse_x, qsum, loss * a.loss_factor};
   }
   const double lse_y = fold_lse(fy);
@@ -208,6 +209,32 @@ Row row_of(const SoftArgs& a, int64_t r) {
           static_cast<const char*>(a.target) + size_t(r) * V * tsz};
 }
 
+// A row's target as the kernels read it, and whether it counts. Probabilities with smoothing or
+// weights are rewritten into a per-thread row, q̃_j = w_j·((1 − ε)·q_j + ε/V); a row counts when
+// its q is not all 0 (whatever q̃ sums to). Everything else is read in place.
+struct TargetRow {
+  Row row;
+  bool empty;  // an all-zero probability row: loss 0, lse 0, gradient 0
+};
+TargetRow target_row(const SoftArgs& a, int64_t r) {
+  Row row = row_of(a, r);
+  if (!a.target_probs) return {row, false};
+  const auto* q = reinterpret_cast<const float*>(row.u);
+  bool any = false;
+  for (int64_t j = 0; j < a.vocab && !any; ++j) any = q[j] != 0.0f;
+  if (!any) return {row, true};
+  if (a.label_smoothing == 0.0f && !a.weight) return {row, false};
+  thread_local std::vector<float> qt;
+  qt.resize(size_t(a.vocab));
+  const float keep = 1.0f - a.label_smoothing, spread = float(double(a.label_smoothing) / double(a.vocab));
+  for (int64_t j = 0; j < a.vocab; ++j) {
+    const float v = keep * q[j] + spread;
+    qt[size_t(j)] = a.weight ? a.weight[j] * v : v;
+  }
+  row.u = reinterpret_cast<const char*>(qt.data());
+  return {row, false};
+}
+
 }  // namespace
 
 SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
@@ -216,14 +243,15 @@ SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
   const size_t grow = size_t(a.vocab) * dtype_size(out.grad.dtype);
   for_rows(a, [&](int64_t r) {
     thread_local std::vector<BlockSummary> blocks;
-    const Row row = row_of(a, r);
+    const TargetRow tr = target_row(a, r);
+    const Row row = tr.row;
     char* g = out.grad.data ? static_cast<char*>(out.grad.data) + size_t(r) * grow : nullptr;
-    const RowResult rr = row_forward(k, a, row, blocks);
-    if (a.target_probs && rr.constant == 0.0) {  // an all-zero probability row counts nowhere
+    if (tr.empty) {  // an all-zero probability row counts nowhere
       out.losses[r] = out.lse[r] = 0.0f;
       if (g) std::memset(g, 0, grow);
       return;
     }
+    const RowResult rr = row_forward(k, a, row, blocks);
     parts.count(r, {rr.loss});
     out.losses[r] = float(rr.loss);
     out.lse[r] = float(rr.lse_x);
@@ -240,13 +268,14 @@ void soft_backward(const SoftArgs& a, const float* lse, const GradOut& grad) {
   const Kernels& k = a.kernels ? *a.kernels : active_kernels();
   const size_t grow = size_t(a.vocab) * dtype_size(grad.dtype);
   for_rows(a, [&](int64_t r) {
-    const Row row = row_of(a, r);
+    const TargetRow tr = target_row(a, r);
+    const Row row = tr.row;
     char* g = static_cast<char*>(grad.data) + size_t(r) * grow;
-    const double constant = target_constant(k, a, row);
-    if (a.target_probs && constant == 0.0) {
+    if (tr.empty) {
       std::memset(g, 0, grow);
       return;
     }
+    const double constant = target_constant(k, a, row);
     const float up = grad.row_scale ? grad.row_scale[r] : grad.scale;
     row_grad(k, a, row, g, grad.dtype, lse[r], constant, 0.0, grad_coefficient(a, up));
   });

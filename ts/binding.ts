@@ -80,6 +80,9 @@ interface NativeSoftShared extends MatrixRequest {
   invTemperature: number;
   lossFactor: number;
   reduction: number;
+  /** probability targets only */
+  labelSmoothing?: number;
+  weight?: Float32Array;
 }
 export interface NativeSoftForwardRequest extends NativeSoftShared, GradRequest {}
 export interface NativeSoftBackwardRequest extends NativeSoftShared {

@@ -37,15 +37,25 @@ export interface SoftGradOptions {
 }
 
 export interface SoftCrossEntropyOptions extends SoftCommonOptions, SoftGradOptions {
-  /** 'logits' (default): target holds teacher logits, q = softmax(target/T); 'probs': target rows are q itself (f32, each summing to 1, or all 0 to be ignored). */
+  /**
+   * 'logits' (default): target holds teacher logits, q = softmax(target/T); 'probs': target rows
+   * are q itself (f32, any finite q ≥ 0: rows need not sum to 1, as in torch; an all-zero row
+   * counts nowhere).
+   */
   targetKind?: 'logits' | 'probs';
   /** Multiply the loss (and gradient) by T², Hinton's distillation scaling. Default false. */
   tSquared?: boolean;
+  /** With targetKind 'probs': label smoothing ε ∈ [0, 1], the target (1 − ε)·q + ε/V (torch's label_smoothing). */
+  labelSmoothing?: number;
+  /** With targetKind 'probs': class weights w (Float32Array(vocab), any finite numbers), loss_i = −Σ_j w_j·q̃_ij·log p_ij (torch's weight). */
+  weight?: Float32Array;
 }
 
 export interface SoftCrossEntropyBackwardOptions extends SoftCommonOptions {
   targetKind?: 'logits' | 'probs';
   tSquared?: boolean;
+  labelSmoothing?: number;
+  weight?: Float32Array;
   /** Upstream gradient: a number, or per row (Float32Array of length rows) with reduction 'none'. Default 1. */
   gradOutput?: number | Float32Array;
   gradDtype?: DType;
@@ -79,8 +89,9 @@ export interface KlResult {
 
 const COMMON = ['temperature', 'reduction', 'threads'] as const;
 const GRAD = ['withGrad', 'gradDtype', 'gradOutput', 'out', 'inPlace'] as const;
-const SOFT_OPTIONS = [...COMMON, ...GRAD, 'targetKind', 'tSquared'] as const;
-const SOFT_BACKWARD_OPTIONS = [...COMMON, 'targetKind', 'tSquared', 'gradOutput', 'gradDtype', 'out', 'inPlace'] as const;
+const PROBS = ['labelSmoothing', 'weight'] as const;
+const SOFT_OPTIONS = [...COMMON, ...GRAD, 'targetKind', 'tSquared', ...PROBS] as const;
+const SOFT_BACKWARD_OPTIONS = [...COMMON, 'targetKind', 'tSquared', 'gradOutput', 'gradDtype', 'out', 'inPlace', ...PROBS] as const;
 const KL_OPTIONS = [...COMMON, ...GRAD, 'direction'] as const;
 const ENTROPY_OPTIONS = ['temperature', 'threads'] as const;
 
@@ -91,6 +102,28 @@ function checkTemperature(fn: string, v: unknown): number {
   const t = checkFinite(fn, 'temperature', v);
   if (!(t > 0)) throw rangeError(fn, 'temperature', 'a finite number > 0', t);
   return t;
+}
+
+/**
+ * labelSmoothing and weight, torch's cross_entropy(z, q, weight=, label_smoothing=) on
+ * probability targets: q̃_j = w_j·((1 − ε)·q_j + ε/V). Only with targetKind 'probs'.
+ */
+function probsOptions(fn: string, o: Partial<Record<string, unknown>>, probs: boolean, vocab: number): { labelSmoothing?: number; weight?: Float32Array } {
+  const out: { labelSmoothing?: number; weight?: Float32Array } = {};
+  for (const k of PROBS)
+    if (o[k] !== undefined && !probs)
+      throw typeError(fn, k, "undefined unless targetKind is 'probs'", o[k], 'Smoothing and class weights apply to probability targets; for teacher logits there is temperature');
+  if (o.labelSmoothing !== undefined) {
+    const e = checkFinite(fn, 'labelSmoothing', o.labelSmoothing);
+    if (!(e >= 0 && e <= 1)) throw rangeError(fn, 'labelSmoothing', 'in [0, 1]', e);
+    if (e > 0) out.labelSmoothing = e;
+  }
+  if (o.weight !== undefined) {
+    if (!(o.weight instanceof Float32Array)) throw typeError(fn, 'weight', `a Float32Array of length vocab (${vocab})`, o.weight);
+    if (o.weight.length !== vocab) throw rangeError(fn, 'weight', `of length vocab (${vocab})`, o.weight);
+    out.weight = o.weight;
+  }
+  return out;
 }
 
 /** The shared native arguments (see ts/binding.ts SoftShared). */
@@ -104,9 +137,10 @@ function shared(fn: string, logits: unknown, target: unknown, o: Partial<Record<
     throw typeError(fn, `${targetName}.dtype`, "'f32' with targetKind 'probs'", u.dtype, 'Probabilities are given in f32');
   const T = checkTemperature(fn, o.temperature);
   const reduction = o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS);
-  const req = {
+  const req: Omit<NativeSoftForwardRequest, 'withGrad' | 'gradDtype' | 'out' | 'gradOutput'> = {
     fn, logits: z.data, dtype: dtypeCode(z.dtype), rows: z.rows, vocab: z.vocab, target: u.data, targetDtype: probs ? -1 : dtypeCode(u.dtype),
     op, invTemperature: 1 / T, lossFactor: tSquared ? T * T : 1, reduction: reductionCode(reduction), threads: checkThreads(fn, o.threads),
+    ...probsOptions(fn, o, probs, z.vocab),
   };
   return { z, reduction, req };
 }
