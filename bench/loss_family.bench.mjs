@@ -21,6 +21,7 @@ import {
   cpuBackend,
   crossEntropyForward,
   entropy,
+  entropyForward,
   klDivergenceForward,
   logits,
   setDevice,
@@ -56,6 +57,12 @@ const teacher = logits(bf16.fromFloat32(Float32Array.from(x, (v) => v + normal()
 const targets = Int32Array.from({ length: rows }, () => Math.floor(rnd() * vocab));
 const weight = Float32Array.from({ length: vocab }, () => 0.5 + rnd());
 const multiLabel = Float32Array.from({ length: N }, () => (rnd() < 0.01 ? 1 : 0));
+// a teacher's top-32 probabilities per row (not renormalised), as f32
+const topk = (() => {
+  const q = new Float32Array(N);
+  for (let r = 0; r < rows; r++) for (let k = 0; k < 32; k++) q[r * vocab + Math.floor(rnd() * vocab)] = 0.02;
+  return logits(q, rows, vocab);
+})();
 const out = { data: new Uint16Array(N), dtype: 'bf16', rows, vocab };  // reused gradient buffer
 
 const ce = (o) => () => crossEntropyForward(z, targets, { threads, ...o });
@@ -75,6 +82,8 @@ const CASES = [
   ['KL reverse', 'forward', () => klDivergenceForward(z, teacher, { threads, direction: 'reverse' })],
   ['entropy', 'forward', () => entropy(z, { threads })],
   ['binary CE', 'forward', () => binaryCrossEntropyWithLogits(z, multiLabel, { threads })],
+  ['soft CE (top-32 probs)', 'forward', () => softCrossEntropyForward(z, topk, { threads, targetKind: 'probs' })],
+  ['soft CE (top-32 probs, smoothing 0.1 + weight)', 'forward', () => softCrossEntropyForward(z, topk, { threads, targetKind: 'probs', labelSmoothing: 0.1, weight })],
   ['plain', 'fwd+bwd', fused({})],
   ['labelSmoothing 0.1', 'fwd+bwd', fused({ labelSmoothing: 0.1 })],
   ['weight', 'fwd+bwd', fused({ weight })],
@@ -85,6 +94,8 @@ const CASES = [
   ['KL forward', 'fwd+bwd', () => klDivergenceForward(z, teacher, { threads, withGrad: true, out })],
   ['KL reverse', 'fwd+bwd', () => klDivergenceForward(z, teacher, { threads, withGrad: true, out, direction: 'reverse' })],
   ['binary CE', 'fwd+bwd', () => binaryCrossEntropyWithLogits(z, multiLabel, { threads, withGrad: true, out })],
+  ['entropy (entropyForward)', 'fwd+bwd', () => entropyForward(z, { threads, withGrad: true, out })],
+  ['soft CE (top-32 probs, smoothing 0.1 + weight)', 'fwd+bwd', () => softCrossEntropyForward(z, topk, { threads, targetKind: 'probs', labelSmoothing: 0.1, weight, withGrad: true, out })],
 ];
 
 async function median(fn) {
