@@ -154,7 +154,7 @@ struct Problem {
 };
 
 #define CE_FIELDS "logits", "dtype", "rows", "vocab", "targets", "ignoreIndex", "reduction", "threads", \
-                  "labelSmoothing", "weight", "zLoss", "logitScale", "softcap", "async"
+                  "labelSmoothing", "weight", "zLoss", "logitScale", "softcap", "focalGamma", "async"
 
 Problem read_problem(const Request& r) {
   Problem p;
@@ -175,6 +175,9 @@ Problem read_problem(const Request& r) {
   p.opt.z_loss = float(num("zLoss", 0.0, 0.0, 1e30, false));
   p.opt.logit_scale = float(num("logitScale", 1.0, -1e30, 1e30, false));
   p.opt.softcap = float(num("softcap", 0.0, 0.0, 1e30, false));
+  p.opt.focal_gamma = float(num("focalGamma", 0.0, 0.0, 1e6, false));
+  if (p.opt.focal_gamma > 0.0f && (p.opt.label_smoothing != 0.0f || p.opt.z_loss != 0.0f))
+    throw_type(r.env(), std::string(r.fn()) + ": focalGamma cannot be combined with labelSmoothing or zLoss (no agreed semantics)");
   p.opt.weight_total = double(p.z.vocab);
   p.weight_in = r.array("weight", napi_float32_array, double(p.z.vocab), true);
 
@@ -206,7 +209,7 @@ Problem read_problem(const Request& r) {
     p.weight_sum = D;
   }
   p.any_option = p.opt.label_smoothing != 0.0f || p.opt.weight || p.opt.z_loss != 0.0f || p.opt.logit_scale != 1.0f ||
-                 p.opt.softcap != 0.0f;
+                 p.opt.softcap != 0.0f || p.opt.focal_gamma != 0.0f;
   return p;
 }
 

@@ -68,7 +68,21 @@ struct RowOut {
   double lse, ce, zl;
   double entropy, target_logprob, max_prob;
   int64_t argmax;
+  double nll = 0.0;  // lse − x_t
 };
+
+// The focal loss's factors of a row with nll = lse − x_t (fusedce.h): (1 − p_t)^γ for the loss,
+// κ for the gradient. q = 1 − p_t = −expm1(−nll) keeps its digits as p_t → 1.
+struct Focal {
+  double loss, grad;
+};
+Focal focal(double gamma, double nll) {
+  if (gamma == 0.0) return {1.0, 1.0};
+  const double q = -std::expm1(-nll), pt = std::exp(-nll);
+  if (!(q > 0.0)) return {0.0, 0.0};  // p_t = 1: no loss, no gradient (γ > 0)
+  const double qg = std::pow(q, gamma);
+  return {qg, qg * (1.0 + gamma * pt * nll / q)};
+}
 
 float load_x(const Kernels& k, const char* z, DType dt, int64_t j, const Transform& tf, float* d = nullptr) {
   float x = 0.0f, t;
@@ -117,7 +131,8 @@ RowOut row_forward_opt(const Kernels& k, const char* z, DType dt, int64_t vocab,
   const RowForward rf = finish(f, xt);
   const double lse = rf.lse, nll = rf.loss;  // nll = lse − x_t
   const double wt = w ? double(w[t]) : 1.0;
-  RowOut out{lse, wt * nll, double(o.z_loss) * lse * lse, 0.0, 0.0, 0.0, -1};
+  RowOut out{lse, wt * nll, double(o.z_loss) * lse * lse, 0.0, 0.0, 0.0, -1, nll};
+  if (o.focal_gamma > 0.0f) out.ce *= focal(o.focal_gamma, nll).loss;
   if (Smooth) {
     const double eps = o.label_smoothing;
     double smooth = wt * nll;  // Σ_j w_j·(lse − x_j), the target's term first, then the pieces'
@@ -173,9 +188,10 @@ struct GradRow {
   const float* w;
   double A, beta, target;  // target = β·(W − w_t) + γ
   float bf;                // β in fp32
-  GradRow(const CeOptions& o, int64_t vocab, int64_t t, double lse, double a, double b) : w(o.weight) {
+  GradRow(const CeOptions& o, int64_t vocab, int64_t t, double lse, double a, double b, double nll) : w(o.weight) {
     const double wt = w ? double(w[t]) : 1.0;
-    const double alpha = a * (1.0 - double(o.label_smoothing)) * wt;
+    // the focal factor κ scales the whole row (focal excludes smoothing and z-loss)
+    const double alpha = a * (1.0 - double(o.label_smoothing)) * wt * focal(o.focal_gamma, nll).grad;
     const double gamma = b * 2.0 * double(o.z_loss) * lse;
     beta = a * double(o.label_smoothing) / double(vocab);
     A = alpha + beta * o.weight_total + gamma;
@@ -210,10 +226,10 @@ void row_grad_opt(const Kernels& k, const char* z, DType dt, char* g, DType gdt,
   BlockBuffers& buf = block_buffers();
   float *x = buf.a, *e = buf.b, *d = buf.c, *scratch = buf.d;
   const size_t esz = dtype_size(dt);
-  const GradRow gr(o, vocab, t, double(lse), a, b);
-  const float Af = float(gr.A);
   float dt_t;
-  load_x(k, z, dt, t, tf, &dt_t);
+  const float xt = load_x(k, z, dt, t, tf, &dt_t);
+  const GradRow gr(o, vocab, t, double(lse), a, b, double(lse) - double(xt));
+  const float Af = float(gr.A);
   double others = 0.0;
   const bool ident = tf.identity();
   for_each_piece(vocab, t, [&](int64_t off, int64_t n) {
@@ -231,9 +247,9 @@ void row_grad_opt(const Kernels& k, const char* z, DType dt, char* g, DType gdt,
 // read here (in place is safe).
 //   e_row, d_row: (V,) from pass 1 (d_row nullptr: d ≡ 1); g: (V,) of gdt
 void row_grad_fused(const std::vector<OptPiece>& pcs, const float* e_row, const float* d_row, char* g, DType gdt,
-                    int64_t vocab, int64_t t, double lse, float d_t, double a, double b, const CeOptions& o) {
+                    int64_t vocab, int64_t t, double lse, double nll, float d_t, double a, double b, const CeOptions& o) {
   float* v = block_buffers().a;
-  const GradRow gr(o, vocab, t, lse, a, b);
+  const GradRow gr(o, vocab, t, lse, a, b, nll);
   double others = 0.0;
   for (const OptPiece& pc : pcs) {
     const double cb = std::exp(double(pc.m) - lse);  // 0 for a masked piece, NaN for a NaN row
@@ -298,7 +314,7 @@ ForwardOptTotals forward_opt(const Kernels& k, const ForwardOptArgs& a) {
       if (g) {
         const double up = upstream(grad, r);
         if (fused)
-          row_grad_fused(pcs, e_row.data(), dr, g, grad.dtype, b.vocab, t, ro.lse, d_t, up * a.norm.ce, up * a.norm.z,
+          row_grad_fused(pcs, e_row.data(), dr, g, grad.dtype, b.vocab, t, ro.lse, ro.nll, d_t, up * a.norm.ce, up * a.norm.z,
                          a.opt);
         else
           row_grad_opt(k, z, b.dtype, g, grad.dtype, b.vocab, t, a.base.lse[r], up * a.norm.ce, up * a.norm.z, a.opt, tf);

@@ -152,6 +152,9 @@ void cross_entropy_backward(const BackwardArgs& a);
 // Gradient, with a_i = upstream · (1/D | 1) and b_i = upstream · (1/N | 1):
 //   dloss/dx_j = a_i·[((1 − ε)·w_t + (ε/V)·W)·p_j − (1 − ε)·w_t·[j = t] − (ε/V)·w_j] + b_i·2c·lse·p_j
 // with W = Σ_j w_j, then times dx/dz.
+// Focal loss (γ > 0; never with ε or c): ce_i = w_t·(1 − p_t)^γ·(lse − x_t), and with
+// q = 1 − p_t = −expm1(x_t − lse), κ = q^γ·(1 + γ·p_t·(lse − x_t)/q) (κ → 0 as q → 0):
+//   dloss/dx_j = a_i·w_t·κ·(p_j − [j = t])
 struct CeOptions {
   float label_smoothing = 0.0f;    // ε in [0, 1]
   const float* weight = nullptr;   // (vocab,) class weights, or nullptr
@@ -159,6 +162,7 @@ struct CeOptions {
   float z_loss = 0.0f;             // c ≥ 0
   float logit_scale = 1.0f;        // s
   float softcap = 0.0f;            // c > 0, or 0 for none
+  float focal_gamma = 0.0f;        // γ ≥ 0 (0: none)
 };
 // Multipliers of the gradient's two parts (see above): mean → (1/D, 1/N); sum and none → (1, 1).
 struct CeNorm {

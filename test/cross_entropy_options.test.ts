@@ -13,12 +13,15 @@ const SHAPES: [rows: number, vocab: number, why: string][] = [
   [2, 128256, 'Llama-3 vocabulary'],
 ];
 
-type Opts = { labelSmoothing?: number; weight?: Float32Array; zLoss?: number; softcap?: number; logitScale?: number };
+type Opts = { labelSmoothing?: number; weight?: Float32Array; zLoss?: number; softcap?: number; logitScale?: number; focalGamma?: number };
 const CASES: [string, (r: () => number, vocab: number) => Opts][] = [
   ['labelSmoothing 0.1', () => ({ labelSmoothing: 0.1 })],
   ['class weights', (r, v) => ({ weight: Float32Array.from({ length: v }, () => 0.2 + 2 * r()) })],
   // torch accepts any finite weights; the mean divides by Σ w[target] whatever its sign
   ['negative class weights', (r, v) => ({ weight: Float32Array.from({ length: v }, () => 3 * r() - 1) })],
+  // focal loss: weight as α per class; with softcap and scale (allowed), never with smoothing or z-loss
+  ['focal γ = 2', () => ({ focalGamma: 2 })],
+  ['focal γ = 0.5 + α weights + softcap 20 + logitScale 1.2', (r, v) => ({ focalGamma: 0.5, weight: Float32Array.from({ length: v }, () => 0.25 + r()), softcap: 20, logitScale: 1.2 })],
   ['negative weights + labelSmoothing 0.1', (r, v) => ({ labelSmoothing: 0.1, weight: Float32Array.from({ length: v }, () => (r() < 0.5 ? -0.5 - r() : 0.5 + r())) })],
   ['labelSmoothing 0.2 + weights with zeros', (r, v) => ({ labelSmoothing: 0.2, weight: Float32Array.from({ length: v }, () => (r() < 0.3 ? 0 : r())) })],
   ['zLoss 1e-2', () => ({ zLoss: 1e-2 })],
@@ -104,6 +107,18 @@ describe('cross-entropy options: edge cases', () => {
       for (let j = 0; j < vocab; j++) s += out.lse[i]! - x[i * vocab + j]!;
       expect(Math.abs(out.losses[i]! - s / vocab)).toBeLessThan(1e-5 * (s / vocab));
     }
+  });
+
+  it('focalGamma 0 is the plain kernel, bitwise (loss, losses, lse and gradient)', () => {
+    const r = testRng('focal zero');
+    const rows = 9, vocab = 4099;
+    const { z } = makeLogits(randomLogits(r, rows, vocab), rows, vocab, 'bf16');
+    const targets = randomTargets(r, rows, vocab, 0.2);
+    const a = crossEntropyForward(z, targets, { withGrad: true });
+    const b = crossEntropyForward(z, targets, { withGrad: true, focalGamma: 0 });
+    expect(b.loss).toBe(a.loss);
+    for (const k of ['losses', 'lse'] as const) expect(Buffer.from(b[k].buffer).equals(Buffer.from(a[k].buffer))).toBe(true);
+    expect(Buffer.from(b.grad!.data.buffer).equals(Buffer.from(a.grad!.data.buffer))).toBe(true);
   });
 
   it('labelSmoothing 0 and weights of 1 give the plain loss and gradient (within rounding)', () => {
@@ -248,6 +263,9 @@ describe('cross-entropy options: edge cases', () => {
     w[5] = -1; // negative weights are torch's semantics, not an error
     expect(f({ weight: w })).not.toThrow();
     expect(f({ stats: 1 })).toThrow(/stats must be a boolean/);
+    expect(f({ focalGamma: -1 })).toThrow(/focalGamma must be a finite number ≥ 0/);
+    expect(f({ focalGamma: 2, labelSmoothing: 0.1 })).toThrow(/labelSmoothing must be undefined \(or 0\) with focalGamma.*no agreed semantics/);
+    expect(f({ focalGamma: 2, zLoss: 1e-4 })).toThrow(TypeError);
     expect(f({ stats: true, eceBins: 0 })).toThrow(/eceBins/);
     expect(() => crossEntropyBackward(z, targets, new Float32Array(rows), { stats: true } as never)).toThrow(/unknown option 'stats'/);
   });

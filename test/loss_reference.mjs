@@ -21,7 +21,15 @@ function row(values, r, vocab) {
  * d(loss)/dz (Float64Array, rows·vocab) and per-row stats.
  */
 export function refCrossEntropy(values, rows, vocab, targets, o = {}) {
-  const { ignoreIndex = -100, labelSmoothing: eps = 0, weight, zLoss: c = 0, softcap, logitScale: s = 1, reduction = 'mean' } = o;
+  const { ignoreIndex = -100, labelSmoothing: eps = 0, weight, zLoss: c = 0, softcap, logitScale: s = 1, reduction = 'mean', focalGamma: gamma = 0 } = o;
+  // focal loss (no smoothing, no z-loss): ce = w_t·(1 − p_t)^γ·nll, dce/dx_j = w_t·κ·(p_j − [j = t])
+  const focal = (nll) => {
+    if (!gamma) return { loss: 1, grad: 1 };
+    const q = -Math.expm1(-nll), pt = Math.exp(-nll);
+    if (!(q > 0)) return { loss: 0, grad: 0 };
+    const qg = Math.pow(q, gamma);
+    return { loss: qg, grad: qg * (1 + (gamma * pt * nll) / q) };
+  };
   const w = (j) => (weight ? weight[j] : 1);
   const W = weight ? weight.reduce((a, b) => a + b, 0) : vocab;
   const losses = new Float64Array(rows), lse = new Float64Array(rows), ce = new Float64Array(rows), zl = new Float64Array(rows);
@@ -41,7 +49,7 @@ export function refCrossEntropy(values, rows, vocab, targets, o = {}) {
     lse[r] = L;
     let smooth = 0;
     for (let j = 0; j < vocab; j++) smooth -= w(j) * lp[j];
-    ce[r] = (1 - eps) * w(t) * -lp[t] + (eps / vocab) * smooth;
+    ce[r] = (1 - eps) * w(t) * -lp[t] * focal(-lp[t]).loss + (eps / vocab) * smooth;
     zl[r] = c * L * L;
     losses[r] = ce[r] + zl[r];
     let best = 0;
@@ -66,10 +74,11 @@ export function refCrossEntropy(values, rows, vocab, targets, o = {}) {
     const t = targets[r];
     const { x, z } = e;
     const L = lse[r];
-    const A = ceNorm * ((1 - eps) * w(t) + (eps / vocab) * W) + zNorm * 2 * c * L;
+    const kappa = focal(L - x[t]).grad;
+    const A = ceNorm * ((1 - eps) * w(t) * kappa + (eps / vocab) * W) + zNorm * 2 * c * L;
     for (let j = 0; j < vocab; j++) {
       const p = Math.exp(x[j] - L);
-      let g = A * p - ceNorm * (eps / vocab) * w(j) - (j === t ? ceNorm * (1 - eps) * w(t) : 0);
+      let g = A * p - ceNorm * (eps / vocab) * w(j) - (j === t ? ceNorm * (1 - eps) * w(t) * kappa : 0);
       let d = s;
       if (softcap) { const th = Math.tanh((s * z[j]) / softcap); d = s * (1 - th * th); }
       grad[r * vocab + j] = g * d;

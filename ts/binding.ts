@@ -34,6 +34,7 @@ export interface NativeCeOptions {
   zLoss?: number;
   logitScale?: number;
   softcap?: number;
+  focalGamma?: number;
 }
 
 export interface NativeCeRequest extends MatrixRequest, NativeCeOptions {

@@ -55,6 +55,12 @@ export interface CrossEntropyOptions {
   softcap?: number;
   /** Logit scale s: z → s·z, applied first (before softcap). Default 1. CPU only. */
   logitScale?: number;
+  /**
+   * Focal loss γ ≥ 0 (Lin et al. 2017): the row loss becomes −w_t·(1 − p_t)^γ·log p_t, with `weight`
+   * as α per class and torch's weighted mean ('mean' divides by Σ weight[target]). γ = 0 is plain
+   * CE, bitwise. With labelSmoothing or zLoss it is a TypeError. CPU only.
+   */
+  focalGamma?: number;
 }
 
 /** Per-row and batch evaluation statistics from the same pass (forward option `stats: true`). */
@@ -206,7 +212,20 @@ function checkLossOptions(fn: string, o: Partial<Record<string, unknown>>, vocab
     zLoss: inRange('zLoss', 0, Infinity, 0),
     logitScale: o.logitScale === undefined ? 1 : checkFinite(fn, 'logitScale', o.logitScale),
     softcap: inRange('softcap', 0, Infinity, 0, true),
+    ...focalGamma(fn, o),
   };
+}
+
+/** focalGamma γ ≥ 0; with labelSmoothing or zLoss it is a TypeError (no agreed semantics). γ = 0 is plain CE. */
+function focalGamma(fn: string, o: Partial<Record<string, unknown>>): { focalGamma?: number } {
+  if (o.focalGamma === undefined) return {};
+  const g = checkFinite(fn, 'focalGamma', o.focalGamma);
+  if (!(g >= 0)) throw rangeError(fn, 'focalGamma', 'a finite number ≥ 0', g);
+  if (g > 0)
+    for (const k of ['labelSmoothing', 'zLoss'] as const)
+      if (o[k] !== undefined && o[k] !== 0)
+        throw typeError(fn, k, 'undefined (or 0) with focalGamma', o[k], 'The focal loss has no agreed semantics with label smoothing or a z-loss: use one or the other');
+  return g > 0 ? { focalGamma: g } : {};
 }
 
 interface Common {

@@ -75,7 +75,7 @@ export function gradTarget(fn: string, o: Partial<Record<string, unknown>>, z: L
 
 
 /** The options of crossEntropyForward / crossEntropyBackward (unknown keys are a TypeError). */
-export const LOSS_OPTIONS = ['labelSmoothing', 'weight', 'zLoss', 'softcap', 'logitScale'] as const;
+export const LOSS_OPTIONS = ['labelSmoothing', 'weight', 'zLoss', 'softcap', 'logitScale', 'focalGamma'] as const;
 export const FORWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'withGrad', 'gradDtype', 'inPlace', 'out', 'gradOutput', 'device', ...LOSS_OPTIONS, 'stats', 'eceBins', 'characters', 'bytes'] as const;
 export const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOutput', 'gradDtype', 'out', 'inPlace', 'device', ...LOSS_OPTIONS] as const;
 
