@@ -221,17 +221,33 @@ Problem read_problem(const Request& r) {
 // loss is reduced by the rules of fusedce.h (CeOptions). Without options and stats this is the
 // plain kernel (cross_entropy.cpp), untouched by them.
 Napi::Value Forward(const Napi::CallbackInfo& info) {
-  Request r(info, "crossEntropyForward", {CE_FIELDS, "withGrad", "out", "gradDtype", "gradOutput", "stats"});
+  Request r(info, "crossEntropyForward", {CE_FIELDS, "withGrad", "out", "gradDtype", "gradOutput", "gradOutputRows", "stats", "losses64"});
   Problem p = read_problem(r);
   const auto rows = size_t(p.z.rows);
   const bool with_grad = r.flag("withGrad");
   const DType gdt = read_grad_dtype(r, p.z.dtype);
   const double go = read_grad_output(r);
+  // a per-row upstream gradient for the fused gradient (reduction 'none': per-sequence means), copied
+  const Array rows_in = r.array("gradOutputRows", napi_float32_array, double(rows), true);
+  if (rows_in.present && p.reduction != Reduction::None)
+    throw_type(r.env(), std::string(r.fn()) + ": a per-row gradOutput (Float32Array) needs reduction 'none'");
+  const auto row_go = rows_in.present ? std::make_shared<std::vector<float>>(copy_of<float>(rows_in)) : nullptr;
+  if (row_go)
+    for (size_t i = 0; i < rows; ++i)
+      if (!std::isfinite((*row_go)[i]))
+        throw_range(r.env(), std::string(r.fn()) + ": gradOutput[" + std::to_string(i) + "] must be a finite number");
+  const float* row_scale = row_go ? row_go->data() : nullptr;
   const bool stats = r.flag("stats");
   const bool async = r.flag("async");
   const Array grad = read_grad(r, p.z, gdt, with_grad);
   const Array losses = fresh(r, napi_float32_array, rows, "losses");
   const Array lse = fresh(r, napi_float32_array, rows, "lse");
+  // the row losses in double too (per-sequence sums keep their digits), zero-filled
+  Array l64;
+  if (r.flag("losses64")) {
+    l64 = fresh(r, napi_float64_array, rows, "losses64");
+    std::fill_n(static_cast<double*>(l64.data), rows, 0.0);
+  }
   Array argmax, ent, tlp, maxp;
   if (stats) {
     argmax = fresh(r, napi_int32_array, rows, "stats.argmax");
@@ -244,6 +260,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   const int zr = ranges.read(p.z.data, "logits.data");
   ranges.read(p.targets_in, "targets");
   ranges.read(p.weight_in, "weight");
+  ranges.read(rows_in, "gradOutput");
   ranges.write(grad, "out.data", alias_of(p.z, gdt, zr));
   ranges.check(r.env(), r.fn());
 
@@ -252,6 +269,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   call.pin(grad, "out.data");
   call.result("losses", losses);
   call.result("lse", lse);
+  call.result("losses64", l64);
   call.result("grad", grad);
   call.result("argmax", argmax);
   call.result("entropy", ent);
@@ -278,21 +296,23 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   auto* lp = static_cast<float*>(losses.data);
   auto* sp = static_cast<float*>(lse.data);
   if (!p.any_option && !stats) {
-    const fusedce::ForwardArgs fa{p.batch(), lp, sp, {grad.present ? grad.data : nullptr, gdt, grad_scale(red, go, count), nullptr}};
-    return call.run(async, [fa, totals, red, count, keep_t] {
+    const fusedce::ForwardArgs fa{p.batch(), lp, sp, {grad.present ? grad.data : nullptr, gdt, grad_scale(red, go, count), row_scale},
+                                  l64.present ? static_cast<double*>(l64.data) : nullptr};
+    return call.run(async, [fa, totals, red, count, keep_t, row_go] {
       const double sum = fusedce::cross_entropy_forward(fa).loss_sum;
       totals->loss_sum = sum;
       totals->loss = reduce(red, sum, double(count));
     }, finish);
   }
   fusedce::ForwardOptArgs fa;
-  fa.base = {p.batch(), lp, sp, {grad.present ? grad.data : nullptr, gdt, float(go), nullptr}};
+  fa.base = {p.batch(), lp, sp, {grad.present ? grad.data : nullptr, gdt, float(go), row_scale},
+             l64.present ? static_cast<double*>(l64.data) : nullptr};
   fa.opt = p.opt;
   fa.norm = p.norm();
   if (stats)
     fa.stats = {static_cast<int32_t*>(argmax.data), static_cast<float*>(ent.data), static_cast<float*>(tlp.data),
                 static_cast<float*>(maxp.data)};
-  return call.run(async, [fa, totals, red, count, weight_sum, keep_t, keep_w] {
+  return call.run(async, [fa, totals, red, count, weight_sum, keep_t, keep_w, row_go] {
     const fusedce::ForwardOptTotals t = fusedce::cross_entropy_forward_opt(fa);
     // the weighted mean divides the cross-entropy part by Σ w[target] (any sign; 0 when it is 0),
     // the z part by count

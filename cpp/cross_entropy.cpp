@@ -399,9 +399,10 @@ int64_t count_targets(const int32_t* targets, int64_t rows, int64_t vocab, int32
 
 ForwardTotals cross_entropy_forward(const ForwardArgs& args) {
   // The batch sum is taken over the rows' double losses, not their fp32 roundings.
-  std::vector<double> row_loss(size_t(args.batch.rows), 0.0);
+  // (the caller's losses64, when given, zero-filled, serves; ignored rows stay 0)
+  std::vector<double> row_loss(args.losses64 ? 0 : size_t(args.batch.rows), 0.0);
   ForwardArgs a = args;
-  a.losses64 = row_loss.data();
+  if (!a.losses64) a.losses64 = row_loss.data();
   const Batch& b = a.batch;
   const Kernels& k = b.kernels ? *b.kernels : active_kernels();
   if (use_split(b)) {
@@ -423,7 +424,7 @@ ForwardTotals cross_entropy_forward(const ForwardArgs& args) {
   }
   double sum = 0.0;
   for (int64_t r = 0; r < b.rows; ++r)
-    if (b.targets[r] != b.ignore_index) sum += row_loss[size_t(r)];
+    if (b.targets[r] != b.ignore_index) sum += a.losses64[r];
   return {sum};
 }
 

@@ -304,6 +304,7 @@ ForwardOptTotals forward_opt(const Kernels& k, const ForwardOptArgs& a) {
                                                        fused ? e_row.data() : nullptr, dr);
       parts.count(r, {ro.ce, ro.zl});
       a.base.losses[r] = float(ro.ce + ro.zl);
+      if (a.base.losses64) a.base.losses64[r] = ro.ce + ro.zl;
       a.base.lse[r] = float(ro.lse);
       if (Stats) {
         if (a.stats.argmax) a.stats.argmax[r] = int32_t(ro.argmax);

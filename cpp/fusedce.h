@@ -123,7 +123,7 @@ struct ForwardArgs {
   float* losses;  // (rows,) out: loss_i, 0 at ignored rows
   float* lse;     // (rows,) out: lse_i in fp32, 0 at ignored rows
   GradOut grad;   // optional fused gradient (grad.data == nullptr: none)
-  double* losses64 = nullptr;  // (rows,) out, optional: loss_i in double (set by the driver itself)
+  double* losses64 = nullptr;  // (rows,) out, optional, zero-filled by the caller: loss_i in double
 };
 
 struct ForwardTotals {

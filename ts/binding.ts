@@ -45,6 +45,10 @@ export interface NativeCeRequest extends MatrixRequest, NativeCeOptions {
 
 export interface NativeForwardRequest extends NativeCeRequest, GradRequest {
   stats?: boolean;
+  /** a per-row upstream gradient for the fused gradient (reduction 'none'), or null */
+  gradOutputRows?: Float32Array | null;
+  /** also return the row losses in double (losses64) */
+  losses64?: boolean;
 }
 
 export interface NativeForwardResult {
@@ -58,6 +62,8 @@ export interface NativeForwardResult {
   zLoss: number;
   losses: Float32Array;
   lse: Float32Array;
+  /** with losses64: the row losses in double (0 at ignored rows) */
+  losses64?: Float64Array;
   grad?: Data;
   argmax?: Int32Array;
   entropy?: Float32Array;

@@ -18,12 +18,27 @@ import { type Device, DeviceLogits, DeviceTargets, DeviceVector } from './cuda';
 import { cudaBackward, cudaForward, cudaMode } from './cross_entropy_cuda';
 import { BACKWARD_OPTIONS, FORWARD_OPTIONS, LOSS_OPTIONS, REDUCTIONS, type Reduction, checkGradOutput, checkGradRequest, checkThreads, gradTarget, reductionCode } from './options';
 import { type TextSize, batchStats } from './stats';
+import { type SequencePlan, type SequenceResult, checkSequences, sequenceMean, sequenceResult, sequenceRowGrad } from './sequences';
 
 export { type Reduction, REDUCTIONS } from './options';
 
+/** Cross-entropy's reductions: the shared three, and 'sequenceMean' (with sequenceIds). */
+export type CeReduction = Reduction | 'sequenceMean';
+const CE_REDUCTIONS: readonly CeReduction[] = [...REDUCTIONS, 'sequenceMean'];
+
 export interface CrossEntropyOptions {
-  /** 'mean' (default): Σ loss / count; 'sum': Σ loss; 'none': per-row `losses`, and `loss` is their sum. */
-  reduction?: Reduction;
+  /**
+   * 'mean' (default): Σ loss / count; 'sum': Σ loss; 'none': per-row `losses`, and `loss` is their
+   * sum; 'sequenceMean' (with sequenceIds): the mean over sequences with a counted row of each
+   * sequence's mean row loss, with its gradient. CPU only.
+   */
+  reduction?: CeReduction;
+  /**
+   * A sequence id ≥ 0 per row (Int32Array(rows)); n = max + 1 sequences. The forward's result
+   * gains `sequences` ({ logprob, tokens, meanLoss } per sequence), and reduction 'sequenceMean'
+   * becomes possible. CPU only.
+   */
+  sequenceIds?: Int32Array;
   /** Rows whose target equals this count nowhere (loss 0, gradient 0). Default -100. */
   ignoreIndex?: number;
   /** Threads for this call (≥ 1; more than the machine has are capped). Default: all cores. CPU only. */
@@ -161,6 +176,8 @@ export interface CrossEntropyResult {
   weightSum?: number;
   /** With stats: the evaluation statistics. */
   stats?: CrossEntropyStats;
+  /** With sequenceIds: per sequence, Σ log p(target), the counted rows, and the mean loss. */
+  sequences?: SequenceResult;
 }
 
 /** The gradient's dtype of a call with options O on logits of dtype D: out's, else gradDtype, else D. */
@@ -231,7 +248,8 @@ function focalGamma(fn: string, o: Partial<Record<string, unknown>>): { focalGam
 interface Common {
   z: Logits;
   targets: Int32Array;
-  reduction: Reduction;
+  reduction: CeReduction;
+  seq: SequencePlan | null;
   ignoreIndex: number;
   threads: number;
   ce: NativeCeOptions | null;
@@ -243,14 +261,22 @@ function checkCommon(fn: string, logits: unknown, targets: unknown, o: Partial<R
     throw typeError(fn, 'targets', `an Int32Array of length rows (${z.rows})`, targets,
       'Convert with Int32Array.from(targets)');
   if (targets.length !== z.rows) throw rangeError(fn, 'targets', `of length rows (${z.rows})`, targets);
+  const reduction = o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, CE_REDUCTIONS);
+  const ignoreIndex = o.ignoreIndex === undefined ? -100 : checkInteger(fn, 'ignoreIndex', o.ignoreIndex, -(2 ** 31), 2 ** 31 - 1);
   return {
     z,
     targets,
-    reduction: o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS),
-    ignoreIndex: o.ignoreIndex === undefined ? -100 : checkInteger(fn, 'ignoreIndex', o.ignoreIndex, -(2 ** 31), 2 ** 31 - 1),
+    reduction,
+    seq: checkSequences(fn, o.sequenceIds, targets, ignoreIndex, reduction === 'sequenceMean'),
+    ignoreIndex,
     threads: checkThreads(fn, o.threads),
     ce: checkLossOptions(fn, o, z.vocab),
   };
+}
+
+/** The reduction the kernels run: 'sequenceMean' is 'none' with per-row gradient scales. */
+function nativeReduction(r: CeReduction): Reduction {
+  return r === 'sequenceMean' ? 'none' : r;
 }
 
 type ForwardPlan = { c: Common; withGrad: boolean; gradDtype: DType; gradOut: Logits['data'] | null; gradOutput: number; stats: boolean; eceBins: number; text: TextSize };
@@ -282,16 +308,21 @@ function planForward(fn: string, logits: unknown, targets: unknown, opts: unknow
 function ceRequest(fn: string, c: Common) {
   return {
     fn, logits: c.z.data, dtype: dtypeCode(c.z.dtype), rows: c.z.rows, vocab: c.z.vocab, targets: c.targets,
-    ignoreIndex: c.ignoreIndex, reduction: reductionCode(c.reduction), threads: c.threads, ...(c.ce ?? {}),
+    ignoreIndex: c.ignoreIndex, reduction: reductionCode(nativeReduction(c.reduction)), threads: c.threads, ...(c.ce ?? {}),
   };
 }
 
 function forwardRequest(fn: string, p: ForwardPlan): NativeForwardRequest {
-  return { ...ceRequest(fn, p.c), withGrad: p.withGrad, gradDtype: dtypeCode(p.gradDtype), out: p.gradOut, gradOutput: p.gradOutput, stats: p.stats };
+  const seqMean = p.c.reduction === 'sequenceMean' && p.c.seq;
+  return { ...ceRequest(fn, p.c), withGrad: p.withGrad, gradDtype: dtypeCode(p.gradDtype), out: p.gradOut, gradOutput: p.gradOutput, stats: p.stats,
+    gradOutputRows: seqMean && p.withGrad ? sequenceRowGrad(p.c.seq!, p.gradOutput) : null, losses64: p.c.seq !== null };
 }
 
 function forwardResult(p: ForwardPlan, r: NativeForwardResult): CrossEntropyResult {
-  const out: CrossEntropyResult = { loss: r.loss, losses: r.losses, lse: r.lse, count: r.count };
+  const seq = p.c.seq;
+  const loss = p.c.reduction === 'sequenceMean' && seq ? sequenceMean(seq, r.losses64!) : r.loss;
+  const out: CrossEntropyResult = { loss, losses: r.losses, lse: r.lse, count: r.count };
+  if (seq) out.sequences = sequenceResult(seq, p.c.z, p.c.targets, p.c.ignoreIndex, r.losses64!, r.lse, p.c.ce);
   if (r.grad) out.grad = { data: r.grad, dtype: p.gradDtype, rows: p.c.z.rows, vocab: p.c.z.vocab };
   if (p.c.ce && (p.c.ce.zLoss ?? 0) > 0) out.zLoss = r.zLoss;
   if (p.c.ce?.weight) out.weightSum = r.weightSum;
@@ -340,6 +371,12 @@ function planBackward(fn: string, logits: unknown, targets: unknown, lse: unknow
     throw typeError(fn, 'lse', `a Float32Array of length rows (${c.z.rows}), as returned by crossEntropyForward`, lse);
   if (lse.length !== c.z.rows) throw rangeError(fn, 'lse', `of length rows (${c.z.rows})`, lse);
 
+  if (c.reduction === 'sequenceMean') {
+    if (o.gradOutput !== undefined && typeof o.gradOutput !== 'number')
+      throw typeError(fn, 'gradOutput', "a finite number with reduction 'sequenceMean'", o.gradOutput);
+    const { gradOutput } = checkGradOutput(fn, o.gradOutput, 'mean', c.z.rows);
+    return { c, lse, gradOutput: 1, rowGrad: sequenceRowGrad(c.seq!, gradOutput), ...gradTarget(fn, o, c.z) };
+  }
   const { gradOutput, rowGrad } = checkGradOutput(fn, o.gradOutput, c.reduction, c.z.rows);
   return { c, lse, gradOutput, rowGrad, ...gradTarget(fn, o, c.z) };
 }

@@ -76,12 +76,12 @@ export function gradTarget(fn: string, o: Partial<Record<string, unknown>>, z: L
 
 /** The options of crossEntropyForward / crossEntropyBackward (unknown keys are a TypeError). */
 export const LOSS_OPTIONS = ['labelSmoothing', 'weight', 'zLoss', 'softcap', 'logitScale', 'focalGamma'] as const;
-export const FORWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'withGrad', 'gradDtype', 'inPlace', 'out', 'gradOutput', 'device', ...LOSS_OPTIONS, 'stats', 'eceBins', 'characters', 'bytes'] as const;
-export const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOutput', 'gradDtype', 'out', 'inPlace', 'device', ...LOSS_OPTIONS] as const;
+export const FORWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'withGrad', 'gradDtype', 'inPlace', 'out', 'gradOutput', 'device', ...LOSS_OPTIONS, 'stats', 'eceBins', 'characters', 'bytes', 'sequenceIds'] as const;
+export const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOutput', 'gradDtype', 'out', 'inPlace', 'device', ...LOSS_OPTIONS, 'sequenceIds'] as const;
 
 
 /** Options the CUDA kernels do not implement; calls that use them run on the CPU. */
 export function cpuOnlyOption(o: Partial<Record<string, unknown>>): string | undefined {
-  return [...LOSS_OPTIONS, 'stats', 'characters', 'bytes'].find((k) => o[k] !== undefined && o[k] !== false);
+  return [...LOSS_OPTIONS, 'stats', 'characters', 'bytes', 'sequenceIds'].find((k) => o[k] !== undefined && o[k] !== false);
 }
 
