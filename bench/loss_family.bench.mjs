@@ -22,6 +22,7 @@ import {
   crossEntropyForward,
   entropy,
   entropyForward,
+  jsDivergenceForward,
   klDivergenceForward,
   logits,
   setDevice,
@@ -83,6 +84,7 @@ const CASES = [
   ['KL reverse', 'forward', () => klDivergenceForward(z, teacher, { threads, direction: 'reverse' })],
   ['entropy', 'forward', () => entropy(z, { threads })],
   ['binary CE', 'forward', () => binaryCrossEntropyWithLogits(z, multiLabel, { threads })],
+  ['JSD β = 0.5', 'forward', () => jsDivergenceForward(z, teacher, { threads })],
   ['soft CE (top-32 probs)', 'forward', () => softCrossEntropyForward(z, topk, { threads, targetKind: 'probs' })],
   ['soft CE (top-32 probs, smoothing 0.1 + weight)', 'forward', () => softCrossEntropyForward(z, topk, { threads, targetKind: 'probs', labelSmoothing: 0.1, weight })],
   ['plain', 'fwd+bwd', fused({})],
@@ -97,6 +99,7 @@ const CASES = [
   ['KL reverse', 'fwd+bwd', () => klDivergenceForward(z, teacher, { threads, withGrad: true, out, direction: 'reverse' })],
   ['binary CE', 'fwd+bwd', () => binaryCrossEntropyWithLogits(z, multiLabel, { threads, withGrad: true, out })],
   ['entropy (entropyForward)', 'fwd+bwd', () => entropyForward(z, { threads, withGrad: true, out })],
+  ['JSD β = 0.5', 'fwd+bwd', () => jsDivergenceForward(z, teacher, { threads, withGrad: true, out })],
   ['soft CE (top-32 probs, smoothing 0.1 + weight)', 'fwd+bwd', () => softCrossEntropyForward(z, topk, { threads, targetKind: 'probs', labelSmoothing: 0.1, weight, withGrad: true, out })],
 ];
 

@@ -539,6 +539,63 @@ Napi::Value Entropy(const Napi::CallbackInfo& info) {
   return call.run(async, [=] { fusedce::entropy_rows(zd, dt, rows, vocab, it, threads, od); }, [](Napi::Object) {});
 }
 
+// jsdForward({ fn, logits, dtype, rows, vocab, target (reference logits), targetDtype, beta in (0, 1),
+//   invTemperature, reduction, threads, withGrad, gradDtype, out | null, gradOutput, async })
+//   → { loss, lossSum, count, losses, lse: Float32Array(rows), grad? }. Every row counts.
+Napi::Value JsdForward(const Napi::CallbackInfo& info) {
+  Request r(info, "jsDivergenceForward", {"logits", "dtype", "rows", "vocab", "target", "targetDtype", "beta", "invTemperature",
+                                          "reduction", "threads", "withGrad", "gradDtype", "out", "gradOutput", "async"});
+  const Matrix z = read_matrix(r);
+  const DType tdt = DType(r.integer("targetDtype", 0, 2));
+  const Array target = r.array("target", array_type_for(tdt), z.n());
+  const double beta = r.number("beta");
+  if (!(beta > 0.0 && beta < 1.0)) throw_range(r.env(), std::string(r.fn()) + ": beta must be in (0, 1) here (0 and 1 are the KL divergences)");
+  const double inv_t = r.number("invTemperature");
+  if (!(inv_t > 0.0) || !std::isfinite(inv_t)) throw_range(r.env(), std::string(r.fn()) + ": temperature must be a finite number > 0");
+  const Reduction red = Reduction(r.integer("reduction", 0, 2));
+  const int threads = read_threads(r);
+  const bool with_grad = r.flag("withGrad");
+  const DType gdt = read_grad_dtype(r, z.dtype);
+  const double go = read_grad_output(r);
+  const bool async = r.flag("async");
+  const Array grad = read_grad(r, z, gdt, with_grad);
+  const auto rows = size_t(z.rows);
+  const Array losses = fresh(r, napi_float32_array, rows, "losses");
+  const Array lse = fresh(r, napi_float32_array, rows, "lse");
+  Ranges ranges;
+  const int zr = ranges.read(z.data, "logits.data");
+  ranges.read(target, "refLogits.data");
+  ranges.write(grad, "out.data", alias_of(z, gdt, zr));
+  ranges.check(r.env(), r.fn());
+
+  Call call(r.env(), r.fn());
+  call.pin(z.data, "logits.data");
+  call.pin(target, "refLogits.data");
+  call.pin(grad, "out.data");
+  call.result("losses", losses);
+  call.result("lse", lse);
+  call.result("grad", grad);
+  call.scratch(double(threads) * (double(z.vocab) * 8 + 65536));
+  const int64_t count = z.rows;
+  const fusedce::SoftArgs args{z.data.data, z.dtype, target.data, tdt, false, z.rows, z.vocab, fusedce::SoftOp::KlForward,
+                               float(inv_t), 1.0, threads, nullptr};
+  const fusedce::GradOut g{grad.present ? grad.data : nullptr, gdt, grad_scale(red, go, count), nullptr};
+  auto* ld = static_cast<float*>(losses.data);
+  auto* sd = static_cast<float*>(lse.data);
+  auto totals = std::make_shared<std::pair<double, double>>(0.0, 0.0);
+  return call.run(
+      async,
+      [=] {
+        const double sum = fusedce::jsd_forward(args, beta, ld, sd, g);
+        *totals = {reduce(red, sum, double(count)), sum};
+      },
+      [totals, count](Napi::Object o) {
+        o.Set("loss", totals->first);
+        o.Set("lossSum", totals->second);
+        o.Set("count", double(count));
+      });
+}
+
 // entropyForward({ fn, logits, dtype, rows, vocab, invTemperature, reduction, threads, withGrad, gradDtype,
 //   out | null, gradOutput, async }) → { loss, lossSum, count, losses, lse: Float32Array(rows), grad? }
 // Every row counts; 'mean' divides by rows.
@@ -846,6 +903,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("softBackward", Napi::Function::New(env, SoftBackward, "softBackward"));
   exports.Set("entropy", Napi::Function::New(env, Entropy, "entropy"));
   exports.Set("entropyForward", Napi::Function::New(env, EntropyForward, "entropyForward"));
+  exports.Set("jsdForward", Napi::Function::New(env, JsdForward, "jsdForward"));
   exports.Set("binaryCrossEntropy", Napi::Function::New(env, BinaryCrossEntropy, "binaryCrossEntropy"));
   exports.Set("convert", Napi::Function::New(env, Convert, "convert"));
   exports.Set("backend", Napi::Function::New(env, Backend, "backend"));

@@ -230,6 +230,12 @@ void soft_backward(const SoftArgs& a, const float* lse /* (rows,) */, const Grad
 // Entropy of softmax(z/T) per row, in nats: −Σ_j p_j·log p_j.      out: (rows,)
 void entropy_rows(const void* logits /* (rows, vocab) */, DType dtype, int64_t rows, int64_t vocab,
                   float inv_temperature, int threads, float* out);
+// The generalized Jensen–Shannon divergence, 0 < β < 1 (soft_cross_entropy.cpp): a.logits the
+// model z, a.target the reference logits u (a.target_probs false), x = z/T, y = u/T;
+// losses[i] = β·KL(p‖m) + (1 − β)·KL(q‖m), m = β·p + (1 − β)·q, p = softmax(y), q = softmax(x);
+// with grad.data the gradient w.r.t. z times the row's scale. Returns Σ losses in row order.
+double jsd_forward(const SoftArgs& a, double beta, float* losses /* (rows,) */, float* lse /* (rows,) */,
+                   const GradOut& grad);
 // The entropy as a loss: losses[i] = H_i, lse[i] of z/T, and with grad.data the gradient
 // dH/dz_j = −(1/T)·p_j·(log p_j + H_i) times the row's scale. Returns Σ H_i in row order.
 double entropy_forward(const void* logits /* (rows, vocab) */, DType dtype, int64_t rows, int64_t vocab,

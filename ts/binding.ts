@@ -111,6 +111,13 @@ export interface NativeSoftResult {
 export interface NativeEntropyRequest extends MatrixRequest {
   invTemperature: number;
 }
+export interface NativeJsdRequest extends MatrixRequest, GradRequest {
+  target: Data;
+  targetDtype: number;
+  beta: number;
+  invTemperature: number;
+  reduction: number;
+}
 export interface NativeEntropyForwardRequest extends MatrixRequest, GradRequest {
   invTemperature: number;
   reduction: number;
@@ -152,6 +159,7 @@ export interface NativeBinding {
   softBackward: Op<NativeSoftBackwardRequest, { grad: Data; count: number }>;
   entropy: Op<NativeEntropyRequest, { entropy: Float32Array }>;
   entropyForward: Op<NativeEntropyForwardRequest, NativeSoftResult>;
+  jsdForward: Op<NativeJsdRequest, NativeSoftResult>;
   binaryCrossEntropy: Op<NativeBceRequest, NativeBceResult>;
   convert(req: NativeConvertRequest): { out: Float32Array | Uint16Array };
   backend(): 'scalar' | 'avx2' | 'avx512';

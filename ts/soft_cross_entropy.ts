@@ -8,7 +8,7 @@
 // q = softmax(u/T) from teacher/reference logits u, or the rows of a probability matrix
 // (targetKind 'probs'). Reductions: 'mean' divides by the rows that count, 'sum' sums, 'none' keeps
 // `losses` (and `loss` is their sum). A probability row that is all 0 counts nowhere.
-import { type NativeEntropyForwardRequest, type NativeSoftBackwardRequest, type NativeSoftForwardRequest, type NativeSoftResult, native } from './binding';
+import { type NativeEntropyForwardRequest, type NativeJsdRequest, type NativeSoftBackwardRequest, type NativeSoftForwardRequest, type NativeSoftResult, native } from './binding';
 import { type DType, dtypeCode } from './dtype';
 import { checkBoolean, checkFinite, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
@@ -307,4 +307,64 @@ export function entropyForward(logits: Logits, opts?: EntropyForwardOptions): En
 export async function entropyForwardAsync(logits: Logits, opts?: EntropyForwardOptions): Promise<EntropyResult> {
   const p = planEntropyForward('entropyForwardAsync', logits, opts);
   return entropyResult(p, await native().entropyForward({ ...p.req, async: true }));
+}
+
+// ---- the generalized Jensen–Shannon divergence ---------------------------------------------
+//   p = softmax(ref/T), q = softmax(z/T), m = β·p + (1 − β)·q
+//   loss_i = β·KL(p ‖ m) + (1 − β)·KL(q ‖ m),   dloss/dz_j = (1 − β)·q_j·(log(q_j/m_j) − KL(q ‖ m))/T
+// The formula is 0 at β = 0 and β = 1 (m is then q or p); as in Liger-Kernel those two values
+// stand for the limits' KL divergences instead: β = 0 is KL(p ‖ q) (forward, distillation) and
+// β = 1 is KL(q ‖ p) (reverse), computed by klDivergenceForward. β = 0.5 is the symmetric JSD.
+
+export interface JsDivergenceOptions extends SoftCommonOptions, SoftGradOptions {
+  /** β ∈ [0, 1]: the reference's weight in the mixture. Default 0.5. */
+  beta?: number;
+}
+
+const JSD_OPTIONS = [...COMMON, ...GRAD, 'beta'] as const;
+
+function planJsd(fn: string, logits: unknown, refLogits: unknown, opts: unknown) {
+  const o = checkOptions(fn, opts, JSD_OPTIONS);
+  const beta = o.beta === undefined ? 0.5 : checkFinite(fn, 'beta', o.beta);
+  if (!(beta >= 0 && beta <= 1)) throw rangeError(fn, 'beta', 'in [0, 1]', beta);
+  const { beta: _b, ...rest } = o;
+  if (beta === 0 || beta === 1) return { kl: { direction: beta === 0 ? ('forward' as const) : ('reverse' as const), ...rest } };
+  const z = checkLogits(fn, 'logits', logits);
+  const u = checkLogits(fn, 'refLogits', refLogits);
+  if (u.rows !== z.rows || u.vocab !== z.vocab)
+    throw rangeError(fn, 'refLogits', `a [${z.rows}, ${z.vocab}] matrix like logits`, `[${u.rows}, ${u.vocab}]`);
+  const reduction = o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS);
+  const { withGrad, gradOutput } = checkGradRequest(fn, o);
+  const gt = gradTarget(fn, o, z);
+  const req: NativeJsdRequest = {
+    fn, logits: z.data, dtype: dtypeCode(z.dtype), rows: z.rows, vocab: z.vocab, target: u.data, targetDtype: dtypeCode(u.dtype), beta,
+    invTemperature: 1 / checkTemperature(fn, o.temperature), reduction: reductionCode(reduction), threads: checkThreads(fn, o.threads),
+    withGrad, gradDtype: dtypeCode(gt.gradDtype), out: gt.gradOut, gradOutput,
+  };
+  return { z, gt, req };
+}
+
+function jsdResult(p: { z: Logits; gt: { gradDtype: DType } }, r: NativeSoftResult): KlResult {
+  const out: KlResult = { loss: r.loss, losses: r.losses, count: r.count };
+  if (r.grad) out.grad = { data: r.grad, dtype: p.gt.gradDtype, rows: p.z.rows, vocab: p.z.vocab };
+  return out;
+}
+
+/**
+ * The generalized Jensen–Shannon divergence between the model (logits) and a reference
+ * (refLogits), both [rows, vocab], at temperature T; the gradient is w.r.t. logits.
+ * @example
+ *   const { loss, grad } = jsDivergenceForward(student, teacher, { beta: 0.5, withGrad: true });
+ */
+export function jsDivergenceForward(logits: Logits, refLogits: Logits, opts?: JsDivergenceOptions): KlResult {
+  const p = planJsd('jsDivergenceForward', logits, refLogits, opts);
+  if ('kl' in p) return klDivergenceForward(logits, refLogits, p.kl as KlDivergenceOptions);
+  return jsdResult(p, native().jsdForward(p.req));
+}
+
+/** jsDivergenceForward off the main thread. */
+export async function jsDivergenceForwardAsync(logits: Logits, refLogits: Logits, opts?: JsDivergenceOptions): Promise<KlResult> {
+  const p = planJsd('jsDivergenceForwardAsync', logits, refLogits, opts);
+  if ('kl' in p) return klDivergenceForwardAsync(logits, refLogits, p.kl as KlDivergenceOptions);
+  return jsdResult(p, await native().jsdForward({ ...p.req, async: true }));
 }
