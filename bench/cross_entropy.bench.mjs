@@ -37,7 +37,6 @@
 //   --out     folder for cross-entropy-<date>.{json,md,svg}; default ./fusedce-bench
 //             (--out none: write nothing)
 //   --help    this text
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -48,6 +47,7 @@ import { cpuBackend as backend, bf16, cpuInfo, crossEntropyBackward, crossEntrop
 import { kernels } from 'fusedce/kernels';
 // This is the CPU benchmark (the GPU one is bench/cross_entropy_cuda.bench.py): host arrays stay on the CPU.
 setDevice('cpu');
+import { gitSha } from './git_sha.mjs';
 import { onnxruntimePeer } from './peers/onnxruntime.mjs';
 import { tfjsPeer } from './peers/tfjs.mjs';
 import { torchPeer } from './peers/torch.mjs';
@@ -292,14 +292,7 @@ for (const r of results.filter((r) => r.impl !== 'fusedce')) {
     ratios.push({ shape: `${r.rows}×${r.vocab}`, dtype: peerBaseDtype(r), op: ourOp === r.op ? r.op : `${ourOp} vs ${r.op}`, peer: `${r.impl} t${r.threads}`, ratio: ours.elementsPerSec / r.elementsPerSec });
 }
 
-// FUSEDCE_GIT_SHA names the commit where the tree was copied without its git metadata
-let sha = process.env.FUSEDCE_GIT_SHA || 'unknown';
-if (!process.env.FUSEDCE_GIT_SHA) try {
-  // only this package's own checkout (not the repository of a project that installed it)
-  const root = fileURLToPath(new URL('..', import.meta.url));
-  const git = (a) => execFileSync('git', ['-C', root, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  if (path.resolve(git(['rev-parse', '--show-toplevel'])) === path.resolve(root)) sha = git(['rev-parse', 'HEAD']);
-} catch {}
+const sha = gitSha();
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 // what ran: a commit of a checkout, or the installed package's version
 const build = sha === 'unknown' ? `fusedce ${pkg.version} (installed package)` : `fusedce ${pkg.version}, git ${sha.slice(0, 7)}`;

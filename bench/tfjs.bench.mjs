@@ -7,14 +7,13 @@
 // Each case is the median of a tinybench run; the ratio is tfjs's time over fusedce's.
 //
 // Run: npm run bench:tfjs [-- --quick] [-- --out DIR] [-- --backends cpu,wasm]
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
 import { cpuBackend } from 'fusedce';
+import { gitSha } from './git_sha.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -89,13 +88,7 @@ for (const backend of args.backends.split(',')) {
   }
 }
 
-// the commit, when this is a checkout of the package (not a project that installed it)
-let sha = process.env.FUSEDCE_GIT_SHA || 'unknown';
-if (!process.env.FUSEDCE_GIT_SHA) try {
-  const root = fileURLToPath(new URL('..', import.meta.url));
-  const git = (a) => execFileSync('git', ['-C', root, ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  if (path.resolve(git(['rev-parse', '--show-toplevel'])) === path.resolve(root)) sha = git(['rev-parse', 'HEAD']);
-} catch {}
+const sha = gitSha();
 const report = { date: new Date().toISOString(), gitSha: sha, cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), node: process.version,
   tfjs: tf.version['tfjs-core'], kernels: cpuBackend(), quick: args.quick, results };
 const md = [

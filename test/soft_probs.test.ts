@@ -4,6 +4,7 @@
 // fresh random data, and against PyTorch where it is installed.
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { findTorch } from './torch_python.mjs';
 import { type DType, gradcheck, logits, softCrossEntropyBackward, softCrossEntropyForward } from 'fusedce';
 import { makeLogits, randomLogits, testRng, toFloat32 } from './reference.mjs';
 import { worstRatio } from './loss_reference.mjs';
@@ -138,15 +139,6 @@ describe('probability targets with labelSmoothing and weight, rows not summing t
   });
 });
 
-function findTorch(): string | null {
-  for (const py of ['/usr/bin/python3', 'python3']) {
-    try {
-      execFileSync(py, ['-c', 'import torch'], { stdio: 'ignore' });
-      return py;
-    } catch { /* next */ }
-  }
-  return null;
-}
 const python = findTorch();
 describe.skipIf(python === null)(`PyTorch oracle for probability targets (${python ?? 'no python3 with torch: apt-get install python3-torch'})`, () => {
   it("F.cross_entropy(z, q, weight, label_smoothing) on rows that do not sum to 1, 'sum' and 'none'", () => {

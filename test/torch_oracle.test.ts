@@ -4,18 +4,10 @@
 // apt-get install python3-torch); elsewhere the describe is skipped, saying why.
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { findTorch } from './torch_python.mjs';
 import { binaryCrossEntropyWithLogits, crossEntropyForward, klDivergenceForward, logits, softCrossEntropyForward } from 'fusedce';
 import { randomLogits, testRng } from './reference.mjs';
 
-function findTorch(): string | null {
-  for (const py of ['/usr/bin/python3', 'python3']) {
-    try {
-      execFileSync(py, ['-c', 'import torch'], { stdio: 'ignore' });
-      return py;
-    } catch { /* next */ }
-  }
-  return null;
-}
 const python = findTorch();
 
 const SCRIPT = String.raw`

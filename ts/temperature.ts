@@ -138,8 +138,31 @@ function* search(p: Plan): Generator<number, { beta: number; atBound: boolean },
   return { beta: Math.exp(0.5 * (u0 + u1)), atBound: false };
 }
 
-function result(p: Plan, before: Pass, after: Pass, beta: number, atBound: boolean, iterations: number): FitTemperatureResult {
-  return { temperature: 1 / beta, nllBefore: before.nll, nllAfter: after.nll, eceBefore: before.ece, eceAfter: after.ece, iterations, atBound };
+/**
+ * The whole fit as a generator of the β values to evaluate: τ = 1 first (the "before" report),
+ * the search's steps, then the fitted β (the "after" report). The sync and async callers only
+ * run the passes it asks for; it counts them and stops at maxIterations.
+ */
+function* fit(fn: string, p: Plan): Generator<number, FitTemperatureResult, Pass> {
+  const before = yield 1;
+  if (before.count === 0) throw rangeError(fn, 'targets', 'at least one row that counts (a target that is not ignoreIndex)', 'none');
+  let iterations = 1;
+  const s = search(p);
+  let step = s.next();
+  while (!step.done) {
+    if (iterations >= p.maxIterations) throw new RangeError(`${fn}: no convergence in maxIterations (${p.maxIterations}) passes; raise maxIterations or tolerance`);
+    const beta = step.value;
+    step = s.next(beta === 1 ? before : yield beta);
+    if (beta !== 1) iterations++;
+  }
+  const { beta, atBound } = step.value;
+  const after = yield beta;
+  return { temperature: 1 / beta, nllBefore: before.nll, nllAfter: after.nll, eceBefore: before.ece, eceAfter: after.ece, iterations: iterations + 1, atBound };
+}
+
+/** One pass at β: a forward with logitScale β and stats, summarised. */
+function passOf(p: Plan, r: { count: number; stats: { targetLogprob: Float32Array; entropy: Float32Array; ece: number } }): Pass {
+  return summarise(p.targets, p.base.ignoreIndex ?? -100, r);
 }
 
 /**
@@ -154,40 +177,18 @@ function result(p: Plan, before: Pass, after: Pass, beta: number, atBound: boole
 export function fitTemperature(logits: Logits, targets: Int32Array, opts?: FitTemperatureOptions): FitTemperatureResult {
   const fn = 'fitTemperature';
   const p = plan(fn, logits, targets, opts);
-  const ignore = p.base.ignoreIndex ?? -100;
-  const at = (beta: number) => summarise(p.targets, ignore, crossEntropyForward(p.z, p.targets, { ...p.base, stats: true, logitScale: beta, device: 'cpu' }));
-  const before = at(1);
-  if (before.count === 0) throw rangeError(fn, 'targets', 'at least one row that counts (a target that is not ignoreIndex)', 'none');
-  let iterations = 1;
-  const s = search(p);
-  let step = s.next();
-  while (!step.done) {
-    if (iterations >= p.maxIterations) throw new RangeError(`${fn}: no convergence in maxIterations (${p.maxIterations}) passes; raise maxIterations or tolerance`);
-    const beta = step.value;
-    step = s.next(beta === 1 ? before : at(beta));
-    if (beta !== 1) iterations++;
-  }
-  const after = at(step.value.beta);
-  return result(p, before, after, step.value.beta, step.value.atBound, iterations + 1);
+  const g = fit(fn, p);
+  let s = g.next();
+  while (!s.done) s = g.next(passOf(p, crossEntropyForward(p.z, p.targets, { ...p.base, stats: true, logitScale: s.value, device: 'cpu' })));
+  return s.value;
 }
 
 /** fitTemperature off the main thread (each pass is an async forward). */
 export async function fitTemperatureAsync(logits: Logits, targets: Int32Array, opts?: FitTemperatureOptions): Promise<FitTemperatureResult> {
   const fn = 'fitTemperatureAsync';
   const p = plan(fn, logits, targets, opts);
-  const ignore = p.base.ignoreIndex ?? -100;
-  const at = async (beta: number) => summarise(p.targets, ignore, await crossEntropyForwardAsync(p.z, p.targets, { ...p.base, stats: true, logitScale: beta, device: 'cpu' }));
-  const before = await at(1);
-  if (before.count === 0) throw rangeError(fn, 'targets', 'at least one row that counts (a target that is not ignoreIndex)', 'none');
-  let iterations = 1;
-  const s = search(p);
-  let step = s.next();
-  while (!step.done) {
-    if (iterations >= p.maxIterations) throw new RangeError(`${fn}: no convergence in maxIterations (${p.maxIterations}) passes; raise maxIterations or tolerance`);
-    const beta = step.value;
-    step = s.next(beta === 1 ? before : await at(beta));
-    if (beta !== 1) iterations++;
-  }
-  const after = await at(step.value.beta);
-  return result(p, before, after, step.value.beta, step.value.atBound, iterations + 1);
+  const g = fit(fn, p);
+  let s = g.next();
+  while (!s.done) s = g.next(passOf(p, await crossEntropyForwardAsync(p.z, p.targets, { ...p.base, stats: true, logitScale: s.value, device: 'cpu' })));
+  return s.value;
 }

@@ -88,7 +88,7 @@ const OPS = ['ceF', 'ceB', 'softF', 'softB', 'kl', 'ent', 'bce', 'conv'];
 const MUTATIONS = {
   ceF: ['targetOOR', 'targetsLen', 'gradOverTargets', 'gradShifted', 'outWrongLen', 'badOption', 'wrongArray', 'unknownOption', 'badDevice', 'detached', 'weightNonFinite', 'resizable'],
   ceB: ['targetOOR', 'gradOverTargets', 'gradOverLse', 'gradShifted', 'lseLen', 'badOption', 'detached', 'resizable', 'rowGradNotNone'],
-  softF: ['gradOverTargets', 'gradShifted', 'badOption', 'probsNotSum', 'targetShape', 'detached', 'resizable'],
+  softF: ['gradOverTargets', 'gradShifted', 'badOption', 'probsNegative', 'targetShape', 'detached', 'resizable'],
   softB: ['gradOverTargets', 'gradOverLse', 'badOption', 'lseLen', 'detached'],
   kl: ['gradOverTargets', 'badOption', 'targetShape', 'detached', 'resizable'],
   ent: ['badOption', 'wrongArray', 'detached', 'resizable'],
@@ -259,7 +259,14 @@ function build(c) {
       return null;
     };
     if (mutation === 'badOption') o.temperature = [0, -1, NaN, 'hot'][Math.floor(r() * 4)];
-    if (mutation === 'probsNotSum' && rows > 0) { const p = new Float32Array(n).fill(0.5 / vocab); q = { data: p, dtype: 'f32', rows, vocab }; o.targetKind = 'probs'; }
+    // any finite q ≥ 0 is a valid probability target (rows need not sum to 1, as in torch); a
+    // negative or non-finite entry is not
+    if (mutation === 'probsNegative' && rows > 0) {
+      const p = new Float32Array(n).fill(0.5 / vocab);
+      p[Math.floor(r() * n)] = [-0.25, NaN, Infinity][Math.floor(r() * 3)];
+      q = { data: p, dtype: 'f32', rows, vocab };
+      o.targetKind = 'probs';
+    }
     if (mutation === 'targetShape') q = { ...q, data: q.data.subarray(0, Math.max(0, n - vocab)), rows: Math.max(0, rows - 1) };
     if (mutation === 'lseLen') lse = new Float32Array(rows + 2);
     if (mutation === 'gradOverTargets' && n > 0) {
