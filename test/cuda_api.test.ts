@@ -16,6 +16,12 @@ import {
   cpuBackend,
   logits,
   setDevice,
+  binaryCrossEntropyWithLogits,
+  entropyForward,
+  fitTemperature,
+  jsDivergenceForward,
+  klDivergenceForward,
+  softCrossEntropyForward,
 } from 'fusedce';
 import { describe, expect, it } from 'vitest';
 import { randomLogits, randomTargets, testRng } from './reference.mjs';
@@ -173,6 +179,27 @@ describe(`bad input on the CUDA backend is a clear error (${label})`, () => {
     expect(() => crossEntropyBackward(dz, t, new Float32Array(rows - 1))).toThrow(/lse must be of length rows/);
     expect(() => crossEntropyForward(dz, t, { reduction: 'avg' as never })).toThrow(RangeError);
     expect(() => crossEntropyForward(dz, t, { devcie: 'cuda' } as never)).toThrow(/unknown option 'devcie'/);
+    dz.dispose();
+  });
+  it('the ops the CUDA kernels do not implement yet refuse device tensors, saying what to do', () => {
+    const dz = cuda.upload(z);
+    const host = dz.download();
+    const calls: [string, () => unknown][] = [
+      ['entropyForward', () => entropyForward(dz as never, { withGrad: true })],
+      ['jsDivergenceForward', () => jsDivergenceForward(dz as never, host)],
+      ['jsDivergenceForward', () => jsDivergenceForward(host, dz as never)],
+      ['softCrossEntropyForward', () => softCrossEntropyForward(dz as never, host)],
+      ['klDivergenceForward', () => klDivergenceForward(dz as never, host)],
+      ['binaryCrossEntropyWithLogits', () => binaryCrossEntropyWithLogits(dz as never, new Float32Array(rows * vocab))],
+      ['fitTemperature', () => fitTemperature(dz as never, t)],
+    ];
+    for (const [fn, call] of calls) {
+      expect(call).toThrow(TypeError);
+      expect(call).toThrow(new RegExp(`^${fn}: \\w+ must be host logits .*runs on the CPU only .*download the tensor first`));
+    }
+    // and the new cross-entropy options on device tensors
+    expect(() => crossEntropyForward(dz, t, { focalGamma: 2 })).toThrow(/focalGamma must be undefined with device tensors .*the CUDA kernels do not implement it yet/);
+    expect(() => crossEntropyForward(dz, t, { sequenceIds: new Int32Array(rows) })).toThrow(/sequenceIds must be undefined with device tensors/);
     dz.dispose();
   });
   it('running out of device memory is an Error saying what to do, not a crash', () => {

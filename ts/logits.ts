@@ -69,8 +69,15 @@ export function logits(
   return checkMatrix('logits', 'logits', data, rows, vocab, dtype);
 }
 
-/** Checks a Logits-shaped object passed to an op. */
+/**
+ * Checks a Logits-shaped object passed to an op. A device tensor (DeviceLogits, recognised by its
+ * `device` field: cuda.ts imports this file) is refused with what to do: the ops that call this
+ * run on the CPU only, so far (the CUDA kernels cover plain cross-entropy).
+ */
 export function checkLogits(fn: string, arg: string, l: unknown): Logits {
+  if (l !== null && typeof l === 'object' && (l as { device?: unknown }).device === 'cuda')
+    throw typeError(fn, arg, 'host logits (a Logits object; see logits())', l,
+      `${fn} runs on the CPU only (the CUDA kernels do not implement it yet): download the tensor first (${arg}.download())`);
   if (l === null || typeof l !== 'object' || ArrayBuffer.isView(l))
     throw typeError(fn, arg, 'a Logits object { data, dtype, rows, vocab } (see logits())', l);
   const o = l as Partial<Logits>;
