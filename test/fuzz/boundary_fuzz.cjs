@@ -163,7 +163,7 @@ function build(c) {
     if (c.option === 'weight') o.weight = new Float32Array(vocab).map(() => r() * 3 - 1);  // negative included
     if (c.option === 'zLoss') o.zLoss = 1e-3;
     if (c.option === 'softcap') o.softcap = 15;
-    if (c.option === 'logitScale') o.logitScale = 0.5;
+    if (c.option === 'logitScale') { o.logitScale = 0.5; o.focalGamma = 2; }  // with a focal γ
     if (c.option === 'stats' && op === 'ceF') o.stats = true;
     gradOpts();
     let lse = op === 'ceB' ? f.crossEntropyForward({ data: zd.slice(), dtype, rows, vocab }, t, { ...o, withGrad: undefined, gradDtype: undefined, out: undefined, inPlace: undefined, stats: undefined }).lse : null;
@@ -246,6 +246,8 @@ function build(c) {
       }
       q = { data: p, dtype: 'f32', rows, vocab };
       o.targetKind = 'probs';
+      // torch's smoothing and class weights on probability targets, negative weights included
+      if (r() < 0.5) { o.labelSmoothing = 0.1; o.weight = new Float32Array(vocab).map(() => r() * 3 - 1); }
     } else {
       q = { data: encode(values(r, n, false), dtype), dtype, rows, vocab };
     }
@@ -408,7 +410,8 @@ async function runPublic(c) {
 const JUNK = ['undefined', 'null', 'neg', 'nan', 'huge', 'frac', 'string', 'object', 'f64', 'i8', 'short', 'long', 'sab',
   'getterDetach', 'getterRewrite', 'bigint', 'detached'];
 const rawCase = fc.record({
-  op: fc.constantFrom('crossEntropyForward', 'crossEntropyBackward', 'softForward', 'softBackward', 'entropy', 'binaryCrossEntropy', 'convert'),
+  op: fc.constantFrom('crossEntropyForward', 'crossEntropyBackward', 'softForward', 'softBackward', 'entropy', 'entropyForward', 'jsdForward',
+    'binaryCrossEntropy', 'convert'),
   field: fc.nat(40),
   junk: fc.constantFrom(...JUNK),
   async: fc.boolean(),
@@ -425,7 +428,9 @@ function rawRequest(c) {
   const base = { fn: 'raw', logits: z, dtype: 0, rows, vocab, threads: 1 };
   switch (c.op) {
     case 'crossEntropyForward':
-      return { ...base, targets: new Int32Array(rows), ignoreIndex: -100, reduction: 0, withGrad: true, gradDtype: 0, out: null, gradOutput: 1 };
+      // reduction 'none' with a per-row gradOutput, the double row losses and a focal γ: every field the glue reads
+      return { ...base, targets: new Int32Array(rows), ignoreIndex: -100, reduction: 2, withGrad: true, gradDtype: 0, out: null, gradOutput: 1,
+        gradOutputRows: new Float32Array(rows).fill(0.5), losses64: true, focalGamma: 1.5 };
     case 'crossEntropyBackward':
       return { ...base, targets: new Int32Array(rows), ignoreIndex: -100, reduction: 2, lse: new Float32Array(rows), gradOutput: 1, gradOutputRows: new Float32Array(rows), gradDtype: 0, out: new Float32Array(n) };
     case 'softForward':
@@ -434,6 +439,10 @@ function rawRequest(c) {
       return { ...base, target: values(r, n, false), targetDtype: 0, op: 0, invTemperature: 1, lossFactor: 1, reduction: 2, lse: new Float32Array(rows), gradOutput: 1, gradOutputRows: new Float32Array(rows), gradDtype: 0 };
     case 'entropy':
       return { ...base, invTemperature: 1 };
+    case 'entropyForward':
+      return { ...base, invTemperature: 1, reduction: 0, withGrad: true, gradDtype: 0, out: null, gradOutput: 1 };
+    case 'jsdForward':
+      return { ...base, target: values(r, n, false), targetDtype: 0, beta: 0.5, invTemperature: 1, reduction: 0, withGrad: true, gradDtype: 0, out: null, gradOutput: 1 };
     case 'binaryCrossEntropy':
       return { ...base, targets: new Float32Array(n).fill(0.5), posWeight: new Float32Array(vocab).fill(1), weight: new Float32Array(vocab).fill(1), reduction: 2, withGrad: true, gradDtype: 0, gradOutput: 1 };
     default:
