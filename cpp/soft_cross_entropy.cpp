@@ -339,7 +339,7 @@ double entropy_forward(const void* logits, DType dtype, int64_t rows, int64_t vo
     lse[r] = float(e.lse);
     if (!grad.data) return;
     const float up = grad.row_scale ? grad.row_scale[r] : grad.scale;
-    const float c = -float(double(up) * double(inv_temperature)), L = float(e.lse), H = float(e.H);
+    const float c = -float(double(up) * double(inv_temperature)), L = float(e.lse);
     BlockBuffers& buf = block_buffers();
     float *x = buf.a, *p = buf.b;
     char* g = static_cast<char*>(grad.data) + size_t(r) * grow;
@@ -347,7 +347,10 @@ double entropy_forward(const void* logits, DType dtype, int64_t rows, int64_t vo
       const int64_t n = std::min(kBlock, vocab - b0);
       load_scaled(z, dtype, b0, n, inv_temperature, x);  // before the store: g may be z itself
       k.grad[int(DType::F32)][int(DType::F32)](x, p, n, L, 1.0f);  // p = exp(x − lse)
-      for (int64_t j = 0; j < n; ++j) p[j] = p[j] == 0.0f ? 0.0f : c * p[j] * ((x[j] - L) + H);
+      // log p_j + H in double from the double lse: near a one-hot row both are ~0 and would cancel
+      // to noise in fp32 (the fp32 lse alone is off by an ulp of |lse|)
+      for (int64_t j = 0; j < n; ++j)
+        p[j] = p[j] == 0.0f ? 0.0f : c * p[j] * float((double(x[j]) - e.lse) + e.H);
       narrow(p, grad.dtype, n, g + size_t(b0) * dtype_size(grad.dtype));
     }
   });
@@ -379,7 +382,8 @@ double jsd_forward(const SoftArgs& a, double beta, float* losses, float* lse, co
       fy.add(py.m, py.s);
     }
     const double lx = fold_lse(fx), ly = fold_lse(fy);
-    thread_local std::vector<float> qrow, lrow;  // q_j and log(q_j/m_j), for the gradient
+    thread_local std::vector<double> qrow, lrow;  // q_j and log(q_j/m_j) for the gradient, in double: the
+                                                  // gradient subtracts KL(q‖m) from the latter
     char* g = grad.data ? static_cast<char*>(grad.data) + size_t(r) * grow : nullptr;
     if (g) {
       qrow.resize(size_t(a.vocab));
@@ -404,8 +408,8 @@ double jsd_forward(const SoftArgs& a, double beta, float* losses, float* lse, co
         part += (1.0 - beta) * tq;
         kl += tq;
         if (g) {
-          qrow[size_t(b0 + j)] = float(q);
-          lrow[size_t(b0 + j)] = q > 0.0 ? float(lq - lm) : 0.0f;
+          qrow[size_t(b0 + j)] = q;
+          lrow[size_t(b0 + j)] = q > 0.0 ? lq - lm : 0.0;
         }
       }
       loss += part;
@@ -417,13 +421,13 @@ double jsd_forward(const SoftArgs& a, double beta, float* losses, float* lse, co
     lse[r] = Lx;
     if (!g) return;
     const float up = grad.row_scale ? grad.row_scale[r] : grad.scale;
-    const float c = float(double(up) * (1.0 - beta) * double(a.inv_temperature)), K = float(klqm);
+    const double c = double(up) * (1.0 - beta) * double(a.inv_temperature);
     float* v = buf.a;
     for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
       const int64_t n = std::min(kBlock, a.vocab - b0);
       for (int64_t j = 0; j < n; ++j) {
-        const float q = qrow[size_t(b0 + j)];
-        v[j] = q == 0.0f ? 0.0f : c * q * (lrow[size_t(b0 + j)] - K);
+        const double q = qrow[size_t(b0 + j)];
+        v[j] = q == 0.0 ? 0.0f : float(c * q * (lrow[size_t(b0 + j)] - klqm));
       }
       narrow(v, grad.dtype, n, g + size_t(b0) * dtype_size(grad.dtype));
     }
