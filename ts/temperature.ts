@@ -7,7 +7,8 @@
 // logitScale β and stats (targetLogprob and entropy), so each step costs one pass over the logits.
 // The derivative's sign brackets the root: β grows or shrinks by 2× until the sign changes, then
 // the bracket is shrunk by the Illinois variant of regula falsi on g(β) = mean(NLL_i − H_i), in
-// log β. It ends when the bracket is within `tolerance` (relative), typically in 8–15 passes.
+// log β. It ends when the bracket is within `tolerance` (relative): 9–16 passes, the two reports
+// included, on the sets tried (300×500 τ₀ 2.5, 200×777 τ₀ 0.6, 100×1000 τ₀ 1, 50×40 τ₀ 3).
 import { crossEntropyForward, crossEntropyForwardAsync } from './cross_entropy';
 import { checkFinite, checkInteger, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
