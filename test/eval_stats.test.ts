@@ -103,5 +103,6 @@ describe('reliabilityDiagramSvg', () => {
     const bad = { confidence: new Float64Array([1.5]), accuracy: new Float64Array([0.5]), count: new Float64Array([1]) };
     expect(() => reliabilityDiagramSvg(bad)).toThrow(/reliability \(bin 0\) must be a count ≥ 0 and a confidence and accuracy in \[0, 1\]/);
     expect(() => reliabilityDiagramSvg(s.reliability, { colour: 'red' } as never)).toThrow(/unknown option 'colour'/);
+    expect(() => reliabilityDiagramSvg(s.reliability, { width: 10 })).toThrow(/reliabilityDiagramSvg: width\/height must be at least 200 × 240/);
   });
 });

@@ -96,6 +96,9 @@ describe('fitTemperature', () => {
     expect(() => fitTemperature(z, t, { bounds: [2, 1] })).toThrow(/bounds must be 0 < min < max/);
     expect(() => fitTemperature(z, t, { bounds: 3 as never })).toThrow(TypeError);
     expect(() => fitTemperature(z, t, { tolerance: 0 })).toThrow(RangeError);
+    expect(() => fitTemperature(z, t, { maxIterations: 1 })).toThrow(/fitTemperature: maxIterations must be an integer in \[3, 10000\]/);
+    expect(() => fitTemperature(z, t, { eceBins: 0 })).toThrow(/fitTemperature: eceBins must be an integer in \[1, 1000000\]/);
+    expect(() => fitTemperature(z, t, { threads: 0 })).toThrow(/threads/);
     expect(() => fitTemperature(z, t, { temperature: 2 } as never)).toThrow(/unknown option 'temperature'/);
     expect(() => fitTemperature(z, new Int32Array([0, 9, 1]))).toThrow(/targets\[1\] = 9/);
   });
