@@ -28,11 +28,40 @@ void store_one(void* g, DType gdt, int64_t j, float v) {
   }
 }
 
-RowForward row_forward(const Kernels& k, const char* z /* (V,) */, DType dt, int64_t vocab, int64_t t, float zt) {
+// The block kernels of a pass on x = s·z: the ISA's plain kernels at s = 1, its scaled ones
+// otherwise (the product rounded to fp32 before anything else, as the options path computes x).
+// Built only where the ISA has the scaled kernels (has_scaled).
+struct InKernels {
+  const Kernels& k;
+  float s;
+  static bool has_scaled(const Kernels& k) {
+    return k.partial_scaled[0] && k.partial_store_scaled[0];
+  }
+  Partial partial(DType dt, const void* z, int64_t n) const {
+    return s == 1.0f ? k.partial[int(dt)](z, n) : k.partial_scaled[int(dt)](z, n, s);
+  }
+  Partial partial_store(DType dt, const void* z, int64_t n, float* e) const {
+    return s == 1.0f ? k.partial_store[int(dt)](z, n, e) : k.partial_store_scaled[int(dt)](z, n, e, s);
+  }
+  // partial_store with a pending span written inside its loop, or false where the ISA has none
+  bool partial_store_write(DType dt, DType gdt, const void* z, int64_t n, float* e, const Kernels::Pending& w,
+                           Partial* out) const {
+    if (s == 1.0f) {
+      if (!k.partial_store_write[int(dt)][int(gdt)]) return false;
+      *out = k.partial_store_write[int(dt)][int(gdt)](z, n, e, w);
+    } else {
+      if (!k.partial_store_write_scaled[int(dt)][int(gdt)]) return false;
+      *out = k.partial_store_write_scaled[int(dt)][int(gdt)](z, n, e, w, s);
+    }
+    return true;
+  }
+};
+
+RowForward row_forward(const InKernels& k, const char* z /* (V,) */, DType dt, int64_t vocab, int64_t t, float xt) {
   const size_t esz = dtype_size(dt);
   Fold f;
-  for_each_piece(vocab, t, [&](int64_t off, int64_t n) { f.add(k.partial[int(dt)](z + off * esz, n)); });
-  return finish(f, zt);
+  for_each_piece(vocab, t, [&](int64_t off, int64_t n) { f.add(k.partial(dt, z + off * esz, n)); });
+  return finish(f, xt);
 }
 
 // Vocabularies up to this size take the one-exp fused path (4 MB of fp32 scratch per thread).
@@ -62,22 +91,37 @@ struct Piece {
   Partial p;
 };
 
+// What a counted row's gradient is, once its lse is known:
+//   g_j = p_j · scale (j ≠ t),   g_t = add − scale · Σ_{j≠t} p_j
+// Plain CE has add = 0 (g_t = (p_t − 1)·scale); the options that keep its per-element work
+// (class weights, z-loss, focal, logit scale: PlainOptHook below) have their own scale and add.
+struct RowCoef {
+  double scale, add;
+};
+// The target element from the others' probability sum (−0 kept for plain rows, as before).
+float target_grad(const RowCoef& c, double others) {
+  return c.add == 0.0 ? float(-others * c.scale) : float(c.add - others * c.scale);
+}
+
 // The fused path's middle step, once a row's piece partials are known (in piece order):
-// lse and loss as in row_forward, and per piece c_b = exp(m_b − lse) · scale in double, so that
-//   g_j = e_j · c_b  (= p_j · scale, e_j = exp(z_j − m_b) from the scratch),
-//   g_t = −Σ_b s_b · exp(m_b − lse) · scale  (returned in *gt).
+// lse and loss as in row_forward, then the row's coefficients coef(rf), and per piece
+// c_b = exp(m_b − lse) · scale in double, so that
+//   g_j = e_j · c_b  (= p_j · scale, e_j = exp(x_j − m_b) from the scratch),
+//   g_t = add − Σ_b s_b · exp(m_b − lse) · scale  (returned in *gt).
 // A NaN row gives NaN c_b; a fully masked piece c_b = 0.
-RowForward fused_fold(const Piece* pcs, size_t count, float zt, float scale, float* c, float* gt) {
+template <class CoefFn>
+RowForward fused_fold(const Piece* pcs, size_t count, float zt, CoefFn&& coef, float* c, float* gt) {
   Fold f;
   for (size_t i = 0; i < count; ++i) f.add(pcs[i].p);
   const RowForward rf = finish(f, zt);
+  const RowCoef rc = coef(rf);
   double others = 0.0;
   for (size_t i = 0; i < count; ++i) {
     const double cb = std::exp(double(pcs[i].p.m) - rf.lse);
     others += double(pcs[i].p.s) * cb;
-    c[i] = float(cb * double(scale));
+    c[i] = float(cb * rc.scale);
   }
-  *gt = float(-others * double(scale));
+  *gt = target_grad(rc, others);
   return rf;
 }
 
@@ -106,7 +150,7 @@ class FusedRows {
  public:
   // The scratch rows are the thread's own, kept between calls (fresh ones would cost page faults
   // every time); one FusedRows at a time per thread.
-  FusedRows(const Kernels& k, DType dt, DType gdt, int64_t vocab, bool stream)
+  FusedRows(const InKernels& k, DType dt, DType gdt, int64_t vocab, bool stream)
       : k_(k), dt_(dt), gdt_(gdt), vocab_(vocab), stream_(stream), rows_(thread_rows()) {
     for (int i = 0; i < 2; ++i) {
       if (rows_[i].e.size() < size_t(vocab)) rows_[i].e.resize(size_t(vocab));
@@ -115,30 +159,34 @@ class FusedRows {
   }
   ~FusedRows() { finish_pending(0); }
 
-  // Pass 1 and the fold of one counted row; its pass 2 is left pending.
-  RowForward row(const char* z /* (V,) */, char* g /* (V,) */, int64_t t, float zt, float scale) {
+  // Pass 1 and the fold of one counted row (xt: its transformed target logit; coef: its gradient's
+  // coefficients from its RowForward); its pass 2 is left pending.
+  template <class CoefFn>
+  RowForward row(const char* z /* (V,) */, char* g /* (V,) */, int64_t t, float xt, CoefFn&& coef) {
     Row& cur = rows_[next_];
     Row& prev = rows_[1 - next_];
     cur.pieces.clear();
     cur.g = g;
     const size_t esz = dtype_size(dt_);
     size_t done = 0;  // pieces of prev written so far
-    const auto psw = k_.partial_store_write[int(dt_)][int(gdt_)];
     for_each_piece(vocab_, t, [&](int64_t off, int64_t n) {
       const char* const zp = z + off * esz;
       float* const e = cur.e.data() + off;
       const bool pending_piece = prev.g && done < prev.pieces.size();
-      if (psw && pending_piece) {  // the previous row's piece written inside this piece's exp loop
-        cur.pieces.push_back({off, n, psw(zp, n, e, pending(prev, done++))});
+      Partial p;
+      // the previous row's piece written inside this piece's exp loop, where the ISA can
+      if (pending_piece && k_.partial_store_write(dt_, gdt_, zp, n, e, pending(prev, done), &p)) {
+        ++done;
       } else {
-        cur.pieces.push_back({off, n, k_.partial_store[int(dt_)](zp, n, e)});
+        p = k_.partial_store(dt_, zp, n, e);
         if (pending_piece) write_piece(prev, done++);
       }
+      cur.pieces.push_back({off, n, p});
     });
     finish_pending(done);
     cur.c.resize(cur.pieces.size());
     float gt;
-    const RowForward rf = fused_fold(cur.pieces.data(), cur.pieces.size(), zt, scale, cur.c.data(), &gt);
+    const RowForward rf = fused_fold(cur.pieces.data(), cur.pieces.size(), xt, coef, cur.c.data(), &gt);
     store_one(g, gdt_, t, gt);
     next_ = 1 - next_;
     return rf;
@@ -161,7 +209,7 @@ class FusedRows {
   }
   void write_piece(const Row& r, size_t i) {
     const Kernels::Pending w = pending(r, i);
-    k_.scale_store[int(gdt_)](w.e, w.g, w.n, w.c, w.stream);
+    k_.k.scale_store[int(gdt_)](w.e, w.g, w.n, w.c, w.stream);
   }
   // Writes what is left of the pending row's gradient (pieces [from, end)).
   void finish_pending(size_t from) {
@@ -170,7 +218,7 @@ class FusedRows {
     for (size_t i = from; i < prev.pieces.size(); ++i) write_piece(prev, i);
     prev.g = nullptr;
   }
-  const Kernels& k_;
+  const InKernels& k_;
   DType dt_, gdt_;
   int64_t vocab_;
   bool stream_;
@@ -234,10 +282,54 @@ float load_one(const char* z, DType dt, int64_t j) {
   }
 }
 
+// ---- Row hooks: what a counted row's fold becomes ---------------------------------------------
+// The forward drivers below are shared by plain CE and by the options that keep its per-element
+// work. A hook gives the target's transformed logit (xt), each counted row's loss (called once per
+// row, after its fold) and its gradient's coefficients (RowCoef).
+//
+// Plain CE: x = z, loss = lse − z_t, g = (p − onehot)·upstream.
+struct PlainHook {
+  const GradOut& g;
+  float in_scale() const { return 1.0f; }
+  float xt(float zt) const { return zt; }
+  double loss(int64_t, int64_t, const RowForward& rf) const { return rf.loss; }
+  RowCoef coef(int64_t r, int64_t, const RowForward&) const { return {double(scale_of(g, r)), 0.0}; }
+};
+
+// The options whose row is the plain one up to per-row constants (fusedce.h, CeOptions; no
+// smoothing, no softcap, no statistics): x = s·z and, with nll = lse − x_t,
+//   ce_i = w_t·φ·nll  (φ = (1 − p_t)^γ, 1 without focal),   zl_i = c·lse²
+//   dloss/dz_j = s·[(α + γ_i)·p_j − α·[j = t]],  α = a_i·w_t·κ,  γ_i = b_i·2c·lse
+// so g_j = p_j·scale with scale = s·(α + γ_i) and g_t = s·γ_i − scale·Σ_{j≠t} p_j.
+// ce_i and zl_i are kept per row (parts) and summed in row order afterwards.
+struct PlainOptHook {
+  const GradOut& g;
+  const CeOptions& o;
+  CeNorm norm;
+  double* parts;  // (rows, 2): ce_i, zl_i of counted rows
+  float in_scale() const { return o.logit_scale; }
+  float xt(float zt) const { return o.logit_scale == 1.0f ? zt : zt * o.logit_scale; }
+  double wt(int64_t t) const { return o.weight ? double(o.weight[t]) : 1.0; }
+  double loss(int64_t r, int64_t t, const RowForward& rf) const {
+    const double ce = wt(t) * focal_factors(o.focal_gamma, rf.loss).loss * rf.loss;
+    const double zl = double(o.z_loss) * rf.lse * rf.lse;
+    parts[2 * r] = ce;
+    parts[2 * r + 1] = zl;
+    return ce + zl;
+  }
+  RowCoef coef(int64_t r, int64_t t, const RowForward& rf) const {
+    const double up = scale_of(g, r), s = o.logit_scale;
+    const double alpha = up * norm.ce * wt(t) * focal_factors(o.focal_gamma, rf.loss).grad;
+    const double gamma = up * norm.z * 2.0 * double(o.z_loss) * rf.lse;
+    return {s * (alpha + gamma), s * gamma};
+  }
+};
+
 // The fused forward over whole rows: runs of consecutive rows per task, so that FusedRows can
 // overlap each row's gradient writes with the next row's exps; up to 16 rows per task while
 // there are still about three tasks per thread to balance the load.
-void forward_fused_rows(const Kernels& k, const ForwardArgs& a, bool stream) {
+template <class Hook>
+void forward_fused_rows(const InKernels& k, const ForwardArgs& a, const Hook& h, bool stream) {
   const Batch& b = a.batch;
   const Rows rw = rows_of(b, a.grad);
   const int64_t rpt =
@@ -251,9 +343,11 @@ void forward_fused_rows(const Kernels& k, const ForwardArgs& a, bool stream) {
         zero_row(rw.gr(r), a.grad.dtype, b.vocab);
         continue;
       }
-      const RowForward rf = fr.row(rw.zr(r), rw.gr(r), t, load_one(rw.zr(r), b.dtype, t), scale_of(a.grad, r));
-      a.losses[r] = float(rf.loss);
-      if (a.losses64) a.losses64[r] = rf.loss;
+      const RowForward rf = fr.row(rw.zr(r), rw.gr(r), t, h.xt(load_one(rw.zr(r), b.dtype, t)),
+                                   [&](const RowForward& f) { return h.coef(r, t, f); });
+      const double loss = h.loss(r, t, rf);
+      a.losses[r] = float(loss);
+      a.losses64[r] = loss;
       a.lse[r] = float(rf.lse);
     }
   });
@@ -332,7 +426,8 @@ void backward_split(const Kernels& k, const Batch& b, const GradOut& grad, const
 }
 
 // Forward (and the fused gradient) as row_forward / FusedRows, with the pieces spread over the pool.
-void forward_split(const Kernels& k, const ForwardArgs& a) {
+template <class Hook>
+void forward_split(const InKernels& k, const ForwardArgs& a, const Hook& h) {
   const Batch& b = a.batch;
   SplitRows sp = plan_split(b);
   const Rows rw = rows_of(b, a.grad);
@@ -349,38 +444,39 @@ void forward_split(const Kernels& k, const ForwardArgs& a) {
   run_pieces(b, sp.pieces.size(), [&](size_t i) {
     Piece& pc = sp.pieces[i];
     const char* z = rw.zr(sp.row[size_t(sp.slot[i])]) + pc.off * esz;
-    pc.p = fused ? k.partial_store[int(b.dtype)](z, pc.n, e_of(i)) : k.partial[int(b.dtype)](z, pc.n);
+    pc.p = fused ? k.partial_store(b.dtype, z, pc.n, e_of(i)) : k.partial(b.dtype, z, pc.n);
   });
   for (int64_t r = 0; r < b.rows; ++r)
     if (b.targets[r] == b.ignore_index) a.losses[r] = a.lse[r] = 0.0f;
   for (size_t s = 0; s < sp.row.size(); ++s) {
     const int64_t r = sp.row[s], t = b.targets[r];
-    const float zt = load_one(rw.zr(r), b.dtype, t);
+    const float xt = h.xt(load_one(rw.zr(r), b.dtype, t));
     const Piece* pcs = sp.pieces.data() + sp.first[s];
     const size_t count = sp.first[s + 1] - sp.first[s];
     RowForward rf;
     if (fused) {
       float gt;
-      rf = fused_fold(pcs, count, zt, scale_of(a.grad, r), c.data() + sp.first[s], &gt);
+      rf = fused_fold(pcs, count, xt, [&](const RowForward& f) { return h.coef(r, t, f); }, c.data() + sp.first[s], &gt);
       store_one(rw.gr(r), a.grad.dtype, t, gt);  // z (all of it read above) may be g
     } else {
       Fold f;
       for (size_t i = 0; i < count; ++i) f.add(pcs[i].p);
-      rf = finish(f, zt);
+      rf = finish(f, xt);
     }
-    a.losses[r] = float(rf.loss);
-      if (a.losses64) a.losses64[r] = rf.loss;
+    const double loss = h.loss(r, t, rf);
+    a.losses[r] = float(loss);
+    a.losses64[r] = loss;
     a.lse[r] = float(rf.lse);
   }
   if (fused) {
     const bool stream = streams(b, a.grad);
     run_pieces(b, sp.pieces.size(), [&](size_t i) {
       const Piece& pc = sp.pieces[i];
-      k.scale_store[int(a.grad.dtype)](e_of(i), rw.gr(sp.row[size_t(sp.slot[i])]) + pc.off * gsz, pc.n, c[i], stream);
+      k.k.scale_store[int(a.grad.dtype)](e_of(i), rw.gr(sp.row[size_t(sp.slot[i])]) + pc.off * gsz, pc.n, c[i], stream);
     });
     zero_ignored(b, a.grad, rw);
   } else if (rw.g) {
-    backward_split(k, b, a.grad, a.lse);
+    backward_split(k.k, b, a.grad, a.lse);  // plain CE only (plain_opt_applies)
   }
 }
 
@@ -397,6 +493,33 @@ int64_t count_targets(const int32_t* targets, int64_t rows, int64_t vocab, int32
   return count;
 }
 
+namespace {
+// The forward over a batch with hook h; a.losses64 is required here.
+template <class Hook>
+void forward_rows(const InKernels& k, const ForwardArgs& a, const Hook& h) {
+  const Batch& b = a.batch;
+  if (use_split(b)) {
+    forward_split(k, a, h);
+  } else if (fuses(b, a.grad)) {
+    forward_fused_rows(k, a, h, streams(b, a.grad));
+  } else {
+    for_each_row(
+        b, a.grad,
+        [&](int64_t r, const char* z, char* g, int64_t t) {
+          const RowForward rf = row_forward(k, z, b.dtype, b.vocab, t, h.xt(load_one(z, b.dtype, t)));
+          const double loss = h.loss(r, t, rf);
+          a.losses[r] = float(loss);
+          a.losses64[r] = loss;
+          a.lse[r] = float(rf.lse);
+          // Past kFusedMaxVocab: the gradient from the fp32 lse, as a separate backward computes it
+          // (plain CE only: plain_opt_applies).
+          if (g) row_grad(k.k, z, b.dtype, g, a.grad.dtype, b.vocab, t, a.lse[r], scale_of(a.grad, r));
+        },
+        [&](int64_t r) { a.losses[r] = a.lse[r] = 0.0f; });
+  }
+}
+}  // namespace
+
 ForwardTotals cross_entropy_forward(const ForwardArgs& args) {
   // The batch sum is taken over the rows' double losses, not their fp32 roundings.
   // (the caller's losses64, when given, zero-filled, serves; ignored rows stay 0)
@@ -404,28 +527,38 @@ ForwardTotals cross_entropy_forward(const ForwardArgs& args) {
   ForwardArgs a = args;
   if (!a.losses64) a.losses64 = row_loss.data();
   const Batch& b = a.batch;
-  const Kernels& k = b.kernels ? *b.kernels : active_kernels();
-  if (use_split(b)) {
-    forward_split(k, a);
-  } else if (fuses(b, a.grad)) {
-    forward_fused_rows(k, a, streams(b, a.grad));
-  } else {
-    for_each_row(
-      b, a.grad,
-      [&](int64_t r, const char* z, char* g, int64_t t) {
-        const RowForward rf = row_forward(k, z, b.dtype, b.vocab, t, load_one(z, b.dtype, t));
-        a.losses[r] = float(rf.loss);
-      if (a.losses64) a.losses64[r] = rf.loss;
-        a.lse[r] = float(rf.lse);
-        // Past kFusedMaxVocab: the gradient from the fp32 lse, as a separate backward computes it.
-        if (g) row_grad(k, z, b.dtype, g, a.grad.dtype, b.vocab, t, a.lse[r], scale_of(a.grad, r));
-      },
-      [&](int64_t r) { a.losses[r] = a.lse[r] = 0.0f; });
-  }
+  const InKernels k{b.kernels ? *b.kernels : active_kernels(), 1.0f};
+  forward_rows(k, a, PlainHook{a.grad});
   double sum = 0.0;
   for (int64_t r = 0; r < b.rows; ++r)
     if (b.targets[r] != b.ignore_index) sum += a.losses64[r];
   return {sum};
+}
+
+bool plain_opt_applies(const ForwardOptArgs& a) {
+  const CeOptions& o = a.opt;
+  const Batch& b = a.base.batch;
+  const Kernels& k = b.kernels ? *b.kernels : active_kernels();
+  const bool stats = a.stats.argmax || a.stats.entropy || a.stats.target_logprob || a.stats.max_prob;
+  return o.label_smoothing == 0.0f && o.softcap == 0.0f && !stats &&
+         (o.logit_scale == 1.0f || InKernels::has_scaled(k)) &&
+         (!a.base.grad.data || b.vocab <= kFusedMaxVocab);
+}
+
+ForwardOptTotals cross_entropy_forward_plain_opt(const ForwardOptArgs& a) {
+  const Batch& b = a.base.batch;
+  std::vector<double> row_loss(a.base.losses64 ? 0 : size_t(b.rows), 0.0), parts(2 * size_t(b.rows), 0.0);
+  ForwardArgs fa = a.base;
+  if (!fa.losses64) fa.losses64 = row_loss.data();
+  const InKernels k{b.kernels ? *b.kernels : active_kernels(), a.opt.logit_scale};
+  forward_rows(k, fa, PlainOptHook{fa.grad, a.opt, a.norm, parts.data()});
+  ForwardOptTotals tot{0.0, 0.0};
+  for (int64_t r = 0; r < b.rows; ++r)
+    if (b.targets[r] != b.ignore_index) {
+      tot.ce_sum += parts[2 * size_t(r)];
+      tot.z_sum += parts[2 * size_t(r) + 1];
+    }
+  return tot;
 }
 
 void cross_entropy_backward(const BackwardArgs& a) {

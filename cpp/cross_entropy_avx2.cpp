@@ -275,6 +275,11 @@ const Kernels kAvx2 = {
     // AVX-512 file's in-loop writer ported here measured 0.87–1.09× (fused, 64 × 128256, bf16 and
     // f32, 1 and 2 threads, FUSEDCE_ISA=avx2 on an AVX-512 machine): no gain, so it was left out.
     {},
+    // the scaled kernels (logit scale on the plain path): none yet; the options path widens and
+    // scales each block itself on AVX2 machines
+    {},
+    {},
+    {},
 };
 
 }  // namespace

@@ -161,10 +161,19 @@ void scale_store_avx512(const float* e, void* gv, int64_t n, float c, bool strea
 // writes each exp to e (the fused path's scratch).
 // NaN: vmaxps may drop a NaN, but then exp(NaN − m) makes s NaN, which is all the contract asks.
 // Only when the max is −inf (s would be 0 without a pass 2) is the block searched for a NaN.
-template <DType D, bool Store, DType DOut = DType::F32, bool Write = false>
-Partial partial_impl(const void* zv, int64_t n, float* e, const Kernels::Pending* pend = nullptr) {
+// Scaled: the block is x = sc·z (each product rounded to fp32; a tail's masked-off lanes stay −inf
+// whatever the sign of sc), bitwise the F32 kernel on x (the options path's logit scale).
+template <DType D, bool Store, DType DOut = DType::F32, bool Write = false, bool Scaled = false>
+Partial partial_impl(const void* zv, int64_t n, float* e, const Kernels::Pending* pend = nullptr, float sc = 1.0f) {
   using T = typename W<D>::T;
   const T* z = static_cast<const T*>(zv);
+  const __m512 scv = _mm512_set1_ps(sc);
+  const auto ld = [&](int64_t j) { return Scaled ? _mm512_mul_ps(W<D>::load(z + j), scv) : W<D>::load(z + j); };
+  const auto ld_tail = [&](int64_t j, int64_t k) {
+    const __m512 v = W<D>::load_tail(z + j, k);
+    if (!Scaled) return v;
+    return _mm512_mask_mul_ps(_mm512_set1_ps(-std::numeric_limits<float>::infinity()), first(k), v, scv);
+  };
   const int64_t n16 = n & ~int64_t(kLanes - 1), n32 = n & ~int64_t(2 * kLanes - 1);
   const float ninf = -std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
   // Forward of 16-bit input: pass 1 keeps the widened block in w (16 KiB on the stack), so pass 2
@@ -176,7 +185,7 @@ Partial partial_impl(const void* zv, int64_t n, float* e, const Kernels::Pending
   alignas(64) float w[kKeep ? kBlock : 1];
   __m512 m0 = _mm512_set1_ps(ninf), m1 = m0;
   for (int64_t j = 0; j < n32; j += 2 * kLanes) {
-    const __m512 a = W<D>::load(z + j), b = W<D>::load(z + j + kLanes);
+    const __m512 a = ld(j), b = ld(j + kLanes);
     if (kKeep) {
       _mm512_storeu_ps(w + j, a);
       _mm512_storeu_ps(w + j + kLanes, b);
@@ -185,20 +194,20 @@ Partial partial_impl(const void* zv, int64_t n, float* e, const Kernels::Pending
     m1 = _mm512_max_ps(m1, b);
   }
   if (n16 > n32) {
-    const __m512 a = W<D>::load(z + n32);
+    const __m512 a = ld(n32);
     if (kKeep) _mm512_storeu_ps(w + n32, a);
     m0 = _mm512_max_ps(m0, a);
   }
   if (n > n16) {
-    const __m512 a = W<D>::load_tail(z + n16, n - n16);
+    const __m512 a = ld_tail(n16, n - n16);
     if (kKeep) _mm512_storeu_ps(w + n16, a);  // with its −inf padding: n16 + 16 ≤ kBlock
     m1 = _mm512_max_ps(m1, a);
   }
   float m = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
   if (m == ninf) {  // a fully masked block, unless it hides a NaN
     __mmask16 bad = 0;
-    for (int64_t j = 0; j < n16; j += kLanes) bad |= _mm512_cmp_ps_mask(W<D>::load(z + j), _mm512_setzero_ps(), _CMP_UNORD_Q);
-    if (n > n16) bad |= _mm512_cmp_ps_mask(W<D>::load_tail(z + n16, n - n16), _mm512_setzero_ps(), _CMP_UNORD_Q);
+    for (int64_t j = 0; j < n16; j += kLanes) bad |= _mm512_cmp_ps_mask(ld(j), _mm512_setzero_ps(), _CMP_UNORD_Q);
+    if (n > n16) bad |= _mm512_cmp_ps_mask(ld_tail(n16, n - n16), _mm512_setzero_ps(), _CMP_UNORD_Q);
     if (bad) m = nan;
   }
   if (m != m || m == ninf) {
@@ -208,8 +217,8 @@ Partial partial_impl(const void* zv, int64_t n, float* e, const Kernels::Pending
     return {m, m != m ? nan : 0.0f};
   }
   // the block again, as floats: from w (16-bit input) or from z (f32, L1-resident after pass 1)
-  const auto src = [&](int64_t j) { return kKeep ? _mm512_loadu_ps(w + j) : W<D>::load(z + j); };
-  const auto src_tail = [&](int64_t j, int64_t k) { return kKeep ? _mm512_loadu_ps(w + j) : W<D>::load_tail(z + j, k); };
+  const auto src = [&](int64_t j) { return kKeep ? _mm512_loadu_ps(w + j) : ld(j); };
+  const auto src_tail = [&](int64_t j, int64_t k) { return kKeep ? _mm512_loadu_ps(w + j) : ld_tail(j, k); };
   // m = +inf gives inf − inf = NaN sums, as in the scalar path
   const __m512 mv = _mm512_set1_ps(m);
   __m512 s = _mm512_setzero_ps();
@@ -261,6 +270,18 @@ template <DType D, DType DOut>
 Partial partial_store_write_avx512(const void* z, int64_t n, float* e, const Kernels::Pending& w) {
   return partial_impl<D, true, DOut, true>(z, n, e, &w);
 }
+template <DType D>
+Partial partial_scaled_avx512(const void* z, int64_t n, float s) {
+  return partial_impl<D, false, DType::F32, false, true>(z, n, nullptr, nullptr, s);
+}
+template <DType D>
+Partial partial_store_scaled_avx512(const void* z, int64_t n, float* e, float s) {
+  return partial_impl<D, true, DType::F32, false, true>(z, n, e, nullptr, s);
+}
+template <DType D, DType DOut>
+Partial partial_store_write_scaled_avx512(const void* z, int64_t n, float* e, const Kernels::Pending& w, float s) {
+  return partial_impl<D, true, DOut, true, true>(z, n, e, &w, s);
+}
 
 // g = exp(z − lse) · scale; returns Σ exp(z − lse) in the 16 lanes. Each 16 are loaded before
 // they are stored: in place (g == z) is safe.
@@ -308,6 +329,18 @@ const Kernels kAvx512 = {
          partial_store_write_avx512<DType::F16, DType::BF16>},
         {partial_store_write_avx512<DType::BF16, DType::F32>, partial_store_write_avx512<DType::BF16, DType::F16>,
          partial_store_write_avx512<DType::BF16, DType::BF16>},
+    },
+    {partial_scaled_avx512<DType::F32>, partial_scaled_avx512<DType::F16>, partial_scaled_avx512<DType::BF16>},
+    {partial_store_scaled_avx512<DType::F32>, partial_store_scaled_avx512<DType::F16>,
+     partial_store_scaled_avx512<DType::BF16>},
+    {
+        {partial_store_write_scaled_avx512<DType::F32, DType::F32>, partial_store_write_scaled_avx512<DType::F32, DType::F16>,
+         partial_store_write_scaled_avx512<DType::F32, DType::BF16>},
+        {partial_store_write_scaled_avx512<DType::F16, DType::F32>, partial_store_write_scaled_avx512<DType::F16, DType::F16>,
+         partial_store_write_scaled_avx512<DType::F16, DType::BF16>},
+        {partial_store_write_scaled_avx512<DType::BF16, DType::F32>,
+         partial_store_write_scaled_avx512<DType::BF16, DType::F16>,
+         partial_store_write_scaled_avx512<DType::BF16, DType::BF16>},
     },
 };
 

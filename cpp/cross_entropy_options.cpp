@@ -71,19 +71,6 @@ struct RowOut {
   double nll = 0.0;  // lse − x_t
 };
 
-// The focal loss's factors of a row with nll = lse − x_t (fusedce.h): (1 − p_t)^γ for the loss,
-// κ for the gradient. q = 1 − p_t = −expm1(−nll) keeps its digits as p_t → 1.
-struct Focal {
-  double loss, grad;
-};
-Focal focal(double gamma, double nll) {
-  if (gamma == 0.0) return {1.0, 1.0};
-  const double q = -std::expm1(-nll), pt = std::exp(-nll);
-  if (!(q > 0.0)) return {0.0, 0.0};  // p_t = 1: no loss, no gradient (γ > 0)
-  const double qg = std::pow(q, gamma);
-  return {qg, qg * (1.0 + gamma * pt * nll / q)};
-}
-
 float load_x(const Kernels& k, const char* z, DType dt, int64_t j, const Transform& tf, float* d = nullptr) {
   float x = 0.0f, t;
   widen(z + size_t(j) * dtype_size(dt), dt, 1, &x);
@@ -132,7 +119,7 @@ RowOut row_forward_opt(const Kernels& k, const char* z, DType dt, int64_t vocab,
   const double lse = rf.lse, nll = rf.loss;  // nll = lse − x_t
   const double wt = w ? double(w[t]) : 1.0;
   RowOut out{lse, wt * nll, double(o.z_loss) * lse * lse, 0.0, 0.0, 0.0, -1, nll};
-  if (o.focal_gamma > 0.0f) out.ce *= focal(o.focal_gamma, nll).loss;
+  if (o.focal_gamma > 0.0f) out.ce *= focal_factors(o.focal_gamma, nll).loss;
   if (Smooth) {
     const double eps = o.label_smoothing;
     double smooth = wt * nll;  // Σ_j w_j·(lse − x_j), the target's term first, then the pieces'
@@ -191,7 +178,7 @@ struct GradRow {
   GradRow(const CeOptions& o, int64_t vocab, int64_t t, double lse, double a, double b, double nll) : w(o.weight) {
     const double wt = w ? double(w[t]) : 1.0;
     // the focal factor κ scales the whole row (focal excludes smoothing and z-loss)
-    const double alpha = a * (1.0 - double(o.label_smoothing)) * wt * focal(o.focal_gamma, nll).grad;
+    const double alpha = a * (1.0 - double(o.label_smoothing)) * wt * focal_factors(o.focal_gamma, nll).grad;
     const double gamma = b * 2.0 * double(o.z_loss) * lse;
     beta = a * double(o.label_smoothing) / double(vocab);
     A = alpha + beta * o.weight_total + gamma;
@@ -329,6 +316,7 @@ ForwardOptTotals forward_opt(const Kernels& k, const ForwardOptArgs& a) {
 }  // namespace
 
 ForwardOptTotals cross_entropy_forward_opt(const ForwardOptArgs& a) {
+  if (plain_opt_applies(a)) return cross_entropy_forward_plain_opt(a);
   const Kernels& k = a.base.batch.kernels ? *a.base.batch.kernels : active_kernels();
   const bool smooth = a.opt.label_smoothing > 0.0f;
   const bool stats = a.stats.argmax || a.stats.entropy || a.stats.target_logprob || a.stats.max_prob;

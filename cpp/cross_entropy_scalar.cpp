@@ -23,14 +23,16 @@ inline float reduce_lanes(float* acc) {
 }
 
 // One block: the max (keeping a NaN once seen: x > m is false for NaN), then Σ exp(z − m) over
-// the lanes, and with Store each exp also written to e (the fused path's scratch).
-template <DType D, bool Store>
-Partial partial_impl(const void* zv, int64_t n, float* e) {
+// the lanes, and with Store each exp also written to e (the fused path's scratch). Scaled: of
+// x = sc·z, each product rounded to fp32 (the logit scale on the plain path).
+template <DType D, bool Store, bool Scaled = false>
+Partial partial_impl(const void* zv, int64_t n, float* e, float sc = 1.0f) {
   using E = Elem<D>;
   const auto* z = static_cast<const typename E::T*>(zv);
+  const auto load = [&](int64_t j) { return Scaled ? E::load(z[j]) * sc : E::load(z[j]); };
   float m = -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j < n; ++j) {
-    const float x = E::load(z[j]);
+    const float x = load(j);
     if (x > m || x != x) m = x;
     if (m != m) break;
   }
@@ -41,7 +43,7 @@ Partial partial_impl(const void* zv, int64_t n, float* e) {
   }
   float acc[kLanes] = {};
   for (int64_t j = 0; j < n; ++j) {
-    const float x = std::exp(E::load(z[j]) - m);  // inf − inf → NaN
+    const float x = std::exp(load(j) - m);  // inf − inf → NaN
     acc[j % kLanes] += x;
     if (Store) e[j] = x;
   }
@@ -55,6 +57,15 @@ Partial partial_scalar(const void* z, int64_t n) {
 template <DType D>
 Partial partial_store_scalar(const void* z, int64_t n, float* e) {
   return partial_impl<D, true>(z, n, e);
+}
+
+template <DType D>
+Partial partial_scaled_scalar(const void* z, int64_t n, float s) {
+  return partial_impl<D, false, true>(z, n, nullptr, s);
+}
+template <DType D>
+Partial partial_store_scaled_scalar(const void* z, int64_t n, float* e, float s) {
+  return partial_impl<D, true, true>(z, n, e, s);
 }
 
 template <DType DOut>
@@ -95,6 +106,10 @@ const Kernels kScalar = {
     {scale_store_scalar<DType::F32>, scale_store_scalar<DType::F16>, scale_store_scalar<DType::BF16>},
     exp_scalar,
     {},  // partial_store_write: none (the caller writes the pending span itself)
+    {partial_scaled_scalar<DType::F32>, partial_scaled_scalar<DType::F16>, partial_scaled_scalar<DType::BF16>},
+    {partial_store_scaled_scalar<DType::F32>, partial_store_scaled_scalar<DType::F16>,
+     partial_store_scaled_scalar<DType::BF16>},
+    {},  // partial_store_write_scaled: none
 };
 
 }  // namespace

@@ -79,6 +79,12 @@ struct Kernels {
     bool stream;
   };
   Partial (*partial_store_write[3][3])(const void* z, int64_t n, float* e, const Pending& w);
+  // partial, partial_store and partial_store_write of x = s·z (each product rounded to fp32, then
+  // exactly as the F32 kernels on x): the logit scale on the plain path. nullptr where an ISA has
+  // none (the options path then widens and scales each block itself).
+  Partial (*partial_scaled[3])(const void* z, int64_t n, float s);
+  Partial (*partial_store_scaled[3])(const void* z, int64_t n, float* e, float s);
+  Partial (*partial_store_write_scaled[3][3])(const void* z, int64_t n, float* e, const Pending& w, float s);
 };
 
 // Kernels chosen for this CPU (CPUID at first call; FUSEDCE_ISA=scalar|avx2|avx512 overrides).
@@ -185,6 +191,11 @@ struct ForwardOptTotals {
   double ce_sum, z_sum;  // Σ ce_i, Σ zl_i over counted rows, in row order
 };
 ForwardOptTotals cross_entropy_forward_opt(const ForwardOptArgs& a);
+// The options whose rows keep plain CE's per-element work (weights, z-loss, focal, and logit scale
+// where the ISA has scaled kernels; no smoothing, softcap or statistics) run on the plain driver
+// and kernels (cross_entropy.cpp). cross_entropy_forward_opt routes there when this holds.
+bool plain_opt_applies(const ForwardOptArgs& a);
+ForwardOptTotals cross_entropy_forward_plain_opt(const ForwardOptArgs& a);
 // The gradient from a saved lse (of x), as the fused forward computes it (bitwise the same).
 void cross_entropy_backward_opt(const BackwardArgs& a, const CeOptions& opt, CeNorm norm);
 

@@ -69,4 +69,17 @@ inline void for_each_piece(int64_t vocab, int64_t t, PieceFn&& piece) {
   }
 }
 
+// The focal loss's factors of a row with nll = lse − x_t (fusedce.h, CeOptions): (1 − p_t)^γ for
+// the loss, κ for the gradient. q = 1 − p_t = −expm1(−nll) keeps its digits as p_t → 1.
+struct Focal {
+  double loss, grad;
+};
+inline Focal focal_factors(double gamma, double nll) {
+  if (gamma == 0.0) return {1.0, 1.0};
+  const double q = -std::expm1(-nll), pt = std::exp(-nll);
+  if (!(q > 0.0)) return {0.0, 0.0};  // p_t = 1: no loss, no gradient (γ > 0)
+  const double qg = std::pow(q, gamma);
+  return {qg, qg * (1.0 + gamma * pt * nll / q)};
+}
+
 }  // namespace fusedce
