@@ -10,6 +10,7 @@
 // ever touches memory past the range.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -141,22 +142,34 @@ inline float hmax(__m256 v) {
 
 // One block: pass 1 takes the max (and notices NaN, which vmaxps alone would drop); pass 2 (from
 // L1) sums exp(z − m), and with Store also writes each exp to e (the fused path's scratch).
-template <DType D, bool Store>
-Partial partial_impl(const void* zv, int64_t n, float* e) {
+// Scaled: of x = sc·z (each product rounded to fp32; the tail's padding stays −inf whatever the
+// sign of sc), bitwise the AVX-512 scaled kernels (the logit scale on the plain path).
+template <DType D, bool Store, bool Scaled = false>
+Partial partial_impl(const void* zv, int64_t n, float* e, float sc = 1.0f) {
   using T = typename V<D>::T;
   const T* z = static_cast<const T*>(zv);
   const int64_t n16 = n & ~int64_t(kLanes - 1);
   Tail<D> tail(z + n16, n - n16);
-  __m256 m0 = _mm256_set1_ps(-std::numeric_limits<float>::infinity()), m1 = m0;
+  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity()), scv = _mm256_set1_ps(sc);
+  // 8 elements at p of which the first `valid` are real (≥ 8: all)
+  const auto ld = [&](const T* p, int64_t valid) {
+    const __m256 v = V<D>::load(p);
+    if (!Scaled) return v;
+    const __m256 x = _mm256_mul_ps(v, scv);
+    if (valid >= 8) return x;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(int(std::max<int64_t>(valid, 0))), lane)));
+  };
+  __m256 m0 = ninf, m1 = m0;
   __m256 bad = _mm256_setzero_ps();
-  auto max_step = [&](const T* p) {
-    const __m256 a = V<D>::load(p), b = V<D>::load(p + 8);
+  auto max_step = [&](const T* p, int64_t valid) {
+    const __m256 a = ld(p, valid), b = ld(p + 8, valid - 8);
     m0 = _mm256_max_ps(m0, a);
     m1 = _mm256_max_ps(m1, b);
     bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
   };
-  for (int64_t j = 0; j < n16; j += kLanes) max_step(z + j);
-  if (n > n16) max_step(tail.buf);
+  for (int64_t j = 0; j < n16; j += kLanes) max_step(z + j, kLanes);
+  if (n > n16) max_step(tail.buf, n - n16);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float m = _mm256_movemask_ps(bad) ? nan : hmax(_mm256_max_ps(m0, m1));
   if (m != m || m == -std::numeric_limits<float>::infinity()) {  // NaN, or a fully masked block
@@ -167,9 +180,9 @@ Partial partial_impl(const void* zv, int64_t n, float* e) {
   // m = +inf gives inf − inf = NaN sums, as in the scalar path
   const __m256 mv = _mm256_set1_ps(m);
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  auto sum_step = [&](const T* p, float* dst) {
-    const __m256 e0 = exp_ps(_mm256_sub_ps(V<D>::load(p), mv));
-    const __m256 e1 = exp_ps(_mm256_sub_ps(V<D>::load(p + 8), mv));
+  auto sum_step = [&](const T* p, int64_t valid, float* dst) {
+    const __m256 e0 = exp_ps(_mm256_sub_ps(ld(p, valid), mv));
+    const __m256 e1 = exp_ps(_mm256_sub_ps(ld(p + 8, valid - 8), mv));
     s0 = _mm256_add_ps(s0, e0);
     s1 = _mm256_add_ps(s1, e1);
     if (Store) {
@@ -183,11 +196,11 @@ Partial partial_impl(const void* zv, int64_t n, float* e) {
   const char* ahead = reinterpret_cast<const char*>(z + kBlock);
   for (int64_t j = 0; j < n16; j += kLanes) {
     _mm_prefetch(ahead + j * int64_t(sizeof(T)), _MM_HINT_T1);
-    sum_step(z + j, Store ? e + j : nullptr);
+    sum_step(z + j, kLanes, Store ? e + j : nullptr);
   }
   if (n > n16) {
     alignas(32) float out[kLanes];
-    sum_step(tail.buf, out);
+    sum_step(tail.buf, n - n16, out);
     if (Store) std::memcpy(e + n16, out, size_t(n - n16) * sizeof(float));
   }
   return {m, reduce16(s0, s1)};
@@ -200,6 +213,14 @@ Partial partial_avx2(const void* z, int64_t n) {
 template <DType D>
 Partial partial_store_avx2(const void* z, int64_t n, float* e) {
   return partial_impl<D, true>(z, n, e);
+}
+template <DType D>
+Partial partial_scaled_avx2(const void* z, int64_t n, float s) {
+  return partial_impl<D, false, true>(z, n, nullptr, s);
+}
+template <DType D>
+Partial partial_store_scaled_avx2(const void* z, int64_t n, float* e, float s) {
+  return partial_impl<D, true, true>(z, n, e, s);
 }
 
 // g = e · c. With stream, the aligned middle is written with non-temporal stores: a large
@@ -275,11 +296,9 @@ const Kernels kAvx2 = {
     // AVX-512 file's in-loop writer ported here measured 0.87–1.09× (fused, 64 × 128256, bf16 and
     // f32, 1 and 2 threads, FUSEDCE_ISA=avx2 on an AVX-512 machine): no gain, so it was left out.
     {},
-    // the scaled kernels (logit scale on the plain path): none yet; the options path widens and
-    // scales each block itself on AVX2 machines
-    {},
-    {},
-    {},
+    {partial_scaled_avx2<DType::F32>, partial_scaled_avx2<DType::F16>, partial_scaled_avx2<DType::BF16>},
+    {partial_store_scaled_avx2<DType::F32>, partial_store_scaled_avx2<DType::F16>, partial_store_scaled_avx2<DType::BF16>},
+    {},  // partial_store_write_scaled: none, as partial_store_write
 };
 
 }  // namespace

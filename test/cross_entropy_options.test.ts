@@ -25,6 +25,10 @@ const CASES: [string, (r: () => number, vocab: number) => Opts][] = [
   ['negative weights + labelSmoothing 0.1', (r, v) => ({ labelSmoothing: 0.1, weight: Float32Array.from({ length: v }, () => (r() < 0.5 ? -0.5 - r() : 0.5 + r())) })],
   ['labelSmoothing 0.2 + weights with zeros', (r, v) => ({ labelSmoothing: 0.2, weight: Float32Array.from({ length: v }, () => (r() < 0.3 ? 0 : r())) })],
   ['zLoss 1e-2', () => ({ zLoss: 1e-2 })],
+  // these run on the plain driver with the scaled block kernels (no smoothing, softcap or stats)
+  ['logitScale 0.6 + class weights + zLoss 1e-3', (r, v) => ({ logitScale: 0.6, weight: Float32Array.from({ length: v }, () => 0.2 + 2 * r()), zLoss: 1e-3 })],
+  ['logitScale −1.3 (reversed logits)', () => ({ logitScale: -1.3 })],
+  ['focal γ = 2 + logitScale 2', () => ({ focalGamma: 2, logitScale: 2 })],
   ['softcap 5 after logitScale 1.7', () => ({ softcap: 5, logitScale: 1.7 })],
   ['everything at once', (r, v) => ({ labelSmoothing: 0.05, weight: Float32Array.from({ length: v }, () => r()), zLoss: 1e-3, softcap: 15, logitScale: 0.9 })],
 ];

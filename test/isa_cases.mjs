@@ -65,6 +65,16 @@ export function isaCases(seed) {
       const key = `loss family ${rows}x${vocab} ${dtype}`;
       const o = crossEntropyForward(z, t, { labelSmoothing: 0.1, weight, zLoss: 1e-3, softcap: 20, logitScale: 1.3, stats: true, withGrad: true });
       out[`${key} ce options`] = `${o.loss} ${hex(o.losses)} ${hex(o.grad.data)} ${hex(o.stats.entropy)} ${hex(o.stats.argmax)}`;
+      // the options that run on the plain driver (weights, z-loss, focal, logit scale of either sign)
+      for (const [name, opts] of [
+        ['weight zLoss scale', { weight, zLoss: 1e-3, logitScale: 1.3 }],
+        ['negative scale', { logitScale: -0.7 }],
+        ['focal weight', { focalGamma: 2, weight }],
+      ]) {
+        const p = crossEntropyForward(z, t, opts);
+        const pg = crossEntropyForward(z, t, { ...opts, withGrad: true, gradOutput: 0.37 });
+        out[`${key} ${name}`] = `${p.loss} ${hex(p.losses)} ${hex(p.lse)} ${pg.loss} ${hex(pg.grad.data)}`;
+      }
       const s = softCrossEntropyForward(z, zu, { temperature: 2, withGrad: true });
       out[`${key} soft`] = `${s.loss} ${hex(s.grad.data)}`;
       for (const direction of ['forward', 'reverse']) {
