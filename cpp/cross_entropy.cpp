@@ -28,39 +28,64 @@ void store_one(void* g, DType gdt, int64_t j, float v) {
   }
 }
 
+// One piece of a row (see for_each_piece) and its partial; with label smoothing also
+// q = Σ_j w_j·(m − x_j) and wsum = Σ_j w_j over it (Kernels::partial_smooth).
+struct Piece {
+  int64_t off, n;
+  Partial p;
+  float q = 0.0f, wsum = 0.0f;
+};
+
 // The block kernels of a pass on x = s·z: the ISA's plain kernels at s = 1, its scaled ones
-// otherwise (the product rounded to fp32 before anything else, as the options path computes x).
-// Built only where the ISA has the scaled kernels (has_scaled).
+// otherwise (the product rounded to fp32 before anything else, as the options path computes x),
+// and with smooth its label-smoothing kernels (weights w, or nullptr for w ≡ 1). Built only where
+// the ISA has the kernels asked for (available).
 struct InKernels {
   const Kernels& k;
   float s;
-  static bool has_scaled(const Kernels& k) {
-    return k.partial_scaled[0] && k.partial_store_scaled[0];
+  bool smooth = false;
+  const float* w = nullptr;  // (vocab,) class weights for the smoothing sums
+  static bool available(const Kernels& k, float s, bool smooth) {
+    if (smooth) return k.partial_smooth[0] && k.scale_sub_store[0];
+    return s == 1.0f || (k.partial_scaled[0] && k.partial_store_scaled[0]);
   }
-  Partial partial(DType dt, const void* z, int64_t n) const {
-    return s == 1.0f ? k.partial[int(dt)](z, n) : k.partial_scaled[int(dt)](z, n, s);
-  }
-  Partial partial_store(DType dt, const void* z, int64_t n, float* e) const {
-    return s == 1.0f ? k.partial_store[int(dt)](z, n, e) : k.partial_store_scaled[int(dt)](z, n, e, s);
-  }
-  // partial_store with a pending span written inside its loop, or false where the ISA has none
-  bool partial_store_write(DType dt, DType gdt, const void* z, int64_t n, float* e, const Kernels::Pending& w,
-                           Partial* out) const {
-    if (s == 1.0f) {
-      if (!k.partial_store_write[int(dt)][int(gdt)]) return false;
-      *out = k.partial_store_write[int(dt)][int(gdt)](z, n, e, w);
-    } else {
-      if (!k.partial_store_write_scaled[int(dt)][int(gdt)]) return false;
-      *out = k.partial_store_write_scaled[int(dt)][int(gdt)](z, n, e, w, s);
+  // Pass 1 over piece (off, n) of row zr: its partial, and with e (the piece's scratch) its exps.
+  Piece run(DType dt, const char* zr, int64_t off, int64_t n, float* e) const {
+    const void* z = zr + size_t(off) * dtype_size(dt);
+    if (smooth) {
+      const SmoothPartial sp = k.partial_smooth[int(dt)](z, n, s, w ? w + off : nullptr, e);
+      return {off, n, {sp.m, sp.s}, sp.q, sp.wsum};
     }
+    if (e) return {off, n, s == 1.0f ? k.partial_store[int(dt)](z, n, e) : k.partial_store_scaled[int(dt)](z, n, e, s)};
+    return {off, n, s == 1.0f ? k.partial[int(dt)](z, n) : k.partial_scaled[int(dt)](z, n, s)};
+  }
+  // run with scratch e and, inside its loop, a pending span written; false where the ISA has no
+  // such kernel (the caller then writes the span itself)
+  bool run_write(DType dt, DType gdt, const char* zr, int64_t off, int64_t n, float* e, const Kernels::Pending& w,
+                 Piece* out) const {
+    const void* z = zr + size_t(off) * dtype_size(dt);
+    const auto psw = s == 1.0f ? k.partial_store_write[int(dt)][int(gdt)] : nullptr;
+    const auto psws = s == 1.0f ? nullptr : k.partial_store_write_scaled[int(dt)][int(gdt)];
+    if (smooth || (!psw && !psws)) return false;
+    *out = {off, n, psw ? psw(z, n, e, w) : psws(z, n, e, w, s)};
     return true;
+  }
+  // Pass 2 of piece (off, n): g = e·c − beta·w (scale_store when beta = 0).
+  void store(DType gdt, const float* e, void* g, int64_t off, int64_t n, float c, float beta, bool stream) const {
+    if (beta == 0.0f) k.scale_store[int(gdt)](e, g, n, c, stream);
+    else k.scale_sub_store[int(gdt)](e, g, n, c, beta, w ? w + off : nullptr, stream);
   }
 };
 
-RowForward row_forward(const InKernels& k, const char* z /* (V,) */, DType dt, int64_t vocab, int64_t t, float xt) {
-  const size_t esz = dtype_size(dt);
+// The pieces of one counted row (its own thread's vector, reused) and its RowForward.
+RowForward row_forward(const InKernels& k, const char* z /* (V,) */, DType dt, int64_t vocab, int64_t t, float xt,
+                       std::vector<Piece>& pcs) {
+  pcs.clear();
   Fold f;
-  for_each_piece(vocab, t, [&](int64_t off, int64_t n) { f.add(k.partial(dt, z + off * esz, n)); });
+  for_each_piece(vocab, t, [&](int64_t off, int64_t n) {
+    pcs.push_back(k.run(dt, z, off, n, nullptr));
+    f.add(pcs.back().p);
+  });
   return finish(f, xt);
 }
 
@@ -85,18 +110,14 @@ Rows rows_of(const Batch& b, const GradOut& grad) {
 }
 
 
-// One piece of a row (see for_each_piece) and its partial.
-struct Piece {
-  int64_t off, n;
-  Partial p;
-};
-
 // What a counted row's gradient is, once its lse is known:
 //   g_j = p_j · scale (j ≠ t),   g_t = add − scale · Σ_{j≠t} p_j
 // Plain CE has add = 0 (g_t = (p_t − 1)·scale); the options that keep its per-element work
 // (class weights, z-loss, focal, logit scale: PlainOptHook below) have their own scale and add.
+//   (and with label smoothing, − beta·w_j in every g_j ≠ g_t: beta is β·s of PlainOptHook)
 struct RowCoef {
   double scale, add;
+  float beta = 0.0f;
 };
 // The target element from the others' probability sum (−0 kept for plain rows, as before).
 float target_grad(const RowCoef& c, double others) {
@@ -110,11 +131,12 @@ float target_grad(const RowCoef& c, double others) {
 //   g_t = add − Σ_b s_b · exp(m_b − lse) · scale  (returned in *gt).
 // A NaN row gives NaN c_b; a fully masked piece c_b = 0.
 template <class CoefFn>
-RowForward fused_fold(const Piece* pcs, size_t count, float zt, CoefFn&& coef, float* c, float* gt) {
+RowForward fused_fold(const Piece* pcs, size_t count, float zt, CoefFn&& coef, float* c, float* gt, float* beta) {
   Fold f;
   for (size_t i = 0; i < count; ++i) f.add(pcs[i].p);
   const RowForward rf = finish(f, zt);
   const RowCoef rc = coef(rf);
+  *beta = rc.beta;
   double others = 0.0;
   for (size_t i = 0; i < count; ++i) {
     const double cb = std::exp(double(pcs[i].p.m) - rf.lse);
@@ -167,30 +189,30 @@ class FusedRows {
     Row& prev = rows_[1 - next_];
     cur.pieces.clear();
     cur.g = g;
-    const size_t esz = dtype_size(dt_);
     size_t done = 0;  // pieces of prev written so far
     for_each_piece(vocab_, t, [&](int64_t off, int64_t n) {
-      const char* const zp = z + off * esz;
       float* const e = cur.e.data() + off;
       const bool pending_piece = prev.g && done < prev.pieces.size();
-      Partial p;
+      Piece p;
       // the previous row's piece written inside this piece's exp loop, where the ISA can
-      if (pending_piece && k_.partial_store_write(dt_, gdt_, zp, n, e, pending(prev, done), &p)) {
+      if (pending_piece && k_.run_write(dt_, gdt_, z, off, n, e, pending(prev, done), &p)) {
         ++done;
       } else {
-        p = k_.partial_store(dt_, zp, n, e);
+        p = k_.run(dt_, z, off, n, e);
         if (pending_piece) write_piece(prev, done++);
       }
-      cur.pieces.push_back({off, n, p});
+      cur.pieces.push_back(p);
     });
     finish_pending(done);
     cur.c.resize(cur.pieces.size());
     float gt;
-    const RowForward rf = fused_fold(cur.pieces.data(), cur.pieces.size(), xt, coef, cur.c.data(), &gt);
+    const RowForward rf = fused_fold(cur.pieces.data(), cur.pieces.size(), xt, coef, cur.c.data(), &gt, &cur.beta);
     store_one(g, gdt_, t, gt);
     next_ = 1 - next_;
     return rf;
   }
+  // The pieces of the row row() returned last.
+  const std::vector<Piece>& last_pieces() const { return rows_[1 - next_].pieces; }
 
  private:
   struct Row {
@@ -198,6 +220,7 @@ class FusedRows {
     std::vector<Piece> pieces;
     std::vector<float> c;
     char* g = nullptr;  // the row's gradient, or nullptr when nothing is pending
+    float beta = 0.0f;  // RowCoef::beta
   };
   static Row* thread_rows() {
     thread_local Row rows[2];
@@ -209,7 +232,7 @@ class FusedRows {
   }
   void write_piece(const Row& r, size_t i) {
     const Kernels::Pending w = pending(r, i);
-    k_.k.scale_store[int(gdt_)](w.e, w.g, w.n, w.c, w.stream);
+    k_.store(gdt_, w.e, w.g, r.pieces[i].off, w.n, w.c, r.beta, w.stream);
   }
   // Writes what is left of the pending row's gradient (pieces [from, end)).
   void finish_pending(size_t from) {
@@ -285,43 +308,63 @@ float load_one(const char* z, DType dt, int64_t j) {
 // ---- Row hooks: what a counted row's fold becomes ---------------------------------------------
 // The forward drivers below are shared by plain CE and by the options that keep its per-element
 // work. A hook gives the target's transformed logit (xt), each counted row's loss (called once per
-// row, after its fold) and its gradient's coefficients (RowCoef).
+// row, after its fold, with the row's pieces) and its gradient's coefficients (RowCoef).
 //
 // Plain CE: x = z, loss = lse − z_t, g = (p − onehot)·upstream.
 struct PlainHook {
   const GradOut& g;
-  float in_scale() const { return 1.0f; }
   float xt(float zt) const { return zt; }
-  double loss(int64_t, int64_t, const RowForward& rf) const { return rf.loss; }
+  double loss(int64_t, int64_t, const RowForward& rf, const Piece*, size_t) const { return rf.loss; }
   RowCoef coef(int64_t r, int64_t, const RowForward&) const { return {double(scale_of(g, r)), 0.0}; }
 };
 
-// The options whose row is the plain one up to per-row constants (fusedce.h, CeOptions; no
-// smoothing, no softcap, no statistics): x = s·z and, with nll = lse − x_t,
-//   ce_i = w_t·φ·nll  (φ = (1 − p_t)^γ, 1 without focal),   zl_i = c·lse²
-//   dloss/dz_j = s·[(α + γ_i)·p_j − α·[j = t]],  α = a_i·w_t·κ,  γ_i = b_i·2c·lse
-// so g_j = p_j·scale with scale = s·(α + γ_i) and g_t = s·γ_i − scale·Σ_{j≠t} p_j.
-// ce_i and zl_i are kept per row (parts) and summed in row order afterwards.
+// The options whose row is the plain one up to per-row constants and, for label smoothing, two
+// more sums per block (fusedce.h, CeOptions; no softcap, no statistics): x = s·z and, with
+// nll = lse − x_t,
+//   ce_i = (1 − ε)·w_t·φ·nll + (ε/V)·Σ_j w_j·(lse − x_j)   (φ = (1 − p_t)^γ, 1 without focal)
+//   zl_i = c·lse²
+// where Σ_j w_j·(lse − x_j) = w_t·nll + Σ_b [W_b·(lse − m_b) + Q_b] over the pieces (the target is
+// in none), all terms ≥ 0 for w ≥ 0 (Q_b = Σ_{j∈b} w_j·(m_b − x_j), W_b = Σ_{j∈b} w_j; a fully
+// masked piece contributes its Q_b alone, +inf or 0). The gradient (GradRow in
+// cross_entropy_options.cpp), with α = a_i·(1 − ε)·w_t·κ, β = a_i·ε/V, γ_i = b_i·2c·lse and
+// A = α + β·W + γ_i:
+//   g_j = s·(A·p_j − β·w_j) (j ≠ t),   g_t = s·(β·(W − w_t) + γ_i) − s·A·Σ_{j≠t} p_j
+// so RowCoef {s·A, s·(β·(W − w_t) + γ_i), s·β}. ce_i and zl_i are kept per row (parts) and summed
+// in row order afterwards.
 struct PlainOptHook {
   const GradOut& g;
   const CeOptions& o;
   CeNorm norm;
+  int64_t vocab;
   double* parts;  // (rows, 2): ce_i, zl_i of counted rows
-  float in_scale() const { return o.logit_scale; }
   float xt(float zt) const { return o.logit_scale == 1.0f ? zt : zt * o.logit_scale; }
   double wt(int64_t t) const { return o.weight ? double(o.weight[t]) : 1.0; }
-  double loss(int64_t r, int64_t t, const RowForward& rf) const {
-    const double ce = wt(t) * focal_factors(o.focal_gamma, rf.loss).loss * rf.loss;
+  double loss(int64_t r, int64_t t, const RowForward& rf, const Piece* pcs, size_t count) const {
+    const double nll = rf.loss, w_t = wt(t);
+    double ce = w_t * focal_factors(o.focal_gamma, nll).loss * nll;
+    if (o.label_smoothing > 0.0f) {
+      const double eps = o.label_smoothing;
+      double smooth = w_t * nll;
+      for (size_t i = 0; i < count; ++i) {
+        const Piece& pc = pcs[i];
+        smooth += pc.p.m == -std::numeric_limits<float>::infinity()
+                      ? double(pc.q)
+                      : double(pc.wsum) * (rf.lse - double(pc.p.m)) + double(pc.q);
+      }
+      ce = (1.0 - eps) * w_t * nll + eps / double(vocab) * smooth;
+    }
     const double zl = double(o.z_loss) * rf.lse * rf.lse;
     parts[2 * r] = ce;
     parts[2 * r + 1] = zl;
     return ce + zl;
   }
   RowCoef coef(int64_t r, int64_t t, const RowForward& rf) const {
-    const double up = scale_of(g, r), s = o.logit_scale;
-    const double alpha = up * norm.ce * wt(t) * focal_factors(o.focal_gamma, rf.loss).grad;
+    const double up = scale_of(g, r), s = o.logit_scale, w_t = wt(t);
+    const double alpha = up * norm.ce * (1.0 - double(o.label_smoothing)) * w_t * focal_factors(o.focal_gamma, rf.loss).grad;
     const double gamma = up * norm.z * 2.0 * double(o.z_loss) * rf.lse;
-    return {s * (alpha + gamma), s * gamma};
+    const double beta = up * norm.ce * double(o.label_smoothing) / double(vocab);
+    const double A = alpha + beta * o.weight_total + gamma;
+    return {s * A, s * (beta * (o.weight_total - w_t) + gamma), float(s * beta)};
   }
 };
 
@@ -345,7 +388,8 @@ void forward_fused_rows(const InKernels& k, const ForwardArgs& a, const Hook& h,
       }
       const RowForward rf = fr.row(rw.zr(r), rw.gr(r), t, h.xt(load_one(rw.zr(r), b.dtype, t)),
                                    [&](const RowForward& f) { return h.coef(r, t, f); });
-      const double loss = h.loss(r, t, rf);
+      const std::vector<Piece>& pcs = fr.last_pieces();
+      const double loss = h.loss(r, t, rf, pcs.data(), pcs.size());
       a.losses[r] = float(loss);
       a.losses64[r] = loss;
       a.lse[r] = float(rf.lse);
@@ -380,7 +424,7 @@ SplitRows plan_split(const Batch& b) {
     sp.row.push_back(r);
     sp.first.push_back(sp.pieces.size());
     for_each_piece(b.vocab, t, [&](int64_t off, int64_t n) {
-      sp.pieces.push_back({off, n, {}});
+      sp.pieces.push_back({off, n, {}, 0.0f, 0.0f});
       sp.slot.push_back(s);
     });
   }
@@ -431,7 +475,7 @@ void forward_split(const InKernels& k, const ForwardArgs& a, const Hook& h) {
   const Batch& b = a.batch;
   SplitRows sp = plan_split(b);
   const Rows rw = rows_of(b, a.grad);
-  const size_t esz = dtype_size(b.dtype), gsz = dtype_size(a.grad.dtype);
+  const size_t gsz = dtype_size(a.grad.dtype);
   const bool fused = fuses(b, a.grad);
   // The calling thread's scratch, kept between calls (a fresh one would cost page faults each
   // time). Workers reach it through the pointer e (a thread_local named inside the lambdas would
@@ -439,12 +483,11 @@ void forward_split(const InKernels& k, const ForwardArgs& a, const Hook& h) {
   thread_local std::vector<float> scratch;
   if (fused && scratch.size() < sp.row.size() * size_t(b.vocab)) scratch.resize(sp.row.size() * size_t(b.vocab));
   float* const e = scratch.data();
-  std::vector<float> c(fused ? sp.pieces.size() : 0);
+  std::vector<float> c(fused ? sp.pieces.size() : 0), beta(fused ? sp.row.size() : 0);
   auto e_of = [&](size_t i) { return e + size_t(sp.slot[i]) * size_t(b.vocab) + size_t(sp.pieces[i].off); };
   run_pieces(b, sp.pieces.size(), [&](size_t i) {
     Piece& pc = sp.pieces[i];
-    const char* z = rw.zr(sp.row[size_t(sp.slot[i])]) + pc.off * esz;
-    pc.p = fused ? k.partial_store(b.dtype, z, pc.n, e_of(i)) : k.partial(b.dtype, z, pc.n);
+    pc = k.run(b.dtype, rw.zr(sp.row[size_t(sp.slot[i])]), pc.off, pc.n, fused ? e_of(i) : nullptr);
   });
   for (int64_t r = 0; r < b.rows; ++r)
     if (b.targets[r] == b.ignore_index) a.losses[r] = a.lse[r] = 0.0f;
@@ -456,14 +499,15 @@ void forward_split(const InKernels& k, const ForwardArgs& a, const Hook& h) {
     RowForward rf;
     if (fused) {
       float gt;
-      rf = fused_fold(pcs, count, xt, [&](const RowForward& f) { return h.coef(r, t, f); }, c.data() + sp.first[s], &gt);
+      rf = fused_fold(pcs, count, xt, [&](const RowForward& f) { return h.coef(r, t, f); }, c.data() + sp.first[s], &gt,
+                      &beta[s]);
       store_one(rw.gr(r), a.grad.dtype, t, gt);  // z (all of it read above) may be g
     } else {
       Fold f;
       for (size_t i = 0; i < count; ++i) f.add(pcs[i].p);
       rf = finish(f, xt);
     }
-    const double loss = h.loss(r, t, rf);
+    const double loss = h.loss(r, t, rf, pcs, count);
     a.losses[r] = float(loss);
     a.losses64[r] = loss;
     a.lse[r] = float(rf.lse);
@@ -472,7 +516,8 @@ void forward_split(const InKernels& k, const ForwardArgs& a, const Hook& h) {
     const bool stream = streams(b, a.grad);
     run_pieces(b, sp.pieces.size(), [&](size_t i) {
       const Piece& pc = sp.pieces[i];
-      k.k.scale_store[int(a.grad.dtype)](e_of(i), rw.gr(sp.row[size_t(sp.slot[i])]) + pc.off * gsz, pc.n, c[i], stream);
+      k.store(a.grad.dtype, e_of(i), rw.gr(sp.row[size_t(sp.slot[i])]) + pc.off * gsz, pc.off, pc.n, c[i],
+              beta[size_t(sp.slot[i])], stream);
     });
     zero_ignored(b, a.grad, rw);
   } else if (rw.g) {
@@ -506,8 +551,9 @@ void forward_rows(const InKernels& k, const ForwardArgs& a, const Hook& h) {
     for_each_row(
         b, a.grad,
         [&](int64_t r, const char* z, char* g, int64_t t) {
-          const RowForward rf = row_forward(k, z, b.dtype, b.vocab, t, h.xt(load_one(z, b.dtype, t)));
-          const double loss = h.loss(r, t, rf);
+          thread_local std::vector<Piece> pcs;
+          const RowForward rf = row_forward(k, z, b.dtype, b.vocab, t, h.xt(load_one(z, b.dtype, t)), pcs);
+          const double loss = h.loss(r, t, rf, pcs.data(), pcs.size());
           a.losses[r] = float(loss);
           a.losses64[r] = loss;
           a.lse[r] = float(rf.lse);
@@ -527,7 +573,7 @@ ForwardTotals cross_entropy_forward(const ForwardArgs& args) {
   ForwardArgs a = args;
   if (!a.losses64) a.losses64 = row_loss.data();
   const Batch& b = a.batch;
-  const InKernels k{b.kernels ? *b.kernels : active_kernels(), 1.0f};
+  const InKernels k{b.kernels ? *b.kernels : active_kernels(), 1.0f, false, nullptr};
   forward_rows(k, a, PlainHook{a.grad});
   double sum = 0.0;
   for (int64_t r = 0; r < b.rows; ++r)
@@ -540,8 +586,7 @@ bool plain_opt_applies(const ForwardOptArgs& a) {
   const Batch& b = a.base.batch;
   const Kernels& k = b.kernels ? *b.kernels : active_kernels();
   const bool stats = a.stats.argmax || a.stats.entropy || a.stats.target_logprob || a.stats.max_prob;
-  return o.label_smoothing == 0.0f && o.softcap == 0.0f && !stats &&
-         (o.logit_scale == 1.0f || InKernels::has_scaled(k)) &&
+  return o.softcap == 0.0f && !stats && InKernels::available(k, o.logit_scale, o.label_smoothing > 0.0f) &&
          (!a.base.grad.data || b.vocab <= kFusedMaxVocab);
 }
 
@@ -550,8 +595,9 @@ ForwardOptTotals cross_entropy_forward_plain_opt(const ForwardOptArgs& a) {
   std::vector<double> row_loss(a.base.losses64 ? 0 : size_t(b.rows), 0.0), parts(2 * size_t(b.rows), 0.0);
   ForwardArgs fa = a.base;
   if (!fa.losses64) fa.losses64 = row_loss.data();
-  const InKernels k{b.kernels ? *b.kernels : active_kernels(), a.opt.logit_scale};
-  forward_rows(k, fa, PlainOptHook{fa.grad, a.opt, a.norm, parts.data()});
+  const bool smooth = a.opt.label_smoothing > 0.0f;
+  const InKernels k{b.kernels ? *b.kernels : active_kernels(), a.opt.logit_scale, smooth, smooth ? a.opt.weight : nullptr};
+  forward_rows(k, fa, PlainOptHook{fa.grad, a.opt, a.norm, b.vocab, parts.data()});
   ForwardOptTotals tot{0.0, 0.0};
   for (int64_t r = 0; r < b.rows; ++r)
     if (b.targets[r] != b.ignore_index) {

@@ -299,6 +299,8 @@ const Kernels kAvx2 = {
     {partial_scaled_avx2<DType::F32>, partial_scaled_avx2<DType::F16>, partial_scaled_avx2<DType::BF16>},
     {partial_store_scaled_avx2<DType::F32>, partial_store_scaled_avx2<DType::F16>, partial_store_scaled_avx2<DType::BF16>},
     {},  // partial_store_write_scaled: none, as partial_store_write
+    {},  // partial_smooth: none yet (label smoothing takes the options path's loops here)
+    {},  // scale_sub_store: none yet
 };
 
 }  // namespace

@@ -283,6 +283,137 @@ Partial partial_store_write_scaled_avx512(const void* z, int64_t n, float* e, co
   return partial_impl<D, true, DOut, true, true>(z, n, e, &w, s);
 }
 
+// Label smoothing's block (Kernels::partial_smooth): pass 1 the max of x = s·z (kept as floats
+// in L1 for 16-bit input, as partial_impl), pass 2 the exps with, per 16 elements, one more
+// subtraction (q −= d·w, d = x − m ≤ 0) and with weights one more add (wsum). Tails are masked:
+// their padding adds nothing to q or wsum.
+template <DType D, bool Store, bool Weighted, bool Scaled>
+SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const float* wt, float* e) {
+  using T = typename W<D>::T;
+  const T* z = static_cast<const T*>(zv);
+  const int64_t n16 = n & ~int64_t(kLanes - 1);
+  const float ninf = -std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const __m512 scv = _mm512_set1_ps(sc), ninfv = _mm512_set1_ps(ninf);
+  const auto ld = [&](int64_t j) { return Scaled ? _mm512_mul_ps(W<D>::load(z + j), scv) : W<D>::load(z + j); };
+  const auto ld_tail = [&](int64_t j, int64_t k) {
+    const __m512 v = W<D>::load_tail(z + j, k);
+    return Scaled ? _mm512_mask_mul_ps(ninfv, first(k), v, scv) : v;
+  };
+  constexpr bool kKeep = D != DType::F32;
+  alignas(64) float w[kKeep ? kBlock : 1];
+  __m512 m0 = ninfv, m1 = ninfv;
+  int64_t j = 0;
+  for (; j + 2 * kLanes <= n; j += 2 * kLanes) {
+    const __m512 a = ld(j), b = ld(j + kLanes);
+    if (kKeep) {
+      _mm512_storeu_ps(w + j, a);
+      _mm512_storeu_ps(w + j + kLanes, b);
+    }
+    m0 = _mm512_max_ps(m0, a);
+    m1 = _mm512_max_ps(m1, b);
+  }
+  for (; j + kLanes <= n; j += kLanes) {
+    const __m512 a = ld(j);
+    if (kKeep) _mm512_storeu_ps(w + j, a);
+    m0 = _mm512_max_ps(m0, a);
+  }
+  if (n > n16) {
+    const __m512 a = ld_tail(n16, n - n16);
+    if (kKeep) _mm512_storeu_ps(w + n16, a);
+    m1 = _mm512_max_ps(m1, a);
+  }
+  float m = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+  // wsum does not depend on the logits
+  const auto weight_sum = [&] {
+    if (!Weighted) return float(n);
+    __m512 ws = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n16; i += kLanes) ws = _mm512_add_ps(ws, _mm512_loadu_ps(wt + i));
+    if (n > n16) ws = _mm512_add_ps(ws, _mm512_maskz_loadu_ps(first(n - n16), wt + n16));
+    return reduce16(ws);
+  };
+  if (m == ninf) {  // a fully masked block, unless it hides a NaN
+    __mmask16 bad = 0;
+    for (int64_t i = 0; i < n16; i += kLanes) bad |= _mm512_cmp_ps_mask(ld(i), _mm512_setzero_ps(), _CMP_UNORD_Q);
+    if (n > n16) bad |= _mm512_cmp_ps_mask(ld_tail(n16, n - n16), _mm512_setzero_ps(), _CMP_UNORD_Q);
+    if (bad) m = nan;
+  }
+  if (m != m || m == ninf) {
+    if (Store)
+      for (int64_t i = 0; i < n; ++i) e[i] = m != m ? nan : 0.0f;
+    const float ws = weight_sum();
+    return {m, m != m ? nan : 0.0f, m != m ? nan : (ws > 0.0f ? -ninf : 0.0f), ws};
+  }
+  const auto src = [&](int64_t i) { return kKeep ? _mm512_loadu_ps(w + i) : ld(i); };
+  const __m512 mv = _mm512_set1_ps(m);
+  __m512 s = _mm512_setzero_ps(), q = _mm512_setzero_ps(), ws = _mm512_setzero_ps();
+  const char* ahead = reinterpret_cast<const char*>(z + kBlock);
+  for (int64_t i = 0; i < n16; i += kLanes) {
+    _mm_prefetch(ahead + i * int64_t(sizeof(T)), _MM_HINT_T1);
+    const __m512 d = _mm512_sub_ps(src(i), mv);
+    const __m512 x = exp16<Range::kUpTo0>(d);
+    s = _mm512_add_ps(s, x);
+    if (Weighted) {
+      const __m512 wv = _mm512_loadu_ps(wt + i);
+      q = _mm512_fnmadd_ps(wv, d, q);
+      ws = _mm512_add_ps(ws, wv);
+    } else {
+      q = _mm512_sub_ps(q, d);
+    }
+    if (Store) _mm512_storeu_ps(e + i, x);
+  }
+  if (n > n16) {
+    const __mmask16 k = first(n - n16);
+    const __m512 d = _mm512_sub_ps(kKeep ? _mm512_loadu_ps(w + n16) : ld_tail(n16, n - n16), mv);
+    const __m512 x = exp16<Range::kUpTo0>(d);
+    s = _mm512_add_ps(s, x);
+    if (Weighted) {
+      const __m512 wv = _mm512_maskz_loadu_ps(k, wt + n16);
+      q = _mm512_mask3_fnmadd_ps(wv, d, q, k);
+      ws = _mm512_add_ps(ws, wv);
+    } else {
+      q = _mm512_mask_sub_ps(q, k, q, d);
+    }
+    if (Store) _mm512_mask_storeu_ps(e + n16, k, x);
+  }
+  return {m, reduce16(s), reduce16(q), Weighted ? reduce16(ws) : float(n)};
+}
+
+template <DType D>
+SmoothPartial partial_smooth_avx512(const void* z, int64_t n, float s, const float* w, float* e) {
+  if (s == 1.0f) {
+    if (w) return e ? partial_smooth_impl<D, true, true, false>(z, n, s, w, e) : partial_smooth_impl<D, false, true, false>(z, n, s, w, e);
+    return e ? partial_smooth_impl<D, true, false, false>(z, n, s, w, e) : partial_smooth_impl<D, false, false, false>(z, n, s, w, e);
+  }
+  if (w) return e ? partial_smooth_impl<D, true, true, true>(z, n, s, w, e) : partial_smooth_impl<D, false, true, true>(z, n, s, w, e);
+  return e ? partial_smooth_impl<D, true, false, true>(z, n, s, w, e) : partial_smooth_impl<D, false, false, true>(z, n, s, w, e);
+}
+
+// g = e·c − beta·w (w nullptr: − beta), as scale_store (stream: non-temporal middle).
+template <DType DOut>
+void scale_sub_store_avx512(const float* e, void* gv, int64_t n, float c, float beta, const float* w, bool stream) {
+  using TO = typename W<DOut>::T;
+  TO* g = static_cast<TO*>(gv);
+  const __m512 cv = _mm512_set1_ps(c), bv = _mm512_set1_ps(beta);
+  const auto val = [&](int64_t j) {
+    return w ? _mm512_fnmadd_ps(bv, _mm512_loadu_ps(w + j), _mm512_mul_ps(_mm512_loadu_ps(e + j), cv))
+             : _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(e + j), cv), bv);
+  };
+  int64_t j = 0;
+  if (stream) {
+    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j)
+      g[j] = Elem<DOut>::store(e[j] * c - beta * (w ? w[j] : 1.0f));
+    for (; j + kLanes <= n; j += kLanes) W<DOut>::stream(g + j, val(j));
+    _mm_sfence();
+  }
+  for (; j + kLanes <= n; j += kLanes) W<DOut>::store(g + j, val(j));
+  if (j < n) {
+    const __mmask16 k = first(n - j);
+    const __m512 ev = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, e + j), cv);
+    const __m512 v = w ? _mm512_fnmadd_ps(bv, _mm512_maskz_loadu_ps(k, w + j), ev) : _mm512_sub_ps(ev, bv);
+    W<DOut>::store_tail(g + j, v, n - j);
+  }
+}
+
 // g = exp(z − lse) · scale; returns Σ exp(z − lse) in the 16 lanes. Each 16 are loaded before
 // they are stored: in place (g == z) is safe.
 template <DType DIn, DType DOut>
@@ -342,6 +473,8 @@ const Kernels kAvx512 = {
          partial_store_write_scaled_avx512<DType::BF16, DType::F16>,
          partial_store_write_scaled_avx512<DType::BF16, DType::BF16>},
     },
+    {partial_smooth_avx512<DType::F32>, partial_smooth_avx512<DType::F16>, partial_smooth_avx512<DType::BF16>},
+    {scale_sub_store_avx512<DType::F32>, scale_sub_store_avx512<DType::F16>, scale_sub_store_avx512<DType::BF16>},
 };
 
 }  // namespace

@@ -110,6 +110,8 @@ const Kernels kScalar = {
     {partial_store_scaled_scalar<DType::F32>, partial_store_scaled_scalar<DType::F16>,
      partial_store_scaled_scalar<DType::BF16>},
     {},  // partial_store_write_scaled: none
+    {},  // partial_smooth: none yet (label smoothing takes the options path's loops here)
+    {},  // scale_sub_store: none yet
 };
 
 }  // namespace

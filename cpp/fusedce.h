@@ -47,6 +47,12 @@ struct Partial {
   float s;
 };
 
+// A block's partial with label smoothing's sums (Kernels::partial_smooth).
+struct SmoothPartial {
+  float m, s;
+  float q, wsum;
+};
+
 // One ISA's kernels. Pointers are to the first element of a contiguous range.
 struct Kernels {
   const char* name;  // "scalar" | "avx2" | "avx512"
@@ -85,6 +91,13 @@ struct Kernels {
   Partial (*partial_scaled[3])(const void* z, int64_t n, float s);
   Partial (*partial_store_scaled[3])(const void* z, int64_t n, float* e, float s);
   Partial (*partial_store_write_scaled[3][3])(const void* z, int64_t n, float* e, const Pending& w, float s);
+  // Label smoothing on the plain path. partial_smooth: partial_scaled of x = s·z (s = 1: exactly
+  // partial) and, in the same exp loop, q = Σ_j w_j·(m − x_j) and wsum = Σ_j w_j in fp32 lanes
+  // (w nullptr: w ≡ 1, wsum = n); with e, also partial_store's e. A fully masked block gives
+  // q = (wsum > 0 ? +inf : 0). scale_sub_store: g[j] = e[j]·c − beta·w[j] (w nullptr: − beta).
+  // nullptr where an ISA has none (the options path then runs its own loops).
+  SmoothPartial (*partial_smooth[3])(const void* z, int64_t n, float s, const float* w, float* e);
+  void (*scale_sub_store[3])(const float* e, void* g, int64_t n, float c, float beta, const float* w, bool stream);
 };
 
 // Kernels chosen for this CPU (CPUID at first call; FUSEDCE_ISA=scalar|avx2|avx512 overrides).
@@ -192,7 +205,7 @@ struct ForwardOptTotals {
 };
 ForwardOptTotals cross_entropy_forward_opt(const ForwardOptArgs& a);
 // The options whose rows keep plain CE's per-element work (weights, z-loss, focal, and logit scale
-// where the ISA has scaled kernels; no smoothing, softcap or statistics) run on the plain driver
+// and label smoothing where the ISA has their kernels; no softcap or statistics) run on the plain driver
 // and kernels (cross_entropy.cpp). cross_entropy_forward_opt routes there when this holds.
 bool plain_opt_applies(const ForwardOptArgs& a);
 ForwardOptTotals cross_entropy_forward_plain_opt(const ForwardOptArgs& a);
