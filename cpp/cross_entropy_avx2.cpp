@@ -223,6 +223,123 @@ Partial partial_store_scaled_avx2(const void* z, int64_t n, float* e, float s) {
   return partial_impl<D, true, true>(z, n, e, s);
 }
 
+// Label smoothing's block (Kernels::partial_smooth), bitwise the AVX-512 kernel: the same lanes
+// (acc0 = lanes 0–7, acc1 = lanes 8–15) and operations; tails padded, their lanes kept out of q.
+template <DType D, bool Store, bool Weighted, bool Scaled>
+SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const float* wt, float* e) {
+  using T = typename V<D>::T;
+  const T* z = static_cast<const T*>(zv);
+  const int64_t n16 = n & ~int64_t(kLanes - 1), nt = n - n16;
+  Tail<D> tail(z + n16, nt);
+  alignas(32) float wtail[kLanes] = {};
+  if (Weighted)
+    for (int64_t i = 0; i < nt; ++i) wtail[i] = wt[n16 + i];
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity()), scv = _mm256_set1_ps(sc);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const auto keep = [&](int64_t valid) {
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(int(std::max<int64_t>(valid, 0))), lane));
+  };
+  const auto ld = [&](const T* p, int64_t valid) {
+    const __m256 v = V<D>::load(p);
+    if (!Scaled) return v;
+    const __m256 x = _mm256_mul_ps(v, scv);
+    return valid >= 8 ? x : _mm256_blendv_ps(ninf, x, keep(valid));
+  };
+  __m256 m0 = ninf, m1 = ninf, bad = _mm256_setzero_ps();
+  auto max_step = [&](const T* p, int64_t valid) {
+    const __m256 a = ld(p, valid), b = ld(p + 8, valid - 8);
+    m0 = _mm256_max_ps(m0, a);
+    m1 = _mm256_max_ps(m1, b);
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
+  };
+  for (int64_t j = 0; j < n16; j += kLanes) max_step(z + j, kLanes);
+  if (nt) max_step(tail.buf, nt);
+  const float m = _mm256_movemask_ps(bad) ? nan : hmax(_mm256_max_ps(m0, m1));
+  const auto wload = [&](int64_t j) { return j < n16 ? _mm256_loadu_ps(wt + j) : _mm256_load_ps(wtail + (j - n16)); };
+  if (m != m || m == -std::numeric_limits<float>::infinity()) {
+    if (Store)
+      for (int64_t j = 0; j < n; ++j) e[j] = m != m ? nan : 0.0f;
+    float ws = float(n);
+    if (Weighted) {
+      __m256 w0 = _mm256_setzero_ps(), w1 = w0;
+      for (int64_t j = 0; j < n; j += kLanes) {
+        w0 = _mm256_add_ps(w0, wload(j));
+        w1 = _mm256_add_ps(w1, wload(j + 8));
+      }
+      ws = reduce16(w0, w1);
+    }
+    return {m, m != m ? nan : 0.0f, m != m ? nan : (ws > 0.0f ? std::numeric_limits<float>::infinity() : 0.0f), ws};
+  }
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0, q0 = s0, q1 = s0, w0 = s0, w1 = s0;
+  auto step = [&](const T* p, int64_t j, int64_t valid, float* dst) {
+    const __m256 d0 = _mm256_sub_ps(ld(p, valid), mv), d1 = _mm256_sub_ps(ld(p + 8, valid - 8), mv);
+    const __m256 e0 = exp_ps(d0), e1 = exp_ps(d1);
+    s0 = _mm256_add_ps(s0, e0);
+    s1 = _mm256_add_ps(s1, e1);
+    __m256 nq0, nq1;
+    if (Weighted) {
+      const __m256 a = wload(j), b = wload(j + 8);
+      nq0 = _mm256_fnmadd_ps(a, d0, q0);
+      nq1 = _mm256_fnmadd_ps(b, d1, q1);
+      w0 = _mm256_add_ps(w0, a);
+      w1 = _mm256_add_ps(w1, b);
+    } else {
+      nq0 = _mm256_sub_ps(q0, d0);
+      nq1 = _mm256_sub_ps(q1, d1);
+    }
+    q0 = valid >= 8 ? nq0 : _mm256_blendv_ps(q0, nq0, keep(valid));
+    q1 = valid >= 16 ? nq1 : _mm256_blendv_ps(q1, nq1, keep(valid - 8));
+    if (Store) {
+      _mm256_storeu_ps(dst, e0);
+      _mm256_storeu_ps(dst + 8, e1);
+    }
+  };
+  const char* ahead = reinterpret_cast<const char*>(z + kBlock);
+  for (int64_t j = 0; j < n16; j += kLanes) {
+    _mm_prefetch(ahead + j * int64_t(sizeof(T)), _MM_HINT_T1);
+    step(z + j, j, kLanes, Store ? e + j : nullptr);
+  }
+  if (nt) {
+    alignas(32) float out[kLanes];
+    step(tail.buf, n16, nt, out);
+    if (Store) std::memcpy(e + n16, out, size_t(nt) * sizeof(float));
+  }
+  return {m, reduce16(s0, s1), reduce16(q0, q1), Weighted ? reduce16(w0, w1) : float(n)};
+}
+
+template <DType D>
+SmoothPartial partial_smooth_avx2(const void* z, int64_t n, float s, const float* w, float* e) {
+  if (s == 1.0f) {
+    if (w) return e ? partial_smooth_impl<D, true, true, false>(z, n, s, w, e) : partial_smooth_impl<D, false, true, false>(z, n, s, w, e);
+    return e ? partial_smooth_impl<D, true, false, false>(z, n, s, w, e) : partial_smooth_impl<D, false, false, false>(z, n, s, w, e);
+  }
+  if (w) return e ? partial_smooth_impl<D, true, true, true>(z, n, s, w, e) : partial_smooth_impl<D, false, true, true>(z, n, s, w, e);
+  return e ? partial_smooth_impl<D, true, false, true>(z, n, s, w, e) : partial_smooth_impl<D, false, false, true>(z, n, s, w, e);
+}
+
+// g = e·c − beta·w (w nullptr: − beta), as scale_store; the scalar head and tail round as the vectors.
+template <DType DOut>
+void scale_sub_store_avx2(const float* e, void* gv, int64_t n, float c, float beta, const float* w, bool stream) {
+  using TO = typename V<DOut>::T;
+  TO* g = static_cast<TO*>(gv);
+  const __m256 cv = _mm256_set1_ps(c), bv = _mm256_set1_ps(beta);
+  const auto val = [&](int64_t j) {
+    const __m256 ec = _mm256_mul_ps(_mm256_loadu_ps(e + j), cv);
+    return w ? _mm256_fnmadd_ps(bv, _mm256_loadu_ps(w + j), ec) : _mm256_sub_ps(ec, bv);
+  };
+  const auto one = [&](int64_t j) { return w ? std::fma(-beta, w[j], e[j] * c) : e[j] * c - beta; };
+  int64_t j = 0;
+  if (stream) {
+    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % V<DOut>::kAlign; ++j) g[j] = Elem<DOut>::store(one(j));
+    for (; j + 8 <= n; j += 8) V<DOut>::stream(g + j, val(j));
+    _mm_sfence();
+  }
+  for (; j + 8 <= n; j += 8) V<DOut>::store(g + j, val(j));
+  for (; j < n; ++j) g[j] = Elem<DOut>::store(one(j));
+}
+
 // g = e · c. With stream, the aligned middle is written with non-temporal stores: a large
 // gradient then goes to memory without first being read into the cache (no read-for-ownership),
 // which is what bounds this pass; the caller asks for it only when the gradient is far larger
@@ -299,8 +416,8 @@ const Kernels kAvx2 = {
     {partial_scaled_avx2<DType::F32>, partial_scaled_avx2<DType::F16>, partial_scaled_avx2<DType::BF16>},
     {partial_store_scaled_avx2<DType::F32>, partial_store_scaled_avx2<DType::F16>, partial_store_scaled_avx2<DType::BF16>},
     {},  // partial_store_write_scaled: none, as partial_store_write
-    {},  // partial_smooth: none yet (label smoothing takes the options path's loops here)
-    {},  // scale_sub_store: none yet
+    {partial_smooth_avx2<DType::F32>, partial_smooth_avx2<DType::F16>, partial_smooth_avx2<DType::BF16>},
+    {scale_sub_store_avx2<DType::F32>, scale_sub_store_avx2<DType::F16>, scale_sub_store_avx2<DType::BF16>},
 };
 
 }  // namespace

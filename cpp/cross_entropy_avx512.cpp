@@ -401,7 +401,7 @@ void scale_sub_store_avx512(const float* e, void* gv, int64_t n, float c, float 
   int64_t j = 0;
   if (stream) {
     for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j)
-      g[j] = Elem<DOut>::store(e[j] * c - beta * (w ? w[j] : 1.0f));
+      g[j] = Elem<DOut>::store(w ? std::fma(-beta, w[j], e[j] * c) : e[j] * c - beta);  // as the vectors
     for (; j + kLanes <= n; j += kLanes) W<DOut>::stream(g + j, val(j));
     _mm_sfence();
   }

@@ -70,6 +70,8 @@ export function isaCases(seed) {
         ['weight zLoss scale', { weight, zLoss: 1e-3, logitScale: 1.3 }],
         ['negative scale', { logitScale: -0.7 }],
         ['focal weight', { focalGamma: 2, weight }],
+        ['smoothing', { labelSmoothing: 0.1 }],
+        ['smoothing weight zLoss scale', { labelSmoothing: 0.2, weight, zLoss: 1e-3, logitScale: -0.8 }],
       ]) {
         const p = crossEntropyForward(z, t, opts);
         const pg = crossEntropyForward(z, t, { ...opts, withGrad: true, gradOutput: 0.37 });
