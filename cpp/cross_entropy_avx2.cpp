@@ -225,8 +225,11 @@ Partial partial_store_scaled_avx2(const void* z, int64_t n, float* e, float s) {
 
 // Label smoothing's block (Kernels::partial_smooth), bitwise the AVX-512 kernel: the same lanes
 // (acc0 = lanes 0–7, acc1 = lanes 8–15) and operations; tails padded, their lanes kept out of q.
-template <DType D, bool Store, bool Weighted, bool Scaled>
+template <DType D, bool Store, int Mode, bool Scaled>
 SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const float* wt, float* e) {
+  // Mode 0: q = Σ (m − x_j); 1: q = Σ w_j·(m − x_j), wsum = Σ w_j; 2 (entropy): q = Σ e_j·(m − x_j),
+  // with m − x_j capped at FLT_MAX so that a masked element (e_j = 0, x_j = −inf) adds 0
+  constexpr bool Weighted = Mode == 1, Ent = Mode == 2;
   using T = typename V<D>::T;
   const T* z = static_cast<const T*>(zv);
   const int64_t n16 = n & ~int64_t(kLanes - 1), nt = n - n16;
@@ -285,6 +288,10 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
       nq1 = _mm256_fnmadd_ps(b, d1, q1);
       w0 = _mm256_add_ps(w0, a);
       w1 = _mm256_add_ps(w1, b);
+    } else if (Ent) {
+      const __m256 big = _mm256_set1_ps(-std::numeric_limits<float>::max());
+      nq0 = _mm256_fnmadd_ps(e0, _mm256_max_ps(d0, big), q0);
+      nq1 = _mm256_fnmadd_ps(e1, _mm256_max_ps(d1, big), q1);
     } else {
       nq0 = _mm256_sub_ps(q0, d0);
       nq1 = _mm256_sub_ps(q1, d1);
@@ -312,11 +319,37 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
 template <DType D>
 SmoothPartial partial_smooth_avx2(const void* z, int64_t n, float s, const float* w, float* e) {
   if (s == 1.0f) {
-    if (w) return e ? partial_smooth_impl<D, true, true, false>(z, n, s, w, e) : partial_smooth_impl<D, false, true, false>(z, n, s, w, e);
-    return e ? partial_smooth_impl<D, true, false, false>(z, n, s, w, e) : partial_smooth_impl<D, false, false, false>(z, n, s, w, e);
+    if (w) return e ? partial_smooth_impl<D, true, 1, false>(z, n, s, w, e) : partial_smooth_impl<D, false, 1, false>(z, n, s, w, e);
+    return e ? partial_smooth_impl<D, true, 0, false>(z, n, s, w, e) : partial_smooth_impl<D, false, 0, false>(z, n, s, w, e);
   }
-  if (w) return e ? partial_smooth_impl<D, true, true, true>(z, n, s, w, e) : partial_smooth_impl<D, false, true, true>(z, n, s, w, e);
-  return e ? partial_smooth_impl<D, true, false, true>(z, n, s, w, e) : partial_smooth_impl<D, false, false, true>(z, n, s, w, e);
+  if (w) return e ? partial_smooth_impl<D, true, 1, true>(z, n, s, w, e) : partial_smooth_impl<D, false, 1, true>(z, n, s, w, e);
+  return e ? partial_smooth_impl<D, true, 0, true>(z, n, s, w, e) : partial_smooth_impl<D, false, 0, true>(z, n, s, w, e);
+}
+
+template <DType D>
+SmoothPartial partial_entropy_avx2(const void* z, int64_t n, float s, float* e) {
+  if (s == 1.0f) return e ? partial_smooth_impl<D, true, 2, false>(z, n, s, nullptr, e) : partial_smooth_impl<D, false, 2, false>(z, n, s, nullptr, e);
+  return e ? partial_smooth_impl<D, true, 2, true>(z, n, s, nullptr, e) : partial_smooth_impl<D, false, 2, true>(z, n, s, nullptr, e);
+}
+
+// The entropy's gradient from pass 1's exps, bitwise the AVX-512 kernel (scalar tail, same roundings).
+template <DType DIn, DType DOut>
+void entropy_grad_store_avx2(const void* zv, const float* e, void* gv, int64_t n, float s, float m, float k, float c) {
+  const auto* z = static_cast<const typename V<DIn>::T*>(zv);
+  auto* g = static_cast<typename V<DOut>::T*>(gv);
+  const __m256 sv = _mm256_set1_ps(s), mv = _mm256_set1_ps(m), kv = _mm256_set1_ps(k), cv = _mm256_set1_ps(c);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 zx = V<DIn>::load(z + j), ev = _mm256_loadu_ps(e + j);
+    const __m256 x = s == 1.0f ? zx : _mm256_mul_ps(zx, sv);
+    const __m256 v = _mm256_mul_ps(_mm256_mul_ps(ev, cv), _mm256_add_ps(_mm256_sub_ps(x, mv), kv));
+    V<DOut>::store(g + j, _mm256_and_ps(v, _mm256_cmp_ps(ev, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+  }
+  for (; j < n; ++j) {
+    const float zx = Elem<DIn>::load(z[j]), x = s == 1.0f ? zx : zx * s;
+    const float v = (e[j] * c) * ((x - m) + k);
+    g[j] = Elem<DOut>::store(e[j] != 0.0f || e[j] != e[j] ? v : 0.0f);
+  }
 }
 
 // g = e·c − beta·w (w nullptr: − beta), as scale_store; the scalar head and tail round as the vectors.
@@ -418,6 +451,15 @@ const Kernels kAvx2 = {
     {},  // partial_store_write_scaled: none, as partial_store_write
     {partial_smooth_avx2<DType::F32>, partial_smooth_avx2<DType::F16>, partial_smooth_avx2<DType::BF16>},
     {scale_sub_store_avx2<DType::F32>, scale_sub_store_avx2<DType::F16>, scale_sub_store_avx2<DType::BF16>},
+    {partial_entropy_avx2<DType::F32>, partial_entropy_avx2<DType::F16>, partial_entropy_avx2<DType::BF16>},
+    {
+        {entropy_grad_store_avx2<DType::F32, DType::F32>, entropy_grad_store_avx2<DType::F32, DType::F16>,
+         entropy_grad_store_avx2<DType::F32, DType::BF16>},
+        {entropy_grad_store_avx2<DType::F16, DType::F32>, entropy_grad_store_avx2<DType::F16, DType::F16>,
+         entropy_grad_store_avx2<DType::F16, DType::BF16>},
+        {entropy_grad_store_avx2<DType::BF16, DType::F32>, entropy_grad_store_avx2<DType::BF16, DType::F16>,
+         entropy_grad_store_avx2<DType::BF16, DType::BF16>},
+    },
 };
 
 }  // namespace

@@ -287,8 +287,11 @@ Partial partial_store_write_scaled_avx512(const void* z, int64_t n, float* e, co
 // in L1 for 16-bit input, as partial_impl), pass 2 the exps with, per 16 elements, one more
 // subtraction (q −= d·w, d = x − m ≤ 0) and with weights one more add (wsum). Tails are masked:
 // their padding adds nothing to q or wsum.
-template <DType D, bool Store, bool Weighted, bool Scaled>
+template <DType D, bool Store, int Mode, bool Scaled>
 SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const float* wt, float* e) {
+  // Mode 0: q = Σ (m − x_j); 1: q = Σ w_j·(m − x_j), wsum = Σ w_j; 2 (entropy): q = Σ e_j·(m − x_j),
+  // with m − x_j capped at FLT_MAX so that a masked element (e_j = 0, x_j = −inf) adds 0
+  constexpr bool Weighted = Mode == 1, Ent = Mode == 2;
   using T = typename W<D>::T;
   const T* z = static_cast<const T*>(zv);
   const int64_t n16 = n & ~int64_t(kLanes - 1);
@@ -356,6 +359,8 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
       const __m512 wv = _mm512_loadu_ps(wt + i);
       q = _mm512_fnmadd_ps(wv, d, q);
       ws = _mm512_add_ps(ws, wv);
+    } else if (Ent) {
+      q = _mm512_fnmadd_ps(x, _mm512_max_ps(d, _mm512_set1_ps(-std::numeric_limits<float>::max())), q);
     } else {
       q = _mm512_sub_ps(q, d);
     }
@@ -370,6 +375,8 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
       const __m512 wv = _mm512_maskz_loadu_ps(k, wt + n16);
       q = _mm512_mask3_fnmadd_ps(wv, d, q, k);
       ws = _mm512_add_ps(ws, wv);
+    } else if (Ent) {
+      q = _mm512_mask3_fnmadd_ps(x, _mm512_max_ps(d, _mm512_set1_ps(-std::numeric_limits<float>::max())), q, k);
     } else {
       q = _mm512_mask_sub_ps(q, k, q, d);
     }
@@ -381,11 +388,37 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
 template <DType D>
 SmoothPartial partial_smooth_avx512(const void* z, int64_t n, float s, const float* w, float* e) {
   if (s == 1.0f) {
-    if (w) return e ? partial_smooth_impl<D, true, true, false>(z, n, s, w, e) : partial_smooth_impl<D, false, true, false>(z, n, s, w, e);
-    return e ? partial_smooth_impl<D, true, false, false>(z, n, s, w, e) : partial_smooth_impl<D, false, false, false>(z, n, s, w, e);
+    if (w) return e ? partial_smooth_impl<D, true, 1, false>(z, n, s, w, e) : partial_smooth_impl<D, false, 1, false>(z, n, s, w, e);
+    return e ? partial_smooth_impl<D, true, 0, false>(z, n, s, w, e) : partial_smooth_impl<D, false, 0, false>(z, n, s, w, e);
   }
-  if (w) return e ? partial_smooth_impl<D, true, true, true>(z, n, s, w, e) : partial_smooth_impl<D, false, true, true>(z, n, s, w, e);
-  return e ? partial_smooth_impl<D, true, false, true>(z, n, s, w, e) : partial_smooth_impl<D, false, false, true>(z, n, s, w, e);
+  if (w) return e ? partial_smooth_impl<D, true, 1, true>(z, n, s, w, e) : partial_smooth_impl<D, false, 1, true>(z, n, s, w, e);
+  return e ? partial_smooth_impl<D, true, 0, true>(z, n, s, w, e) : partial_smooth_impl<D, false, 0, true>(z, n, s, w, e);
+}
+
+template <DType D>
+SmoothPartial partial_entropy_avx512(const void* z, int64_t n, float s, float* e) {
+  if (s == 1.0f) return e ? partial_smooth_impl<D, true, 2, false>(z, n, s, nullptr, e) : partial_smooth_impl<D, false, 2, false>(z, n, s, nullptr, e);
+  return e ? partial_smooth_impl<D, true, 2, true>(z, n, s, nullptr, e) : partial_smooth_impl<D, false, 2, true>(z, n, s, nullptr, e);
+}
+
+// The entropy's gradient from pass 1's exps (Kernels::entropy_grad_store):
+//   g_j = c·e_j·((s·z_j − m) + k), 0 where e_j = 0. z_j is loaded before g_j is stored (in place).
+template <DType DIn, DType DOut>
+void entropy_grad_store_avx512(const void* zv, const float* e, void* gv, int64_t n, float s, float m, float k, float c) {
+  const auto* z = static_cast<const typename W<DIn>::T*>(zv);
+  auto* g = static_cast<typename W<DOut>::T*>(gv);
+  const __m512 sv = _mm512_set1_ps(s), mv = _mm512_set1_ps(m), kv = _mm512_set1_ps(k), cv = _mm512_set1_ps(c);
+  const auto val = [&](__m512 zx, __m512 ev) {
+    const __m512 x = s == 1.0f ? zx : _mm512_mul_ps(zx, sv);
+    const __m512 v = _mm512_mul_ps(_mm512_mul_ps(ev, cv), _mm512_add_ps(_mm512_sub_ps(x, mv), kv));
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(ev, _mm512_setzero_ps(), _CMP_NEQ_UQ), v);
+  };
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) W<DOut>::store(g + j, val(W<DIn>::load(z + j), _mm512_loadu_ps(e + j)));
+  if (j < n) {
+    const __mmask16 t = first(n - j);
+    W<DOut>::store_tail(g + j, val(W<DIn>::load_tail(z + j, n - j), _mm512_maskz_loadu_ps(t, e + j)), n - j);
+  }
 }
 
 // g = e·c − beta·w (w nullptr: − beta), as scale_store (stream: non-temporal middle).
@@ -475,6 +508,15 @@ const Kernels kAvx512 = {
     },
     {partial_smooth_avx512<DType::F32>, partial_smooth_avx512<DType::F16>, partial_smooth_avx512<DType::BF16>},
     {scale_sub_store_avx512<DType::F32>, scale_sub_store_avx512<DType::F16>, scale_sub_store_avx512<DType::BF16>},
+    {partial_entropy_avx512<DType::F32>, partial_entropy_avx512<DType::F16>, partial_entropy_avx512<DType::BF16>},
+    {
+        {entropy_grad_store_avx512<DType::F32, DType::F32>, entropy_grad_store_avx512<DType::F32, DType::F16>,
+         entropy_grad_store_avx512<DType::F32, DType::BF16>},
+        {entropy_grad_store_avx512<DType::F16, DType::F32>, entropy_grad_store_avx512<DType::F16, DType::F16>,
+         entropy_grad_store_avx512<DType::F16, DType::BF16>},
+        {entropy_grad_store_avx512<DType::BF16, DType::F32>, entropy_grad_store_avx512<DType::BF16, DType::F16>,
+         entropy_grad_store_avx512<DType::BF16, DType::BF16>},
+    },
 };
 
 }  // namespace

@@ -112,6 +112,8 @@ const Kernels kScalar = {
     {},  // partial_store_write_scaled: none
     {},  // partial_smooth: none yet (label smoothing takes the options path's loops here)
     {},  // scale_sub_store: none yet
+    {},  // partial_entropy: none (the entropy's own loops run)
+    {},  // entropy_grad_store: none
 };
 
 }  // namespace

@@ -98,6 +98,12 @@ struct Kernels {
   // nullptr where an ISA has none (the options path then runs its own loops).
   SmoothPartial (*partial_smooth[3])(const void* z, int64_t n, float s, const float* w, float* e);
   void (*scale_sub_store[3])(const float* e, void* g, int64_t n, float c, float beta, const float* w, bool stream);
+  // The entropy's block: partial_scaled of x = s·z and, in the same exp loop, q = Σ_j e_j·(m − x_j)
+  // (e_j = exp(x_j − m); a masked element adds 0); with e, also the exps. wsum is unused.
+  SmoothPartial (*partial_entropy[3])(const void* z, int64_t n, float s, float* e);
+  // The entropy's gradient from those exps: g[j] = c·e[j]·((s·z[j] − m) + k), 0 where e[j] = 0.
+  // z: (n,) input dtype [first index]; g: (n,) gradient dtype [second]; g may be z (in place).
+  void (*entropy_grad_store[3][3])(const void* z, const float* e, void* g, int64_t n, float s, float m, float k, float c);
 };
 
 // Kernels chosen for this CPU (CPUID at first call; FUSEDCE_ISA=scalar|avx2|avx512 overrides).

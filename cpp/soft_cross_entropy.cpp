@@ -290,18 +290,33 @@ struct EntropyRow {
 // One row's lse and entropy of x = z/T, in one pass over z:
 //   T_b = Σ e_j·(m_b − x_j) ≥ 0 per block,  H = Σ_b e^{m_b − lse}·[(lse − m_b)·S_b + T_b]
 // (a sum of non-negative terms: no cancellation).
-EntropyRow entropy_row(const Kernels& k, const char* z, DType dtype, int64_t vocab, float inv_temperature) {
-  thread_local std::vector<std::pair<BlockPartial, double>> blocks;
+// Where the ISA has partial_entropy, S_b and T_b come from its exp loop (fp32 lanes, as the plain
+// kernels' sums: one pass over z, ~0.9× of the plain forward); elsewhere from the block widened
+// into L1 and summed by lane_sum.
+// With e_row (only where the ISA has partial_entropy), the exps e_j = exp(x_j − m_b) are kept
+// there for the one-exp gradient; blocks gets each block's (m_b, S_b) and T_b.
+using EntropyBlocks = std::vector<std::pair<BlockPartial, double>>;
+EntropyRow entropy_row(const Kernels& k, const char* z, DType dtype, int64_t vocab, float inv_temperature,
+                       EntropyBlocks& blocks, float* e_row = nullptr) {
   BlockBuffers& buf = block_buffers();
   float *x = buf.a, *e = buf.b;
   blocks.clear();
   Fold f;
+  const auto fast = k.partial_entropy[int(dtype)];
   for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
     const int64_t n = std::min(kBlock, vocab - b0);
-    load_scaled(z, dtype, b0, n, inv_temperature, x);
-    const BlockPartial p = block_partial(k, x, n, e);
-    const float m = p.m;
-    const double T = p.s > 0.0 ? lane_sum(n, [&](int64_t j) { return e[j] == 0.0f ? 0.0f : e[j] * (m - x[j]); }) : 0.0;
+    BlockPartial p;
+    double T = 0.0;
+    if (fast) {
+      const SmoothPartial sp = fast(z + size_t(b0) * dtype_size(dtype), n, inv_temperature, e_row ? e_row + b0 : nullptr);
+      p = {sp.m, double(sp.s)};
+      T = p.s > 0.0 ? double(sp.q) : 0.0;
+    } else {
+      load_scaled(z, dtype, b0, n, inv_temperature, x);
+      p = block_partial(k, x, n, e);
+      const float m = p.m;
+      T = p.s > 0.0 ? lane_sum(n, [&](int64_t j) { return e[j] == 0.0f ? 0.0f : e[j] * (m - x[j]); }) : 0.0;
+    }
     f.add(p.m, p.s);
     blocks.push_back({p, T});
   }
@@ -319,26 +334,51 @@ void entropy_rows(const void* logits, DType dtype, int64_t rows, int64_t vocab, 
   const Kernels& k = active_kernels();
   for_each_row(rows, vocab, threads, [&](int64_t r) {
     const char* z = static_cast<const char*>(logits) + size_t(r) * size_t(vocab) * dtype_size(dtype);
-    out[r] = float(entropy_row(k, z, dtype, vocab, inv_temperature).H);
+    thread_local EntropyBlocks blocks;
+    out[r] = float(entropy_row(k, z, dtype, vocab, inv_temperature, blocks).H);
   });
 }
 
 // The entropy as a loss (fusedce.h): H_i per row, and with a gradient
 //   dH/dz_j = (1/T)·dH/dx_j = −(1/T)·p_j·(log p_j + H),   log p_j = x_j − lse
-// (0 where p_j = 0), in a second pass over the row (one more exp per element).
+// (0 where p_j = 0). Where the ISA has the entropy's block kernels, pass 1 keeps e_j = exp(x_j − m_b)
+// in a scratch row and pass 2 writes, with c_b = exp(m_b − lse) and k_b = m_b − lse + H in double,
+//   g_j = −(up/T)·c_b·e_j·((x_j − m_b) + k_b)
+// (one exp per element in all; near a one-hot row x_j − m_b and k_b are each small and exact
+// enough, where x_j − lse + H would cancel). Elsewhere a second pass takes p_j again by an exp and
+// log p_j + H in double.
 double entropy_forward(const void* logits, DType dtype, int64_t rows, int64_t vocab, float inv_temperature, int threads,
                        float* losses, float* lse, const GradOut& grad) {
   const Kernels& k = active_kernels();
   CountedRows<1> parts(rows);
   const size_t zrow = size_t(vocab) * dtype_size(dtype), grow = size_t(vocab) * dtype_size(grad.dtype);
+  const auto fused = grad.data ? k.entropy_grad_store[int(dtype)][int(grad.dtype)] : nullptr;
   for_each_row(rows, vocab, threads, [&](int64_t r) {
     const char* z = static_cast<const char*>(logits) + size_t(r) * zrow;
-    const EntropyRow e = entropy_row(k, z, dtype, vocab, inv_temperature);
+    thread_local EntropyBlocks blocks;
+    thread_local std::vector<float> e_row;
+    const bool one_exp = fused && k.partial_entropy[int(dtype)];
+    if (one_exp && e_row.size() < size_t(vocab)) e_row.resize(size_t(vocab));
+    const EntropyRow e = entropy_row(k, z, dtype, vocab, inv_temperature, blocks, one_exp ? e_row.data() : nullptr);
     parts.count(r, {e.H});
     losses[r] = float(e.H);
     lse[r] = float(e.lse);
     if (!grad.data) return;
     const float up = grad.row_scale ? grad.row_scale[r] : grad.scale;
+    if (one_exp) {
+      char* g = static_cast<char*>(grad.data) + size_t(r) * grow;
+      for (size_t i = 0; i < blocks.size(); ++i) {
+        const int64_t b0 = int64_t(i) * kBlock, n = std::min(kBlock, vocab - b0);
+        const double m = blocks[i].first.m;
+        // a masked block (m = −inf) has e ≡ 0: its gradient is 0 whatever c and k are
+        const bool live = blocks[i].first.s > 0.0 || blocks[i].first.s != blocks[i].first.s;
+        const float cb = live ? float(-double(up) * double(inv_temperature) * std::exp(m - e.lse)) : 0.0f;
+        const float kb = live ? float((m - e.lse) + e.H) : 0.0f;
+        fused(z + size_t(b0) * dtype_size(dtype), e_row.data() + b0, g + size_t(b0) * dtype_size(grad.dtype), n,
+              inv_temperature, live ? float(m) : 0.0f, kb, cb);
+      }
+      return;
+    }
     const float c = -float(double(up) * double(inv_temperature)), L = float(e.lse);
     BlockBuffers& buf = block_buffers();
     float *x = buf.a, *p = buf.b;

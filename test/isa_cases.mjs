@@ -3,7 +3,7 @@
 // pair) and exp, returned as hex strings. Run in-process for the dispatched kernels, and in a
 // child process with FUSEDCE_ISA set for another set (the choice is made once per process).
 import {
-  binaryCrossEntropyWithLogits, crossEntropyBackward, crossEntropyForward, entropy, klDivergenceForward,
+  binaryCrossEntropyWithLogits, crossEntropyBackward, crossEntropyForward, entropy, entropyForward, klDivergenceForward,
   softCrossEntropyForward,
 } from 'fusedce';
 import { kernels } from 'fusedce/kernels';
@@ -84,6 +84,10 @@ export function isaCases(seed) {
         out[`${key} kl ${direction}`] = `${k.loss} ${hex(k.grad.data)}`;
       }
       out[`${key} entropy`] = hex(entropy(z));
+      for (const temperature of [1, 0.7]) {
+        const h = entropyForward(z, { temperature, withGrad: true, gradOutput: 0.37 });
+        out[`${key} entropyForward T=${temperature}`] = `${h.loss} ${hex(h.losses)} ${hex(h.grad.data)}`;
+      }
       const b = binaryCrossEntropyWithLogits(z, y, { posWeight: 2, withGrad: true });
       out[`${key} bce`] = `${b.loss} ${hex(b.grad.data)}`;
     }
