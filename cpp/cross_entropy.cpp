@@ -33,7 +33,7 @@ void store_one(void* g, DType gdt, int64_t j, float v) {
 struct Piece {
   int64_t off, n;
   Partial p;
-  float q = 0.0f, wsum = 0.0f;
+  double q = 0.0, wsum = 0.0;
 };
 
 // The block kernels of a pass on x = s·z: the ISA's plain kernels at s = 1, its scaled ones
@@ -54,7 +54,7 @@ struct InKernels {
     const void* z = zr + size_t(off) * dtype_size(dt);
     if (smooth) {
       const SmoothPartial sp = k.partial_smooth[int(dt)](z, n, s, w ? w + off : nullptr, e);
-      return {off, n, {sp.m, sp.s}, sp.q, sp.wsum};
+      return {off, n, {sp.m, float(sp.s)}, sp.q, sp.wsum};
     }
     if (e) return {off, n, s == 1.0f ? k.partial_store[int(dt)](z, n, e) : k.partial_store_scaled[int(dt)](z, n, e, s)};
     return {off, n, s == 1.0f ? k.partial[int(dt)](z, n) : k.partial_scaled[int(dt)](z, n, s)};
@@ -348,8 +348,8 @@ struct PlainOptHook {
       for (size_t i = 0; i < count; ++i) {
         const Piece& pc = pcs[i];
         smooth += pc.p.m == -std::numeric_limits<float>::infinity()
-                      ? double(pc.q)
-                      : double(pc.wsum) * (rf.lse - double(pc.p.m)) + double(pc.q);
+                      ? pc.q
+                      : pc.wsum * (rf.lse - double(pc.p.m)) + pc.q;
       }
       ce = (1.0 - eps) * w_t * nll + eps / double(vocab) * smooth;
     }
@@ -424,7 +424,7 @@ SplitRows plan_split(const Batch& b) {
     sp.row.push_back(r);
     sp.first.push_back(sp.pieces.size());
     for_each_piece(b.vocab, t, [&](int64_t off, int64_t n) {
-      sp.pieces.push_back({off, n, {}, 0.0f, 0.0f});
+      sp.pieces.push_back({off, n, {}, 0.0, 0.0});
       sp.slot.push_back(s);
     });
   }

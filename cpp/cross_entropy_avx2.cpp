@@ -223,6 +223,27 @@ Partial partial_store_scaled_avx2(const void* z, int64_t n, float* e, float s) {
   return partial_impl<D, true, true>(z, n, e, s);
 }
 
+// lane_sum's accumulation in vector form, bitwise the AVX-512 DAcc: 16 fp32 lanes (f[0] = lanes
+// 0–7, f[1] = 8–15) per 256-element chunk, added into 16 double lanes (d[0..3], 4 each) by flush,
+// reduced pairwise in the scalar order.
+struct DAcc {
+  __m256 f[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m256d d[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  void flush() {
+    for (int h = 0; h < 2; ++h) {
+      d[2 * h] = _mm256_add_pd(d[2 * h], _mm256_cvtps_pd(_mm256_castps256_ps128(f[h])));
+      d[2 * h + 1] = _mm256_add_pd(d[2 * h + 1], _mm256_cvtps_pd(_mm256_extractf128_ps(f[h], 1)));
+      f[h] = _mm256_setzero_ps();
+    }
+  }
+  double reduce() {
+    flush();
+    const __m256d s4 = _mm256_add_pd(_mm256_add_pd(d[0], d[2]), _mm256_add_pd(d[1], d[3]));
+    const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+  }
+};
+
 // Label smoothing's block (Kernels::partial_smooth), bitwise the AVX-512 kernel: the same lanes
 // (acc0 = lanes 0–7, acc1 = lanes 8–15) and operations; tails padded, their lanes kept out of q.
 template <DType D, bool Store, int Mode, bool Scaled>
@@ -272,15 +293,22 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
       }
       ws = reduce16(w0, w1);
     }
-    return {m, m != m ? nan : 0.0f, m != m ? nan : (ws > 0.0f ? std::numeric_limits<float>::infinity() : 0.0f), ws};
+    return {m, m != m ? nan : 0.0, m != m ? nan : (ws > 0.0f ? std::numeric_limits<double>::infinity() : 0.0), double(ws)};
   }
   const __m256 mv = _mm256_set1_ps(m);
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0, q0 = s0, q1 = s0, w0 = s0, w1 = s0;
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0, w0 = s0, w1 = s0;
+  DAcc qa, sa;  // q; the entropy's s
+  __m256 &q0 = qa.f[0], &q1 = qa.f[1];
   auto step = [&](const T* p, int64_t j, int64_t valid, float* dst) {
     const __m256 d0 = _mm256_sub_ps(ld(p, valid), mv), d1 = _mm256_sub_ps(ld(p + 8, valid - 8), mv);
     const __m256 e0 = exp_ps(d0), e1 = exp_ps(d1);
-    s0 = _mm256_add_ps(s0, e0);
-    s1 = _mm256_add_ps(s1, e1);
+    if (Ent) {
+      sa.f[0] = _mm256_add_ps(sa.f[0], e0);
+      sa.f[1] = _mm256_add_ps(sa.f[1], e1);
+    } else {
+      s0 = _mm256_add_ps(s0, e0);
+      s1 = _mm256_add_ps(s1, e1);
+    }
     __m256 nq0, nq1;
     if (Weighted) {
       const __m256 a = wload(j), b = wload(j + 8);
@@ -302,6 +330,10 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
       _mm256_storeu_ps(dst, e0);
       _mm256_storeu_ps(dst + 8, e1);
     }
+    if (((j + kLanes) & 255) == 0) {  // a 256-element chunk ends
+      qa.flush();
+      if (Ent) sa.flush();
+    }
   };
   const char* ahead = reinterpret_cast<const char*>(z + kBlock);
   for (int64_t j = 0; j < n16; j += kLanes) {
@@ -313,7 +345,7 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
     step(tail.buf, n16, nt, out);
     if (Store) std::memcpy(e + n16, out, size_t(nt) * sizeof(float));
   }
-  return {m, reduce16(s0, s1), reduce16(q0, q1), Weighted ? reduce16(w0, w1) : float(n)};
+  return {m, Ent ? sa.reduce() : double(reduce16(s0, s1)), qa.reduce(), Weighted ? double(reduce16(w0, w1)) : double(n)};
 }
 
 template <DType D>
@@ -349,6 +381,120 @@ void entropy_grad_store_avx2(const void* zv, const float* e, void* gv, int64_t n
     const float zx = Elem<DIn>::load(z[j]), x = s == 1.0f ? zx : zx * s;
     const float v = (e[j] * c) * ((x - m) + k);
     g[j] = Elem<DOut>::store(e[j] != 0.0f || e[j] != e[j] ? v : 0.0f);
+  }
+}
+
+// A block pair (Kernels::partial_pair), bitwise the AVX-512 kernel: both blocks widened (and
+// scaled) into −inf-padded float buffers in pass 1, then the same 16 lanes in pass 2.
+template <DType DZ, DType DU, int Op, bool Store, bool Scaled>
+PairPartial partial_pair_impl(const void* zv, const void* uv, int64_t n, float sc, float* ex, float* ey) {
+  const auto* z = static_cast<const typename V<DZ>::T*>(zv);
+  const auto* u = static_cast<const typename V<DU>::T*>(uv);
+  const int64_t n16 = n & ~int64_t(kLanes - 1), nt = n - n16, nr = nt ? n16 + kLanes : n16;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  alignas(32) float wx[kBlock], wy[kBlock];
+  int64_t j = 0;
+  for (; j < n16; j += 8) {
+    __m256 a = V<DZ>::load(z + j), b = V<DU>::load(u + j);
+    if (Scaled) a = _mm256_mul_ps(a, _mm256_set1_ps(sc)), b = _mm256_mul_ps(b, _mm256_set1_ps(sc));
+    _mm256_store_ps(wx + j, a);
+    _mm256_store_ps(wy + j, b);
+  }
+  for (int64_t i = 0; i < kLanes && nt; ++i) {  // the tail, one by one (the same products)
+    wx[n16 + i] = i < nt ? (Scaled ? Elem<DZ>::load(z[n16 + i]) * sc : Elem<DZ>::load(z[n16 + i])) : ninf;
+    wy[n16 + i] = i < nt ? (Scaled ? Elem<DU>::load(u[n16 + i]) * sc : Elem<DU>::load(u[n16 + i])) : ninf;
+  }
+  __m256 mx0 = _mm256_set1_ps(ninf), my0 = mx0;
+  for (j = 0; j < nr; j += 8) {
+    mx0 = _mm256_max_ps(mx0, _mm256_load_ps(wx + j));
+    my0 = _mm256_max_ps(my0, _mm256_load_ps(wy + j));
+  }
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float mx = hmax(mx0), my = hmax(my0);  // NaN blocks: reported canonically after pass 2
+  const __m256 mxv = _mm256_set1_ps(mx == ninf ? 0.0f : mx), myv = _mm256_set1_ps(my == ninf ? 0.0f : my);
+  const __m256 zero = _mm256_setzero_ps();
+  DAcc sxa, sya, ca;
+  __m256 *sx = sxa.f, *sy = sya.f, *c = ca.f;
+  const char* ahead_z = reinterpret_cast<const char*>(z + kBlock);
+  const char* ahead_u = reinterpret_cast<const char*>(u + kBlock);
+  for (j = 0; j < nr; j += 8) {
+    if (!(j & 15)) {
+      _mm_prefetch(ahead_z + j * int64_t(sizeof(*z)), _MM_HINT_T1);
+      _mm_prefetch(ahead_u + j * int64_t(sizeof(*u)), _MM_HINT_T1);
+    }
+    const int h = int((j / 8) & 1);  // lanes 0–7 or 8–15 of the 16
+    const __m256 x = _mm256_load_ps(wx + j), y = _mm256_load_ps(wy + j);
+    const __m256 dx = _mm256_sub_ps(x, mxv), dy = _mm256_sub_ps(y, myv);
+    const __m256 a = exp_ps(dx), b = exp_ps(dy);
+    sx[h] = _mm256_add_ps(sx[h], a);
+    sy[h] = _mm256_add_ps(sy[h], b);
+    if (Op == 0) c[h] = _mm256_blendv_ps(c[h], _mm256_fnmadd_ps(b, dx, c[h]), _mm256_cmp_ps(b, zero, _CMP_NEQ_UQ));
+    if (Op == 1) c[h] = _mm256_blendv_ps(c[h], _mm256_fmadd_ps(b, _mm256_sub_ps(y, x), c[h]), _mm256_cmp_ps(b, zero, _CMP_NEQ_UQ));
+    if (Op == 2) c[h] = _mm256_blendv_ps(c[h], _mm256_fmadd_ps(a, _mm256_sub_ps(x, y), c[h]), _mm256_cmp_ps(a, zero, _CMP_NEQ_UQ));
+    if (h == 1 && ((j + 8) & 255) == 0) {  // a 256-element chunk ends
+      sxa.flush();
+      sya.flush();
+      ca.flush();
+    }
+    if (Store) {
+      if (j + 8 <= n) {
+        _mm256_storeu_ps(ex + j, a);
+        _mm256_storeu_ps(ey + j, b);
+      } else {
+        alignas(32) float ta[8], tb[8];
+        _mm256_store_ps(ta, a);
+        _mm256_store_ps(tb, b);
+        for (int64_t i = j; i < n; ++i) ex[i] = ta[i - j], ey[i] = tb[i - j];
+      }
+    }
+  }
+  const double ssx = sxa.reduce(), ssy = sya.reduce(), cr = ca.reduce(), cs = Op == 0 && mx == ninf ? 0.0 : cr;
+  if (ssx != ssx || ssy != ssy) {
+    if (Store)
+      for (int64_t i = 0; i < n; ++i) ex[i] = ey[i] = nan;
+    return {nan, nan, nan, nan, nan};
+  }
+  return {mx, ssx, my, ssy, cs};
+}
+
+template <int Op, DType DZ, DType DU>
+PairPartial partial_pair_avx2(const void* z, const void* u, int64_t n, float s, float* ex, float* ey) {
+  if (s == 1.0f)
+    return ex ? partial_pair_impl<DZ, DU, Op, true, false>(z, u, n, s, ex, ey) : partial_pair_impl<DZ, DU, Op, false, false>(z, u, n, s, ex, ey);
+  return ex ? partial_pair_impl<DZ, DU, Op, true, true>(z, u, n, s, ex, ey) : partial_pair_impl<DZ, DU, Op, false, true>(z, u, n, s, ex, ey);
+}
+
+template <DType DOut>
+void pair_grad_store_avx2(const float* ex, const float* ey, void* gv, int64_t n, float a, float b) {
+  auto* g = static_cast<typename V<DOut>::T*>(gv);
+  const __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    V<DOut>::store(g + j, _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(ex + j), av), _mm256_mul_ps(_mm256_loadu_ps(ey + j), bv)));
+  for (; j < n; ++j) g[j] = Elem<DOut>::store(ex[j] * a - ey[j] * b);
+}
+
+// KL reverse's gradient, bitwise the AVX-512 kernel (scalar tail, the same roundings).
+template <DType DZ, DType DU, DType DOut>
+void klr_grad_store_avx2(const void* zv, const void* uv, const float* ex, void* gv, int64_t n, float s, float mx,
+                         float my, float k, float c) {
+  const auto* z = static_cast<const typename V<DZ>::T*>(zv);
+  const auto* u = static_cast<const typename V<DU>::T*>(uv);
+  auto* g = static_cast<typename V<DOut>::T*>(gv);
+  const __m256 sv = _mm256_set1_ps(s), mxv = _mm256_set1_ps(mx), myv = _mm256_set1_ps(my), kv = _mm256_set1_ps(k),
+               cv = _mm256_set1_ps(c);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 zx = V<DZ>::load(z + j), uy = V<DU>::load(u + j), e = _mm256_loadu_ps(ex + j);
+    const __m256 x = s == 1.0f ? zx : _mm256_mul_ps(zx, sv), y = s == 1.0f ? uy : _mm256_mul_ps(uy, sv);
+    const __m256 v = _mm256_mul_ps(_mm256_mul_ps(cv, e), _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(x, mxv), _mm256_sub_ps(y, myv)), kv));
+    V<DOut>::store(g + j, _mm256_and_ps(v, _mm256_cmp_ps(e, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+  }
+  for (; j < n; ++j) {
+    const float zx = Elem<DZ>::load(z[j]), uy = Elem<DU>::load(u[j]);
+    const float x = s == 1.0f ? zx : zx * s, y = s == 1.0f ? uy : uy * s;
+    const float v = (c * ex[j]) * (((x - mx) - (y - my)) + k);
+    g[j] = Elem<DOut>::store(ex[j] != 0.0f ? v : 0.0f);
   }
 }
 
@@ -459,6 +605,29 @@ const Kernels kAvx2 = {
          entropy_grad_store_avx2<DType::F16, DType::BF16>},
         {entropy_grad_store_avx2<DType::BF16, DType::F32>, entropy_grad_store_avx2<DType::BF16, DType::F16>,
          entropy_grad_store_avx2<DType::BF16, DType::BF16>},
+    },
+    {
+        {{partial_pair_avx2<0, DType::F32, DType::F32>, partial_pair_avx2<0, DType::F32, DType::F16>, partial_pair_avx2<0, DType::F32, DType::BF16>},
+         {partial_pair_avx2<0, DType::F16, DType::F32>, partial_pair_avx2<0, DType::F16, DType::F16>, partial_pair_avx2<0, DType::F16, DType::BF16>},
+         {partial_pair_avx2<0, DType::BF16, DType::F32>, partial_pair_avx2<0, DType::BF16, DType::F16>, partial_pair_avx2<0, DType::BF16, DType::BF16>}},
+        {{partial_pair_avx2<1, DType::F32, DType::F32>, partial_pair_avx2<1, DType::F32, DType::F16>, partial_pair_avx2<1, DType::F32, DType::BF16>},
+         {partial_pair_avx2<1, DType::F16, DType::F32>, partial_pair_avx2<1, DType::F16, DType::F16>, partial_pair_avx2<1, DType::F16, DType::BF16>},
+         {partial_pair_avx2<1, DType::BF16, DType::F32>, partial_pair_avx2<1, DType::BF16, DType::F16>, partial_pair_avx2<1, DType::BF16, DType::BF16>}},
+        {{partial_pair_avx2<2, DType::F32, DType::F32>, partial_pair_avx2<2, DType::F32, DType::F16>, partial_pair_avx2<2, DType::F32, DType::BF16>},
+         {partial_pair_avx2<2, DType::F16, DType::F32>, partial_pair_avx2<2, DType::F16, DType::F16>, partial_pair_avx2<2, DType::F16, DType::BF16>},
+         {partial_pair_avx2<2, DType::BF16, DType::F32>, partial_pair_avx2<2, DType::BF16, DType::F16>, partial_pair_avx2<2, DType::BF16, DType::BF16>}},
+    },
+    {pair_grad_store_avx2<DType::F32>, pair_grad_store_avx2<DType::F16>, pair_grad_store_avx2<DType::BF16>},
+    {
+        {{klr_grad_store_avx2<DType::F32, DType::F32, DType::F32>, klr_grad_store_avx2<DType::F32, DType::F32, DType::F16>, klr_grad_store_avx2<DType::F32, DType::F32, DType::BF16>},
+         {klr_grad_store_avx2<DType::F32, DType::F16, DType::F32>, klr_grad_store_avx2<DType::F32, DType::F16, DType::F16>, klr_grad_store_avx2<DType::F32, DType::F16, DType::BF16>},
+         {klr_grad_store_avx2<DType::F32, DType::BF16, DType::F32>, klr_grad_store_avx2<DType::F32, DType::BF16, DType::F16>, klr_grad_store_avx2<DType::F32, DType::BF16, DType::BF16>}},
+        {{klr_grad_store_avx2<DType::F16, DType::F32, DType::F32>, klr_grad_store_avx2<DType::F16, DType::F32, DType::F16>, klr_grad_store_avx2<DType::F16, DType::F32, DType::BF16>},
+         {klr_grad_store_avx2<DType::F16, DType::F16, DType::F32>, klr_grad_store_avx2<DType::F16, DType::F16, DType::F16>, klr_grad_store_avx2<DType::F16, DType::F16, DType::BF16>},
+         {klr_grad_store_avx2<DType::F16, DType::BF16, DType::F32>, klr_grad_store_avx2<DType::F16, DType::BF16, DType::F16>, klr_grad_store_avx2<DType::F16, DType::BF16, DType::BF16>}},
+        {{klr_grad_store_avx2<DType::BF16, DType::F32, DType::F32>, klr_grad_store_avx2<DType::BF16, DType::F32, DType::F16>, klr_grad_store_avx2<DType::BF16, DType::F32, DType::BF16>},
+         {klr_grad_store_avx2<DType::BF16, DType::F16, DType::F32>, klr_grad_store_avx2<DType::BF16, DType::F16, DType::F16>, klr_grad_store_avx2<DType::BF16, DType::F16, DType::BF16>},
+         {klr_grad_store_avx2<DType::BF16, DType::BF16, DType::F32>, klr_grad_store_avx2<DType::BF16, DType::BF16, DType::F16>, klr_grad_store_avx2<DType::BF16, DType::BF16, DType::BF16>}},
     },
 };
 

@@ -130,6 +130,28 @@ inline float reduce16(__m512 a) {
   return _mm_cvtss_f32(s1);
 }
 
+// lane_sum's accumulation in vector form: 16 fp32 lanes summed over a 256-element chunk, then added
+// into 16 double lanes (flush), reduced pairwise in the scalar order at the end. Bitwise the AVX2
+// DAcc (the same lanes, adds and order).
+struct DAcc {
+  __m512 f = _mm512_setzero_ps();
+  __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();  // lanes 0–7, 8–15
+  void flush() {
+    lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(f)));
+    hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1))));
+    f = _mm512_setzero_ps();
+  }
+  double reduce() {
+    flush();
+    const __m512d s8 = _mm512_add_pd(lo, hi);
+    const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s8), _mm512_extractf64x4_pd(s8, 1));
+    const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+  }
+};
+// Whether the 16 elements at j end a 256-element chunk.
+inline bool chunk_end(int64_t j) { return ((j + kLanes) & 255) == 0; }
+
 // g[j] = e[j] · c one by one until g + j is aligned for a non-temporal store of 16 (or j = n);
 // returns that j.
 template <DType DOut>
@@ -344,45 +366,52 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
     if (Store)
       for (int64_t i = 0; i < n; ++i) e[i] = m != m ? nan : 0.0f;
     const float ws = weight_sum();
-    return {m, m != m ? nan : 0.0f, m != m ? nan : (ws > 0.0f ? -ninf : 0.0f), ws};
+    return {m, m != m ? nan : 0.0, m != m ? nan : (ws > 0.0f ? std::numeric_limits<double>::infinity() : 0.0), double(ws)};
   }
   const auto src = [&](int64_t i) { return kKeep ? _mm512_loadu_ps(w + i) : ld(i); };
   const __m512 mv = _mm512_set1_ps(m);
-  __m512 s = _mm512_setzero_ps(), q = _mm512_setzero_ps(), ws = _mm512_setzero_ps();
+  __m512 s = _mm512_setzero_ps(), ws = _mm512_setzero_ps();
+  DAcc qa, sa;  // q; the entropy's s (the lse's s stays in fp32 lanes, as the plain kernels)
   const char* ahead = reinterpret_cast<const char*>(z + kBlock);
   for (int64_t i = 0; i < n16; i += kLanes) {
     _mm_prefetch(ahead + i * int64_t(sizeof(T)), _MM_HINT_T1);
     const __m512 d = _mm512_sub_ps(src(i), mv);
     const __m512 x = exp16<Range::kUpTo0>(d);
-    s = _mm512_add_ps(s, x);
+    if (Ent) sa.f = _mm512_add_ps(sa.f, x);
+    else s = _mm512_add_ps(s, x);
     if (Weighted) {
       const __m512 wv = _mm512_loadu_ps(wt + i);
-      q = _mm512_fnmadd_ps(wv, d, q);
+      qa.f = _mm512_fnmadd_ps(wv, d, qa.f);
       ws = _mm512_add_ps(ws, wv);
     } else if (Ent) {
-      q = _mm512_fnmadd_ps(x, _mm512_max_ps(d, _mm512_set1_ps(-std::numeric_limits<float>::max())), q);
+      qa.f = _mm512_fnmadd_ps(x, _mm512_max_ps(d, _mm512_set1_ps(-std::numeric_limits<float>::max())), qa.f);
     } else {
-      q = _mm512_sub_ps(q, d);
+      qa.f = _mm512_sub_ps(qa.f, d);
     }
     if (Store) _mm512_storeu_ps(e + i, x);
+    if (chunk_end(i)) {
+      qa.flush();
+      if (Ent) sa.flush();
+    }
   }
   if (n > n16) {
     const __mmask16 k = first(n - n16);
     const __m512 d = _mm512_sub_ps(kKeep ? _mm512_loadu_ps(w + n16) : ld_tail(n16, n - n16), mv);
     const __m512 x = exp16<Range::kUpTo0>(d);
-    s = _mm512_add_ps(s, x);
+    if (Ent) sa.f = _mm512_add_ps(sa.f, x);
+    else s = _mm512_add_ps(s, x);
     if (Weighted) {
       const __m512 wv = _mm512_maskz_loadu_ps(k, wt + n16);
-      q = _mm512_mask3_fnmadd_ps(wv, d, q, k);
+      qa.f = _mm512_mask3_fnmadd_ps(wv, d, qa.f, k);
       ws = _mm512_add_ps(ws, wv);
     } else if (Ent) {
-      q = _mm512_mask3_fnmadd_ps(x, _mm512_max_ps(d, _mm512_set1_ps(-std::numeric_limits<float>::max())), q, k);
+      qa.f = _mm512_mask3_fnmadd_ps(x, _mm512_max_ps(d, _mm512_set1_ps(-std::numeric_limits<float>::max())), qa.f, k);
     } else {
-      q = _mm512_mask_sub_ps(q, k, q, d);
+      qa.f = _mm512_mask_sub_ps(qa.f, k, qa.f, d);
     }
     if (Store) _mm512_mask_storeu_ps(e + n16, k, x);
   }
-  return {m, reduce16(s), reduce16(q), Weighted ? reduce16(ws) : float(n)};
+  return {m, Ent ? sa.reduce() : double(reduce16(s)), qa.reduce(), Weighted ? double(reduce16(ws)) : double(n)};
 }
 
 template <DType D>
@@ -418,6 +447,127 @@ void entropy_grad_store_avx512(const void* zv, const float* e, void* gv, int64_t
   if (j < n) {
     const __mmask16 t = first(n - j);
     W<DOut>::store_tail(g + j, val(W<DIn>::load_tail(z + j, n - j), _mm512_maskz_loadu_ps(t, e + j)), n - j);
+  }
+}
+
+// A block pair of x = s·z and y = s·u (Kernels::partial_pair): pass 1 the two maxima, keeping both
+// blocks as floats in L1; pass 2 both exps and the op's cross term, each masked to the elements
+// whose exp weight (e^y for Op 0 and 1, e^x for Op 2) is not 0. A fully masked side takes 0 as its
+// max in pass 2 (so its exps are 0, not NaN) and reports −inf.
+template <DType DZ, DType DU, int Op, bool Store, bool Scaled>
+PairPartial partial_pair_impl(const void* zv, const void* uv, int64_t n, float sc, float* ex, float* ey) {
+  const auto* z = static_cast<const typename W<DZ>::T*>(zv);
+  const auto* u = static_cast<const typename W<DU>::T*>(uv);
+  const int64_t n16 = n & ~int64_t(kLanes - 1);
+  const float ninf = -std::numeric_limits<float>::infinity();
+  const __m512 scv = _mm512_set1_ps(sc), ninfv = _mm512_set1_ps(ninf);
+  alignas(64) float wx[kBlock], wy[kBlock];
+  __m512 mx0 = ninfv, my0 = ninfv;
+  for (int64_t j = 0; j < n; j += kLanes) {
+    __m512 a, b;
+    if (j < n16) {
+      a = W<DZ>::load(z + j);
+      b = W<DU>::load(u + j);
+      if (Scaled) a = _mm512_mul_ps(a, scv), b = _mm512_mul_ps(b, scv);
+    } else {
+      const __mmask16 k = first(n - n16);
+      a = W<DZ>::load_tail(z + j, n - n16);
+      b = W<DU>::load_tail(u + j, n - n16);
+      if (Scaled) a = _mm512_mask_mul_ps(ninfv, k, a, scv), b = _mm512_mask_mul_ps(ninfv, k, b, scv);
+    }
+    _mm512_store_ps(wx + j, a);
+    _mm512_store_ps(wy + j, b);
+    mx0 = _mm512_max_ps(mx0, a);
+    my0 = _mm512_max_ps(my0, b);
+  }
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  // vmaxps may drop a NaN; it then reaches the sums through its exp. A NaN sum (a NaN, or a +inf
+  // max) makes the whole pair NaN, reported canonically after pass 2 (no compare in pass 1).
+  const float mx = _mm512_reduce_max_ps(mx0), my = _mm512_reduce_max_ps(my0);
+  const __m512 mxv = _mm512_set1_ps(mx == ninf ? 0.0f : mx), myv = _mm512_set1_ps(my == ninf ? 0.0f : my);
+  const __m512 zero = _mm512_setzero_ps();
+  DAcc sx, sy, c;
+  // fetch both rows' next blocks into L2 while the exps run (as partial_impl; never faults)
+  const char* ahead_z = reinterpret_cast<const char*>(z + kBlock);
+  const char* ahead_u = reinterpret_cast<const char*>(u + kBlock);
+  for (int64_t j = 0; j < n; j += kLanes) {
+    _mm_prefetch(ahead_z + j * int64_t(sizeof(*z)), _MM_HINT_T1);
+    _mm_prefetch(ahead_u + j * int64_t(sizeof(*u)), _MM_HINT_T1);
+    const __m512 x = _mm512_load_ps(wx + j), y = _mm512_load_ps(wy + j);
+    const __m512 dx = _mm512_sub_ps(x, mxv), dy = _mm512_sub_ps(y, myv);
+    // dx, dy ≤ 0 (or NaN, from a +inf max): the exp without its upper clamp, as the plain forward
+    const __m512 a = exp16<Range::kUpTo0>(dx), b = exp16<Range::kUpTo0>(dy);  // padding: exp(−inf) = 0
+    sx.f = _mm512_add_ps(sx.f, a);
+    sy.f = _mm512_add_ps(sy.f, b);
+    if (Op == 0) c.f = _mm512_mask3_fnmadd_ps(b, dx, c.f, _mm512_cmp_ps_mask(b, zero, _CMP_NEQ_UQ));
+    if (Op == 1) c.f = _mm512_mask3_fmadd_ps(b, _mm512_sub_ps(y, x), c.f, _mm512_cmp_ps_mask(b, zero, _CMP_NEQ_UQ));
+    if (Op == 2) c.f = _mm512_mask3_fmadd_ps(a, _mm512_sub_ps(x, y), c.f, _mm512_cmp_ps_mask(a, zero, _CMP_NEQ_UQ));
+    if (chunk_end(j)) {
+      sx.flush();
+      sy.flush();
+      c.flush();
+    }
+    if (Store) {
+      if (j < n16) {
+        _mm512_storeu_ps(ex + j, a);
+        _mm512_storeu_ps(ey + j, b);
+      } else {
+        _mm512_mask_storeu_ps(ex + j, first(n - n16), a);
+        _mm512_mask_storeu_ps(ey + j, first(n - n16), b);
+      }
+    }
+  }
+  // Op 0 with x fully masked: C = Σ e^y·(mx − x) is taken as 0 (the loss's (lse_x − mx)·Sy term is
+  // +inf where Sy > 0), as the portable loop does
+  const double ssx = sx.reduce(), ssy = sy.reduce(), cr = c.reduce(), cs = Op == 0 && mx == ninf ? 0.0 : cr;
+  if (ssx != ssx || ssy != ssy) {
+    if (Store)
+      for (int64_t j = 0; j < n; ++j) ex[j] = ey[j] = nan;
+    return {nan, nan, nan, nan, nan};
+  }
+  return {mx, ssx, my, ssy, cs};
+}
+
+template <int Op, DType DZ, DType DU>
+PairPartial partial_pair_avx512(const void* z, const void* u, int64_t n, float s, float* ex, float* ey) {
+  if (s == 1.0f)
+    return ex ? partial_pair_impl<DZ, DU, Op, true, false>(z, u, n, s, ex, ey) : partial_pair_impl<DZ, DU, Op, false, false>(z, u, n, s, ex, ey);
+  return ex ? partial_pair_impl<DZ, DU, Op, true, true>(z, u, n, s, ex, ey) : partial_pair_impl<DZ, DU, Op, false, true>(z, u, n, s, ex, ey);
+}
+
+// g = ex·a − ey·b (two products, then their difference).
+template <DType DOut>
+void pair_grad_store_avx512(const float* ex, const float* ey, void* gv, int64_t n, float a, float b) {
+  auto* g = static_cast<typename W<DOut>::T*>(gv);
+  const __m512 av = _mm512_set1_ps(a), bv = _mm512_set1_ps(b);
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    W<DOut>::store(g + j, _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(ex + j), av), _mm512_mul_ps(_mm512_loadu_ps(ey + j), bv)));
+  if (j < n) {
+    const __mmask16 k = first(n - j);
+    W<DOut>::store_tail(g + j, _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, ex + j), av), _mm512_mul_ps(_mm512_maskz_loadu_ps(k, ey + j), bv)), n - j);
+  }
+}
+
+// KL reverse's gradient (Kernels::klr_grad_store); z_j and u_j are loaded before g_j is stored.
+template <DType DZ, DType DU, DType DOut>
+void klr_grad_store_avx512(const void* zv, const void* uv, const float* ex, void* gv, int64_t n, float s, float mx,
+                           float my, float k, float c) {
+  const auto* z = static_cast<const typename W<DZ>::T*>(zv);
+  const auto* u = static_cast<const typename W<DU>::T*>(uv);
+  auto* g = static_cast<typename W<DOut>::T*>(gv);
+  const __m512 sv = _mm512_set1_ps(s), mxv = _mm512_set1_ps(mx), myv = _mm512_set1_ps(my), kv = _mm512_set1_ps(k),
+               cv = _mm512_set1_ps(c);
+  const auto val = [&](__m512 zx, __m512 uy, __m512 e) {
+    const __m512 x = s == 1.0f ? zx : _mm512_mul_ps(zx, sv), y = s == 1.0f ? uy : _mm512_mul_ps(uy, sv);
+    const __m512 v = _mm512_mul_ps(_mm512_mul_ps(cv, e), _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(x, mxv), _mm512_sub_ps(y, myv)), kv));
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_NEQ_UQ), v);
+  };
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) W<DOut>::store(g + j, val(W<DZ>::load(z + j), W<DU>::load(u + j), _mm512_loadu_ps(ex + j)));
+  if (j < n) {
+    const __mmask16 t = first(n - j);
+    W<DOut>::store_tail(g + j, val(W<DZ>::load_tail(z + j, n - j), W<DU>::load_tail(u + j, n - j), _mm512_maskz_loadu_ps(t, ex + j)), n - j);
   }
 }
 
@@ -516,6 +666,29 @@ const Kernels kAvx512 = {
          entropy_grad_store_avx512<DType::F16, DType::BF16>},
         {entropy_grad_store_avx512<DType::BF16, DType::F32>, entropy_grad_store_avx512<DType::BF16, DType::F16>,
          entropy_grad_store_avx512<DType::BF16, DType::BF16>},
+    },
+    {
+        {{partial_pair_avx512<0, DType::F32, DType::F32>, partial_pair_avx512<0, DType::F32, DType::F16>, partial_pair_avx512<0, DType::F32, DType::BF16>},
+         {partial_pair_avx512<0, DType::F16, DType::F32>, partial_pair_avx512<0, DType::F16, DType::F16>, partial_pair_avx512<0, DType::F16, DType::BF16>},
+         {partial_pair_avx512<0, DType::BF16, DType::F32>, partial_pair_avx512<0, DType::BF16, DType::F16>, partial_pair_avx512<0, DType::BF16, DType::BF16>}},
+        {{partial_pair_avx512<1, DType::F32, DType::F32>, partial_pair_avx512<1, DType::F32, DType::F16>, partial_pair_avx512<1, DType::F32, DType::BF16>},
+         {partial_pair_avx512<1, DType::F16, DType::F32>, partial_pair_avx512<1, DType::F16, DType::F16>, partial_pair_avx512<1, DType::F16, DType::BF16>},
+         {partial_pair_avx512<1, DType::BF16, DType::F32>, partial_pair_avx512<1, DType::BF16, DType::F16>, partial_pair_avx512<1, DType::BF16, DType::BF16>}},
+        {{partial_pair_avx512<2, DType::F32, DType::F32>, partial_pair_avx512<2, DType::F32, DType::F16>, partial_pair_avx512<2, DType::F32, DType::BF16>},
+         {partial_pair_avx512<2, DType::F16, DType::F32>, partial_pair_avx512<2, DType::F16, DType::F16>, partial_pair_avx512<2, DType::F16, DType::BF16>},
+         {partial_pair_avx512<2, DType::BF16, DType::F32>, partial_pair_avx512<2, DType::BF16, DType::F16>, partial_pair_avx512<2, DType::BF16, DType::BF16>}},
+    },
+    {pair_grad_store_avx512<DType::F32>, pair_grad_store_avx512<DType::F16>, pair_grad_store_avx512<DType::BF16>},
+    {
+        {{klr_grad_store_avx512<DType::F32, DType::F32, DType::F32>, klr_grad_store_avx512<DType::F32, DType::F32, DType::F16>, klr_grad_store_avx512<DType::F32, DType::F32, DType::BF16>},
+         {klr_grad_store_avx512<DType::F32, DType::F16, DType::F32>, klr_grad_store_avx512<DType::F32, DType::F16, DType::F16>, klr_grad_store_avx512<DType::F32, DType::F16, DType::BF16>},
+         {klr_grad_store_avx512<DType::F32, DType::BF16, DType::F32>, klr_grad_store_avx512<DType::F32, DType::BF16, DType::F16>, klr_grad_store_avx512<DType::F32, DType::BF16, DType::BF16>}},
+        {{klr_grad_store_avx512<DType::F16, DType::F32, DType::F32>, klr_grad_store_avx512<DType::F16, DType::F32, DType::F16>, klr_grad_store_avx512<DType::F16, DType::F32, DType::BF16>},
+         {klr_grad_store_avx512<DType::F16, DType::F16, DType::F32>, klr_grad_store_avx512<DType::F16, DType::F16, DType::F16>, klr_grad_store_avx512<DType::F16, DType::F16, DType::BF16>},
+         {klr_grad_store_avx512<DType::F16, DType::BF16, DType::F32>, klr_grad_store_avx512<DType::F16, DType::BF16, DType::F16>, klr_grad_store_avx512<DType::F16, DType::BF16, DType::BF16>}},
+        {{klr_grad_store_avx512<DType::BF16, DType::F32, DType::F32>, klr_grad_store_avx512<DType::BF16, DType::F32, DType::F16>, klr_grad_store_avx512<DType::BF16, DType::F32, DType::BF16>},
+         {klr_grad_store_avx512<DType::BF16, DType::F16, DType::F32>, klr_grad_store_avx512<DType::BF16, DType::F16, DType::F16>, klr_grad_store_avx512<DType::BF16, DType::F16, DType::BF16>},
+         {klr_grad_store_avx512<DType::BF16, DType::BF16, DType::F32>, klr_grad_store_avx512<DType::BF16, DType::BF16, DType::F16>, klr_grad_store_avx512<DType::BF16, DType::BF16, DType::BF16>}},
     },
 };
 

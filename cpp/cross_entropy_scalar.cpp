@@ -114,6 +114,9 @@ const Kernels kScalar = {
     {},  // scale_sub_store: none yet
     {},  // partial_entropy: none (the entropy's own loops run)
     {},  // entropy_grad_store: none
+    {},  // partial_pair: none yet (the soft targets' own loops run)
+    {},  // pair_grad_store
+    {},  // klr_grad_store
 };
 
 }  // namespace

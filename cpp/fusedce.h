@@ -47,10 +47,21 @@ struct Partial {
   float s;
 };
 
-// A block's partial with label smoothing's sums (Kernels::partial_smooth).
+// A block's partial with label smoothing's (or the entropy's) sums (Kernels::partial_smooth).
+// q (and s for the entropy) are taken as lane_sum takes its sums: fp32 lanes over each 256-element
+// chunk, the chunks added in double (these losses are differenced by gradient checks).
 struct SmoothPartial {
-  float m, s;
-  float q, wsum;
+  float m;
+  double s, q, wsum;
+};
+
+// A block pair's partials and cross term (Kernels::partial_pair); sx, sy and c in fp32 lanes per
+// 256-element chunk, the chunks added in double, as SmoothPartial's.
+struct PairPartial {
+  float mx;
+  double sx;
+  float my;
+  double sy, c;
 };
 
 // One ISA's kernels. Pointers are to the first element of a contiguous range.
@@ -104,6 +115,17 @@ struct Kernels {
   // The entropy's gradient from those exps: g[j] = c·e[j]·((s·z[j] − m) + k), 0 where e[j] = 0.
   // z: (n,) input dtype [first index]; g: (n,) gradient dtype [second]; g may be z (in place).
   void (*entropy_grad_store[3][3])(const void* z, const float* e, void* g, int64_t n, float s, float m, float k, float c);
+  // Soft targets from teacher logits (soft_cross_entropy.cpp), per block of x = s·z and y = s·u:
+  // partial_pair[op][z dtype][u dtype] gives (mx, Sx) and (my, Sy) as partial_scaled would, and in
+  // the same loop the op's cross term C (SoftOp order): Σ e^y_j·(mx − x_j), Σ e^y_j·(y_j − x_j),
+  // Σ e^x_j·(x_j − y_j), each over the elements whose exp weight is not 0; with ex and ey (both or
+  // neither), the exps are kept there. pair_grad_store: g[j] = ex[j]·a − ey[j]·b.
+  PairPartial (*partial_pair[3][3][3])(const void* z, const void* u, int64_t n, float s, float* ex, float* ey);
+  void (*pair_grad_store[3])(const float* ex, const float* ey, void* g, int64_t n, float a, float b);
+  // KL reverse's gradient from pass 1's exps [z dtype][u dtype][gradient dtype]:
+  //   g[j] = (c·ex[j])·(((s·z[j] − mx) − (s·u[j] − my)) + k), 0 where ex[j] = 0; g may be z.
+  void (*klr_grad_store[3][3][3])(const void* z, const void* u, const float* ex, void* g, int64_t n, float s, float mx,
+                                  float my, float k, float c);
 };
 
 // Kernels chosen for this CPU (CPUID at first call; FUSEDCE_ISA=scalar|avx2|avx512 overrides).

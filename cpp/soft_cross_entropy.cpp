@@ -91,16 +91,30 @@ struct RowResult {
   double lse_x, constant, loss;  // constant: lse_y, or Σq
 };
 
-// Pass 1 over one row pair (see the file comment).
-RowResult row_forward(const Kernels& k, const SoftArgs& a, const Row& row, std::vector<BlockSummary>& blocks) {
+// Pass 1 over one row pair (see the file comment). Teacher logits, where the ISA has partial_pair:
+// one kernel call per block reads both rows once and returns (mx, Sx), (my, Sy) and C_b (fp32
+// lanes, as the plain kernels), and with ex_row/ey_row keeps both rows' exps for the fused
+// gradient. Elsewhere each block is widened into L1 and summed by lane_sum.
+RowResult row_forward(const Kernels& k, const SoftArgs& a, const Row& row, std::vector<BlockSummary>& blocks,
+                      float* ex_row = nullptr, float* ey_row = nullptr) {
   BlockBuffers& buf = block_buffers();
   float *x = buf.a, *ex = buf.b, *y = buf.c, *ey = buf.d;
   blocks.clear();
   Fold fx, fy;
+  const auto pair = a.target_probs ? nullptr : k.partial_pair[int(a.op)][int(a.dtype)][int(a.target_dtype)];
   double qsum = 0.0;
   const auto* q = reinterpret_cast<const float*>(row.u);
   for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
     const int64_t n = std::min(kBlock, a.vocab - b0);
+    if (pair) {
+      const PairPartial pp = pair(row.z + size_t(b0) * dtype_size(a.dtype), row.u + size_t(b0) * dtype_size(a.target_dtype), n,
+                                  a.inv_temperature, ex_row ? ex_row + b0 : nullptr, ey_row ? ey_row + b0 : nullptr);
+      const BlockSummary s{{pp.mx, pp.sx}, {pp.my, pp.sy}, pp.c};
+      fx.add(s.px.m, s.px.s);
+      fy.add(s.py.m, s.py.s);
+      blocks.push_back(s);
+      continue;
+    }
     load_scaled(row.z, a.dtype, b0, n, a.inv_temperature, x);
     BlockSummary s{block_partial(k, x, n, ex), {0.0f, 0.0}, 0.0};
     const float mx = s.px.m;
@@ -251,11 +265,43 @@ SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
       if (g) std::memset(g, 0, grow);
       return;
     }
-    const RowResult rr = row_forward(k, a, row, blocks);
+    // the one-exp fused gradient (p − q from pass 1's exps): teacher logits, CE and KL forward
+    const bool one_exp = g && !a.target_probs && k.pair_grad_store[0] && k.klr_grad_store[0][0][0] &&
+                         k.partial_pair[int(a.op)][int(a.dtype)][int(a.target_dtype)];
+    thread_local std::vector<float> ex_row, ey_row;
+    if (one_exp && ex_row.size() < size_t(a.vocab)) {
+      ex_row.resize(size_t(a.vocab));
+      ey_row.resize(size_t(a.vocab));
+    }
+    const RowResult rr = row_forward(k, a, row, blocks, one_exp ? ex_row.data() : nullptr, one_exp ? ey_row.data() : nullptr);
     parts.count(r, {rr.loss});
     out.losses[r] = float(rr.loss);
     out.lse[r] = float(rr.lse_x);
-    if (g) {
+    if (g && one_exp) {
+      // g_j = c·(p_j − q_j) = ex_j·c·e^{mx_b − lse_x} − ey_j·c·e^{my_b − lse_y}, in double per block
+      const double c = grad_coefficient(a, out.grad.row_scale ? out.grad.row_scale[r] : out.grad.scale);
+      const size_t gsz = dtype_size(out.grad.dtype);
+      for (size_t i = 0; i < blocks.size(); ++i) {
+        const int64_t b0 = int64_t(i) * kBlock, n = std::min(kBlock, a.vocab - b0);
+        if (a.op == SoftOp::KlReverse) {
+          // g_j = c·p_j·((x_j − lse_x) − (y_j − lse_y) − L), p_j = e^x_j·e^{mx_b − lse_x}:
+          //     = (c·e^{mx_b − lse_x})·e^x_j·(((x_j − mx_b) − (y_j − my_b)) + k_b),
+          //   k_b = (mx_b − lse_x) − (my_b − lse_y) − L in double (each difference small where p is)
+          const BlockSummary& bs = blocks[i];
+          const bool live = bs.px.s > 0.0 || bs.px.s != bs.px.s;
+          const double mx = bs.px.m, my = bs.py.m;
+          const float cx = live ? float(c * std::exp(mx - rr.lse_x)) : 0.0f;
+          const float kb = live ? float((mx - rr.lse_x) - (my - rr.constant) - rr.loss) : 0.0f;
+          k.klr_grad_store[int(a.dtype)][int(a.target_dtype)][int(out.grad.dtype)](
+              row.z + size_t(b0) * dtype_size(a.dtype), row.u + size_t(b0) * dtype_size(a.target_dtype), ex_row.data() + b0,
+              g + size_t(b0) * gsz, n, a.inv_temperature, live ? float(mx) : 0.0f, live && my == my ? float(my) : 0.0f, kb, cx);
+          continue;
+        }
+        const float ca = float(c * std::exp(double(blocks[i].px.m) - rr.lse_x));
+        const float cb = float(c * std::exp(double(blocks[i].py.m) - rr.constant));
+        k.pair_grad_store[int(out.grad.dtype)](ex_row.data() + b0, ey_row.data() + b0, g + size_t(b0) * gsz, n, ca, cb);
+      }
+    } else if (g) {
       const float up = out.grad.row_scale ? out.grad.row_scale[r] : out.grad.scale;
       row_grad(k, a, row, g, out.grad.dtype, out.lse[r], rr.constant, rr.loss, grad_coefficient(a, up));
     }
@@ -309,8 +355,8 @@ EntropyRow entropy_row(const Kernels& k, const char* z, DType dtype, int64_t voc
     double T = 0.0;
     if (fast) {
       const SmoothPartial sp = fast(z + size_t(b0) * dtype_size(dtype), n, inv_temperature, e_row ? e_row + b0 : nullptr);
-      p = {sp.m, double(sp.s)};
-      T = p.s > 0.0 ? double(sp.q) : 0.0;
+      p = {sp.m, sp.s};
+      T = p.s > 0.0 ? sp.q : 0.0;
     } else {
       load_scaled(z, dtype, b0, n, inv_temperature, x);
       p = block_partial(k, x, n, e);

@@ -71,8 +71,10 @@ describe('soft cross-entropy vs float64 reference (CPU)', () => {
           expect(Math.abs(out.loss - ref.loss)).toBeLessThanOrEqual(lossTol(ref.loss));
           const gt = gradTol(ref.grad, maxAbs(values, uv) / T);
           expect(worstRatio(toFloat32(out.grad!), ref.grad, gt.atol, gt.rtol).worst).toBeLessThanOrEqual(1);
+          // the fused gradient comes from pass 1's exps and the double lse's, the separate backward
+          // from the fp32 lse (as plain cross-entropy): each within the tolerance, not bitwise
           const back = softCrossEntropyBackward(z, u, out.lse, { temperature: T, tSquared, gradDtype: 'f32' });
-          expect(Buffer.from(back.data.buffer).equals(Buffer.from(out.grad!.data.buffer))).toBe(true);
+          expect(worstRatio(toFloat32(back), ref.grad, gt.atol, gt.rtol).worst).toBeLessThanOrEqual(1);
         });
       }
       it(`probability targets with all-zero (ignored) rows, ${rows}×${vocab} ${dtype} (${why})`, () => {
