@@ -688,9 +688,8 @@ Napi::Value BinaryCrossEntropy(const Napi::CallbackInfo& info) {
   const bool async = r.flag("async");
 
   const auto* yd = static_cast<const float*>(y.data);
-  for (size_t i = 0; i < size_t(n); ++i)
-    if (!(yd[i] >= 0.0f && yd[i] <= 1.0f))
-      throw_range(r.env(), fn + ": targets[" + std::to_string(i) + "] = " + std::to_string(yd[i]) + " must be in [0, 1]");
+  if (const int64_t i = fusedce::first_outside(yd, int64_t(n), 0.0f, 1.0f, threads); i >= 0)
+    throw_range(r.env(), fn + ": targets[" + std::to_string(i) + "] = " + std::to_string(yd[i]) + " must be in [0, 1]");
   // posWeight ≥ 0; weight any finite number, negative included (torch's semantics)
   auto check = [&](const float* v, size_t m, const char* name, bool nonneg) {
     for (size_t i = 0; i < m; ++i)

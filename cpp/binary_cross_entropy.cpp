@@ -50,7 +50,29 @@ FUSEDCE_CLONES void bce_block(const float* __restrict x, const float* __restrict
   }
 }
 
+// Whether any of v[0, n) is outside [lo, hi] (or NaN): branch-free, so that each clone vectorises it.
+FUSEDCE_CLONES bool any_outside(const float* __restrict v, int64_t n, float lo, float hi) {
+  int bad = 0;
+  for (int64_t j = 0; j < n; ++j) bad |= !(v[j] >= lo && v[j] <= hi);
+  return bad != 0;
+}
+
 }  // namespace
+
+int64_t first_outside(const float* v, int64_t n, float lo, float hi, int threads) {
+  constexpr int64_t kChunk = int64_t(1) << 16;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<uint8_t> bad(size_t(chunks), 0);
+  parallel_for(chunks, threads, [&](int64_t c) {
+    const int64_t b = c * kChunk;
+    bad[size_t(c)] = any_outside(v + b, std::min(kChunk, n - b), lo, hi);
+  });
+  for (int64_t c = 0; c < chunks; ++c)
+    if (bad[size_t(c)])
+      for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i)
+        if (!(v[i] >= lo && v[i] <= hi)) return i;
+  return -1;
+}
 
 double bce_forward(const BceArgs& a, const BceOut& out) {
   const Kernels& k = active_kernels();
@@ -75,8 +97,17 @@ double bce_forward(const BceArgs& a, const BceOut& out) {
       const float* y = a.targets + size_t(r) * V;
       const float* w = a.weight ? (a.weight_per_class ? a.weight : a.weight + size_t(r) * V) : nullptr;
       double sum = 0.0;
+      const auto fast = k.bce_block[int(a.dtype)][int(out.grad.data ? out.grad.dtype : DType::F32)];
       for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
         const int64_t n = std::min(kBlock, a.vocab - b0);
+        if (fast) {  // the same loop in one pass from z, where the ISA has it (bitwise this one)
+          sum += fast(z + size_t(b0) * dtype_size(a.dtype), y + b0, a.pos_weight ? a.pos_weight + b0 : pw_const,
+                      w ? w + b0 : w_const, n, out.losses ? out.losses + size_t(r) * V + size_t(b0) : nullptr,
+                      out.grad.data ? static_cast<char*>(out.grad.data) + (size_t(r) * V + size_t(b0)) * dtype_size(out.grad.dtype)
+                                    : nullptr,
+                      out.grad.scale);
+          continue;
+        }
         widen(z + size_t(b0) * dtype_size(a.dtype), a.dtype, n, x);
         for (int64_t j = 0; j < n; ++j) e[j] = -std::fabs(x[j]);
         k.exp(e, e, n);  // e^{−|x|} in (0, 1]

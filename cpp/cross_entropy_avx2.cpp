@@ -629,6 +629,7 @@ const Kernels kAvx2 = {
          {klr_grad_store_avx2<DType::BF16, DType::F16, DType::F32>, klr_grad_store_avx2<DType::BF16, DType::F16, DType::F16>, klr_grad_store_avx2<DType::BF16, DType::F16, DType::BF16>},
          {klr_grad_store_avx2<DType::BF16, DType::BF16, DType::F32>, klr_grad_store_avx2<DType::BF16, DType::BF16, DType::F16>, klr_grad_store_avx2<DType::BF16, DType::BF16, DType::BF16>}},
     },
+    {},  // bce_block: none (the portable block loop, built for this ISA, gives the same bits)
 };
 
 }  // namespace

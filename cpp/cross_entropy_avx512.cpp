@@ -571,6 +571,69 @@ void klr_grad_store_avx512(const void* zv, const void* uv, const float* ex, void
   }
 }
 
+// Binary CE's block (Kernels::bce_block): the portable loop of binary_cross_entropy.cpp operation
+// for operation (no FMA contraction there, none here), 16 elements at a time, the losses summed in
+// 16 double lanes as lane_sum_f64.
+template <DType DIn, DType DOut, bool WithL, bool WithG>
+double bce_block_impl(const void* xv, const float* y, const float* pwb, const float* wb, int64_t n, float* l, void* gv,
+                      float gscale) {
+  const auto* z = static_cast<const typename W<DIn>::T*>(xv);
+  auto* g = static_cast<typename W<DOut>::T*>(gv);
+  const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f), zero = _mm512_setzero_ps();
+  const __m512 sv = _mm512_set1_ps(gscale), sign = _mm512_set1_ps(-0.0f);  // −v = v ^ sign, exactly
+  __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+  const auto step = [&](int64_t j, __mmask16 k, bool full) {
+    const __m512 x = full ? W<DIn>::load(z + j) : _mm512_maskz_mov_ps(k, W<DIn>::load_tail(z + j, n - j));
+    const __m512 yj = full ? _mm512_loadu_ps(y + j) : _mm512_maskz_loadu_ps(k, y + j);
+    const __m512 pw = full ? _mm512_loadu_ps(pwb + j) : _mm512_maskz_loadu_ps(k, pwb + j);
+    const __m512 wj = full ? _mm512_loadu_ps(wb + j) : _mm512_maskz_loadu_ps(k, wb + j);
+    const __m512 lw = _mm512_add_ps(one, _mm512_mul_ps(_mm512_sub_ps(pw, one), yj));
+    const __m512 e1 = exp16<Range::kUpTo0>(_mm512_or_ps(x, sign));  // −|x| (NaN too: −fabs)
+    const __m512 s = _mm512_div_ps(e1, _mm512_add_ps(two, e1)), s2 = _mm512_mul_ps(s, s);
+    __m512 q = _mm512_set1_ps(1.0f / 15);
+    for (const float c : {1.0f / 13, 1.0f / 11, 1.0f / 9, 1.0f / 7, 1.0f / 5, 1.0f / 3, 1.0f})
+      q = _mm512_add_ps(_mm512_mul_ps(q, s2), _mm512_set1_ps(c));
+    const __m512 L = _mm512_mul_ps(_mm512_mul_ps(two, s), q);
+    const __mmask16 pos = _mm512_cmp_ps_mask(x, zero, _CMP_GE_OQ);
+    const __m512 omy = _mm512_sub_ps(one, yj), pwy = _mm512_mul_ps(pw, yj);
+    {
+      // lin_neg = ((−pw)·y)·x
+      const __m512 lin = _mm512_mask_blend_ps(pos, _mm512_mul_ps(_mm512_mul_ps(_mm512_xor_ps(pw, sign), yj), x), _mm512_mul_ps(omy, x));
+      __m512 lv = _mm512_mul_ps(wj, _mm512_add_ps(lin, _mm512_mul_ps(lw, L)));
+      if (!full) lv = _mm512_maskz_mov_ps(k, lv);
+      if (WithL) {
+        if (full) _mm512_storeu_ps(l + j, lv);
+        else _mm512_mask_storeu_ps(l + j, k, lv);
+      }
+      acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(lv)));
+      acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(lv), 1))));
+    }
+    if (WithG) {
+      const __m512 av = _mm512_mask_blend_ps(pos, e1, one), bv = _mm512_mask_blend_ps(pos, one, e1);
+      // (1 − y)·a − (pw·y)·b
+      const __m512 num = _mm512_sub_ps(_mm512_mul_ps(omy, av), _mm512_mul_ps(pwy, bv));
+      __m512 gv2 = _mm512_div_ps(_mm512_mul_ps(wj, num), _mm512_add_ps(one, e1));
+      gv2 = _mm512_mul_ps(gv2, sv);
+      if (full) W<DOut>::store(g + j, gv2);
+      else W<DOut>::store_tail(g + j, gv2, n - j);
+    }
+  };
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) step(j, 0xffff, true);
+  if (j < n) step(j, first(n - j), false);
+  const __m512d s8 = _mm512_add_pd(acc0, acc1);
+  const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s8), _mm512_extractf64x4_pd(s8, 1));
+  const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+}
+
+template <DType DIn, DType DOut>
+double bce_block_avx512(const void* x, const float* y, const float* pw, const float* w, int64_t n, float* l, void* g,
+                        float gscale) {
+  if (l) return g ? bce_block_impl<DIn, DOut, true, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, true, false>(x, y, pw, w, n, l, g, gscale);
+  return g ? bce_block_impl<DIn, DOut, false, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false>(x, y, pw, w, n, l, g, gscale);
+}
+
 // g = e·c − beta·w (w nullptr: − beta), as scale_store (stream: non-temporal middle).
 template <DType DOut>
 void scale_sub_store_avx512(const float* e, void* gv, int64_t n, float c, float beta, const float* w, bool stream) {
@@ -689,6 +752,11 @@ const Kernels kAvx512 = {
         {{klr_grad_store_avx512<DType::BF16, DType::F32, DType::F32>, klr_grad_store_avx512<DType::BF16, DType::F32, DType::F16>, klr_grad_store_avx512<DType::BF16, DType::F32, DType::BF16>},
          {klr_grad_store_avx512<DType::BF16, DType::F16, DType::F32>, klr_grad_store_avx512<DType::BF16, DType::F16, DType::F16>, klr_grad_store_avx512<DType::BF16, DType::F16, DType::BF16>},
          {klr_grad_store_avx512<DType::BF16, DType::BF16, DType::F32>, klr_grad_store_avx512<DType::BF16, DType::BF16, DType::F16>, klr_grad_store_avx512<DType::BF16, DType::BF16, DType::BF16>}},
+    },
+    {
+        {bce_block_avx512<DType::F32, DType::F32>, bce_block_avx512<DType::F32, DType::F16>, bce_block_avx512<DType::F32, DType::BF16>},
+        {bce_block_avx512<DType::F16, DType::F32>, bce_block_avx512<DType::F16, DType::F16>, bce_block_avx512<DType::F16, DType::BF16>},
+        {bce_block_avx512<DType::BF16, DType::F32>, bce_block_avx512<DType::BF16, DType::F16>, bce_block_avx512<DType::BF16, DType::BF16>},
     },
 };
 

@@ -117,6 +117,7 @@ const Kernels kScalar = {
     {},  // partial_pair: none yet (the soft targets' own loops run)
     {},  // pair_grad_store
     {},  // klr_grad_store
+    {},  // bce_block: none (the portable block loop, built for this ISA, gives the same bits)
 };
 
 }  // namespace

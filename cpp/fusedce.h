@@ -126,6 +126,12 @@ struct Kernels {
   //   g[j] = (c·ex[j])·(((s·z[j] − mx) − (s·u[j] − my)) + k), 0 where ex[j] = 0; g may be z.
   void (*klr_grad_store[3][3][3])(const void* z, const void* u, const float* ex, void* g, int64_t n, float s, float mx,
                                   float my, float k, float c);
+  // Binary CE's block (binary_cross_entropy.cpp) [logits dtype][gradient dtype]: from x (n,) and
+  // y, pw, w (n,) f32, the losses (into l, or nowhere when nullptr) and the gradient times gscale
+  // (into g, or nowhere); returns Σ l in double lanes (lane_sum_f64's order). Bitwise the portable
+  // block loop (the same operations in the same order), so every ISA gives the same bits.
+  double (*bce_block[3][3])(const void* x, const float* y, const float* pw, const float* w, int64_t n, float* l,
+                            void* g, float gscale);
 };
 
 // Kernels chosen for this CPU (CPUID at first call; FUSEDCE_ISA=scalar|avx2|avx512 overrides).
@@ -315,6 +321,9 @@ struct BceOut {
 };
 // Returns Σ l over all elements (each row summed in double lanes, rows added in order).
 double bce_forward(const BceArgs& a, const BceOut& out);
+// The first index i with v[i] outside [lo, hi] (NaN included), or −1: the targets' check before
+// bce_forward, vectorised and split over the pool (it reads as many bytes as the kernel's targets).
+int64_t first_outside(const float* v /* (n,) */, int64_t n, float lo, float hi, int threads);
 
 // ---- dtype conversions (cpp/convert.cpp) -------------------------------------------------------
 // dst[i] = src[i] converted, round to nearest even (bf16: NaN stays a quiet NaN; f16: IEEE
