@@ -50,29 +50,7 @@ FUSEDCE_CLONES void bce_block(const float* __restrict x, const float* __restrict
   }
 }
 
-// Whether any of v[0, n) is outside [lo, hi] (or NaN): branch-free, so that each clone vectorises it.
-FUSEDCE_CLONES bool any_outside(const float* __restrict v, int64_t n, float lo, float hi) {
-  int bad = 0;
-  for (int64_t j = 0; j < n; ++j) bad |= !(v[j] >= lo && v[j] <= hi);
-  return bad != 0;
-}
-
 }  // namespace
-
-int64_t first_outside(const float* v, int64_t n, float lo, float hi, int threads) {
-  constexpr int64_t kChunk = int64_t(1) << 16;
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-  std::vector<uint8_t> bad(size_t(chunks), 0);
-  parallel_for(chunks, threads, [&](int64_t c) {
-    const int64_t b = c * kChunk;
-    bad[size_t(c)] = any_outside(v + b, std::min(kChunk, n - b), lo, hi);
-  });
-  for (int64_t c = 0; c < chunks; ++c)
-    if (bad[size_t(c)])
-      for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i)
-        if (!(v[i] >= lo && v[i] <= hi)) return i;
-  return -1;
-}
 
 double bce_forward(const BceArgs& a, const BceOut& out) {
   const Kernels& k = active_kernels();

@@ -250,7 +250,8 @@ template <DType D, bool Store, int Mode, bool Scaled>
 SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const float* wt, float* e) {
   // Mode 0: q = Σ (m − x_j); 1: q = Σ w_j·(m − x_j), wsum = Σ w_j; 2 (entropy): q = Σ e_j·(m − x_j),
   // with m − x_j capped at FLT_MAX so that a masked element (e_j = 0, x_j = −inf) adds 0
-  constexpr bool Weighted = Mode == 1, Ent = Mode == 2;
+  // Mode 3 (probability targets): as 1 over the elements with w_j ≠ 0 only, and s as the entropy's
+  constexpr bool Weighted = Mode == 1 || Mode == 3, Ent = Mode == 2, Masked = Mode == 3, DS = Ent || Masked;
   using T = typename V<D>::T;
   const T* z = static_cast<const T*>(zv);
   const int64_t n16 = n & ~int64_t(kLanes - 1), nt = n - n16;
@@ -297,12 +298,12 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
   }
   const __m256 mv = _mm256_set1_ps(m);
   __m256 s0 = _mm256_setzero_ps(), s1 = s0, w0 = s0, w1 = s0;
-  DAcc qa, sa;  // q; the entropy's s
+  DAcc qa, sa, wa;  // q; the entropy's and probabilities' s; the latter's wsum
   __m256 &q0 = qa.f[0], &q1 = qa.f[1];
   auto step = [&](const T* p, int64_t j, int64_t valid, float* dst) {
     const __m256 d0 = _mm256_sub_ps(ld(p, valid), mv), d1 = _mm256_sub_ps(ld(p + 8, valid - 8), mv);
     const __m256 e0 = exp_ps(d0), e1 = exp_ps(d1);
-    if (Ent) {
+    if (DS) {
       sa.f[0] = _mm256_add_ps(sa.f[0], e0);
       sa.f[1] = _mm256_add_ps(sa.f[1], e1);
     } else {
@@ -314,8 +315,17 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
       const __m256 a = wload(j), b = wload(j + 8);
       nq0 = _mm256_fnmadd_ps(a, d0, q0);
       nq1 = _mm256_fnmadd_ps(b, d1, q1);
-      w0 = _mm256_add_ps(w0, a);
-      w1 = _mm256_add_ps(w1, b);
+      if (Masked) {
+        nq0 = _mm256_blendv_ps(q0, nq0, _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+        nq1 = _mm256_blendv_ps(q1, nq1, _mm256_cmp_ps(b, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+      }
+      if (Masked) {
+        wa.f[0] = _mm256_add_ps(wa.f[0], a);
+        wa.f[1] = _mm256_add_ps(wa.f[1], b);
+      } else {
+        w0 = _mm256_add_ps(w0, a);
+        w1 = _mm256_add_ps(w1, b);
+      }
     } else if (Ent) {
       const __m256 big = _mm256_set1_ps(-std::numeric_limits<float>::max());
       nq0 = _mm256_fnmadd_ps(e0, _mm256_max_ps(d0, big), q0);
@@ -332,7 +342,8 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
     }
     if (((j + kLanes) & 255) == 0) {  // a 256-element chunk ends
       qa.flush();
-      if (Ent) sa.flush();
+      if (DS) sa.flush();
+      if (Masked) wa.flush();
     }
   };
   const char* ahead = reinterpret_cast<const char*>(z + kBlock);
@@ -345,7 +356,7 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
     step(tail.buf, n16, nt, out);
     if (Store) std::memcpy(e + n16, out, size_t(nt) * sizeof(float));
   }
-  return {m, Ent ? sa.reduce() : double(reduce16(s0, s1)), qa.reduce(), Weighted ? double(reduce16(w0, w1)) : double(n)};
+  return {m, DS ? sa.reduce() : double(reduce16(s0, s1)), qa.reduce(), Masked ? wa.reduce() : Weighted ? double(reduce16(w0, w1)) : double(n)};
 }
 
 template <DType D>
@@ -498,6 +509,12 @@ void klr_grad_store_avx2(const void* zv, const void* uv, const float* ex, void* 
   }
 }
 
+template <DType D>
+SmoothPartial partial_probs_avx2(const void* z, int64_t n, float s, const float* q, float* e) {
+  if (s == 1.0f) return e ? partial_smooth_impl<D, true, 3, false>(z, n, s, q, e) : partial_smooth_impl<D, false, 3, false>(z, n, s, q, e);
+  return e ? partial_smooth_impl<D, true, 3, true>(z, n, s, q, e) : partial_smooth_impl<D, false, 3, true>(z, n, s, q, e);
+}
+
 // g = e·c − beta·w (w nullptr: − beta), as scale_store; the scalar head and tail round as the vectors.
 template <DType DOut>
 void scale_sub_store_avx2(const float* e, void* gv, int64_t n, float c, float beta, const float* w, bool stream) {
@@ -630,6 +647,7 @@ const Kernels kAvx2 = {
          {klr_grad_store_avx2<DType::BF16, DType::BF16, DType::F32>, klr_grad_store_avx2<DType::BF16, DType::BF16, DType::F16>, klr_grad_store_avx2<DType::BF16, DType::BF16, DType::BF16>}},
     },
     {},  // bce_block: none (the portable block loop, built for this ISA, gives the same bits)
+    {partial_probs_avx2<DType::F32>, partial_probs_avx2<DType::F16>, partial_probs_avx2<DType::BF16>},
 };
 
 }  // namespace

@@ -313,7 +313,8 @@ template <DType D, bool Store, int Mode, bool Scaled>
 SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const float* wt, float* e) {
   // Mode 0: q = Σ (m − x_j); 1: q = Σ w_j·(m − x_j), wsum = Σ w_j; 2 (entropy): q = Σ e_j·(m − x_j),
   // with m − x_j capped at FLT_MAX so that a masked element (e_j = 0, x_j = −inf) adds 0
-  constexpr bool Weighted = Mode == 1, Ent = Mode == 2;
+  // Mode 3 (probability targets): as 1 over the elements with w_j ≠ 0 only, and s as the entropy's
+  constexpr bool Weighted = Mode == 1 || Mode == 3, Ent = Mode == 2, Masked = Mode == 3, DS = Ent || Masked;
   using T = typename W<D>::T;
   const T* z = static_cast<const T*>(zv);
   const int64_t n16 = n & ~int64_t(kLanes - 1);
@@ -371,15 +372,20 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
   const auto src = [&](int64_t i) { return kKeep ? _mm512_loadu_ps(w + i) : ld(i); };
   const __m512 mv = _mm512_set1_ps(m);
   __m512 s = _mm512_setzero_ps(), ws = _mm512_setzero_ps();
-  DAcc qa, sa;  // q; the entropy's s (the lse's s stays in fp32 lanes, as the plain kernels)
+  DAcc qa, sa, wa;  // q; the entropy's and probabilities' s and the latter's wsum (the lse's s stays
+                    // in fp32 lanes, as the plain kernels)
   const char* ahead = reinterpret_cast<const char*>(z + kBlock);
   for (int64_t i = 0; i < n16; i += kLanes) {
     _mm_prefetch(ahead + i * int64_t(sizeof(T)), _MM_HINT_T1);
     const __m512 d = _mm512_sub_ps(src(i), mv);
     const __m512 x = exp16<Range::kUpTo0>(d);
-    if (Ent) sa.f = _mm512_add_ps(sa.f, x);
+    if (DS) sa.f = _mm512_add_ps(sa.f, x);
     else s = _mm512_add_ps(s, x);
-    if (Weighted) {
+    if (Masked) {
+      const __m512 wv = _mm512_loadu_ps(wt + i);
+      qa.f = _mm512_mask3_fnmadd_ps(wv, d, qa.f, _mm512_cmp_ps_mask(wv, _mm512_setzero_ps(), _CMP_NEQ_UQ));
+      wa.f = _mm512_add_ps(wa.f, wv);
+    } else if (Weighted) {
       const __m512 wv = _mm512_loadu_ps(wt + i);
       qa.f = _mm512_fnmadd_ps(wv, d, qa.f);
       ws = _mm512_add_ps(ws, wv);
@@ -391,19 +397,21 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
     if (Store) _mm512_storeu_ps(e + i, x);
     if (chunk_end(i)) {
       qa.flush();
-      if (Ent) sa.flush();
+      if (DS) sa.flush();
+      if (Masked) wa.flush();
     }
   }
   if (n > n16) {
     const __mmask16 k = first(n - n16);
     const __m512 d = _mm512_sub_ps(kKeep ? _mm512_loadu_ps(w + n16) : ld_tail(n16, n - n16), mv);
     const __m512 x = exp16<Range::kUpTo0>(d);
-    if (Ent) sa.f = _mm512_add_ps(sa.f, x);
+    if (DS) sa.f = _mm512_add_ps(sa.f, x);
     else s = _mm512_add_ps(s, x);
     if (Weighted) {
       const __m512 wv = _mm512_maskz_loadu_ps(k, wt + n16);
-      qa.f = _mm512_mask3_fnmadd_ps(wv, d, qa.f, k);
-      ws = _mm512_add_ps(ws, wv);
+      qa.f = _mm512_mask3_fnmadd_ps(wv, d, qa.f, Masked ? __mmask16(k & _mm512_cmp_ps_mask(wv, _mm512_setzero_ps(), _CMP_NEQ_UQ)) : k);
+      if (Masked) wa.f = _mm512_add_ps(wa.f, wv);
+      else ws = _mm512_add_ps(ws, wv);
     } else if (Ent) {
       qa.f = _mm512_mask3_fnmadd_ps(x, _mm512_max_ps(d, _mm512_set1_ps(-std::numeric_limits<float>::max())), qa.f, k);
     } else {
@@ -411,7 +419,7 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
     }
     if (Store) _mm512_mask_storeu_ps(e + n16, k, x);
   }
-  return {m, Ent ? sa.reduce() : double(reduce16(s)), qa.reduce(), Weighted ? double(reduce16(ws)) : double(n)};
+  return {m, DS ? sa.reduce() : double(reduce16(s)), qa.reduce(), Masked ? wa.reduce() : Weighted ? double(reduce16(ws)) : double(n)};
 }
 
 template <DType D>
@@ -634,6 +642,12 @@ double bce_block_avx512(const void* x, const float* y, const float* pw, const fl
   return g ? bce_block_impl<DIn, DOut, false, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false>(x, y, pw, w, n, l, g, gscale);
 }
 
+template <DType D>
+SmoothPartial partial_probs_avx512(const void* z, int64_t n, float s, const float* q, float* e) {
+  if (s == 1.0f) return e ? partial_smooth_impl<D, true, 3, false>(z, n, s, q, e) : partial_smooth_impl<D, false, 3, false>(z, n, s, q, e);
+  return e ? partial_smooth_impl<D, true, 3, true>(z, n, s, q, e) : partial_smooth_impl<D, false, 3, true>(z, n, s, q, e);
+}
+
 // g = e·c − beta·w (w nullptr: − beta), as scale_store (stream: non-temporal middle).
 template <DType DOut>
 void scale_sub_store_avx512(const float* e, void* gv, int64_t n, float c, float beta, const float* w, bool stream) {
@@ -758,6 +772,7 @@ const Kernels kAvx512 = {
         {bce_block_avx512<DType::F16, DType::F32>, bce_block_avx512<DType::F16, DType::F16>, bce_block_avx512<DType::F16, DType::BF16>},
         {bce_block_avx512<DType::BF16, DType::F32>, bce_block_avx512<DType::BF16, DType::F16>, bce_block_avx512<DType::BF16, DType::BF16>},
     },
+    {partial_probs_avx512<DType::F32>, partial_probs_avx512<DType::F16>, partial_probs_avx512<DType::BF16>},
 };
 
 }  // namespace

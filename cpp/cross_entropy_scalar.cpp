@@ -118,6 +118,7 @@ const Kernels kScalar = {
     {},  // pair_grad_store
     {},  // klr_grad_store
     {},  // bce_block: none (the portable block loop, built for this ISA, gives the same bits)
+    {},  // partial_probs: none
 };
 
 }  // namespace

@@ -132,6 +132,9 @@ struct Kernels {
   // block loop (the same operations in the same order), so every ISA gives the same bits.
   double (*bce_block[3][3])(const void* x, const float* y, const float* pw, const float* w, int64_t n, float* l,
                             void* g, float gscale);
+  // Soft CE from probabilities q (f32): partial_smooth with w = q, q's sum taken over the elements
+  // with q_j ≠ 0 only (so a masked x_j = −inf with q_j = 0 adds 0), and s in double per chunk.
+  SmoothPartial (*partial_probs[3])(const void* z, int64_t n, float s, const float* q, float* e);
 };
 
 // Kernels chosen for this CPU (CPUID at first call; FUSEDCE_ISA=scalar|avx2|avx512 overrides).
@@ -324,6 +327,8 @@ double bce_forward(const BceArgs& a, const BceOut& out);
 // The first index i with v[i] outside [lo, hi] (NaN included), or −1: the targets' check before
 // bce_forward, vectorised and split over the pool (it reads as many bytes as the kernel's targets).
 int64_t first_outside(const float* v /* (n,) */, int64_t n, float lo, float hi, int threads);
+// The rows of q (rows, vocab) with a nonzero element (the probability targets that count).
+int64_t count_nonzero_rows(const float* q, int64_t rows, int64_t vocab, int threads);
 
 // ---- dtype conversions (cpp/convert.cpp) -------------------------------------------------------
 // dst[i] = src[i] converted, round to nearest even (bf16: NaN stays a quiet NaN; f16: IEEE

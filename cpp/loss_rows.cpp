@@ -1,9 +1,50 @@
 // Out-of-line element loops of the loss family (see loss_rows.h), each built in several ISA clones.
 #include "loss_rows.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include "thread_pool.h"
 
 namespace fusedce {
+
+namespace {
+// Whether any of v[0, n) is outside [lo, hi] (or NaN): branch-free, so that each clone vectorises it.
+FUSEDCE_CLONES bool any_outside(const float* __restrict v, int64_t n, float lo, float hi) {
+  int bad = 0;
+  for (int64_t j = 0; j < n; ++j) bad |= !(v[j] >= lo && v[j] <= hi);
+  return bad != 0;
+}
+FUSEDCE_CLONES bool any_nonzero(const float* __restrict v, int64_t n) {
+  int any = 0;
+  for (int64_t j = 0; j < n; ++j) any |= v[j] != 0.0f;
+  return any != 0;
+}
+}  // namespace
+
+int64_t first_outside(const float* v, int64_t n, float lo, float hi, int threads) {
+  constexpr int64_t kChunk = int64_t(1) << 16;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<uint8_t> bad(size_t(chunks), 0);
+  parallel_for(chunks, threads, [&](int64_t c) {
+    const int64_t b = c * kChunk;
+    bad[size_t(c)] = any_outside(v + b, std::min(kChunk, n - b), lo, hi);
+  });
+  for (int64_t c = 0; c < chunks; ++c)
+    if (bad[size_t(c)])
+      for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i)
+        if (!(v[i] >= lo && v[i] <= hi)) return i;
+  return -1;
+}
+
+int64_t count_nonzero_rows(const float* q, int64_t rows, int64_t vocab, int threads) {
+  std::vector<uint8_t> any(size_t(rows), 0);
+  parallel_for(rows, threads, [&](int64_t r) { any[size_t(r)] = any_nonzero(q + size_t(r) * size_t(vocab), vocab); });
+  int64_t count = 0;
+  for (uint8_t a : any) count += a;
+  return count;
+}
 
 // y[j] = tanh(u[j]) for j in [0, n), ≤ 3 ulp, vectorisable; t: (n,) scratch.
 //   |u| < 0.55:  the odd Taylor series to u¹⁷ (the next term is < 3e-9 relative there)

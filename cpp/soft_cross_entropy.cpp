@@ -102,10 +102,20 @@ RowResult row_forward(const Kernels& k, const SoftArgs& a, const Row& row, std::
   blocks.clear();
   Fold fx, fy;
   const auto pair = a.target_probs ? nullptr : k.partial_pair[int(a.op)][int(a.dtype)][int(a.target_dtype)];
+  const auto probs = a.target_probs ? k.partial_probs[int(a.dtype)] : nullptr;
   double qsum = 0.0;
   const auto* q = reinterpret_cast<const float*>(row.u);
   for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
     const int64_t n = std::min(kBlock, a.vocab - b0);
+    if (probs) {  // one kernel call: (mx, Sx), Y_b = Σ q and C_b = Σ_{q≠0} q·(mx − x)
+      const SmoothPartial sp = probs(row.z + size_t(b0) * dtype_size(a.dtype), n, a.inv_temperature,
+                                     reinterpret_cast<const float*>(row.u) + b0, ex_row ? ex_row + b0 : nullptr);
+      BlockSummary s{{sp.m, sp.s}, {0.0f, sp.wsum}, sp.m == kNegInf ? 0.0 : sp.q};
+      qsum += s.py.s;
+      fx.add(s.px.m, s.px.s);
+      blocks.push_back(s);
+      continue;
+    }
     if (pair) {
       const PairPartial pp = pair(row.z + size_t(b0) * dtype_size(a.dtype), row.u + size_t(b0) * dtype_size(a.target_dtype), n,
                                   a.inv_temperature, ex_row ? ex_row + b0 : nullptr, ey_row ? ey_row + b0 : nullptr);
@@ -266,8 +276,9 @@ SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
       return;
     }
     // the one-exp fused gradient (p − q from pass 1's exps): teacher logits, CE and KL forward
-    const bool one_exp = g && !a.target_probs && k.pair_grad_store[0] && k.klr_grad_store[0][0][0] &&
-                         k.partial_pair[int(a.op)][int(a.dtype)][int(a.target_dtype)];
+    const bool one_exp = g && (a.target_probs ? k.partial_probs[int(a.dtype)] && k.scale_sub_store[0]
+                                              : k.pair_grad_store[0] && k.klr_grad_store[0][0][0] &&
+                                                    k.partial_pair[int(a.op)][int(a.dtype)][int(a.target_dtype)]);
     thread_local std::vector<float> ex_row, ey_row;
     if (one_exp && ex_row.size() < size_t(a.vocab)) {
       ex_row.resize(size_t(a.vocab));
@@ -283,6 +294,13 @@ SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
       const size_t gsz = dtype_size(out.grad.dtype);
       for (size_t i = 0; i < blocks.size(); ++i) {
         const int64_t b0 = int64_t(i) * kBlock, n = std::min(kBlock, a.vocab - b0);
+        if (a.target_probs) {
+          // g_j = c·(Σq·p_j − q_j) = (c·Σq·e^{mx_b − lse_x})·e_j − c·q_j
+          const float cx = float(c * rr.constant * std::exp(double(blocks[i].px.m) - rr.lse_x));
+          k.scale_sub_store[int(out.grad.dtype)](ex_row.data() + b0, g + size_t(b0) * gsz, n, cx, float(c),
+                                                 reinterpret_cast<const float*>(row.u) + b0, false);
+          continue;
+        }
         if (a.op == SoftOp::KlReverse) {
           // g_j = c·p_j·((x_j − lse_x) − (y_j − lse_y) − L), p_j = e^x_j·e^{mx_b − lse_x}:
           //     = (c·e^{mx_b − lse_x})·e^x_j·(((x_j − mx_b) − (y_j − my_b)) + k_b),

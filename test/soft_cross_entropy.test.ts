@@ -90,8 +90,9 @@ describe('soft cross-entropy vs float64 reference (CPU)', () => {
           expect(Math.abs(out.loss - ref.loss)).toBeLessThanOrEqual(lossTol(ref.loss));
           const gt = gradTol(ref.grad, maxAbs(values));
           expect(worstRatio(toFloat32(out.grad!), ref.grad, gt.atol, gt.rtol).worst).toBeLessThanOrEqual(1);
+          // the fused gradient from pass 1's exps, the separate one from the fp32 lse: both within tolerance
           const back = softCrossEntropyBackward(z, target, out.lse, { targetKind: 'probs', reduction, gradDtype: 'f32' });
-          expect(Buffer.from(back.data.buffer).equals(Buffer.from(out.grad!.data.buffer))).toBe(true);
+          expect(worstRatio(toFloat32(back), ref.grad, gt.atol, gt.rtol).worst).toBeLessThanOrEqual(1);
         }
       });
     }

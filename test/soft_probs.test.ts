@@ -87,9 +87,10 @@ describe('probability targets with labelSmoothing and weight, rows not summing t
                 for (const v of values) xmax = Math.max(xmax, Math.abs(v / T));
                 const g = worstRatio(toFloat32(out.grad!), want.grad, 3e-6 * gmax + gmax * xmax * 2 ** -21 + 1e-12, 3e-6);
                 expect(g.worst, `worst gradient element ${g.at}`).toBeLessThanOrEqual(1);
-                // the separate backward is bitwise the fused gradient
+                // the separate backward (from the fp32 lse) within the same tolerance as the fused one
                 const back = softCrossEntropyBackward(z, target, out.lse, { ...o, gradDtype: 'f32' });
-                expect(Buffer.from(back.data.buffer).equals(Buffer.from(out.grad!.data.buffer))).toBe(true);
+                const gb = worstRatio(toFloat32(back), want.grad, 3e-6 * gmax + gmax * xmax * 2 ** -21 + 1e-12, 3e-6);
+                expect(gb.worst, `worst separate-backward element ${gb.at}`).toBeLessThanOrEqual(1);
               }
             }
           }
