@@ -385,13 +385,14 @@ void entropy_grad_store_avx2(const void* zv, const float* e, void* gv, int64_t n
   for (; j + 8 <= n; j += 8) {
     const __m256 zx = V<DIn>::load(z + j), ev = _mm256_loadu_ps(e + j);
     const __m256 x = s == 1.0f ? zx : _mm256_mul_ps(zx, sv);
-    const __m256 v = _mm256_mul_ps(_mm256_mul_ps(ev, cv), _mm256_add_ps(_mm256_sub_ps(x, mv), kv));
-    V<DOut>::store(g + j, _mm256_and_ps(v, _mm256_cmp_ps(ev, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+    const __m256 pe = _mm256_mul_ps(ev, cv);
+    const __m256 v = _mm256_mul_ps(pe, _mm256_add_ps(_mm256_sub_ps(x, mv), kv));
+    V<DOut>::store(g + j, _mm256_and_ps(v, _mm256_cmp_ps(pe, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
   }
   for (; j < n; ++j) {
     const float zx = Elem<DIn>::load(z[j]), x = s == 1.0f ? zx : zx * s;
-    const float v = (e[j] * c) * ((x - m) + k);
-    g[j] = Elem<DOut>::store(e[j] != 0.0f || e[j] != e[j] ? v : 0.0f);
+    const float pe = e[j] * c, v = pe * ((x - m) + k);
+    g[j] = Elem<DOut>::store(pe != 0.0f ? v : 0.0f);
   }
 }
 
@@ -498,14 +499,15 @@ void klr_grad_store_avx2(const void* zv, const void* uv, const float* ex, void* 
   for (; j + 8 <= n; j += 8) {
     const __m256 zx = V<DZ>::load(z + j), uy = V<DU>::load(u + j), e = _mm256_loadu_ps(ex + j);
     const __m256 x = s == 1.0f ? zx : _mm256_mul_ps(zx, sv), y = s == 1.0f ? uy : _mm256_mul_ps(uy, sv);
-    const __m256 v = _mm256_mul_ps(_mm256_mul_ps(cv, e), _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(x, mxv), _mm256_sub_ps(y, myv)), kv));
-    V<DOut>::store(g + j, _mm256_and_ps(v, _mm256_cmp_ps(e, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+    const __m256 pe = _mm256_mul_ps(cv, e);
+    const __m256 v = _mm256_mul_ps(pe, _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(x, mxv), _mm256_sub_ps(y, myv)), kv));
+    V<DOut>::store(g + j, _mm256_and_ps(v, _mm256_cmp_ps(pe, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
   }
   for (; j < n; ++j) {
     const float zx = Elem<DZ>::load(z[j]), uy = Elem<DU>::load(u[j]);
     const float x = s == 1.0f ? zx : zx * s, y = s == 1.0f ? uy : uy * s;
-    const float v = (c * ex[j]) * (((x - mx) - (y - my)) + k);
-    g[j] = Elem<DOut>::store(ex[j] != 0.0f ? v : 0.0f);
+    const float pe = c * ex[j], v = pe * (((x - mx) - (y - my)) + k);
+    g[j] = Elem<DOut>::store(pe != 0.0f ? v : 0.0f);
   }
 }
 

@@ -447,8 +447,9 @@ void entropy_grad_store_avx512(const void* zv, const float* e, void* gv, int64_t
   const __m512 sv = _mm512_set1_ps(s), mv = _mm512_set1_ps(m), kv = _mm512_set1_ps(k), cv = _mm512_set1_ps(c);
   const auto val = [&](__m512 zx, __m512 ev) {
     const __m512 x = s == 1.0f ? zx : _mm512_mul_ps(zx, sv);
-    const __m512 v = _mm512_mul_ps(_mm512_mul_ps(ev, cv), _mm512_add_ps(_mm512_sub_ps(x, mv), kv));
-    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(ev, _mm512_setzero_ps(), _CMP_NEQ_UQ), v);
+    const __m512 pe = _mm512_mul_ps(ev, cv);  // −(up/T)·p_j: 0 where p_j underflows (or is 0)
+    const __m512 v = _mm512_mul_ps(pe, _mm512_add_ps(_mm512_sub_ps(x, mv), kv));
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(pe, _mm512_setzero_ps(), _CMP_NEQ_UQ), v);
   };
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) W<DOut>::store(g + j, val(W<DIn>::load(z + j), _mm512_loadu_ps(e + j)));
@@ -568,8 +569,9 @@ void klr_grad_store_avx512(const void* zv, const void* uv, const float* ex, void
                cv = _mm512_set1_ps(c);
   const auto val = [&](__m512 zx, __m512 uy, __m512 e) {
     const __m512 x = s == 1.0f ? zx : _mm512_mul_ps(zx, sv), y = s == 1.0f ? uy : _mm512_mul_ps(uy, sv);
-    const __m512 v = _mm512_mul_ps(_mm512_mul_ps(cv, e), _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(x, mxv), _mm512_sub_ps(y, myv)), kv));
-    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_NEQ_UQ), v);
+    const __m512 pe = _mm512_mul_ps(cv, e);  // c·p_j: 0 where p_j underflows (or is 0)
+    const __m512 v = _mm512_mul_ps(pe, _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(x, mxv), _mm512_sub_ps(y, myv)), kv));
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(pe, _mm512_setzero_ps(), _CMP_NEQ_UQ), v);
   };
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) W<DOut>::store(g + j, val(W<DZ>::load(z + j), W<DU>::load(u + j), _mm512_loadu_ps(ex + j)));

@@ -112,7 +112,7 @@ struct Kernels {
   // The entropy's block: partial_scaled of x = s·z and, in the same exp loop, q = Σ_j e_j·(m − x_j)
   // (e_j = exp(x_j − m); a masked element adds 0); with e, also the exps. wsum is unused.
   SmoothPartial (*partial_entropy[3])(const void* z, int64_t n, float s, float* e);
-  // The entropy's gradient from those exps: g[j] = c·e[j]·((s·z[j] − m) + k), 0 where e[j] = 0.
+  // The entropy's gradient from those exps: g[j] = c·e[j]·((s·z[j] − m) + k), 0 where c·e[j] = 0.
   // z: (n,) input dtype [first index]; g: (n,) gradient dtype [second]; g may be z (in place).
   void (*entropy_grad_store[3][3])(const void* z, const float* e, void* g, int64_t n, float s, float m, float k, float c);
   // Soft targets from teacher logits (soft_cross_entropy.cpp), per block of x = s·z and y = s·u:
@@ -123,7 +123,7 @@ struct Kernels {
   PairPartial (*partial_pair[3][3][3])(const void* z, const void* u, int64_t n, float s, float* ex, float* ey);
   void (*pair_grad_store[3])(const float* ex, const float* ey, void* g, int64_t n, float a, float b);
   // KL reverse's gradient from pass 1's exps [z dtype][u dtype][gradient dtype]:
-  //   g[j] = (c·ex[j])·(((s·z[j] − mx) − (s·u[j] − my)) + k), 0 where ex[j] = 0; g may be z.
+  //   g[j] = (c·ex[j])·(((s·z[j] − mx) − (s·u[j] − my)) + k), 0 where c·ex[j] = 0; g may be z.
   void (*klr_grad_store[3][3][3])(const void* z, const void* u, const float* ex, void* g, int64_t n, float s, float mx,
                                   float my, float k, float c);
   // Binary CE's block (binary_cross_entropy.cpp) [logits dtype][gradient dtype]: from x (n,) and

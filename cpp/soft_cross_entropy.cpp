@@ -288,7 +288,13 @@ SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
     parts.count(r, {rr.loss});
     out.losses[r] = float(rr.loss);
     out.lse[r] = float(rr.lse_x);
-    if (g && one_exp) {
+    if (g && one_exp && !(rr.lse_x > -std::numeric_limits<double>::infinity())) {
+      // no finite logit (or a NaN): p_j = NaN, the whole gradient NaN, as the portable pass
+      BlockBuffers& buf = block_buffers();
+      std::fill(buf.a, buf.a + kBlock, std::numeric_limits<float>::quiet_NaN());
+      for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock)
+        narrow(buf.a, out.grad.dtype, std::min(kBlock, a.vocab - b0), g + size_t(b0) * dtype_size(out.grad.dtype));
+    } else if (g && one_exp) {
       // g_j = c·(p_j − q_j) = ex_j·c·e^{mx_b − lse_x} − ey_j·c·e^{my_b − lse_y}, in double per block
       const double c = grad_coefficient(a, out.grad.row_scale ? out.grad.row_scale[r] : out.grad.scale);
       const size_t gsz = dtype_size(out.grad.dtype);
@@ -429,6 +435,16 @@ double entropy_forward(const void* logits, DType dtype, int64_t rows, int64_t vo
     lse[r] = float(e.lse);
     if (!grad.data) return;
     const float up = grad.row_scale ? grad.row_scale[r] : grad.scale;
+    // a NaN row, or one without a finite logit (lse −inf): its whole gradient NaN, as p_j = NaN in
+    // the portable pass
+    if (one_exp && (!(e.lse > -std::numeric_limits<double>::infinity()) || e.H != e.H)) {
+      char* g = static_cast<char*>(grad.data) + size_t(r) * grow;
+      BlockBuffers& buf = block_buffers();
+      std::fill(buf.a, buf.a + kBlock, std::numeric_limits<float>::quiet_NaN());
+      for (int64_t b0 = 0; b0 < vocab; b0 += kBlock)
+        narrow(buf.a, grad.dtype, std::min(kBlock, vocab - b0), g + size_t(b0) * dtype_size(grad.dtype));
+      return;
+    }
     if (one_exp) {
       char* g = static_cast<char*>(grad.data) + size_t(r) * grow;
       for (size_t i = 0; i < blocks.size(); ++i) {
