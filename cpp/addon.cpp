@@ -195,15 +195,13 @@ Problem read_problem(const Request& r) {
   if (p.weight_in.present) {
     p.weight = std::make_shared<std::vector<float>>(copy_of<float>(p.weight_in));
     const float* w = p.weight->data();
-    double total = 0.0;
-    for (int64_t j = 0; j < p.z.vocab; ++j) {
-      if (!std::isfinite(w[j]))  // any finite weight, negative included (torch's semantics)
-        throw_range(r.env(), std::string(r.fn()) + ": weight[" + std::to_string(j) + "] = " + std::to_string(w[j]) +
-                                 " must be a finite number");
-      total += double(w[j]);
-    }
+    // any finite weight, negative included (torch's semantics)
+    const float big = std::numeric_limits<float>::max();
+    if (const int64_t j = fusedce::first_outside(w, p.z.vocab, -big, big, 1); j >= 0)
+      throw_range(r.env(), std::string(r.fn()) + ": weight[" + std::to_string(j) + "] = " + std::to_string(w[j]) +
+                               " must be a finite number");
     p.opt.weight = w;
-    p.opt.weight_total = total;
+    p.opt.weight_total = fusedce::sum_f64(w, p.z.vocab);
     double D = 0.0;
     for (int64_t i = 0; i < p.z.rows; ++i)
       if (t[i] != p.ignore_index) D += double(w[t[i]]);

@@ -327,6 +327,9 @@ double bce_forward(const BceArgs& a, const BceOut& out);
 // The first index i with v[i] outside [lo, hi] (NaN included), or −1: the targets' check before
 // bce_forward, vectorised and split over the pool (it reads as many bytes as the kernel's targets).
 int64_t first_outside(const float* v /* (n,) */, int64_t n, float lo, float hi, int threads);
+// Σ v in double over 16 interleaved lanes, reduced pairwise (lane_sum_f64's fixed order): the class
+// weights' total W, without a 128K-long chain of dependent adds.
+double sum_f64(const float* v /* (n,) */, int64_t n);
 // The rows of q (rows, vocab) with a nonzero element (the probability targets that count).
 int64_t count_nonzero_rows(const float* q, int64_t rows, int64_t vocab, int threads);
 

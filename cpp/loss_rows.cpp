@@ -38,6 +38,8 @@ int64_t first_outside(const float* v, int64_t n, float lo, float hi, int threads
   return -1;
 }
 
+double sum_f64(const float* v, int64_t n) { return lane_sum_f64(n, [&](int64_t j) { return v[j]; }); }
+
 int64_t count_nonzero_rows(const float* q, int64_t rows, int64_t vocab, int threads) {
   std::vector<uint8_t> any(size_t(rows), 0);
   parallel_for(rows, threads, [&](int64_t r) { any[size_t(r)] = any_nonzero(q + size_t(r) * size_t(vocab), vocab); });

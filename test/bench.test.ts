@@ -113,7 +113,11 @@ describe('bench/loss_family.bench.mjs --quick', () => {
     for (const r of report.results) {
       expect(r.elementsPerSec).toBeGreaterThan(0);
       expect(r.relativeToPlain).toBeGreaterThan(0);
+      // each floor read against its own ratio (null: the case has none)
+      if (r.floor === null) expect(r.meetsFloor).toBeNull();
+      else expect(r.meetsFloor).toBe(r.relativeToPlain >= r.floor);
     }
+    expect(report.results.filter((r: { floor: number | null }) => r.floor !== null).length).toBeGreaterThanOrEqual(25);
     expect(report.results.filter((r: { name: string }) => r.name === 'plain').map((r: { relativeToPlain: number }) => r.relativeToPlain)).toEqual([1, 1]);
   });
 });
