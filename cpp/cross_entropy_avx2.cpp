@@ -517,6 +517,74 @@ SmoothPartial partial_probs_avx2(const void* z, int64_t n, float s, const float*
   return e ? partial_smooth_impl<D, true, 3, true>(z, n, s, q, e) : partial_smooth_impl<D, false, 3, true>(z, n, s, q, e);
 }
 
+// Binary CE's block, bitwise the AVX-512 kernel: 8 elements at a time (lanes 0–7 or 8–15 of its 16),
+// a tail staged into zero-padded buffers (padding adds +0 to the sums, as its masked lanes do).
+template <DType DIn, DType DOut, bool WithL, bool WithG>
+double bce_block_impl(const void* xv, const float* y, const float* pwb, const float* wb, int64_t n, float* l, void* gv,
+                      float gscale) {
+  const auto* z = static_cast<const typename V<DIn>::T*>(xv);
+  auto* g = static_cast<typename V<DOut>::T*>(gv);
+  const __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f), zero = _mm256_setzero_ps();
+  const __m256 sv = _mm256_set1_ps(gscale), sign = _mm256_set1_ps(-0.0f);
+  __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  // one 8-vector: x, y, pw, w loaded; its losses (into lo) and gradient (into go)
+  const auto step = [&](__m256 x, __m256 yj, __m256 pw, __m256 wj, int h, float* lo, float* go) {
+    const __m256 lw = _mm256_fmadd_ps(_mm256_sub_ps(pw, one), yj, one);
+    const __m256 e1 = exp_ps(_mm256_or_ps(x, sign));
+    const __m256 s = _mm256_div_ps(e1, _mm256_add_ps(two, e1)), s2 = _mm256_mul_ps(s, s);
+    __m256 q = _mm256_set1_ps(1.0f / 15);
+    for (const float c : {1.0f / 13, 1.0f / 11, 1.0f / 9, 1.0f / 7, 1.0f / 5, 1.0f / 3, 1.0f})
+      q = _mm256_fmadd_ps(q, s2, _mm256_set1_ps(c));
+    const __m256 L = _mm256_mul_ps(_mm256_add_ps(s, s), q);
+    const __m256 pos = _mm256_cmp_ps(x, zero, _CMP_GE_OQ);
+    const __m256 omy = _mm256_sub_ps(one, yj), pwy = _mm256_mul_ps(pw, yj);
+    const __m256 lin = _mm256_mul_ps(_mm256_blendv_ps(_mm256_xor_ps(pwy, sign), omy, pos), x);
+    const __m256 lv = _mm256_mul_ps(wj, _mm256_fmadd_ps(lw, L, lin));
+    _mm256_storeu_ps(lo, lv);
+    acc[2 * h] = _mm256_add_pd(acc[2 * h], _mm256_cvtps_pd(_mm256_castps256_ps128(lv)));
+    acc[2 * h + 1] = _mm256_add_pd(acc[2 * h + 1], _mm256_cvtps_pd(_mm256_extractf128_ps(lv, 1)));
+    if (WithG) {
+      const __m256 av = _mm256_blendv_ps(e1, one, pos), bv = _mm256_blendv_ps(one, e1, pos);
+      const __m256 num = _mm256_fmsub_ps(omy, av, _mm256_mul_ps(pwy, bv));
+      _mm256_storeu_ps(go, _mm256_mul_ps(_mm256_div_ps(_mm256_mul_ps(wj, num), _mm256_add_ps(one, e1)), sv));
+    }
+  };
+  alignas(32) float lb[8], gb[8];
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    step(V<DIn>::load(z + j), _mm256_loadu_ps(y + j), _mm256_loadu_ps(pwb + j), _mm256_loadu_ps(wb + j), int((j / 8) & 1),
+         WithL ? l + j : lb, gb);
+    if (WithG) V<DOut>::store(g + j, _mm256_load_ps(gb));
+  }
+  if (j < n) {  // the tail: the rest of a 16-lane group, 8 lanes at a time, zero-padded
+    const int64_t group = j & ~int64_t(15);
+    for (int64_t h0 = j; h0 < group + 16; h0 += 8) {
+      alignas(32) float xs[8] = {}, ys[8] = {}, ps[8] = {}, ws[8] = {};
+      for (int64_t i = h0; i < std::min(n, h0 + 8); ++i) {
+        xs[i - h0] = Elem<DIn>::load(z[i]);
+        ys[i - h0] = y[i];
+        ps[i - h0] = pwb[i];
+        ws[i - h0] = wb[i];
+      }
+      step(_mm256_load_ps(xs), _mm256_load_ps(ys), _mm256_load_ps(ps), _mm256_load_ps(ws), int((h0 / 8) & 1), lb, gb);
+      for (int64_t i = h0; i < std::min(n, h0 + 8); ++i) {
+        if (WithL) l[i] = lb[i - h0];
+        if (WithG) g[i] = Elem<DOut>::store(gb[i - h0]);
+      }
+    }
+  }
+  const __m256d s4 = _mm256_add_pd(_mm256_add_pd(acc[0], acc[2]), _mm256_add_pd(acc[1], acc[3]));
+  const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+}
+
+template <DType DIn, DType DOut>
+double bce_block_avx2(const void* x, const float* y, const float* pw, const float* w, int64_t n, float* l, void* g,
+                      float gscale) {
+  if (l) return g ? bce_block_impl<DIn, DOut, true, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, true, false>(x, y, pw, w, n, l, g, gscale);
+  return g ? bce_block_impl<DIn, DOut, false, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false>(x, y, pw, w, n, l, g, gscale);
+}
+
 // g = e·c − beta·w (w nullptr: − beta), as scale_store; the scalar head and tail round as the vectors.
 template <DType DOut>
 void scale_sub_store_avx2(const float* e, void* gv, int64_t n, float c, float beta, const float* w, bool stream) {
@@ -648,7 +716,11 @@ const Kernels kAvx2 = {
          {klr_grad_store_avx2<DType::BF16, DType::F16, DType::F32>, klr_grad_store_avx2<DType::BF16, DType::F16, DType::F16>, klr_grad_store_avx2<DType::BF16, DType::F16, DType::BF16>},
          {klr_grad_store_avx2<DType::BF16, DType::BF16, DType::F32>, klr_grad_store_avx2<DType::BF16, DType::BF16, DType::F16>, klr_grad_store_avx2<DType::BF16, DType::BF16, DType::BF16>}},
     },
-    {},  // bce_block: none (the portable block loop, built for this ISA, gives the same bits)
+    {
+        {bce_block_avx2<DType::F32, DType::F32>, bce_block_avx2<DType::F32, DType::F16>, bce_block_avx2<DType::F32, DType::BF16>},
+        {bce_block_avx2<DType::F16, DType::F32>, bce_block_avx2<DType::F16, DType::F16>, bce_block_avx2<DType::F16, DType::BF16>},
+        {bce_block_avx2<DType::BF16, DType::F32>, bce_block_avx2<DType::BF16, DType::F16>, bce_block_avx2<DType::BF16, DType::BF16>},
+    },
     {partial_probs_avx2<DType::F32>, partial_probs_avx2<DType::F16>, partial_probs_avx2<DType::BF16>},
 };
 

@@ -581,9 +581,10 @@ void klr_grad_store_avx512(const void* zv, const void* uv, const float* ex, void
   }
 }
 
-// Binary CE's block (Kernels::bce_block): the portable loop of binary_cross_entropy.cpp operation
-// for operation (no FMA contraction there, none here), 16 elements at a time, the losses summed in
-// 16 double lanes as lane_sum_f64.
+// Binary CE's block (Kernels::bce_block): binary_cross_entropy.cpp's element math with FMAs
+// (lw = (pw − 1)·y + 1, the log1p series by Horner, l = w·(lw·L + lin)), 16 elements at a time, the
+// losses summed in 16 double lanes as lane_sum_f64. Bitwise the AVX2 kernel (the same operations);
+// within rounding of the portable loop, which has no FMA.
 template <DType DIn, DType DOut, bool WithL, bool WithG>
 double bce_block_impl(const void* xv, const float* y, const float* pwb, const float* wb, int64_t n, float* l, void* gv,
                       float gscale) {
@@ -597,33 +598,30 @@ double bce_block_impl(const void* xv, const float* y, const float* pwb, const fl
     const __m512 yj = full ? _mm512_loadu_ps(y + j) : _mm512_maskz_loadu_ps(k, y + j);
     const __m512 pw = full ? _mm512_loadu_ps(pwb + j) : _mm512_maskz_loadu_ps(k, pwb + j);
     const __m512 wj = full ? _mm512_loadu_ps(wb + j) : _mm512_maskz_loadu_ps(k, wb + j);
-    const __m512 lw = _mm512_add_ps(one, _mm512_mul_ps(_mm512_sub_ps(pw, one), yj));
-    const __m512 e1 = exp16<Range::kUpTo0>(_mm512_or_ps(x, sign));  // −|x| (NaN too: −fabs)
+    const __m512 lw = _mm512_fmadd_ps(_mm512_sub_ps(pw, one), yj, one);
+    const __m512 e1 = exp16<Range::kUpTo0>(_mm512_or_ps(x, sign));  // e^{−|x|}
     const __m512 s = _mm512_div_ps(e1, _mm512_add_ps(two, e1)), s2 = _mm512_mul_ps(s, s);
     __m512 q = _mm512_set1_ps(1.0f / 15);
     for (const float c : {1.0f / 13, 1.0f / 11, 1.0f / 9, 1.0f / 7, 1.0f / 5, 1.0f / 3, 1.0f})
-      q = _mm512_add_ps(_mm512_mul_ps(q, s2), _mm512_set1_ps(c));
-    const __m512 L = _mm512_mul_ps(_mm512_mul_ps(two, s), q);
+      q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(c));
+    const __m512 L = _mm512_mul_ps(_mm512_add_ps(s, s), q);  // log1p(e^{−|x|}) = 2·s·q
     const __mmask16 pos = _mm512_cmp_ps_mask(x, zero, _CMP_GE_OQ);
     const __m512 omy = _mm512_sub_ps(one, yj), pwy = _mm512_mul_ps(pw, yj);
-    {
-      // lin_neg = ((−pw)·y)·x
-      const __m512 lin = _mm512_mask_blend_ps(pos, _mm512_mul_ps(_mm512_mul_ps(_mm512_xor_ps(pw, sign), yj), x), _mm512_mul_ps(omy, x));
-      __m512 lv = _mm512_mul_ps(wj, _mm512_add_ps(lin, _mm512_mul_ps(lw, L)));
-      if (!full) lv = _mm512_maskz_mov_ps(k, lv);
-      if (WithL) {
-        if (full) _mm512_storeu_ps(l + j, lv);
-        else _mm512_mask_storeu_ps(l + j, k, lv);
-      }
-      acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(lv)));
-      acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(lv), 1))));
+    // x ≥ 0: (1 − y)·x; x < 0: −pw·y·x (both forms sums of non-negative terms)
+    const __m512 lin = _mm512_mul_ps(_mm512_mask_blend_ps(pos, _mm512_xor_ps(pwy, sign), omy), x);
+    __m512 lv = _mm512_mul_ps(wj, _mm512_fmadd_ps(lw, L, lin));
+    if (!full) lv = _mm512_maskz_mov_ps(k, lv);
+    if (WithL) {
+      if (full) _mm512_storeu_ps(l + j, lv);
+      else _mm512_mask_storeu_ps(l + j, k, lv);
     }
+    acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(lv)));
+    acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(lv), 1))));
     if (WithG) {
+      // dl/dx = w·((1 − y)·a − pw·y·b)/(1 + e), (a, b) = (1, e) for x ≥ 0 and (e, 1) for x < 0
       const __m512 av = _mm512_mask_blend_ps(pos, e1, one), bv = _mm512_mask_blend_ps(pos, one, e1);
-      // (1 − y)·a − (pw·y)·b
-      const __m512 num = _mm512_sub_ps(_mm512_mul_ps(omy, av), _mm512_mul_ps(pwy, bv));
-      __m512 gv2 = _mm512_div_ps(_mm512_mul_ps(wj, num), _mm512_add_ps(one, e1));
-      gv2 = _mm512_mul_ps(gv2, sv);
+      const __m512 num = _mm512_fmsub_ps(omy, av, _mm512_mul_ps(pwy, bv));
+      const __m512 gv2 = _mm512_mul_ps(_mm512_div_ps(_mm512_mul_ps(wj, num), _mm512_add_ps(one, e1)), sv);
       if (full) W<DOut>::store(g + j, gv2);
       else W<DOut>::store_tail(g + j, gv2, n - j);
     }

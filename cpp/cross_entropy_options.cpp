@@ -1,6 +1,13 @@
 // Cross-entropy with options, CPU: label smoothing, class weights, z-loss, logit scale, softcap and
 // fused eval statistics. The math (and torch's semantics) is in fusedce.h above CeOptions.
 //
+// Two routes. Options that keep plain CE's per-element work — class weights, z-loss, focal, logit
+// scale and label smoothing, without softcap or statistics — run on the plain driver and its
+// kernels (cross_entropy.cpp, PlainOptHook): per-row constants after the fold, and for smoothing
+// two more sums in the exp loop (Kernels::partial_smooth), where the ISA has those kernels (AVX-512,
+// AVX2). Everything else (softcap, statistics, and every option on the portable kernels) runs the
+// general loops below:
+//
 // Reads and writes, per counted row:
 //   forward            reads z once (each block widened into an L1 buffer, transformed, one exp per
 //                      element), writes loss_i, lse_i and the asked-for statistics.

@@ -128,8 +128,8 @@ struct Kernels {
                                   float my, float k, float c);
   // Binary CE's block (binary_cross_entropy.cpp) [logits dtype][gradient dtype]: from x (n,) and
   // y, pw, w (n,) f32, the losses (into l, or nowhere when nullptr) and the gradient times gscale
-  // (into g, or nowhere); returns Σ l in double lanes (lane_sum_f64's order). Bitwise the portable
-  // block loop (the same operations in the same order), so every ISA gives the same bits.
+  // (into g, or nowhere); returns Σ l in double lanes (lane_sum_f64's order). The AVX-512 and AVX2
+  // kernels give the same bits (FMAs where the portable loop has a product and a sum).
   double (*bce_block[3][3])(const void* x, const float* y, const float* pw, const float* w, int64_t n, float* l,
                             void* g, float gscale);
   // Soft CE from probabilities q (f32): partial_smooth with w = q, q's sum taken over the elements
@@ -286,7 +286,9 @@ struct SoftTotals {
   int64_t count;    // rows that count
 };
 SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out);
-// The gradient from a saved lse (SoftCrossEntropy and KlForward; bitwise the fused forward's).
+// The gradient from a saved lse (SoftCrossEntropy and KlForward), from the fp32 lse. Where the ISA
+// has the soft targets' block kernels, the fused forward's gradient comes from pass 1's exps and the
+// double lse's instead: the two agree to rounding, not bitwise (as plain cross-entropy's).
 void soft_backward(const SoftArgs& a, const float* lse /* (rows,) */, const GradOut& grad);
 // Entropy of softmax(z/T) per row, in nats: −Σ_j p_j·log p_j.      out: (rows,)
 void entropy_rows(const void* logits /* (rows, vocab) */, DType dtype, int64_t rows, int64_t vocab,

@@ -8,8 +8,10 @@
 // per 256-element chunk, added in double (lane_sum), and folded across blocks in double in block
 // order.
 //
-// These kernels pay for their generality: a widen pass, a transform pass and an exp pass over L1
-// instead of one fused loop. The plain cross-entropy (no option set) never comes here.
+// These loops pay for their generality: a widen pass, a transform pass and an exp pass over L1
+// instead of one fused loop. Where the ISA has them, the family's block kernels (fusedce.h, Kernels:
+// partial_smooth, partial_entropy, partial_pair, partial_probs, bce_block and their gradient stores)
+// do the same work in one loop; softcap, the statistics and the JSD still come here.
 #pragma once
 
 #include <vector>

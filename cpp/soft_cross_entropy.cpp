@@ -10,8 +10,10 @@
 // p̃_j = e^{x_j − mx_b}. Cross-entropy is written as a sum of non-negative terms (no cancellation);
 // KL of two identical rows is exactly 0 (every C_b is 0 and lse_x = lse_y bit for bit).
 //
-// Reads and writes, per row: the forward reads z and the target once (one exp per element each);
-// with a gradient it reads both again and writes the gradient once (a second exp per element);
+// Reads and writes, per row: the forward reads z and the target once (one exp per element each).
+// With a gradient, where the ISA has the block kernels (partial_pair, partial_probs), pass 1 keeps
+// the exps in scratch rows and pass 2 writes the gradient from them (no more exps; KL reverse reads
+// z and u again for x − y); elsewhere it reads both again and takes a second exp per element;
 // the backward reads the target once for its lse (or Σq), then z and the target, and writes the
 // gradient once. No probability row is stored.
 #include <algorithm>
