@@ -207,7 +207,7 @@ function planBackward(fn: string, logits: unknown, target: unknown, lse: unknown
   return { s, gt, req };
 }
 
-/** Gradient of the soft cross-entropy w.r.t. logits from the forward's lse (bitwise the fused forward's gradient). */
+/** Gradient of the soft cross-entropy w.r.t. logits from the forward's fp32 lse (the fused forward's gradient to rounding: that one works from its pass's exps and the double lse). */
 export function softCrossEntropyBackward(logits: Logits, target: Logits, lse: Float32Array, opts?: SoftCrossEntropyBackwardOptions): Logits {
   const p = planBackward('softCrossEntropyBackward', logits, target, lse, opts);
   return { data: native().softBackward(p.req).grad, dtype: p.gt.gradDtype, rows: p.s.z.rows, vocab: p.s.z.vocab };
