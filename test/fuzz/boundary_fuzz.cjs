@@ -280,7 +280,8 @@ function build(c) {
     }
     if (mutation === 'gradOverLse' && rows > 0) {
       const gd = o.gradDtype ?? dtype;
-      const buf = new ArrayBuffer(n * esize(gd) + 8);
+      // room for both views: with vocab 1 and a 16-bit gradient, rows f32 values outgrow n 16-bit ones
+      const buf = new ArrayBuffer(Math.max(n * esize(gd), rows * 4) + 8);
       const l = new Float32Array(buf, 0, rows);
       l.set(lse);
       lse = l;
