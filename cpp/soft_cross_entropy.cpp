@@ -56,6 +56,14 @@ void load_scaled(const void* src, DType dt, int64_t off, int64_t n, float s, flo
     for (int64_t j = 0; j < n; ++j) x[j] *= s;
 }
 
+// g = NaN over a whole gradient row (a row whose p is NaN, on the fused paths).   g: (vocab,) of gdt
+void nan_row(char* g, DType gdt, int64_t vocab) {
+  BlockBuffers& buf = block_buffers();
+  std::fill(buf.a, buf.a + kBlock, std::numeric_limits<float>::quiet_NaN());
+  for (int64_t b0 = 0; b0 < vocab; b0 += kBlock)
+    narrow(buf.a, gdt, std::min(kBlock, vocab - b0), g + size_t(b0) * dtype_size(gdt));
+}
+
 double fold_lse(const Fold& f) { return f.nan ? std::numeric_limits<double>::quiet_NaN() : f.M + std::log(f.S); }
 
 struct Row {
@@ -277,25 +285,20 @@ SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
       if (g) std::memset(g, 0, grow);
       return;
     }
-    // the one-exp fused gradient (p − q from pass 1's exps): teacher logits, CE and KL forward
+    // the one-exp fused gradient from pass 1's exps: teacher logits (every op) and probabilities
     const bool one_exp = g && (a.target_probs ? k.partial_probs[int(a.dtype)] && k.scale_sub_store[0]
                                               : k.pair_grad_store[0] && k.klr_grad_store[0][0][0] &&
                                                     k.partial_pair[int(a.op)][int(a.dtype)][int(a.target_dtype)]);
-    thread_local std::vector<float> ex_row, ey_row;
-    if (one_exp && ex_row.size() < size_t(a.vocab)) {
-      ex_row.resize(size_t(a.vocab));
-      ey_row.resize(size_t(a.vocab));
-    }
-    const RowResult rr = row_forward(k, a, row, blocks, one_exp ? ex_row.data() : nullptr, one_exp ? ey_row.data() : nullptr);
+    thread_local std::vector<float> ex_row, ey_row;  // ey_row: the teacher's exps (logit targets only)
+    const bool keep_ey = one_exp && !a.target_probs;
+    if (one_exp && ex_row.size() < size_t(a.vocab)) ex_row.resize(size_t(a.vocab));
+    if (keep_ey && ey_row.size() < size_t(a.vocab)) ey_row.resize(size_t(a.vocab));
+    const RowResult rr = row_forward(k, a, row, blocks, one_exp ? ex_row.data() : nullptr, keep_ey ? ey_row.data() : nullptr);
     parts.count(r, {rr.loss});
     out.losses[r] = float(rr.loss);
     out.lse[r] = float(rr.lse_x);
     if (g && one_exp && !(rr.lse_x > -std::numeric_limits<double>::infinity())) {
-      // no finite logit (or a NaN): p_j = NaN, the whole gradient NaN, as the portable pass
-      BlockBuffers& buf = block_buffers();
-      std::fill(buf.a, buf.a + kBlock, std::numeric_limits<float>::quiet_NaN());
-      for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock)
-        narrow(buf.a, out.grad.dtype, std::min(kBlock, a.vocab - b0), g + size_t(b0) * dtype_size(out.grad.dtype));
+      nan_row(g, out.grad.dtype, a.vocab);  // no finite logit (or a NaN): p_j = NaN, as the portable pass
     } else if (g && one_exp) {
       // g_j = c·(p_j − q_j) = ex_j·c·e^{mx_b − lse_x} − ey_j·c·e^{my_b − lse_y}, in double per block
       const double c = grad_coefficient(a, out.grad.row_scale ? out.grad.row_scale[r] : out.grad.scale);
@@ -440,11 +443,7 @@ double entropy_forward(const void* logits, DType dtype, int64_t rows, int64_t vo
     // a NaN row, or one without a finite logit (lse −inf): its whole gradient NaN, as p_j = NaN in
     // the portable pass
     if (one_exp && (!(e.lse > -std::numeric_limits<double>::infinity()) || e.H != e.H)) {
-      char* g = static_cast<char*>(grad.data) + size_t(r) * grow;
-      BlockBuffers& buf = block_buffers();
-      std::fill(buf.a, buf.a + kBlock, std::numeric_limits<float>::quiet_NaN());
-      for (int64_t b0 = 0; b0 < vocab; b0 += kBlock)
-        narrow(buf.a, grad.dtype, std::min(kBlock, vocab - b0), g + size_t(b0) * dtype_size(grad.dtype));
+      nan_row(static_cast<char*>(grad.data) + size_t(r) * grow, grad.dtype, vocab);
       return;
     }
     if (one_exp) {
