@@ -214,16 +214,49 @@ struct CudaCall {
     b->busy++;
     return b;
   }
+  // The loss options (labelSmoothing, weight: a device vector (vocab,), zLoss, logitScale, softcap,
+  // focalGamma): false when none is set (the plain kernels). The facade checks them first; this
+  // re-checks what the kernels rely on.
+  bool read_options() {
+    const char* names[] = {"labelSmoothing", "weight", "zLoss", "logitScale", "softcap", "focalGamma"};
+    bool any = false;
+    for (const char* nm : names) any = any || r.present(nm);
+    if (!any) return false;
+    auto num = [&](const char* nm, double fallback, double lo, double hi) -> float {
+      if (!r.present(nm)) return float(fallback);
+      const double d = r.number(nm);
+      if (!(d >= lo && d <= hi))
+        throw_range(r.env(), std::string(r.fn()) + ": " + nm + " must be a finite number in [" + std::to_string(lo) + ", " +
+                                 std::to_string(hi) + "], but got " + std::to_string(d));
+      return float(d);
+    };
+    opt.label_smoothing = num("labelSmoothing", 0.0, 0.0, 1.0);
+    opt.z_loss = num("zLoss", 0.0, 0.0, 1e30);
+    opt.logit_scale = num("logitScale", 1.0, -1e30, 1e30);
+    opt.softcap = num("softcap", 0.0, 0.0, 1e30);
+    opt.focal_gamma = num("focalGamma", 0.0, 0.0, 1e6);
+    if (opt.focal_gamma > 0.0f && (opt.label_smoothing != 0.0f || opt.z_loss != 0.0f))
+      throw_type(r.env(), std::string(r.fn()) + ": focalGamma cannot be combined with labelSmoothing or zLoss (no agreed semantics)");
+    if (r.present("weight")) opt.weight = static_cast<const float*>(hold("weight", "weight", double(c.vocab) * 4, false)->ptr());
+    return true;
+  }
+  fce_cuda_ce_options opt{0.0f, nullptr, 0.0f, 1.0f, 0.0f, 0.0f};
+
   // grad: a buffer of its own, or the logits themselves with the same dtype (in place).
   void* hold_grad(const char* field) {
     return hold(field, "grad", n * esize(c.grad_dtype), true, nullptr, c.grad_dtype == c.dtype ? logits_range : -1)->ptr();
   }
 };
 
+#define CUDA_OPTION_FIELDS "labelSmoothing", "weight", "zLoss", "logitScale", "softcap", "focalGamma"
+
 // crossEntropyForward({ fn, logits, dtype, rows, vocab, targets, ignoreIndex, reduction, losses,
-//   lse, grad | null, gradDtype, gradOutput, async }) (device buffers) → { loss, lossSum, count }
+//   lse, grad | null, gradDtype, gradOutput, labelSmoothing?, weight?: device (vocab,) f32, zLoss?,
+//   logitScale?, softcap?, focalGamma?, async }) (device buffers)
+//   → { loss, lossSum, count, zLoss, weightSum }
+// loss: mean = Σ ce / D + Σ zl / count (D = Σ weight[target], count without weights; 0 when it is 0).
 Napi::Value Forward(const Napi::CallbackInfo& info) {
-  CudaCall k(info, "crossEntropyForward", {CUDA_FIELDS, "losses", "lse", "grad", "gradDtype", "gradOutput"});
+  CudaCall k(info, "crossEntropyForward", {CUDA_FIELDS, "losses", "lse", "grad", "gradDtype", "gradOutput", CUDA_OPTION_FIELDS});
   Request& r = k.r;
   fce_cuda_args& c = k.c;
   c.losses = static_cast<float*>(k.hold("losses", "losses", double(c.rows) * 4, true)->ptr());
@@ -231,29 +264,41 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   c.grad_dtype = int(r.integer("gradDtype", 0, 2));
   if (r.present("grad")) c.grad = k.hold_grad("grad");
   c.grad_output = r.number("gradOutput");
+  const bool with_opt = k.read_options();
+  const fce_cuda_ce_options opt = k.opt;
   const bool async = r.flag("async");
   k.ranges.check(r.env(), r.fn());
-  auto out = std::make_shared<std::pair<double, int64_t>>(0.0, 0);
+  auto out = std::make_shared<fce_cuda_opt_totals>();
   const int reduction = c.reduction;
   auto busy = k.busy;
   return k.call.run(
       async,
-      [c, out, busy] {
+      [c, opt, with_opt, out, busy] {
         char err[512] = "";
-        check_rc(fce_cuda_forward(&c, &out->first, &out->second, err, sizeof err), "crossEntropyForward", err);
+        if (with_opt)
+          check_rc(fce_cuda_forward_opt(&c, &opt, out.get(), err, sizeof err), "crossEntropyForward", err);
+        else {
+          check_rc(fce_cuda_forward(&c, &out->ce_sum, &out->count, err, sizeof err), "crossEntropyForward", err);
+          out->weight_sum = double(out->count);  // the plain mean divides by the counted rows
+        }
       },
       [out, reduction](Napi::Object o) {
-        const double count = double(out->second);
-        o.Set("loss", reduction == 0 ? (count > 0 ? out->first / count : 0.0) : out->first);
-        o.Set("lossSum", out->first);
+        const double count = double(out->count), D = out->weight_sum;
+        const double ce = reduction == 0 ? (D != 0.0 ? out->ce_sum / D : 0.0) : out->ce_sum;
+        const double zl = reduction == 0 ? (count > 0 ? out->z_sum / count : 0.0) : out->z_sum;
+        o.Set("loss", ce + zl);
+        o.Set("lossSum", out->ce_sum + out->z_sum);
         o.Set("count", count);
+        o.Set("zLoss", zl);
+        o.Set("weightSum", D);
       });
 }
 
 // crossEntropyBackward({ fn, logits, dtype, rows, vocab, targets, ignoreIndex, reduction, lse,
-//   gradOutput, gradOutputRows | null, grad, gradDtype, async }) (device buffers) → { count }
+//   gradOutput, gradOutputRows | null, grad, gradDtype, the forward's options?, async }) (device
+//   buffers) → { count }
 Napi::Value Backward(const Napi::CallbackInfo& info) {
-  CudaCall k(info, "crossEntropyBackward", {CUDA_FIELDS, "lse", "gradOutput", "gradOutputRows", "grad", "gradDtype"});
+  CudaCall k(info, "crossEntropyBackward", {CUDA_FIELDS, "lse", "gradOutput", "gradOutputRows", "grad", "gradDtype", CUDA_OPTION_FIELDS});
   Request& r = k.r;
   fce_cuda_args& c = k.c;
   c.lse = static_cast<float*>(k.hold("lse", "lse", double(c.rows) * 4, false)->ptr());
@@ -264,15 +309,20 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
   }
   c.grad_dtype = int(r.integer("gradDtype", 0, 2));
   c.grad = k.hold_grad("grad");
+  const bool with_opt = k.read_options();
+  const fce_cuda_ce_options opt = k.opt;
   const bool async = r.flag("async");
   k.ranges.check(r.env(), r.fn());
   auto out = std::make_shared<int64_t>(0);
   auto busy = k.busy;
   return k.call.run(
       async,
-      [c, out, busy] {
+      [c, opt, with_opt, out, busy] {
         char err[512] = "";
-        check_rc(fce_cuda_backward(&c, out.get(), err, sizeof err), "crossEntropyBackward", err);
+        if (with_opt)
+          check_rc(fce_cuda_backward_opt(&c, &opt, out.get(), err, sizeof err), "crossEntropyBackward", err);
+        else
+          check_rc(fce_cuda_backward(&c, out.get(), err, sizeof err), "crossEntropyBackward", err);
       },
       [out](Napi::Object o) { o.Set("count", double(*out)); });
 }

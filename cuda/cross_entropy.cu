@@ -17,6 +17,7 @@
 #endif
 
 #include "cross_entropy.cuh"
+#include "cross_entropy_options.cuh"
 #include "fusedce_cuda.h"
 
 namespace fusedce_cuda {
@@ -192,6 +193,68 @@ int launch_any(int dt, int gdt, const Params& P, const Plan& pl, cudaStream_t s,
   }
 }
 
+// ---- cross-entropy with options (cross_entropy_options.cuh) ----
+
+template <int DT, int GDT, int MODE, bool Smooth, bool Cap>
+int launch_opt(const OptParams& Q, cudaStream_t s, char* err, size_t errlen) {
+  auto* k = &opt_rows_kernel<DT, GDT, MODE, Smooth, Cap>;
+  const int64_t nvec = (Q.P.vocab + 16 / dtype_size(DT) - 1) / (16 / dtype_size(DT));
+  const int threads = std::min(threads_for(nvec), 256);
+  const size_t smem = size_t(kOptReduceBytes);
+  Device dev;
+  FCE_CHECK(device_props(&dev));
+  int per_sm = 1;
+  FCE_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, threads, smem));
+  const int64_t resident = int64_t(std::max(1, per_sm)) * dev.sms;
+  const unsigned grid = unsigned(std::min<int64_t>(Q.P.rows, std::min<int64_t>(resident, 2147483647)));
+  FCE_LAUNCH(k, dim3(grid), dim3(unsigned(threads)), smem, s, Q);
+  FCE_CHECK(cudaGetLastError());
+  return FCE_OK;
+}
+
+template <int DT, int GDT, int MODE>
+int launch_opt_v(bool smooth, bool cap, const OptParams& Q, cudaStream_t s, char* err, size_t errlen) {
+  if (smooth) return cap ? launch_opt<DT, GDT, MODE, true, true>(Q, s, err, errlen) : launch_opt<DT, GDT, MODE, true, false>(Q, s, err, errlen);
+  return cap ? launch_opt<DT, GDT, MODE, false, true>(Q, s, err, errlen) : launch_opt<DT, GDT, MODE, false, false>(Q, s, err, errlen);
+}
+
+template <int MODE, int DT>
+int launch_opt_g(int gdt, bool smooth, bool cap, const OptParams& Q, cudaStream_t s, char* err, size_t errlen) {
+  if constexpr (MODE == kForward) {
+    (void)gdt;
+    return launch_opt_v<DT, 0, MODE>(smooth, cap, Q, s, err, errlen);
+  } else {
+    switch (gdt) {
+      case 0: return launch_opt_v<DT, 0, MODE>(smooth, cap, Q, s, err, errlen);
+      case 1: return launch_opt_v<DT, 1, MODE>(smooth, cap, Q, s, err, errlen);
+      default: return launch_opt_v<DT, 2, MODE>(smooth, cap, Q, s, err, errlen);
+    }
+  }
+}
+
+template <int MODE>
+int launch_opt_any(int dt, int gdt, bool smooth, bool cap, const OptParams& Q, cudaStream_t s, char* err, size_t errlen) {
+  switch (dt) {
+    case 0: return launch_opt_g<MODE, 0>(gdt, smooth, cap, Q, s, err, errlen);
+    case 1: return launch_opt_g<MODE, 1>(gdt, smooth, cap, Q, s, err, errlen);
+    default: return launch_opt_g<MODE, 2>(gdt, smooth, cap, Q, s, err, errlen);
+  }
+}
+
+int check_options(const fce_cuda_ce_options* o, char* err, size_t errlen) {
+  if (!o) return FCE_OK;
+  const auto finite = [](float v) { return v == v && v - v == 0.0f; };
+  if (!(o->label_smoothing >= 0.0f && o->label_smoothing <= 1.0f))
+    return fail(FCE_EINVAL, err, errlen, "label_smoothing must be in [0, 1]");
+  if (!(finite(o->z_loss) && o->z_loss >= 0.0f)) return fail(FCE_EINVAL, err, errlen, "z_loss must be a finite number ≥ 0");
+  if (!finite(o->logit_scale)) return fail(FCE_EINVAL, err, errlen, "logit_scale must be finite");
+  if (!(finite(o->softcap) && o->softcap >= 0.0f)) return fail(FCE_EINVAL, err, errlen, "softcap must be a finite number > 0, or 0 for none");
+  if (!(finite(o->focal_gamma) && o->focal_gamma >= 0.0f)) return fail(FCE_EINVAL, err, errlen, "focal_gamma must be a finite number ≥ 0");
+  if (o->focal_gamma > 0.0f && (o->label_smoothing != 0.0f || o->z_loss != 0.0f))
+    return fail(FCE_EINVAL, err, errlen, "focal_gamma cannot be combined with label_smoothing or z_loss");
+  return FCE_OK;
+}
+
 int check_args(const fce_cuda_args* a, bool backward, char* err, size_t errlen) {
   if (!a) return fail(FCE_EINVAL, err, errlen, "args is NULL");
   if (a->dtype < 0 || a->dtype > 2) return fail(FCE_EINVAL, err, errlen, "dtype must be 0 (f32), 1 (f16) or 2 (bf16)");
@@ -210,47 +273,63 @@ int check_args(const fce_cuda_args* a, bool backward, char* err, size_t errlen) 
   return FCE_OK;
 }
 
-// The shared part of forward and backward: check targets, plan, launch. loss_sum only for the forward.
-int run(const fce_cuda_args* a, int mode, double* loss_sum, int64_t* count_out, char* err, size_t errlen) {
-  const int rc = check_args(a, mode == kBackward, err, errlen);
-  if (rc) return rc;
+// The shared part of forward and backward: check targets, plan, launch. With o, the options
+// kernels (cross_entropy_options.cuh) instead of the plain ones. tot: the forward's sums.
+int run(const fce_cuda_args* a, const fce_cuda_ce_options* o, int mode, fce_cuda_opt_totals* tot, char* err, size_t errlen) {
+  *tot = fce_cuda_opt_totals{0.0, 0.0, 0.0, 0.0, 0};
+  int rc = check_args(a, mode == kBackward, err, errlen);
+  if (rc || (rc = check_options(o, err, errlen))) return rc;
   auto s = static_cast<cudaStream_t>(a->stream);
   const int64_t rows = a->rows, V = a->vocab;
-  if (loss_sum) *loss_sum = 0.0;
-  if (count_out) *count_out = 0;
+  tot->weight_total = double(V);
   if (rows == 0) return FCE_OK;
 
   Device dev;
   FCE_CHECK(device_props(&dev));
   const Plan pl = plan_for(dev, rows, V, a->dtype, mode);
 
-  // Workspace: [check: 2 × i64][total: f64][row_loss: rows × f64][part: rows·chunks × float2]
-  //            [cb: rows·chunks × f32][gt: rows × f32]
-  const size_t n_parts = pl.split ? size_t(rows) * size_t(pl.chunks) : 0;
+  // Workspace: [check: 2 × i64][total: f64][z total: f64][W, D: 2 × f64][row_loss: rows × f64]
+  //            [row_z: rows × f64][part: rows·chunks × float2][cb: rows·chunks × f32][gt: rows × f32]
+  const bool split = pl.split && !o;
+  const size_t n_parts = split ? size_t(rows) * size_t(pl.chunks) : 0;
   size_t off = 0;
   const size_t o_check = off;
   off += 16;
   const size_t o_total = off;
   off += 8;
+  const size_t o_ztotal = off;
+  off += 8;
+  const size_t o_wsums = off;
+  off += 16;
   const size_t o_rowloss = off = align_up(off, 16);
   off += size_t(rows) * 8;
+  const size_t o_rowz = off = align_up(off, 16);
+  off += o ? size_t(rows) * 8 : 0;
   const size_t o_part = off = align_up(off, 16);
   off += n_parts * 8;
   const size_t o_cb = off = align_up(off, 16);
   off += n_parts * 4;
   const size_t o_gt = off = align_up(off, 16);
-  off += pl.split ? size_t(rows) * 4 : 0;
+  off += split ? size_t(rows) * 4 : 0;
   Workspace ws;
   ws.s = s;
   FCE_CHECK(cudaMallocAsync(&ws.p, off, s));
   auto* base = static_cast<unsigned char*>(ws.p);
   auto* check = reinterpret_cast<long long*>(base + o_check);
   double* total = reinterpret_cast<double*>(base + o_total);
+  double* ztotal = reinterpret_cast<double*>(base + o_ztotal);
+  double* wsums = reinterpret_cast<double*>(base + o_wsums);
 
   // 1. targets: count, and the first bad row. The loss kernels read this on the device and do
   //    nothing when a target is bad, so the host waits only once, at the end.
   FCE_LAUNCH(check_targets_kernel, dim3(1), dim3(1024), size_t(1024 * 16), s, a->targets, rows, V, a->ignore_index, check);
   FCE_CHECK(cudaGetLastError());
+  //    with weights, W and D (the weighted mean's denominator) before any loss kernel needs them
+  if (o && o->weight) {
+    FCE_LAUNCH(weight_sums_kernel, dim3(1), dim3(1024), size_t(1024 * 16), s, o->weight, V, a->targets, rows,
+               a->ignore_index, wsums);
+    FCE_CHECK(cudaGetLastError());
+  }
 
   // 2. the loss kernels
   Params P{};
@@ -275,29 +354,50 @@ int run(const fce_cuda_args* a, int mode, double* loss_sum, int64_t* count_out, 
   P.cb = reinterpret_cast<float*>(base + o_cb);
   P.gt = reinterpret_cast<float*>(base + o_gt);
   int r2;
-  if (mode == kBackward)
+  if (o) {
+    OptParams Q{};
+    Q.P = P;
+    Q.o = CeOpt{o->label_smoothing, o->weight, o->z_loss, o->logit_scale, o->softcap,
+                o->softcap > 0.0f ? 1.0f / o->softcap : 0.0f, o->focal_gamma};
+    Q.wsums = wsums;
+    Q.row_z = reinterpret_cast<double*>(base + o_rowz);
+    const bool smooth = o->label_smoothing > 0.0f, cap = o->softcap > 0.0f;
+    if (mode == kBackward)
+      r2 = launch_opt_any<kBackward>(a->dtype, a->grad_dtype, smooth, cap, Q, s, err, errlen);
+    else if (a->grad)
+      r2 = launch_opt_any<kFused>(a->dtype, a->grad_dtype, smooth, cap, Q, s, err, errlen);
+    else
+      r2 = launch_opt_any<kForward>(a->dtype, 0, smooth, cap, Q, s, err, errlen);
+  } else if (mode == kBackward) {
     r2 = launch_any<kBackward>(a->dtype, a->grad_dtype, P, pl, s, err, errlen);
-  else if (a->grad)
+  } else if (a->grad) {
     r2 = launch_any<kFused>(a->dtype, a->grad_dtype, P, pl, s, err, errlen);
-  else
+  } else {
     r2 = launch_any<kForward>(a->dtype, 0, P, pl, s, err, errlen);
+  }
   if (r2) return r2;
 
-  // 3. the batch sum, in a fixed order; then one read-back of (count, bad row, sum)
+  // 3. the batch sums, in a fixed order; then one read-back of (count, bad row, sums)
   if (mode != kBackward) {
     FCE_LAUNCH(sum_kernel, dim3(1), dim3(1024), size_t(1024 * 8), s, P.row_loss, rows, total);
     FCE_CHECK(cudaGetLastError());
+    if (o) {
+      FCE_LAUNCH(sum_kernel, dim3(1), dim3(1024), size_t(1024 * 8), s, reinterpret_cast<const double*>(base + o_rowz),
+                 rows, ztotal);
+      FCE_CHECK(cudaGetLastError());
+    }
   }
   struct Result {
     long long count, bad;
-    double total;
+    double total, ztotal, W, D;
   };
-  static_assert(sizeof(Result) == 24, "check and total are contiguous in the workspace");
+  static_assert(sizeof(Result) == 48, "check, the totals and the weight sums are contiguous in the workspace");
   // Pinned, so the copy is a DMA the stream orders rather than a staged pageable copy (one per
   // calling thread, kept).
   thread_local Result* pinned = nullptr;
   if (!pinned) FCE_CHECK(cudaMallocHost(reinterpret_cast<void**>(&pinned), sizeof(Result)));
-  FCE_CHECK(cudaMemcpyAsync(pinned, check, mode != kBackward ? 24 : 16, cudaMemcpyDeviceToHost, s));
+  const size_t back = o && o->weight ? 48 : o ? 32 : mode != kBackward ? 24 : 16;
+  FCE_CHECK(cudaMemcpyAsync(pinned, check, back, cudaMemcpyDeviceToHost, s));
   FCE_CHECK(cudaStreamSynchronize(s));
   const Result res = *pinned;
   if (res.bad < rows) {
@@ -307,8 +407,16 @@ int run(const fce_cuda_args* a, int mode, double* loss_sum, int64_t* count_out, 
                 "targets[" + std::to_string(res.bad) + "] = " + std::to_string(tv) + " is outside [0, " +
                     std::to_string(V) + ") and is not ignoreIndex (" + std::to_string(a->ignore_index) + ")");
   }
-  if (count_out) *count_out = res.count;
-  if (loss_sum && mode != kBackward) *loss_sum = res.total;
+  tot->count = res.count;
+  tot->weight_sum = double(res.count);
+  if (mode != kBackward) {
+    tot->ce_sum = res.total;
+    if (o) tot->z_sum = res.ztotal;
+  }
+  if (o && o->weight) {
+    tot->weight_total = res.W;
+    tot->weight_sum = res.D;
+  }
   return FCE_OK;
 }
 
@@ -320,14 +428,35 @@ using namespace fusedce_cuda;
 extern "C" {
 
 int fce_cuda_forward(const fce_cuda_args* a, double* loss_sum, int64_t* count, char* err, size_t errlen) {
-  double sum = 0.0;
-  const int rc = run(a, a && a->grad ? kFused : kForward, &sum, count, err, errlen);
-  if (loss_sum) *loss_sum = sum;
+  fce_cuda_opt_totals t;
+  const int rc = run(a, nullptr, a && a->grad ? kFused : kForward, &t, err, errlen);
+  if (loss_sum) *loss_sum = t.ce_sum;
+  if (count) *count = t.count;
   return rc;
 }
 
 int fce_cuda_backward(const fce_cuda_args* a, int64_t* count, char* err, size_t errlen) {
-  return run(a, kBackward, nullptr, count, err, errlen);
+  fce_cuda_opt_totals t;
+  const int rc = run(a, nullptr, kBackward, &t, err, errlen);
+  if (count) *count = t.count;
+  return rc;
+}
+
+int fce_cuda_forward_opt(const fce_cuda_args* a, const fce_cuda_ce_options* o, fce_cuda_opt_totals* out, char* err,
+                         size_t errlen) {
+  fce_cuda_opt_totals t;
+  if (!o) return fail(FCE_EINVAL, err, errlen, "options is NULL");
+  const int rc = run(a, o, a && a->grad ? kFused : kForward, &t, err, errlen);
+  if (out) *out = t;
+  return rc;
+}
+
+int fce_cuda_backward_opt(const fce_cuda_args* a, const fce_cuda_ce_options* o, int64_t* count, char* err, size_t errlen) {
+  fce_cuda_opt_totals t;
+  if (!o) return fail(FCE_EINVAL, err, errlen, "options is NULL");
+  const int rc = run(a, o, kBackward, &t, err, errlen);
+  if (count) *count = t.count;
+  return rc;
 }
 
 int fce_cuda_device_count(int* n, char* err, size_t errlen) {

@@ -55,6 +55,33 @@ FCE_API int fce_cuda_forward(const fce_cuda_args* a, double* loss_sum, int64_t* 
 /* Gradient from a saved lse (a->lse, device (rows,)). Checks targets as the forward does. */
 FCE_API int fce_cuda_backward(const fce_cuda_args* a, int64_t* count, char* err, size_t errlen);
 
+/* The loss options (the CPU's CeOptions, cpp/fusedce.h): x = softcap(logit_scale·z), then
+ * ce_i = (1 − ε)·w_t·(lse − x_t) + (ε/V)·Σ_j w_j·(lse − x_j) (focal: w_t·(1 − p_t)^γ·(lse − x_t)),
+ * loss_i = ce_i + z_loss·lse². Reductions: mean = Σ ce / Σ w[t] + Σ zl / count. */
+typedef struct {
+  float label_smoothing;  /* ε in [0, 1] */
+  const float* weight;    /* device (vocab,) finite class weights (any sign), or NULL */
+  float z_loss;           /* ≥ 0 */
+  float logit_scale;      /* finite; 1 for none */
+  float softcap;          /* > 0, or 0 for none */
+  float focal_gamma;      /* ≥ 0; > 0 only without label_smoothing and z_loss */
+} fce_cuda_ce_options;
+
+typedef struct {
+  double ce_sum, z_sum;   /* Σ ce_i, Σ zl_i over counted rows (double, fixed order) */
+  double weight_total;    /* W = Σ_j weight_j (vocab without weights) */
+  double weight_sum;      /* D = Σ_i weight[t_i] over counted rows (count without weights) */
+  int64_t count;          /* counted rows */
+} fce_cuda_opt_totals;
+
+/* crossEntropyForward with options (and, with a->grad, the fused gradient). As fce_cuda_forward;
+ * a->losses gets ce_i + zl_i and a->lse the lse of the transformed logits. */
+FCE_API int fce_cuda_forward_opt(const fce_cuda_args* a, const fce_cuda_ce_options* o, fce_cuda_opt_totals* out,
+                                 char* err, size_t errlen);
+/* The gradient with options from a saved lse (of the transformed logits). */
+FCE_API int fce_cuda_backward_opt(const fce_cuda_args* a, const fce_cuda_ce_options* o, int64_t* count, char* err,
+                                  size_t errlen);
+
 typedef struct {
   char name[256];
   int multiprocessors;

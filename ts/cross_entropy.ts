@@ -16,7 +16,7 @@ import { checkBoolean, checkFinite, checkInteger, checkOneOf, checkOptions, rang
 import { type Logits, checkLogits } from './logits';
 import { type Device, DeviceLogits, DeviceTargets, DeviceVector } from './cuda';
 import { cudaBackward, cudaForward, cudaMode } from './cross_entropy_cuda';
-import { BACKWARD_OPTIONS, FORWARD_OPTIONS, LOSS_OPTIONS, REDUCTIONS, type Reduction, checkGradOutput, checkGradRequest, checkThreads, gradTarget, reductionCode } from './options';
+import { BACKWARD_OPTIONS, FORWARD_OPTIONS, REDUCTIONS, type Reduction, checkGradOutput, checkGradRequest, checkLossOptions, checkThreads, gradTarget, reductionCode } from './options';
 import { type TextSize, batchStats } from './stats';
 import { type SequencePlan, type SequenceResult, checkSequences, sequenceMean, sequenceResult, sequenceRowGrad } from './sequences';
 
@@ -204,45 +204,10 @@ export interface CudaCrossEntropyResult {
   lse: DeviceVector;
   count: number;
   grad?: DeviceLogits;
-}
-
-/** The loss options (labelSmoothing, weight, zLoss, softcap, logitScale), checked; null when none is set. */
-function checkLossOptions(fn: string, o: Partial<Record<string, unknown>>, vocab: number): NativeCeOptions | null {
-  if (LOSS_OPTIONS.every((k) => o[k] === undefined)) return null;
-  const inRange = (k: string, lo: number, hi: number, fallback: number, loOpen = false): number => {
-    if (o[k] === undefined) return fallback;
-    const v = checkFinite(fn, k, o[k]);
-    if (v < lo || v > hi || (loOpen && v === lo))
-      throw rangeError(fn, k, `a finite number in ${loOpen ? '(' : '['}${lo}, ${hi === Infinity ? '∞)' : hi + ']'}`, v);
-    return v;
-  };
-  let weight: Float32Array | null = null;
-  if (o.weight !== undefined) {
-    if (!(o.weight instanceof Float32Array))
-      throw typeError(fn, 'weight', `a Float32Array of length vocab (${vocab})`, o.weight, 'Convert with Float32Array.from(weights)');
-    if (o.weight.length !== vocab) throw rangeError(fn, 'weight', `of length vocab (${vocab})`, o.weight);
-    weight = o.weight;
-  }
-  return {
-    labelSmoothing: inRange('labelSmoothing', 0, 1, 0),
-    weight,
-    zLoss: inRange('zLoss', 0, Infinity, 0),
-    logitScale: o.logitScale === undefined ? 1 : checkFinite(fn, 'logitScale', o.logitScale),
-    softcap: inRange('softcap', 0, Infinity, 0, true),
-    ...focalGamma(fn, o),
-  };
-}
-
-/** focalGamma γ ≥ 0; with labelSmoothing or zLoss it is a TypeError (no agreed semantics). γ = 0 is plain CE. */
-function focalGamma(fn: string, o: Partial<Record<string, unknown>>): { focalGamma?: number } {
-  if (o.focalGamma === undefined) return {};
-  const g = checkFinite(fn, 'focalGamma', o.focalGamma);
-  if (!(g >= 0)) throw rangeError(fn, 'focalGamma', 'a finite number ≥ 0', g);
-  if (g > 0)
-    for (const k of ['labelSmoothing', 'zLoss'] as const)
-      if (o[k] !== undefined && o[k] !== 0)
-        throw typeError(fn, k, 'undefined (or 0) with focalGamma', o[k], 'The focal loss has no agreed semantics with label smoothing or a z-loss: use one or the other');
-  return g > 0 ? { focalGamma: g } : {};
+  /** With zLoss: the z-loss part of `loss`, reduced the same way. */
+  zLoss?: number;
+  /** With weight: Σ weight[target] over counted rows, the mean's denominator. */
+  weightSum?: number;
 }
 
 interface Common {

@@ -5,7 +5,8 @@ import { type DType, dtypeCode } from './dtype';
 import { checkBoolean, checkInteger, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
 import { DEVICES, DeviceLogits, DeviceTargets, DeviceVector, Staging, cuda, cudaBinding, newVector, resolveDevice } from './cuda';
-import { BACKWARD_OPTIONS, FORWARD_OPTIONS, REDUCTIONS, type Reduction, checkGradDtype, cpuOnlyOption, checkGradOutput, checkGradRequest, reductionCode } from './options';
+import { BACKWARD_OPTIONS, FORWARD_OPTIONS, REDUCTIONS, type Reduction, checkGradDtype, checkLossOptions, cpuOnlyOption, checkGradOutput, checkGradRequest, reductionCode } from './options';
+import type { NativeCeOptions } from './binding';
 import type { CrossEntropyResult, CudaCrossEntropyResult } from './cross_entropy';
 
 
@@ -37,6 +38,8 @@ export function cudaMode(fn: string, logits: unknown, targets: unknown, opts: un
 }
 
 interface CudaCommon {
+  /** the loss options that change the result (null: the plain kernels) */
+  ce: NativeCeOptions | null;
   z: Logits | DeviceLogits;
   targets: Int32Array | DeviceTargets;
   rows: number;
@@ -60,6 +63,7 @@ function cudaCommon(fn: string, logits: unknown, targets: unknown, o: Partial<Re
   if (targets.length !== z.rows) throw rangeError(fn, 'targets', `of length rows (${z.rows})`, targets);
   if (o.threads !== undefined) checkInteger(fn, 'threads', o.threads, 1, 65536);
   return {
+    ce: cudaLossOptions(fn, o, z.vocab),
     z,
     targets,
     rows: z.rows,
@@ -68,6 +72,32 @@ function cudaCommon(fn: string, logits: unknown, targets: unknown, o: Partial<Re
     reduction: o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS),
     ignoreIndex: o.ignoreIndex === undefined ? -100 : checkInteger(fn, 'ignoreIndex', o.ignoreIndex, -(2 ** 31), 2 ** 31 - 1),
   };
+}
+
+/**
+ * The loss options for the CUDA kernels (cross_entropy_options.cuh), checked as on the CPU, plus
+ * the weights' finiteness (the CPU addon checks it there; here it is checked before the upload).
+ * null when none changes the result (focalGamma 0, logitScale 1…): those calls run the plain kernels.
+ */
+function cudaLossOptions(fn: string, o: Partial<Record<string, unknown>>, vocab: number): NativeCeOptions | null {
+  const ce = checkLossOptions(fn, o, vocab);
+  if (!ce) return null;
+  if (ce.weight) {
+    const w = ce.weight;
+    for (let j = 0; j < w.length; j++)
+      if (!Number.isFinite(w[j]!))
+        throw new RangeError(`${fn}: weight[${j}] = ${String(w[j]).replace('Infinity', 'inf').replace('NaN', 'nan')} must be a finite number`);
+  }
+  const any = (ce.labelSmoothing ?? 0) !== 0 || ce.weight || (ce.zLoss ?? 0) !== 0 || (ce.logitScale ?? 1) !== 1 ||
+    (ce.softcap ?? 0) !== 0 || (ce.focalGamma ?? 0) !== 0;
+  return any ? ce : null;
+}
+
+/** The options' fields of a binding request, the weights staged on the device. */
+function optionFields(fn: string, ce: NativeCeOptions | null, st: Staging): Record<string, unknown> {
+  if (!ce) return {};
+  const { weight, ...rest } = ce;
+  return weight ? { ...rest, weight: st.vector(fn, weight).buffer(fn) } : rest;
 }
 
 /** Where the gradient goes on the GPU: a new tensor, `out`, or the logits themselves (inPlace). */
@@ -137,20 +167,28 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
     run = cudaBinding().crossEntropyForward({
       fn, logits: dz.buffer(fn), dtype: dtypeCode(c.dtype), rows: c.rows, vocab: c.vocab, targets: dt.buffer(fn),
       ignoreIndex: c.ignoreIndex, reduction: reductionCode(c.reduction), losses: losses.buffer(fn), lse: lse.buffer(fn),
-      grad: grad ? grad.buffer(fn) : null, gradDtype: dtypeCode(gt.gradDtype), gradOutput, async: async as false,
+      grad: grad ? grad.buffer(fn) : null, gradDtype: dtypeCode(gt.gradDtype), gradOutput, ...optionFields(fn, c.ce, st),
+      async: async as false,
     });
   } catch (e) {
     return fail(e);
   }
-  const finish = (r: { loss: number; count: number }): CrossEntropyResult | CudaCrossEntropyResult => {
+  type Totals = { loss: number; count: number; zLoss: number; weightSum: number };
+  const extras = (r: Totals, out: { zLoss?: number; weightSum?: number }) => {
+    if (c.ce && (c.ce.zLoss ?? 0) > 0) out.zLoss = r.zLoss;
+    if (c.ce?.weight) out.weightSum = r.weightSum;
+  };
+  const finish = (r: Totals): CrossEntropyResult | CudaCrossEntropyResult => {
     try {
       const loss = r.loss;
       if (mode === 'device') {
         const out: CudaCrossEntropyResult = { loss, losses, lse, count: r.count };
         if (grad) out.grad = grad;
+        extras(r, out);
         return out;
       }
       const out: CrossEntropyResult = { loss, losses: losses.download(), lse: lse.download(), count: r.count };
+      extras(r, out);
       if (grad) {
         const z = c.z as Logits;
         const data = gt.inPlace ? z.data : gt.out ? (gt.out as Logits).data
@@ -164,8 +202,8 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
       return fail(e);
     }
   };
-  if (run instanceof Promise) return (run as Promise<{ loss: number; count: number }>).then(finish, fail);
-  return finish(run as { loss: number; count: number });
+  if (run instanceof Promise) return (run as Promise<Totals>).then(finish, fail);
+  return finish(run as Totals);
 }
 
 export function cudaBackward(fn: string, logits: unknown, targets: unknown, lseIn: unknown, opts: unknown, mode: 'device' | 'host', async: boolean) {
@@ -204,7 +242,8 @@ export function cudaBackward(fn: string, logits: unknown, targets: unknown, lseI
     run = cudaBinding().crossEntropyBackward({
       fn, logits: dz.buffer(fn), dtype: dtypeCode(c.dtype), rows: c.rows, vocab: c.vocab, targets: dt.buffer(fn),
       ignoreIndex: c.ignoreIndex, reduction: reductionCode(c.reduction), lse: dl.buffer(fn), gradOutput,
-      gradOutputRows: dr ? dr.buffer(fn) : null, grad: grad.buffer(fn), gradDtype: dtypeCode(gt.gradDtype), async: async as false,
+      gradOutputRows: dr ? dr.buffer(fn) : null, grad: grad.buffer(fn), gradDtype: dtypeCode(gt.gradDtype),
+      ...optionFields(fn, c.ce, st), async: async as false,
     });
   } catch (e) {
     return fail(e);

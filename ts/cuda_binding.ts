@@ -33,6 +33,14 @@ interface CudaRequest {
   targets: NativeDeviceBuffer;
   ignoreIndex: number;
   reduction: number;
+  // the loss options (cuda/cross_entropy_options.cuh); absent: the plain kernels
+  labelSmoothing?: number;
+  /** device (vocab,) f32 class weights */
+  weight?: NativeDeviceBuffer;
+  zLoss?: number;
+  logitScale?: number;
+  softcap?: number;
+  focalGamma?: number;
 }
 export interface CudaForwardRequest extends CudaRequest {
   losses: NativeDeviceBuffer;
@@ -49,11 +57,20 @@ export interface CudaBackwardRequest extends CudaRequest {
   gradDtype: number;
 }
 
+/** loss as reduced (mean: Σ ce / weightSum + Σ zl / count), lossSum = Σ loss_i, the z part reduced alone, Σ w[target] (count without weights). */
+export interface CudaForwardTotals {
+  loss: number;
+  lossSum: number;
+  count: number;
+  zLoss: number;
+  weightSum: number;
+}
+
 export interface NativeCudaBinding {
   DeviceBuffer: new (bytes: number, address?: bigint) => NativeDeviceBuffer;
   // One request object per call (cpp/glue.h, shared with the CPU glue): device buffers and numbers.
-  crossEntropyForward(req: CudaForwardRequest & { async: false }): { loss: number; lossSum: number; count: number };
-  crossEntropyForward(req: CudaForwardRequest & { async: true }): Promise<{ loss: number; lossSum: number; count: number }>;
+  crossEntropyForward(req: CudaForwardRequest & { async: false }): CudaForwardTotals;
+  crossEntropyForward(req: CudaForwardRequest & { async: true }): Promise<CudaForwardTotals>;
   crossEntropyBackward(req: CudaBackwardRequest & { async: false }): { count: number };
   crossEntropyBackward(req: CudaBackwardRequest & { async: true }): Promise<{ count: number }>;
   /** driver: false when there is no NVIDIA driver at all (absent in builds before it was reported: treated as true). */

@@ -6,6 +6,7 @@ import { type DType, DTYPES } from './dtype';
 import { checkBoolean, checkFinite, checkInteger, checkOneOf, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
 import { DeviceVector } from './cuda';
+import type { NativeCeOptions } from './binding';
 
 export type Reduction = 'mean' | 'sum' | 'none';
 export const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
@@ -82,6 +83,44 @@ export const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOut
 
 /** Options the CUDA kernels do not implement; calls that use them run on the CPU. */
 export function cpuOnlyOption(o: Partial<Record<string, unknown>>): string | undefined {
-  return [...LOSS_OPTIONS, 'stats', 'characters', 'bytes', 'sequenceIds'].find((k) => o[k] !== undefined && o[k] !== false);
+  return ['stats', 'characters', 'bytes', 'sequenceIds'].find((k) => o[k] !== undefined && o[k] !== false);
 }
 
+/** The loss options (labelSmoothing, weight, zLoss, softcap, logitScale), checked; null when none is set. */
+export function checkLossOptions(fn: string, o: Partial<Record<string, unknown>>, vocab: number): NativeCeOptions | null {
+  if (LOSS_OPTIONS.every((k) => o[k] === undefined)) return null;
+  const inRange = (k: string, lo: number, hi: number, fallback: number, loOpen = false): number => {
+    if (o[k] === undefined) return fallback;
+    const v = checkFinite(fn, k, o[k]);
+    if (v < lo || v > hi || (loOpen && v === lo))
+      throw rangeError(fn, k, `a finite number in ${loOpen ? '(' : '['}${lo}, ${hi === Infinity ? '∞)' : hi + ']'}`, v);
+    return v;
+  };
+  let weight: Float32Array | null = null;
+  if (o.weight !== undefined) {
+    if (!(o.weight instanceof Float32Array))
+      throw typeError(fn, 'weight', `a Float32Array of length vocab (${vocab})`, o.weight, 'Convert with Float32Array.from(weights)');
+    if (o.weight.length !== vocab) throw rangeError(fn, 'weight', `of length vocab (${vocab})`, o.weight);
+    weight = o.weight;
+  }
+  return {
+    labelSmoothing: inRange('labelSmoothing', 0, 1, 0),
+    weight,
+    zLoss: inRange('zLoss', 0, Infinity, 0),
+    logitScale: o.logitScale === undefined ? 1 : checkFinite(fn, 'logitScale', o.logitScale),
+    softcap: inRange('softcap', 0, Infinity, 0, true),
+    ...focalGamma(fn, o),
+  };
+}
+
+/** focalGamma γ ≥ 0; with labelSmoothing or zLoss it is a TypeError (no agreed semantics). γ = 0 is plain CE. */
+function focalGamma(fn: string, o: Partial<Record<string, unknown>>): { focalGamma?: number } {
+  if (o.focalGamma === undefined) return {};
+  const g = checkFinite(fn, 'focalGamma', o.focalGamma);
+  if (!(g >= 0)) throw rangeError(fn, 'focalGamma', 'a finite number ≥ 0', g);
+  if (g > 0)
+    for (const k of ['labelSmoothing', 'zLoss'] as const)
+      if (o[k] !== undefined && o[k] !== 0)
+        throw typeError(fn, k, 'undefined (or 0) with focalGamma', o[k], 'The focal loss has no agreed semantics with label smoothing or a z-loss: use one or the other');
+  return g > 0 ? { focalGamma: g } : {};
+}
