@@ -282,13 +282,14 @@ int run(const fce_cuda_args* a, const fce_cuda_ce_options* o, int mode, fce_cuda
   auto s = static_cast<cudaStream_t>(a->stream);
   const int64_t rows = a->rows, V = a->vocab;
   tot->weight_total = double(V);
-  if (rows == 0) return FCE_OK;
+  // (with weights an empty batch still checks them, as the CPU does)
+  if (rows == 0 && !(o && o->weight)) return FCE_OK;
 
   Device dev;
   FCE_CHECK(device_props(&dev));
   const Plan pl = plan_for(dev, rows, V, a->dtype, mode);
 
-  // Workspace: [check: 2 × i64][total: f64][z total: f64][W, D: 2 × f64][row_loss: rows × f64]
+  // Workspace: [check: 2 × i64][total: f64][z total: f64][W, D, bad weight: 3 × f64][row_loss: rows × f64]
   //            [row_z: rows × f64][part: rows·chunks × float2][cb: rows·chunks × f32][gt: rows × f32]
   const bool split = pl.split && !o;
   const size_t n_parts = split ? size_t(rows) * size_t(pl.chunks) : 0;
@@ -300,7 +301,7 @@ int run(const fce_cuda_args* a, const fce_cuda_ce_options* o, int mode, fce_cuda
   const size_t o_ztotal = off;
   off += 8;
   const size_t o_wsums = off;
-  off += 16;
+  off += 24;
   const size_t o_rowloss = off = align_up(off, 16);
   off += size_t(rows) * 8;
   const size_t o_rowz = off = align_up(off, 16);
@@ -326,7 +327,7 @@ int run(const fce_cuda_args* a, const fce_cuda_ce_options* o, int mode, fce_cuda
   FCE_CHECK(cudaGetLastError());
   //    with weights, W and D (the weighted mean's denominator) before any loss kernel needs them
   if (o && o->weight) {
-    FCE_LAUNCH(weight_sums_kernel, dim3(1), dim3(1024), size_t(1024 * 16), s, o->weight, V, a->targets, rows,
+    FCE_LAUNCH(weight_sums_kernel, dim3(1), dim3(1024), size_t(1024 * 24), s, o->weight, V, a->targets, rows,
                a->ignore_index, wsums);
     FCE_CHECK(cudaGetLastError());
   }
@@ -353,8 +354,10 @@ int run(const fce_cuda_args* a, const fce_cuda_ce_options* o, int mode, fce_cuda
   P.part = reinterpret_cast<float2*>(base + o_part);
   P.cb = reinterpret_cast<float*>(base + o_cb);
   P.gt = reinterpret_cast<float*>(base + o_gt);
-  int r2;
-  if (o) {
+  int r2 = FCE_OK;
+  if (rows == 0) {
+    // nothing to launch but the checks and sums
+  } else if (o) {
     OptParams Q{};
     Q.P = P;
     Q.o = CeOpt{o->label_smoothing, o->weight, o->z_loss, o->logit_scale, o->softcap,
@@ -389,14 +392,14 @@ int run(const fce_cuda_args* a, const fce_cuda_ce_options* o, int mode, fce_cuda
   }
   struct Result {
     long long count, bad;
-    double total, ztotal, W, D;
+    double total, ztotal, W, D, bad_weight;
   };
-  static_assert(sizeof(Result) == 48, "check, the totals and the weight sums are contiguous in the workspace");
+  static_assert(sizeof(Result) == 56, "check, the totals and the weight sums are contiguous in the workspace");
   // Pinned, so the copy is a DMA the stream orders rather than a staged pageable copy (one per
   // calling thread, kept).
   thread_local Result* pinned = nullptr;
   if (!pinned) FCE_CHECK(cudaMallocHost(reinterpret_cast<void**>(&pinned), sizeof(Result)));
-  const size_t back = o && o->weight ? 48 : o ? 32 : mode != kBackward ? 24 : 16;
+  const size_t back = o && o->weight ? 56 : o ? 32 : mode != kBackward ? 24 : 16;
   FCE_CHECK(cudaMemcpyAsync(pinned, check, back, cudaMemcpyDeviceToHost, s));
   FCE_CHECK(cudaStreamSynchronize(s));
   const Result res = *pinned;
@@ -406,6 +409,12 @@ int run(const fce_cuda_args* a, const fce_cuda_ce_options* o, int mode, fce_cuda
     return fail(FCE_EINVAL, err, errlen,
                 "targets[" + std::to_string(res.bad) + "] = " + std::to_string(tv) + " is outside [0, " +
                     std::to_string(V) + ") and is not ignoreIndex (" + std::to_string(a->ignore_index) + ")");
+  }
+  if (o && o->weight && res.bad_weight < double(V)) {
+    const int64_t j = int64_t(res.bad_weight);
+    float wv = 0.0f;
+    FCE_CHECK(cudaMemcpy(&wv, o->weight + j, 4, cudaMemcpyDeviceToHost));
+    return fail(FCE_EINVAL, err, errlen, "weight[" + std::to_string(j) + "] = " + std::to_string(wv) + " must be a finite number");
   }
   tot->count = res.count;
   tot->weight_sum = double(res.count);

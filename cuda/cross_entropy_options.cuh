@@ -47,7 +47,8 @@ struct CeOpt {
 struct OptParams {
   Params P;                // the plain kernel's (z, targets, rows, vocab, losses, lse, row_loss, g, check, …)
   CeOpt o;
-  const double* wsums;     // device (2,): W, D from weight_sums_kernel (null without weights)
+  const double* wsums;     // device (3,): W, D and the first non-finite weight's index from weight_sums_kernel
+                           // (null without weights)
   double* row_z;           // (rows,) out: zl_i in double [forward, fused]
 };
 
@@ -200,7 +201,7 @@ __global__ void __launch_bounds__(1024) opt_rows_kernel(OptParams Q) {
   const int64_t V = P.vocab;
   const unsigned tid = threadIdx.x, T = blockDim.x;
   auto* bcast = reinterpret_cast<float*>(smem + 33 * sizeof(OS));
-  if (!targets_ok(P)) return;
+  if (!targets_ok(P) || (o.w && Q.wsums[2] < double(V))) return;  // a bad target or weight: the host reports it
 
   for (int64_t r = blockIdx.x; r < P.rows; r += gridDim.x) {
     const int64_t t = P.targets[r];
@@ -330,27 +331,40 @@ FCE_UNROLL
 
 // One block of 1024 threads: out[0] = W = Σ_j w_j, out[1] = D = Σ_i w[t_i] over rows whose target
 // is in [0, V) and is not ignore_index, each in double in a fixed order (thread k sums k, k+1024, …,
-// then a fixed tree). Shared memory: 1024 · 16 bytes.
+// then a fixed tree); out[2] = the first j whose w_j is not finite (V when none), which the loss
+// kernels check before they read any weight. Shared memory: 1024 · 24 bytes.
 __global__ void __launch_bounds__(1024) weight_sums_kernel(const float* w /* (V,) */, int64_t vocab,
                                                            const int32_t* targets /* (rows,) */, int64_t rows,
-                                                           int32_t ignore_index, double* out /* (2,) */) {
+                                                           int32_t ignore_index, double* out /* (3,) */) {
   FCE_SHARED_MEMORY(smem);
   auto* sw = reinterpret_cast<double*>(smem);
   auto* sd = sw + blockDim.x;
-  double aw = 0.0, ad = 0.0;
-  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) aw += double(w[j]);
+  auto* sb = sd + blockDim.x;
+  double aw = 0.0, ad = 0.0, bad = double(vocab);
+  for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
+    const float v = w[j];
+    if (!(v - v == 0.0f)) {  // NaN or ±inf
+      if (double(j) < bad) bad = double(j);
+    } else {
+      aw += double(v);
+    }
+  }
   for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
     const int32_t t = targets[r];
     if (t != ignore_index && t >= 0 && int64_t(t) < vocab) ad += double(w[t]);
   }
   sw[threadIdx.x] = aw;
   sd[threadIdx.x] = ad;
+  sb[threadIdx.x] = bad;
   __syncthreads();
   for (unsigned k = blockDim.x / 2; k > 0; k >>= 1) {
-    if (threadIdx.x < k) sw[threadIdx.x] += sw[threadIdx.x + k], sd[threadIdx.x] += sd[threadIdx.x + k];
+    if (threadIdx.x < k) {
+      sw[threadIdx.x] += sw[threadIdx.x + k], sd[threadIdx.x] += sd[threadIdx.x + k];
+      sb[threadIdx.x] = fmin(sb[threadIdx.x], sb[threadIdx.x + k]);
+    }
     __syncthreads();
   }
-  if (threadIdx.x == 0) out[0] = sw[0], out[1] = sd[0];
+  if (threadIdx.x == 0) out[0] = sw[0], out[1] = sd[0], out[2] = sb[0];
 }
 
 }  // namespace fusedce_cuda

@@ -51,29 +51,30 @@ export interface CrossEntropyOptions {
   device?: Device;
   /**
    * Label smoothing ε in [0, 1], torch's `label_smoothing`: the target becomes (1 − ε)·onehot + ε/vocab,
-   * so loss_i = (1 − ε)·w_t·(lse − z_t) + (ε/vocab)·Σ_j w_j·(lse − z_j). Default 0. CPU only.
+   * so loss_i = (1 − ε)·w_t·(lse − z_t) + (ε/vocab)·Σ_j w_j·(lse − z_j). Default 0.
    */
   labelSmoothing?: number;
   /**
-   * Class weights w (Float32Array of length vocab, any finite numbers, negative included), torch's
+   * Class weights w (Float32Array of length vocab, or on the GPU also a DeviceVector; any finite
+   * numbers, negative included), torch's
    * `weight`: each row's loss is scaled by w[target] (the smoothing term by each w_j), and 'mean'
    * divides by Σ_i w[target_i] over counted rows (`weightSum` in the result), whatever its sign;
-   * when that sum is 0 the mean is 0 (torch gives NaN). CPU only.
+   * when that sum is 0 the mean is 0 (torch gives NaN).
    */
-  weight?: Float32Array;
+  weight?: Float32Array | DeviceVector;
   /**
    * z-loss coefficient c ≥ 0 (PaLM): adds c·lse_i² to each counted row's loss; 'mean' divides that
-   * part by `count` (not by the weights). The part is also reported alone as `zLoss`. Default 0. CPU only.
+   * part by `count` (not by the weights). The part is also reported alone as `zLoss`. Default 0.
    */
   zLoss?: number;
-  /** Softcap c > 0 (Gemma 2): logits z → c·tanh(z/c), applied after logitScale; lse is of the capped logits. CPU only. */
+  /** Softcap c > 0 (Gemma 2): logits z → c·tanh(z/c), applied after logitScale; lse is of the capped logits. */
   softcap?: number;
-  /** Logit scale s: z → s·z, applied first (before softcap). Default 1. CPU only. */
+  /** Logit scale s: z → s·z, applied first (before softcap). Default 1. */
   logitScale?: number;
   /**
    * Focal loss γ ≥ 0 (Lin et al. 2017): the row loss becomes −w_t·(1 − p_t)^γ·log p_t, with `weight`
    * as α per class and torch's weighted mean ('mean' divides by Σ weight[target]). γ = 0 is plain
-   * CE, bitwise. With labelSmoothing or zLoss it is a TypeError. CPU only.
+   * CE, bitwise. With labelSmoothing or zLoss it is a TypeError.
    */
   focalGamma?: number;
 }

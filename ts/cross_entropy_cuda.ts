@@ -39,7 +39,7 @@ export function cudaMode(fn: string, logits: unknown, targets: unknown, opts: un
 
 interface CudaCommon {
   /** the loss options that change the result (null: the plain kernels) */
-  ce: NativeCeOptions | null;
+  ce: CudaCeOptions | null;
   z: Logits | DeviceLogits;
   targets: Int32Array | DeviceTargets;
   rows: number;
@@ -75,26 +75,31 @@ function cudaCommon(fn: string, logits: unknown, targets: unknown, o: Partial<Re
 }
 
 /**
- * The loss options for the CUDA kernels (cross_entropy_options.cuh), checked as on the CPU, plus
- * the weights' finiteness (the CPU addon checks it there; here it is checked before the upload).
- * null when none changes the result (focalGamma 0, logitScale 1…): those calls run the plain kernels.
+ * The loss options for the CUDA kernels (cross_entropy_options.cuh), checked as on the CPU (the
+ * weights' finiteness is checked on the device, before any kernel reads them, and reported as the
+ * CPU reports it). null when none changes the result (focalGamma 0, logitScale 1…): those calls run the plain kernels.
  */
-function cudaLossOptions(fn: string, o: Partial<Record<string, unknown>>, vocab: number): NativeCeOptions | null {
-  const ce = checkLossOptions(fn, o, vocab);
-  if (!ce) return null;
-  if (ce.weight) {
-    const w = ce.weight;
-    for (let j = 0; j < w.length; j++)
-      if (!Number.isFinite(w[j]!))
-        throw new RangeError(`${fn}: weight[${j}] = ${String(w[j]).replace('Infinity', 'inf').replace('NaN', 'nan')} must be a finite number`);
+function cudaLossOptions(fn: string, o: Partial<Record<string, unknown>>, vocab: number): CudaCeOptions | null {
+  // weight: a Float32Array (uploaded for the call) or a DeviceVector of length vocab (used in place)
+  let dw: DeviceVector | null = null;
+  if (o.weight instanceof DeviceVector) {
+    o.weight.buffer(fn);
+    if (o.weight.length !== vocab) throw rangeError(fn, 'weight', `of length vocab (${vocab})`, o.weight);
+    dw = o.weight;
+    o = { ...o, weight: undefined };
   }
+  const checked = checkLossOptions(fn, o, vocab);
+  const ce: CudaCeOptions | null = dw ? { ...(checked ?? {}), weight: dw } : checked;
+  if (!ce) return null;
   const any = (ce.labelSmoothing ?? 0) !== 0 || ce.weight || (ce.zLoss ?? 0) !== 0 || (ce.logitScale ?? 1) !== 1 ||
     (ce.softcap ?? 0) !== 0 || (ce.focalGamma ?? 0) !== 0;
   return any ? ce : null;
 }
 
+type CudaCeOptions = Omit<NativeCeOptions, 'weight'> & { weight?: Float32Array | DeviceVector | null };
+
 /** The options' fields of a binding request, the weights staged on the device. */
-function optionFields(fn: string, ce: NativeCeOptions | null, st: Staging): Record<string, unknown> {
+function optionFields(fn: string, ce: CudaCeOptions | null, st: Staging): Record<string, unknown> {
   if (!ce) return {};
   const { weight, ...rest } = ce;
   return weight ? { ...rest, weight: st.vector(fn, weight).buffer(fn) } : rest;
