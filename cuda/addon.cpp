@@ -249,14 +249,17 @@ struct CudaCall {
 };
 
 #define CUDA_OPTION_FIELDS "labelSmoothing", "weight", "zLoss", "logitScale", "softcap", "focalGamma"
+#define CUDA_STATS_FIELDS "argmax", "entropy", "targetLogprob", "maxProb"
 
 // crossEntropyForward({ fn, logits, dtype, rows, vocab, targets, ignoreIndex, reduction, losses,
 //   lse, grad | null, gradDtype, gradOutput, labelSmoothing?, weight?: device (vocab,) f32, zLoss?,
-//   logitScale?, softcap?, focalGamma?, async }) (device buffers)
+//   logitScale?, softcap?, focalGamma?, argmax?, entropy?, targetLogprob?, maxProb?: device (rows,)
+//   (the statistics: all four or none), async }) (device buffers)
 //   → { loss, lossSum, count, zLoss, weightSum }
 // loss: mean = Σ ce / D + Σ zl / count (D = Σ weight[target], count without weights; 0 when it is 0).
 Napi::Value Forward(const Napi::CallbackInfo& info) {
-  CudaCall k(info, "crossEntropyForward", {CUDA_FIELDS, "losses", "lse", "grad", "gradDtype", "gradOutput", CUDA_OPTION_FIELDS});
+  CudaCall k(info, "crossEntropyForward",
+             {CUDA_FIELDS, "losses", "lse", "grad", "gradDtype", "gradOutput", CUDA_OPTION_FIELDS, CUDA_STATS_FIELDS});
   Request& r = k.r;
   fce_cuda_args& c = k.c;
   c.losses = static_cast<float*>(k.hold("losses", "losses", double(c.rows) * 4, true)->ptr());
@@ -264,7 +267,16 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   c.grad_dtype = int(r.integer("gradDtype", 0, 2));
   if (r.present("grad")) c.grad = k.hold_grad("grad");
   c.grad_output = r.number("gradOutput");
-  const bool with_opt = k.read_options();
+  fce_cuda_ce_stats st{nullptr, nullptr, nullptr, nullptr};
+  const bool stats = r.present("argmax");
+  if (stats) {
+    const double rb = double(c.rows) * 4;
+    st.argmax = static_cast<int32_t*>(k.hold("argmax", "stats.argmax", rb, true)->ptr());
+    st.entropy = static_cast<float*>(k.hold("entropy", "stats.entropy", rb, true)->ptr());
+    st.target_logprob = static_cast<float*>(k.hold("targetLogprob", "stats.targetLogprob", rb, true)->ptr());
+    st.max_prob = static_cast<float*>(k.hold("maxProb", "stats.maxProb", rb, true)->ptr());
+  }
+  const bool with_opt = k.read_options() || stats;  // statistics run the options kernels
   const fce_cuda_ce_options opt = k.opt;
   const bool async = r.flag("async");
   k.ranges.check(r.env(), r.fn());
@@ -273,10 +285,10 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   auto busy = k.busy;
   return k.call.run(
       async,
-      [c, opt, with_opt, out, busy] {
+      [c, opt, st, stats, with_opt, out, busy] {
         char err[512] = "";
         if (with_opt)
-          check_rc(fce_cuda_forward_opt(&c, &opt, out.get(), err, sizeof err), "crossEntropyForward", err);
+          check_rc(fce_cuda_forward_opt(&c, &opt, stats ? &st : nullptr, out.get(), err, sizeof err), "crossEntropyForward", err);
         else {
           check_rc(fce_cuda_forward(&c, &out->ce_sum, &out->count, err, sizeof err), "crossEntropyForward", err);
           out->weight_sum = double(out->count);  // the plain mean divides by the counted rows

@@ -195,9 +195,9 @@ int launch_any(int dt, int gdt, const Params& P, const Plan& pl, cudaStream_t s,
 
 // ---- cross-entropy with options (cross_entropy_options.cuh) ----
 
-template <int DT, int GDT, int MODE, bool Smooth, bool Cap>
+template <int DT, int GDT, int MODE, bool Smooth, bool Cap, bool Stats>
 int launch_opt(const OptParams& Q, cudaStream_t s, char* err, size_t errlen) {
-  auto* k = &opt_rows_kernel<DT, GDT, MODE, Smooth, Cap>;
+  auto* k = &opt_rows_kernel<DT, GDT, MODE, Smooth, Cap, Stats>;
   const int64_t nvec = (Q.P.vocab + 16 / dtype_size(DT) - 1) / (16 / dtype_size(DT));
   const int threads = std::min(threads_for(nvec), 256);
   const size_t smem = size_t(kOptReduceBytes);
@@ -212,10 +212,19 @@ int launch_opt(const OptParams& Q, cudaStream_t s, char* err, size_t errlen) {
   return FCE_OK;
 }
 
+template <int DT, int GDT, int MODE, bool Stats>
+int launch_opt_s(bool smooth, bool cap, const OptParams& Q, cudaStream_t s, char* err, size_t errlen) {
+  if (smooth)
+    return cap ? launch_opt<DT, GDT, MODE, true, true, Stats>(Q, s, err, errlen) : launch_opt<DT, GDT, MODE, true, false, Stats>(Q, s, err, errlen);
+  return cap ? launch_opt<DT, GDT, MODE, false, true, Stats>(Q, s, err, errlen) : launch_opt<DT, GDT, MODE, false, false, Stats>(Q, s, err, errlen);
+}
+
+// The variants: Smooth × Cap, and Stats for the forward passes (the backward has no statistics).
 template <int DT, int GDT, int MODE>
 int launch_opt_v(bool smooth, bool cap, const OptParams& Q, cudaStream_t s, char* err, size_t errlen) {
-  if (smooth) return cap ? launch_opt<DT, GDT, MODE, true, true>(Q, s, err, errlen) : launch_opt<DT, GDT, MODE, true, false>(Q, s, err, errlen);
-  return cap ? launch_opt<DT, GDT, MODE, false, true>(Q, s, err, errlen) : launch_opt<DT, GDT, MODE, false, false>(Q, s, err, errlen);
+  if constexpr (MODE != kBackward)
+    if (Q.argmax) return launch_opt_s<DT, GDT, MODE, true>(smooth, cap, Q, s, err, errlen);
+  return launch_opt_s<DT, GDT, MODE, false>(smooth, cap, Q, s, err, errlen);
 }
 
 template <int MODE, int DT>
@@ -275,10 +284,13 @@ int check_args(const fce_cuda_args* a, bool backward, char* err, size_t errlen) 
 
 // The shared part of forward and backward: check targets, plan, launch. With o, the options
 // kernels (cross_entropy_options.cuh) instead of the plain ones. tot: the forward's sums.
-int run(const fce_cuda_args* a, const fce_cuda_ce_options* o, int mode, fce_cuda_opt_totals* tot, char* err, size_t errlen) {
+int run(const fce_cuda_args* a, const fce_cuda_ce_options* o, const fce_cuda_ce_stats* stats, int mode,
+        fce_cuda_opt_totals* tot, char* err, size_t errlen) {
   *tot = fce_cuda_opt_totals{0.0, 0.0, 0.0, 0.0, 0};
   int rc = check_args(a, mode == kBackward, err, errlen);
   if (rc || (rc = check_options(o, err, errlen))) return rc;
+  if (stats && a->rows > 0 && (!stats->argmax || !stats->entropy || !stats->target_logprob || !stats->max_prob))
+    return fail(FCE_EINVAL, err, errlen, "stats: argmax, entropy, target_logprob and max_prob must all be device pointers");
   auto s = static_cast<cudaStream_t>(a->stream);
   const int64_t rows = a->rows, V = a->vocab;
   tot->weight_total = double(V);
@@ -364,6 +376,12 @@ int run(const fce_cuda_args* a, const fce_cuda_ce_options* o, int mode, fce_cuda
                 o->softcap > 0.0f ? 1.0f / o->softcap : 0.0f, o->focal_gamma};
     Q.wsums = wsums;
     Q.row_z = reinterpret_cast<double*>(base + o_rowz);
+    if (stats && mode != kBackward) {
+      Q.argmax = stats->argmax;
+      Q.entropy = stats->entropy;
+      Q.target_logprob = stats->target_logprob;
+      Q.max_prob = stats->max_prob;
+    }
     const bool smooth = o->label_smoothing > 0.0f, cap = o->softcap > 0.0f;
     if (mode == kBackward)
       r2 = launch_opt_any<kBackward>(a->dtype, a->grad_dtype, smooth, cap, Q, s, err, errlen);
@@ -438,7 +456,7 @@ extern "C" {
 
 int fce_cuda_forward(const fce_cuda_args* a, double* loss_sum, int64_t* count, char* err, size_t errlen) {
   fce_cuda_opt_totals t;
-  const int rc = run(a, nullptr, a && a->grad ? kFused : kForward, &t, err, errlen);
+  const int rc = run(a, nullptr, nullptr, a && a->grad ? kFused : kForward, &t, err, errlen);
   if (loss_sum) *loss_sum = t.ce_sum;
   if (count) *count = t.count;
   return rc;
@@ -446,16 +464,16 @@ int fce_cuda_forward(const fce_cuda_args* a, double* loss_sum, int64_t* count, c
 
 int fce_cuda_backward(const fce_cuda_args* a, int64_t* count, char* err, size_t errlen) {
   fce_cuda_opt_totals t;
-  const int rc = run(a, nullptr, kBackward, &t, err, errlen);
+  const int rc = run(a, nullptr, nullptr, kBackward, &t, err, errlen);
   if (count) *count = t.count;
   return rc;
 }
 
-int fce_cuda_forward_opt(const fce_cuda_args* a, const fce_cuda_ce_options* o, fce_cuda_opt_totals* out, char* err,
-                         size_t errlen) {
+int fce_cuda_forward_opt(const fce_cuda_args* a, const fce_cuda_ce_options* o, const fce_cuda_ce_stats* stats,
+                         fce_cuda_opt_totals* out, char* err, size_t errlen) {
   fce_cuda_opt_totals t;
   if (!o) return fail(FCE_EINVAL, err, errlen, "options is NULL");
-  const int rc = run(a, o, a && a->grad ? kFused : kForward, &t, err, errlen);
+  const int rc = run(a, o, stats, a && a->grad ? kFused : kForward, &t, err, errlen);
   if (out) *out = t;
   return rc;
 }
@@ -463,7 +481,7 @@ int fce_cuda_forward_opt(const fce_cuda_args* a, const fce_cuda_ce_options* o, f
 int fce_cuda_backward_opt(const fce_cuda_args* a, const fce_cuda_ce_options* o, int64_t* count, char* err, size_t errlen) {
   fce_cuda_opt_totals t;
   if (!o) return fail(FCE_EINVAL, err, errlen, "options is NULL");
-  const int rc = run(a, o, kBackward, &t, err, errlen);
+  const int rc = run(a, o, nullptr, kBackward, &t, err, errlen);
   if (count) *count = t.count;
   return rc;
 }

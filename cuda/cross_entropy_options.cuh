@@ -50,6 +50,11 @@ struct OptParams {
   const double* wsums;     // device (3,): W, D and the first non-finite weight's index from weight_sums_kernel
                            // (null without weights)
   double* row_z;           // (rows,) out: zl_i in double [forward, fused]
+  // the Stats variant's per-row outputs (rows,): 0 (argmax −1) at ignored rows
+  int32_t* argmax;         // first index of the largest x_j
+  float* entropy;          // H = Σ_j p_j·(lse − x_j), nats
+  float* target_logprob;   // x_t − lse
+  float* max_prob;         // max_j p_j
 };
 
 // x = T(z) and, with d, dx/dz. The same fp32 steps as the CPU's Transform.
@@ -67,28 +72,44 @@ FCE_DEV float transform(float z, const CeOpt& o, float* d) {
 }
 
 // Per-thread (then per-block) state of pass 1 over j ≠ t: the online softmax (m, s) and, for
-// smoothing, W = Σ w_j and Q = Σ w_j·(m − x_j) over unmasked elements, and Qm over masked ones.
+// smoothing, W = Σ w_j and Q = Σ w_j·(m − x_j) over unmasked elements, and Qm over masked ones;
+// for statistics T = Σ e_j·(m − x_j) (e_j = exp(x_j − m), rebased as m grows:
+// T' = f·(T + s·(m' − m)), f = exp(m − m')) and the first index of m.
 struct OS {
-  float m, s, W, Q, Qm;
+  float m, s, W, Q, Qm, T;
+  int64_t arg;
 };
+constexpr int64_t kNoIndex = INT64_MAX;
 
-template <bool Smooth, int N>
-FCE_DEV void accumulate_opt(OS& st, const float (&x)[N], const float (&w)[N]) {
+// Adds x[0, N) at row indices j0 … j0 + N − 1 (the target already masked: x = −inf, w = 0).
+template <bool Smooth, bool Stats, int N>
+FCE_DEV void accumulate_opt(OS& st, const float (&x)[N], const float (&w)[N], int64_t j0) {
   float mx = x[0];
 FCE_UNROLL
   for (int k = 1; k < N; ++k) mx = fmaxf(mx, x[k]);
   if (mx > st.m) {
     if (st.m != kNegInf) {
-      st.s *= exp_fast(st.m - mx);
+      const float f = exp_fast(st.m - mx);
+      if (Stats) st.T = f * (st.T + st.s * (mx - st.m));
+      st.s *= f;
       if (Smooth) st.Q += st.W * (mx - st.m);
     }
     st.m = mx;
+    if (Stats) {
+      int64_t a = kNoIndex;
+FCE_UNROLL
+      for (int k = N - 1; k >= 0; --k)
+        if (x[k] == mx) a = j0 + k;
+      st.arg = a;
+    }
   }
   const float ms = safe(st.m);
   float acc = 0.0f;
 FCE_UNROLL
   for (int k = 0; k < N; ++k) {
-    acc += exp_fast(x[k] - ms);  // NaN and +inf poison s, as in the plain kernel
+    const float e = exp_fast(x[k] - ms);
+    acc += e;  // NaN and +inf poison s, as in the plain kernel
+    if (Stats && x[k] != kNegInf) st.T += e * (ms - x[k]);
     if (Smooth) {
       if (x[k] == kNegInf) {
         if (w[k] != 0.0f) st.Qm += w[k] * INFINITY;
@@ -101,10 +122,19 @@ FCE_UNROLL
   st.s += acc;
 }
 
-template <bool Smooth>
+template <bool Smooth, bool Stats>
 FCE_DEV OS merge_opt(OS a, OS b) {
   const MS ms = merge(MS{a.m, a.s}, MS{b.m, b.s});
-  OS r{ms.m, ms.s, 0.0f, 0.0f, 0.0f};
+  OS r{ms.m, ms.s, 0.0f, 0.0f, 0.0f, 0.0f, kNoIndex};
+  if (Stats) {
+    // T of each side rebased to the merged max: f·(T + s·(M − m)), f = exp(m − M); a side over
+    // masked elements only adds nothing. The first index of the max: the smaller on a tie.
+    const float M = ms.m;
+    const float ta = a.m == kNegInf ? 0.0f : (a.m == M ? a.T : expf(a.m - M) * (a.T + a.s * (M - a.m)));
+    const float tb = b.m == kNegInf ? 0.0f : (b.m == M ? b.T : expf(b.m - M) * (b.T + b.s * (M - b.m)));
+    r.T = ta + tb;
+    r.arg = a.m == M && b.m == M ? (a.arg < b.arg ? a.arg : b.arg) : a.m == M ? a.arg : b.m == M ? b.arg : kNoIndex;
+  }
   if (Smooth) {
     // a state with no unmasked element (m = −inf) has W = Q = 0: nothing to rebase
     const float qa = a.m == kNegInf ? 0.0f : a.Q + a.W * (ms.m - a.m);
@@ -116,30 +146,34 @@ FCE_DEV OS merge_opt(OS a, OS b) {
   return r;
 }
 
-template <bool Smooth>
+template <bool Smooth, bool Stats>
 FCE_DEV OS shfl_merge(OS st, int o) {
-  OS other{__shfl_xor_sync(0xffffffffu, st.m, o), __shfl_xor_sync(0xffffffffu, st.s, o), 0.0f, 0.0f, 0.0f};
+  OS other{__shfl_xor_sync(0xffffffffu, st.m, o), __shfl_xor_sync(0xffffffffu, st.s, o), 0.0f, 0.0f, 0.0f, 0.0f, kNoIndex};
   if (Smooth) {
     other.W = __shfl_xor_sync(0xffffffffu, st.W, o);
     other.Q = __shfl_xor_sync(0xffffffffu, st.Q, o);
     other.Qm = __shfl_xor_sync(0xffffffffu, st.Qm, o);
   }
-  return merge_opt<Smooth>(st, other);
+  if (Stats) {
+    other.T = __shfl_xor_sync(0xffffffffu, st.T, o);
+    other.arg = __shfl_xor_sync(0xffffffffu, st.arg, o);
+  }
+  return merge_opt<Smooth, Stats>(st, other);
 }
 
 // The block's state from every thread's (fixed order, as block_merge). red: 33·sizeof(OS) bytes.
-template <bool Smooth>
+template <bool Smooth, bool Stats>
 __device__ __forceinline__ OS block_merge_opt(OS st, unsigned char* red) {
   auto* slots = reinterpret_cast<OS*>(red);
   const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
 FCE_UNROLL
-  for (int o = 16; o > 0; o >>= 1) st = shfl_merge<Smooth>(st, o);
+  for (int o = 16; o > 0; o >>= 1) st = shfl_merge<Smooth, Stats>(st, o);
   if (lane == 0) slots[warp] = st;
   __syncthreads();
   if (warp == 0) {
-    OS w = lane < warps ? slots[lane] : OS{kNegInf, 0.0f, 0.0f, 0.0f, 0.0f};
+    OS w = lane < warps ? slots[lane] : OS{kNegInf, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, kNoIndex};
 FCE_UNROLL
-    for (int o = 16; o > 0; o >>= 1) w = shfl_merge<Smooth>(w, o);
+    for (int o = 16; o > 0; o >>= 1) w = shfl_merge<Smooth, Stats>(w, o);
     if (lane == 0) slots[32] = w;
   }
   __syncthreads();
@@ -192,7 +226,7 @@ FCE_UNROLL
 }
 
 // One block per row, rows strided by gridDim.x. Shared memory: kOptReduceBytes.
-template <int DT, int GDT, int MODE, bool Smooth, bool Cap>
+template <int DT, int GDT, int MODE, bool Smooth, bool Cap, bool Stats>
 __global__ void __launch_bounds__(1024) opt_rows_kernel(OptParams Q) {
   constexpr int VN = 16 / Elem<DT>::kSize;
   FCE_SHARED_MEMORY(smem);
@@ -208,7 +242,10 @@ __global__ void __launch_bounds__(1024) opt_rows_kernel(OptParams Q) {
     const unsigned char* z = row_ptr<DT>(P.z, r, V);
     void* g = MODE == kForward ? nullptr : static_cast<unsigned char*>(P.g) + r * V * Elem<GDT>::kSize;
     if (t == P.ignore_index) {
-      if (MODE != kBackward && tid == 0) P.losses[r] = 0.0f, P.lse[r] = 0.0f, P.row_loss[r] = 0.0, Q.row_z[r] = 0.0;
+      if (MODE != kBackward && tid == 0) {
+        P.losses[r] = 0.0f, P.lse[r] = 0.0f, P.row_loss[r] = 0.0, Q.row_z[r] = 0.0;
+        if (Stats) Q.argmax[r] = -1, Q.entropy[r] = 0.0f, Q.target_logprob[r] = 0.0f, Q.max_prob[r] = 0.0f;
+      }
       if (MODE != kForward) zero_range<GDT>(g, V);
       continue;
     }
@@ -250,11 +287,11 @@ FCE_UNROLL
     }
 
     // ---- pass 1 over j ≠ t ----
-    OS st{kNegInf, 0.0f, 0.0f, 0.0f, 0.0f};
+    OS st{kNegInf, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, kNoIndex};
     for (int64_t j = tid; j < sp.head; j += T) {
       const float x[1] = {j == t ? kNegInf : transform<Cap>(load_one<DT>(z, j), o, nullptr)};
       const float w[1] = {j == t ? 0.0f : (o.w ? o.w[j] : 1.0f)};
-      accumulate_opt<Smooth, 1>(st, x, w);
+      accumulate_opt<Smooth, Stats, 1>(st, x, w, j);
     }
     for (int64_t i = tid; i < sp.nvec; i += T) {
       const int64_t j0 = sp.head + i * VN;
@@ -264,14 +301,14 @@ FCE_UNROLL
 FCE_UNROLL
       for (int k = 0; k < VN; ++k) x.v[k] = transform<Cap>(x.v[k], o, nullptr);
       if (uint64_t(t - j0) < uint64_t(VN)) x.v[t - j0] = kNegInf, w[t - j0] = 0.0f;
-      accumulate_opt<Smooth, VN>(st, x.v, w);
+      accumulate_opt<Smooth, Stats, VN>(st, x.v, w, j0);
     }
     for (int64_t j = sp.tail + tid; j < V; j += T) {
       const float x[1] = {j == t ? kNegInf : transform<Cap>(load_one<DT>(z, j), o, nullptr)};
       const float w[1] = {j == t ? 0.0f : (o.w ? o.w[j] : 1.0f)};
-      accumulate_opt<Smooth, 1>(st, x, w);
+      accumulate_opt<Smooth, Stats, 1>(st, x, w, j);
     }
-    st = block_merge_opt<Smooth>(st, smem);
+    st = block_merge_opt<Smooth, Stats>(st, smem);
 
     // ---- the row's lse, loss and gradient constants (thread 0, double) ----
     if (tid == 0) {
@@ -291,6 +328,27 @@ FCE_UNROLL
       P.lse[r] = float(lse);
       P.row_loss[r] = ce;
       Q.row_z[r] = zl;
+      if (Stats) {
+        // H = p_t·nll + e^{m − lse}·[(lse − m)·S + T]; the largest of m (first at arg) and x_t
+        if (lse != lse) {
+          Q.argmax[r] = -1;
+          Q.entropy[r] = Q.target_logprob[r] = Q.max_prob[r] = NAN;
+        } else {
+          double H = nll < INFINITY ? exp(-nll) * nll : 0.0;
+          if (st.s > 0.0f) {
+            const double m = st.m;
+            H += exp(m - lse) * ((lse - m) * double(st.s) + double(st.T));
+          }
+          const bool others = st.s > 0.0f && st.m != kNegInf;
+          int64_t arg = t;
+          double best = xt;
+          if (others && (st.m > xt || (st.m == xt && st.arg < t))) arg = st.arg, best = st.m;
+          Q.argmax[r] = int32_t(arg);
+          Q.entropy[r] = float(H);
+          Q.target_logprob[r] = float(-nll);
+          Q.max_prob[r] = float(exp(best - lse));
+        }
+      }
       if (MODE == kFused) {
         const OptGrad G = opt_grad(Q, r, wt, lse, nll);
         const double e = st.s == 0.0f ? 0.0 : exp(double(safe(st.m)) - lse);

@@ -74,10 +74,21 @@ typedef struct {
   int64_t count;          /* counted rows */
 } fce_cuda_opt_totals;
 
-/* crossEntropyForward with options (and, with a->grad, the fused gradient). As fce_cuda_forward;
- * a->losses gets ce_i + zl_i and a->lse the lse of the transformed logits. */
-FCE_API int fce_cuda_forward_opt(const fce_cuda_args* a, const fce_cuda_ce_options* o, fce_cuda_opt_totals* out,
-                                 char* err, size_t errlen);
+/* Per-row evaluation statistics, each device (rows,); 0 (argmax −1) at ignored rows, NaN (argmax
+ * −1) at NaN rows. All four, or pass NULL for none. */
+typedef struct {
+  int32_t* argmax;        /* first index of the largest transformed logit */
+  float* entropy;         /* −Σ_j p_j log p_j, nats */
+  float* target_logprob;  /* x_t − lse */
+  float* max_prob;        /* max_j p_j */
+} fce_cuda_ce_stats;
+
+/* crossEntropyForward with options (and, with a->grad, the fused gradient; with stats, the
+ * statistics from the same pass). As fce_cuda_forward; a->losses gets ce_i + zl_i and a->lse the
+ * lse of the transformed logits. The plain options (all defaults) are valid: they run these
+ * kernels, not the plain ones. */
+FCE_API int fce_cuda_forward_opt(const fce_cuda_args* a, const fce_cuda_ce_options* o, const fce_cuda_ce_stats* stats,
+                                 fce_cuda_opt_totals* out, char* err, size_t errlen);
 /* The gradient with options from a saved lse (of the transformed logits). */
 FCE_API int fce_cuda_backward_opt(const fce_cuda_args* a, const fce_cuda_ce_options* o, int64_t* count, char* err,
                                   size_t errlen);

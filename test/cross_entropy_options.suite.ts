@@ -1,5 +1,5 @@
-// Cross-entropy options (label smoothing, class weights, z-loss, softcap, logit scale, focal, and
-// on the CPU eval stats) against the float64 reference in loss_reference.mjs, on fresh random data.
+// Cross-entropy options (label smoothing, class weights, z-loss, softcap, logit scale, focal, eval
+// statistics) against the float64 reference in loss_reference.mjs, on fresh random data.
 // One suite for every backend: the CPU kernels (cross_entropy_options.test.ts) and the CUDA ones
 // (cross_entropy_options_cuda.test.ts, on a GPU or the emulation).
 import { describe, expect, it } from 'vitest';
@@ -49,7 +49,7 @@ function gradTol(ref: Float64Array, argMax = 0): { atol: number; rtol: number } 
   return { atol: 2e-6 * m + m * argMax * 2 ** -22 + 1e-12, rtol: 2e-6 };
 }
 
-export function optionsSuite(label: string, { stats }: { stats: boolean }): void {
+export function optionsSuite(label: string): void {
 describe(`cross-entropy options vs float64 reference (${label})`, () => {
   for (const [rows, vocab, why] of SHAPES) {
     for (const [name, make] of CASES) {
@@ -63,7 +63,7 @@ describe(`cross-entropy options vs float64 reference (${label})`, () => {
             const targets = randomTargets(r, rows, vocab, rows > 3 ? 0.25 : 0);
             const o = make(r, vocab);
             const ref = refCrossEntropy(values, rows, vocab, targets, { ...o, reduction });
-            const out = crossEntropyForward(z, targets, { ...o, reduction, withGrad: true, gradDtype: 'f32', stats });
+            const out = crossEntropyForward(z, targets, { ...o, reduction, withGrad: true, gradDtype: 'f32', stats: true });
             expect(worstRatio(out.losses, ref.losses, LOSS.atol, LOSS.rtol).worst).toBeLessThanOrEqual(1);
             expect(worstRatio(out.lse, ref.lse, 1e-6, 1e-6).worst).toBeLessThanOrEqual(1);
             // the reduced loss within the rows' own tolerances, summed and reduced: with weights of
@@ -85,7 +85,6 @@ describe(`cross-entropy options vs float64 reference (${label})`, () => {
             const back = crossEntropyBackward(z, targets, out.lse, { ...o, reduction, gradDtype: 'f32' });
             const wb = worstRatio(toFloat32(back), ref.grad, gt.atol, gt.rtol);
             expect(wb.worst, `backward, worst element ${wb.at}`).toBeLessThanOrEqual(1);
-            if (!stats) return;
             // stats
             const st = out.stats!;
             for (let i = 0; i < rows; i++) {
@@ -145,12 +144,11 @@ describe(`cross-entropy options: edge cases (${label})`, () => {
 
   it('all rows ignored: loss 0 (no NaN), gradient 0, stats NaN', () => {
     const t = new Int32Array(rows).fill(-100);
-    const out = crossEntropyForward(z, t, { labelSmoothing: 0.1, weight: new Float32Array(vocab).fill(2), zLoss: 1e-3, withGrad: true, stats });
+    const out = crossEntropyForward(z, t, { labelSmoothing: 0.1, weight: new Float32Array(vocab).fill(2), zLoss: 1e-3, withGrad: true, stats: true });
     expect(out.loss).toBe(0);
     expect(out.zLoss).toBe(0);
     expect(out.weightSum).toBe(0);
     expect((out.grad!.data as Float32Array).every((v) => v === 0)).toBe(true);
-    if (!stats) return;
     expect(out.stats!.perplexity).toBeNaN();
     expect(out.stats!.accuracy).toBeNaN();
   });
@@ -188,7 +186,7 @@ describe(`cross-entropy options: edge cases (${label})`, () => {
     xs[V + 8] = -1e30;
     const t = Int32Array.of(0, 7);
     const ref = refCrossEntropy(xs, 2, V, t, { softcap: 4, reduction: 'sum' });
-    const out = crossEntropyForward(logits(xs, 2, V), t, { softcap: 4, reduction: 'sum', withGrad: true, stats });
+    const out = crossEntropyForward(logits(xs, 2, V), t, { softcap: 4, reduction: 'sum', withGrad: true, stats: true });
     expect(worstRatio(out.losses, ref.losses, 1e-6, 2e-6).worst).toBeLessThanOrEqual(1);
     const g = out.grad!.data as Float32Array;
     expect(g.every(Number.isFinite)).toBe(true);
@@ -198,14 +196,14 @@ describe(`cross-entropy options: edge cases (${label})`, () => {
   });
 
   it('results do not depend on the thread count, and async gives the same bits', async () => {
-    const o = { labelSmoothing: 0.1, zLoss: 1e-3, softcap: 20, withGrad: true, stats } as const;
+    const o = { labelSmoothing: 0.1, zLoss: 1e-3, softcap: 20, withGrad: true, stats: true } as const;
     const one = crossEntropyForward(z, targets, { ...o, threads: 1 });
     const many = crossEntropyForward(z, targets, { ...o, threads: 4 });
     const asy = await crossEntropyForwardAsync(z, targets, { ...o, threads: 2 });
     for (const other of [many, asy]) {
       expect(other.loss).toBe(one.loss);
       expect(Buffer.from(other.grad!.data.buffer).equals(Buffer.from(one.grad!.data.buffer))).toBe(true);
-      if (stats) expect(Buffer.from(other.stats!.entropy.buffer).equals(Buffer.from(one.stats!.entropy.buffer))).toBe(true);
+      expect(Buffer.from(other.stats!.entropy.buffer).equals(Buffer.from(one.stats!.entropy.buffer))).toBe(true);
     }
   });
 
@@ -241,5 +239,48 @@ describe(`cross-entropy options: edge cases (${label})`, () => {
     expect(f({ stats: true, eceBins: 0 })).toThrow(/eceBins/);
     expect(() => crossEntropyBackward(z, targets, new Float32Array(rows), { stats: true } as never)).toThrow(/unknown option 'stats'/);
   });
+
+  it('batch stats: perplexity, bits per token, accuracy, mean entropy and ECE from the per-row ones', () => {
+      const t = targets.slice();
+      t[2] = -100;
+      const out = crossEntropyForward(z, t, { stats: true, eceBins: 10 });
+      const s = out.stats!;
+      const rowsIn = [...t.keys()].filter((i) => t[i] !== -100);
+      const nll = rowsIn.reduce((a, i) => a - s.targetLogprob[i]!, 0) / rowsIn.length;
+      expect(s.perplexity).toBeCloseTo(Math.exp(nll), 10);
+      expect(s.bitsPerToken).toBeCloseTo(nll / Math.LN2, 10);
+      expect(s.accuracy).toBe(rowsIn.filter((i) => s.argmax[i] === t[i]).length / rowsIn.length);
+      expect(s.meanEntropy).toBeCloseTo(rowsIn.reduce((a, i) => a + s.entropy[i]!, 0) / rowsIn.length, 10);
+      // ECE by hand over 10 bins (b/10, (b+1)/10]
+      let ece = 0;
+      for (let b = 0; b < 10; b++) {
+        const inBin = rowsIn.filter((i) => Math.min(9, Math.max(0, Math.ceil(s.maxProb[i]! * 10) - 1)) === b);
+        if (!inBin.length) continue;
+        const acc = inBin.filter((i) => s.argmax[i] === t[i]).length, conf = inBin.reduce((a, i) => a + s.maxProb[i]!, 0);
+        ece += Math.abs(acc - conf) / rowsIn.length;
+      }
+      expect(s.ece).toBeCloseTo(ece, 12);
+      // a confident, always-right model is perfectly calibrated: ECE ≈ 0, accuracy 1
+      const sharp = new Float32Array(rows * vocab);
+      for (let i = 0; i < rows; i++) sharp[i * vocab + targets[i]!] = 60;
+      const o2 = crossEntropyForward(logits(sharp, rows, vocab), targets, { stats: true });
+      expect(o2.stats!.accuracy).toBe(1);
+      expect(o2.stats!.ece).toBeLessThan(1e-12);
+    });
+  
+  it('argmax is the first index of the largest logit, across blocks and around the target', () => {
+      const V = 9000;
+      const check = (x: Float32Array, t: number, want: number) =>
+        expect(crossEntropyForward(logits(x, 1, V), Int32Array.of(t), { stats: true }).stats!.argmax[0]).toBe(want);
+      check(new Float32Array(V), 5000, 0);                       // all equal: index 0, before the target
+      check(new Float32Array(V), 0, 0);                          // the target itself is first
+      const x = new Float32Array(V);
+      x[6000] = x[8000] = x[4500] = 3;
+      check(x, 4500, 4500);                                      // the target ties and comes first
+      check(x, 8000, 4500);                                      // a tie in a later block loses
+      check(x, 10, 4500);
+      x[4500] = 2;
+      check(x, 4500, 6000);                                      // next block's first
+    });
 });
 }

@@ -1,7 +1,7 @@
 // The cross-entropy options suite (label smoothing, class weights, z-loss, logit scale, softcap,
 // focal) on the CUDA kernels (cuda/cross_entropy_options.cuh), through host arrays, against the
 // same float64 references as the CPU. On a GPU when there is one; otherwise on the CPU emulation
-// of the same kernel source (see cuda_env.ts). The eval statistics are CPU-only for now.
+// of the same kernel source (see cuda_env.ts).
 import { describe, expect, it } from 'vitest';
 import { backend, cuda, crossEntropyBackward, crossEntropyForward, crossEntropyForwardAsync, logits } from 'fusedce';
 import { makeLogits, randomLogits, randomTargets, testRng, toFloat32 } from './reference.mjs';
@@ -15,7 +15,7 @@ it(`host arrays with options run on the CUDA backend (${label})`, () => {
   expect(backend()).toBe('cuda');
 });
 
-optionsSuite(label, { stats: false });
+optionsSuite(label);
 
 /** The same bits: typed arrays compared byte for byte. */
 function sameBits(a: ArrayBufferView, b: ArrayBufferView): boolean {

@@ -12,12 +12,12 @@
 // no row counts the loss and the gradient are 0 (PyTorch gives NaN for 'mean').
 import { type NativeBackwardRequest, type NativeCeOptions, type NativeForwardRequest, type NativeForwardResult, native } from './binding';
 import { type DType, dtypeCode } from './dtype';
-import { checkBoolean, checkFinite, checkInteger, checkOneOf, checkOptions, rangeError, typeError } from './errors';
+import { checkBoolean, checkInteger, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
 import { type Device, DeviceLogits, DeviceTargets, DeviceVector } from './cuda';
 import { cudaBackward, cudaForward, cudaMode } from './cross_entropy_cuda';
 import { BACKWARD_OPTIONS, FORWARD_OPTIONS, REDUCTIONS, type Reduction, checkGradOutput, checkGradRequest, checkLossOptions, checkThreads, gradTarget, reductionCode } from './options';
-import { type TextSize, batchStats } from './stats';
+import { type TextSize, batchStats, checkTextSize } from './stats';
 import { type SequencePlan, type SequenceResult, checkSequences, sequenceMean, sequenceResult, sequenceRowGrad } from './sequences';
 
 export { type Reduction, REDUCTIONS } from './options';
@@ -122,7 +122,7 @@ export interface Reliability {
 }
 
 export interface CrossEntropyForwardOptions extends CrossEntropyOptions {
-  /** Also compute per-row argmax, entropy, targetLogprob, maxProb and batch perplexity, accuracy, ECE… in the same pass. Default false. CPU only. */
+  /** Also compute per-row argmax, entropy, targetLogprob, maxProb and batch perplexity, accuracy, ECE… in the same pass. Default false. */
   stats?: boolean;
   /** Bins of the expected calibration error and the reliability diagram (with stats). Default 15. */
   eceBins?: number;
@@ -209,6 +209,8 @@ export interface CudaCrossEntropyResult {
   zLoss?: number;
   /** With weight: Σ weight[target] over counted rows, the mean's denominator. */
   weightSum?: number;
+  /** With stats: the evaluation statistics (host arrays: downloaded, they are small). */
+  stats?: CrossEntropyStats;
 }
 
 interface Common {
@@ -246,19 +248,6 @@ function nativeReduction(r: CeReduction): Reduction {
 }
 
 type ForwardPlan = { c: Common; withGrad: boolean; gradDtype: DType; gradOut: Logits['data'] | null; gradOutput: number; stats: boolean; eceBins: number; text: TextSize };
-
-/** characters / bytes: a finite number > 0, and only with stats (they scale a statistic). */
-function checkTextSize(fn: string, o: Partial<Record<string, unknown>>, stats: boolean): TextSize {
-  const text: TextSize = {};
-  for (const k of ['characters', 'bytes'] as const) {
-    if (o[k] === undefined) continue;
-    const v = checkFinite(fn, k, o[k]);
-    if (!(v > 0)) throw rangeError(fn, k, 'a finite number > 0 (the size of the text the rows predict)', v);
-    if (!stats) throw typeError(fn, k, 'undefined unless stats is true', o[k], `bits per ${k === 'characters' ? 'character' : 'byte'} is a statistic: pass stats: true`);
-    text[k] = v;
-  }
-  return text;
-}
 
 function planForward(fn: string, logits: unknown, targets: unknown, opts: unknown): ForwardPlan {
   const o = checkOptions(fn, opts, FORWARD_OPTIONS);

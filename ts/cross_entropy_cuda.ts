@@ -4,10 +4,11 @@
 import { type DType, dtypeCode } from './dtype';
 import { checkBoolean, checkInteger, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
-import { DEVICES, DeviceLogits, DeviceTargets, DeviceVector, Staging, cuda, cudaBinding, newVector, resolveDevice } from './cuda';
+import { DEVICES, DeviceLogits, DeviceTargets, DeviceVector, Staging, cuda, cudaBinding, newInt32Vector, newVector, resolveDevice } from './cuda';
+import { batchStats, checkTextSize } from './stats';
 import { BACKWARD_OPTIONS, FORWARD_OPTIONS, REDUCTIONS, type Reduction, checkGradDtype, checkLossOptions, cpuOnlyOption, checkGradOutput, checkGradRequest, reductionCode } from './options';
 import type { NativeCeOptions } from './binding';
-import type { CrossEntropyResult, CudaCrossEntropyResult } from './cross_entropy';
+import type { CrossEntropyResult, CrossEntropyStats, CudaCrossEntropyResult } from './cross_entropy';
 
 
 /**
@@ -148,6 +149,9 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
   const c = cudaCommon(fn, logits, targets, o);
   const { withGrad, gradOutput } = checkGradRequest(fn, o);
   const gt = cudaGradTarget(fn, o, c, mode);
+  const stats = o.stats === undefined ? false : checkBoolean(fn, 'stats', o.stats);
+  const eceBins = o.eceBins === undefined ? 15 : checkInteger(fn, 'eceBins', o.eceBins, 1, 1e6);
+  const text = checkTextSize(fn, o, stats);
 
   const st = new Staging();
   const made: { dispose(): void }[] = [];  // results made here: disposed if the call fails
@@ -159,6 +163,8 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
   };
   let run: unknown;
   let losses: DeviceVector, lse: DeviceVector, grad: DeviceLogits | undefined;
+  // the per-row statistics: temporaries on the device, downloaded for the batch statistics
+  let sv: { argmax: DeviceTargets; entropy: DeviceVector; targetLogprob: DeviceVector; maxProb: DeviceVector } | null = null;
   try {
     const dz = st.logits(fn, c.z as Logits | DeviceLogits);
     const dt = st.targets(fn, c.targets);
@@ -169,19 +175,29 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
       else if (gt.out instanceof DeviceLogits) grad = gt.out;
       else grad = keep(cuda.empty(c.rows, c.vocab, gt.gradDtype));
     }
+    if (stats)
+      sv = { argmax: st.temp(newInt32Vector(c.rows)), entropy: st.temp(newVector(c.rows)), targetLogprob: st.temp(newVector(c.rows)),
+        maxProb: st.temp(newVector(c.rows)) };
     run = cudaBinding().crossEntropyForward({
       fn, logits: dz.buffer(fn), dtype: dtypeCode(c.dtype), rows: c.rows, vocab: c.vocab, targets: dt.buffer(fn),
       ignoreIndex: c.ignoreIndex, reduction: reductionCode(c.reduction), losses: losses.buffer(fn), lse: lse.buffer(fn),
       grad: grad ? grad.buffer(fn) : null, gradDtype: dtypeCode(gt.gradDtype), gradOutput, ...optionFields(fn, c.ce, st),
+      ...(sv ? { argmax: sv.argmax.buffer(fn), entropy: sv.entropy.buffer(fn), targetLogprob: sv.targetLogprob.buffer(fn),
+        maxProb: sv.maxProb.buffer(fn) } : {}),
       async: async as false,
     });
   } catch (e) {
     return fail(e);
   }
   type Totals = { loss: number; count: number; zLoss: number; weightSum: number };
-  const extras = (r: Totals, out: { zLoss?: number; weightSum?: number }) => {
+  const extras = (r: Totals, out: { zLoss?: number; weightSum?: number; stats?: CrossEntropyStats }) => {
     if (c.ce && (c.ce.zLoss ?? 0) > 0) out.zLoss = r.zLoss;
     if (c.ce?.weight) out.weightSum = r.weightSum;
+    if (sv) {
+      const t = c.targets instanceof Int32Array ? c.targets : c.targets.download();
+      out.stats = batchStats(t, c.ignoreIndex, sv.argmax.download(), sv.entropy.download(), sv.targetLogprob.download(),
+        sv.maxProb.download(), eceBins, text);
+    }
   };
   const finish = (r: Totals): CrossEntropyResult | CudaCrossEntropyResult => {
     try {
@@ -190,6 +206,7 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
         const out: CudaCrossEntropyResult = { loss, losses, lse, count: r.count };
         if (grad) out.grad = grad;
         extras(r, out);
+        st.dispose();  // what was staged for the call (host targets, weights, statistics)
         return out;
       }
       const out: CrossEntropyResult = { loss, losses: losses.download(), lse: lse.download(), count: r.count };

@@ -317,4 +317,9 @@ export function newVector(rows: number): DeviceVector {
   return new DeviceVector(alloc(rows * 4), rows);
 }
 
+/** An uninitialised int32 vector [rows] on the device (per-row argmax). */
+export function newInt32Vector(rows: number): DeviceTargets {
+  return new DeviceTargets(alloc(rows * 4), rows);
+}
+
 export { dtypeCode };

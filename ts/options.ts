@@ -83,7 +83,7 @@ export const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOut
 
 /** Options the CUDA kernels do not implement; calls that use them run on the CPU. */
 export function cpuOnlyOption(o: Partial<Record<string, unknown>>): string | undefined {
-  return ['stats', 'characters', 'bytes', 'sequenceIds'].find((k) => o[k] !== undefined && o[k] !== false);
+  return ['sequenceIds'].find((k) => o[k] !== undefined && o[k] !== false);
 }
 
 /** The loss options (labelSmoothing, weight, zLoss, softcap, logitScale), checked; null when none is set. */

@@ -7,6 +7,7 @@
 //   bitsPerCharacter = NLL / (characters·ln 2), bitsPerByte = NLL / (bytes·ln 2)
 // over the N counted rows, in row order (NLL = Σ −log p(target), unsmoothed and unweighted).
 import type { CrossEntropyStats } from './cross_entropy';
+import { checkFinite, rangeError, typeError } from './errors';
 
 /** The size of the text the rows predict, for tokenizer-independent rates. */
 export interface TextSize {
@@ -56,3 +57,15 @@ function batchStats(targets: Int32Array, ignoreIndex: number, argmax: Int32Array
   return out;
 }
 
+/** characters / bytes: a finite number > 0, and only with stats (they scale a statistic). */
+export function checkTextSize(fn: string, o: Partial<Record<string, unknown>>, stats: boolean): TextSize {
+  const text: TextSize = {};
+  for (const k of ['characters', 'bytes'] as const) {
+    if (o[k] === undefined) continue;
+    const v = checkFinite(fn, k, o[k]);
+    if (!(v > 0)) throw rangeError(fn, k, 'a finite number > 0 (the size of the text the rows predict)', v);
+    if (!stats) throw typeError(fn, k, 'undefined unless stats is true', o[k], `bits per ${k === 'characters' ? 'character' : 'byte'} is a statistic: pass stats: true`);
+    text[k] = v;
+  }
+  return text;
+}
