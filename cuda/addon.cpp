@@ -29,6 +29,18 @@ using fusedce::glue::throw_type;
   throw Napi::Error::New(env, "fusedce (CUDA): " + what + ": " + err);
 }
 
+// The device that new buffers are allocated on (cuda.setDevice); calls run on their buffers' device.
+int g_device = 0;
+
+// A 64-bit handle (a stream, an address) from a bigint.
+uint64_t read_handle(Napi::Env env, Napi::Value v, const std::string& name) {
+  if (!v.IsBigInt()) throw_type(env, name + " must be a bigint (a cudaStream_t handle, e.g. torch's stream.cuda_stream)");
+  bool lossless = false;
+  const uint64_t h = v.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) throw_range(env, name + " must be a 64-bit handle (0n for the default stream)");
+  return h;
+}
+
 // Device memory owned by a JS object (or borrowed, from fromPointer). Freed by dispose(), or by
 // the finalizer when the object is collected; the GC is told about the bytes it holds.
 class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
@@ -44,7 +56,8 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
                         InstanceAccessor("bytes", &DeviceBuffer::Bytes, nullptr),
                         InstanceAccessor("disposed", &DeviceBuffer::Disposed, nullptr),
                         InstanceAccessor("owned", &DeviceBuffer::Owned, nullptr),
-                        InstanceAccessor("address", &DeviceBuffer::Address, nullptr)});
+                        InstanceAccessor("address", &DeviceBuffer::Address, nullptr),
+                        InstanceAccessor("device", &DeviceBuffer::DeviceIndex, nullptr)});
   }
 
   // new DeviceBuffer(bytes) allocates; new DeviceBuffer(bytes, address: bigint) borrows.
@@ -67,9 +80,12 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
       if (!yes)
         throw_range(env, "cuda.fromPointer: ptr is not device memory of the current CUDA device (pass a pointer from "
                          "cudaMalloc or a framework's device tensor)");
+      if (fce_cuda_pointer_device(ptr_, &device_, err, sizeof err)) throw_cuda(env, "checking the pointer", err);
       owned_ = false;
       return;
     }
+    device_ = g_device;
+    if (fce_cuda_set_device(device_, err, sizeof err)) throw_cuda(env, "selecting device " + std::to_string(device_), err);
     if (fce_cuda_malloc(&ptr_, bytes_, err, sizeof err))
       throw Napi::Error::New(env, "fusedce (CUDA): cannot allocate " + std::to_string(bytes_) +
                                       " bytes of device memory: " + err +
@@ -96,6 +112,7 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
 
   void* ptr() const { return ptr_; }
   size_t bytes() const { return bytes_; }
+  int device() const { return device_; }
   std::atomic<int> busy{0};  // async calls using it
 
  private:
@@ -151,8 +168,10 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
   Napi::Value Address(const Napi::CallbackInfo& info) {
     return Napi::BigInt::New(info.Env(), uint64_t(reinterpret_cast<uintptr_t>(ptr_)));
   }
+  Napi::Value DeviceIndex(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), device_); }
 
   void* ptr_ = nullptr;
+  int device_ = 0;
   size_t bytes_ = 0;
   bool owned_ = false;
 };
@@ -180,7 +199,7 @@ void check_rc(int rc, const char* fn, const char* err) {
 // What both ops read first (the request of cpp/glue.h, shared with the CPU glue): logits, dtype,
 // rows, vocab, targets, ignoreIndex, reduction; every device buffer is checked for size, held
 // (referenced and busy until the call settles), and its range enters the one overlap check.
-#define CUDA_FIELDS "logits", "dtype", "rows", "vocab", "targets", "ignoreIndex", "reduction", "async"
+#define CUDA_FIELDS "logits", "dtype", "rows", "vocab", "targets", "ignoreIndex", "reduction", "stream", "async"
 struct CudaCall {
   Request r;
   fce_cuda_args c{};
@@ -207,6 +226,14 @@ struct CudaCall {
     if (double(b->bytes()) < need)
       throw_range(r.env(), std::string(r.fn()) + ": " + name + " holds " + std::to_string(b->bytes()) + " bytes, needs " +
                                std::to_string(int64_t(need)));
+    // every buffer of a call on one device: the first one's (the logits), which the call makes current
+    if (busy->bufs.empty()) {
+      c.device = b->device();
+    } else if (b->device() != c.device) {
+      throw_type(r.env(), std::string(r.fn()) + ": " + name + " is on CUDA device " + std::to_string(b->device()) +
+                              " but logits are on device " + std::to_string(c.device) +
+                              ". Keep a call's tensors on one device (cuda.setDevice before allocating them)");
+    }
     const int k = ranges.add(b->ptr(), size_t(need), name, written, alias);
     if (range) *range = k;
     call.keep(v);
@@ -242,6 +269,12 @@ struct CudaCall {
   }
   fce_cuda_ce_options opt{0.0f, nullptr, 0.0f, 1.0f, 0.0f, 0.0f};
 
+  // stream: a cudaStream_t as a bigint (0n or absent: the default stream)
+  void read_stream() {
+    if (r.present("stream"))
+      c.stream = reinterpret_cast<void*>(uintptr_t(read_handle(r.env(), r.value("stream"), std::string(r.fn()) + ": stream")));
+  }
+
   // grad: a buffer of its own, or the logits themselves with the same dtype (in place).
   void* hold_grad(const char* field) {
     return hold(field, "grad", n * esize(c.grad_dtype), true, nullptr, c.grad_dtype == c.dtype ? logits_range : -1)->ptr();
@@ -259,7 +292,7 @@ struct CudaCall {
 // loss: mean = Σ ce / D + Σ zl / count (D = Σ weight[target], count without weights; 0 when it is 0).
 Napi::Value Forward(const Napi::CallbackInfo& info) {
   CudaCall k(info, "crossEntropyForward",
-             {CUDA_FIELDS, "losses", "lse", "grad", "gradDtype", "gradOutput", CUDA_OPTION_FIELDS, CUDA_STATS_FIELDS});
+             {CUDA_FIELDS, "losses", "lse", "grad", "gradDtype", "gradOutput", "deviceLoss", CUDA_OPTION_FIELDS, CUDA_STATS_FIELDS});
   Request& r = k.r;
   fce_cuda_args& c = k.c;
   c.losses = static_cast<float*>(k.hold("losses", "losses", double(c.rows) * 4, true)->ptr());
@@ -277,6 +310,9 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     st.max_prob = static_cast<float*>(k.hold("maxProb", "stats.maxProb", rb, true)->ptr());
   }
   const bool with_opt = k.read_options() || stats;  // statistics run the options kernels
+  k.read_stream();
+  // deviceLoss: device (1,) f32 for the reduced loss; the call then does not wait (nothing is read back)
+  if (r.present("deviceLoss")) c.device_loss = static_cast<float*>(k.hold("deviceLoss", "loss", 4, true)->ptr());
   const fce_cuda_ce_options opt = k.opt;
   const bool async = r.flag("async");
   k.ranges.check(r.env(), r.fn());
@@ -322,6 +358,7 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
   c.grad_dtype = int(r.integer("gradDtype", 0, 2));
   c.grad = k.hold_grad("grad");
   const bool with_opt = k.read_options();
+  k.read_stream();
   const fce_cuda_ce_options opt = k.opt;
   const bool async = r.flag("async");
   k.ranges.check(r.env(), r.fn());
@@ -354,11 +391,33 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// The number of devices (0 when none answers).
+int device_count() {
+  int n = 0;
+  char err[512] = "";
+  return fce_cuda_device_count(&n, err, sizeof err) == FCE_OK ? n : 0;
+}
+int read_device(const Napi::CallbackInfo& info, const char* fn, size_t arg) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= arg || info[arg].IsUndefined()) return g_device;
+  if (!info[arg].IsNumber()) throw_type(env, std::string(fn) + ": device must be an integer");
+  const double d = info[arg].As<Napi::Number>().DoubleValue();
+  const int n = device_count();
+  if (!(d >= 0 && d < n && d == double(int(d))))
+    throw_range(env, std::string(fn) + ": device must be an integer in [0, " + std::to_string(n) + ") (the CUDA devices of this machine), but got " +
+                         std::to_string(d));
+  return int(d);
+}
+
+// deviceInfo(device = the current one)
 Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   fce_cuda_device_info d;
   char err[512] = "";
-  if (fce_cuda_device_info_get(0, &d, err, sizeof err)) throw_cuda(env, "deviceInfo", err);
+  const int dev = read_device(info, "cuda.deviceInfo", 0);
+  const int rc = fce_cuda_device_info_get(dev, &d, err, sizeof err);
+  fce_cuda_set_device(g_device, nullptr, 0);  // deviceInfo made dev current
+  if (rc) throw_cuda(env, "deviceInfo", err);
   Napi::Object o = Napi::Object::New(env);
   o.Set("name", std::string(d.name));
   o.Set("multiprocessors", d.multiprocessors);
@@ -368,7 +427,43 @@ Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
   o.Set("l2Bytes", d.l2_bytes);
   o.Set("sharedMemoryPerBlock", d.shared_per_block_optin);
   o.Set("emulated", d.emulated != 0);
+  o.Set("index", dev);
   return o;
+}
+
+Napi::Value DeviceCount(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), device_count()); }
+Napi::Value GetDevice(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), g_device); }
+// setDevice(device): where new device buffers are allocated
+Napi::Value SetDevice(const Napi::CallbackInfo& info) {
+  const int dev = read_device(info, "cuda.setDevice", 0);
+  char err[512] = "";
+  if (fce_cuda_set_device(dev, err, sizeof err)) throw_cuda(info.Env(), "setDevice", err);
+  g_device = dev;
+  return info.Env().Undefined();
+}
+// streamCreate(device = current) → bigint; streamDestroy(s); streamSynchronize(s) (0n: the default stream)
+Napi::Value StreamCreate(const Napi::CallbackInfo& info) {
+  const int dev = read_device(info, "cuda.createStream", 0);
+  void* st = nullptr;
+  char err[512] = "";
+  const int rc = fce_cuda_stream_create(dev, &st, err, sizeof err);
+  fce_cuda_set_device(g_device, nullptr, 0);
+  if (rc) throw_cuda(info.Env(), "createStream", err);
+  return Napi::BigInt::New(info.Env(), uint64_t(reinterpret_cast<uintptr_t>(st)));
+}
+Napi::Value StreamDestroy(const Napi::CallbackInfo& info) {
+  const uint64_t h = read_handle(info.Env(), info[0], "cuda.destroyStream: stream");
+  if (h == 0) throw_range(info.Env(), "cuda.destroyStream: stream must not be 0n (the default stream is not destroyed)");
+  char err[512] = "";
+  if (fce_cuda_stream_destroy(reinterpret_cast<void*>(uintptr_t(h)), err, sizeof err)) throw_cuda(info.Env(), "destroyStream", err);
+  return info.Env().Undefined();
+}
+Napi::Value StreamSynchronize(const Napi::CallbackInfo& info) {
+  const uint64_t h = info.Length() > 0 && !info[0].IsUndefined() ? read_handle(info.Env(), info[0], "cuda.synchronize: stream") : 0;
+  char err[512] = "";
+  fce_cuda_set_device(g_device, nullptr, 0);
+  if (fce_cuda_stream_synchronize(reinterpret_cast<void*>(uintptr_t(h)), err, sizeof err)) throw_cuda(info.Env(), "synchronize", err);
+  return info.Env().Undefined();
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -380,6 +475,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("crossEntropyBackward", Napi::Function::New(env, Backward, "crossEntropyBackward"));
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo, "deviceInfo"));
+  exports.Set("deviceCount", Napi::Function::New(env, DeviceCount, "deviceCount"));
+  exports.Set("getDevice", Napi::Function::New(env, GetDevice, "getDevice"));
+  exports.Set("setDevice", Napi::Function::New(env, SetDevice, "setDevice"));
+  exports.Set("createStream", Napi::Function::New(env, StreamCreate, "createStream"));
+  exports.Set("destroyStream", Napi::Function::New(env, StreamDestroy, "destroyStream"));
+  exports.Set("synchronize", Napi::Function::New(env, StreamSynchronize, "synchronize"));
   exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   return exports;
 }

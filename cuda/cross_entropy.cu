@@ -291,11 +291,13 @@ int run(const fce_cuda_args* a, const fce_cuda_ce_options* o, const fce_cuda_ce_
   if (rc || (rc = check_options(o, err, errlen))) return rc;
   if (stats && a->rows > 0 && (!stats->argmax || !stats->entropy || !stats->target_logprob || !stats->max_prob))
     return fail(FCE_EINVAL, err, errlen, "stats: argmax, entropy, target_logprob and max_prob must all be device pointers");
+  if (a->device_loss && mode == kBackward) return fail(FCE_EINVAL, err, errlen, "device_loss is for the forward");
+  FCE_CHECK(cudaSetDevice(a->device));
   auto s = static_cast<cudaStream_t>(a->stream);
   const int64_t rows = a->rows, V = a->vocab;
   tot->weight_total = double(V);
-  // (with weights an empty batch still checks them, as the CPU does)
-  if (rows == 0 && !(o && o->weight)) return FCE_OK;
+  // (with weights an empty batch still checks them, as the CPU does; a device loss is still written)
+  if (rows == 0 && !(o && o->weight) && !a->device_loss) return FCE_OK;
 
   Device dev;
   FCE_CHECK(device_props(&dev));
@@ -407,6 +409,21 @@ int run(const fce_cuda_args* a, const fce_cuda_ce_options* o, const fce_cuda_ce_
                  rows, ztotal);
       FCE_CHECK(cudaGetLastError());
     }
+  }
+  // A call that does not wait: the reduced loss on the device, NaN outputs on bad input, no read-back.
+  if (a->device_loss) {
+    const double* ws = o && o->weight ? wsums : nullptr;
+    if (rows > 0) {
+      const int64_t n = a->grad ? rows * V : 0;
+      const unsigned blocks = unsigned(std::max<int64_t>(1, std::min<int64_t>(int64_t(dev.sms) * 4, (std::max(rows, n) + 255) / 256)));
+      FCE_LAUNCH(poison_kernel, dim3(blocks), dim3(256), size_t(0), s, check, ws, rows, V, a->losses, a->lse, a->grad,
+                 a->grad_dtype, n);
+      FCE_CHECK(cudaGetLastError());
+    }
+    FCE_LAUNCH(finish_loss_kernel, dim3(1), dim3(32), size_t(0), s, check, total, o ? ztotal : nullptr, ws, rows, V,
+               a->reduction == 0 ? 1 : 0, a->device_loss);
+    FCE_CHECK(cudaGetLastError());
+    return FCE_OK;
   }
   struct Result {
     long long count, bad;
@@ -556,6 +573,42 @@ int fce_cuda_is_device_pointer(const void* p, int* yes, char* err, size_t errlen
     return fail_cuda(e, "cudaPointerGetAttributes", err, errlen);
   }
   *yes = (at.type == cudaMemoryTypeDevice || at.type == cudaMemoryTypeManaged) ? 1 : 0;
+  return FCE_OK;
+}
+
+int fce_cuda_pointer_device(const void* p, int* device, char* err, size_t errlen) {
+  *device = 0;
+  cudaPointerAttributes at;
+  const cudaError_t e = cudaPointerGetAttributes(&at, p);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return fail_cuda(e, "cudaPointerGetAttributes", err, errlen);
+  }
+  *device = at.device;
+  return FCE_OK;
+}
+
+int fce_cuda_set_device(int device, char* err, size_t errlen) {
+  FCE_CHECK(cudaSetDevice(device));
+  return FCE_OK;
+}
+
+int fce_cuda_stream_create(int device, void** stream, char* err, size_t errlen) {
+  *stream = nullptr;
+  FCE_CHECK(cudaSetDevice(device));
+  cudaStream_t s = nullptr;
+  FCE_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  *stream = s;
+  return FCE_OK;
+}
+
+int fce_cuda_stream_destroy(void* stream, char* err, size_t errlen) {
+  FCE_CHECK(cudaStreamDestroy(static_cast<cudaStream_t>(stream)));
+  return FCE_OK;
+}
+
+int fce_cuda_stream_synchronize(void* stream, char* err, size_t errlen) {
+  FCE_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
   return FCE_OK;
 }
 

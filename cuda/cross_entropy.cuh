@@ -645,6 +645,41 @@ __global__ void __launch_bounds__(1024) sum_kernel(const double* v /* (n,) */, i
   if (threadIdx.x == 0) *out = s[0];
 }
 
+// The reduced loss on the device, for a call that does not wait (fce_cuda_args::device_loss): one
+// thread. mean: Σ ce / D + Σ zl / N (D = Σ w[t] or N; 0 when it is 0); sum / none: Σ ce + Σ zl.
+// NaN when a target is out of range or a weight is not finite (bad ≠ 0).
+__global__ void finish_loss_kernel(const long long* check /* (2,) */, const double* total, const double* ztotal /* or null */,
+                                   const double* wsums /* (3,) or null */, int64_t rows, int64_t vocab, int mean, float* out) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  const bool bad = check[1] < rows || (wsums && wsums[2] < double(vocab));
+  if (bad) {
+    *out = NAN;
+    return;
+  }
+  const double n = double(check[0]), D = wsums ? wsums[1] : n;
+  const double z = ztotal ? *ztotal : 0.0;
+  *out = float(mean ? (D != 0.0 ? *total / D : 0.0) + (n > 0.0 ? z / n : 0.0) : *total + z);
+}
+
+// For a call that does not wait: when a target is out of range or a weight is not finite (the loss
+// kernels then wrote nothing), fills losses, lse (rows,) and the gradient (n elements of gdt, may be
+// null) with NaN, so no output is left unwritten. Returns at once otherwise. Grid-strided.
+__global__ void poison_kernel(const long long* check, const double* wsums /* (3,) or null */, int64_t rows, int64_t vocab,
+                              float* losses, float* lse, void* g, int gdt, int64_t n) {
+  const bool bad = check[1] < rows || (wsums && wsums[2] < double(vocab));
+  if (!bad) return;
+  const int64_t step = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < rows; i += step) {
+    if (losses) losses[i] = NAN;
+    if (lse) lse[i] = NAN;
+  }
+  if (!g) return;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
+    if (gdt == 0) static_cast<float*>(g)[i] = NAN;
+    else static_cast<uint16_t*>(g)[i] = gdt == 2 ? uint16_t(0x7fc0u) : uint16_t(0x7e00u);
+  }
+}
+
 // A streaming read of n 16-byte words (the benchmark's read-bandwidth ceiling); each block adds
 // the xor of what it read into out so the loads cannot be dropped.
 __global__ void __launch_bounds__(1024) read_kernel(const uint4* p /* (n,) */, int64_t n, unsigned long long* out) {

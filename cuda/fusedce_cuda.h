@@ -44,6 +44,12 @@ typedef struct {
   double grad_output;     /* upstream gradient (a number) */
   const float* row_grad;  /* device (rows,) per-row upstream gradient (reduction none), or NULL */
   void* stream;           /* cudaStream_t, or NULL for the default stream */
+  float* device_loss;     /* forward: device (1,) or NULL. When set, the reduced loss is written there
+                             on the stream and the call returns without waiting: nothing is read back
+                             (loss_sum and count stay 0). A target out of range (or a non-finite
+                             weight) then makes loss, losses, lse and the gradient NaN instead of an
+                             FCE_EINVAL. */
+  int device;             /* the CUDA device the buffers live on; the call makes it current */
 } fce_cuda_args;
 
 /* Loss forward (and, with grad, the gradient in the same launch). Checks targets on the device
@@ -114,6 +120,15 @@ FCE_API int fce_cuda_free(void* p, char* err, size_t errlen);
 FCE_API int fce_cuda_memcpy(void* dst, const void* src, size_t bytes, int kind, char* err, size_t errlen);
 /* Whether p is device memory of the current device (1) or not (0). */
 FCE_API int fce_cuda_is_device_pointer(const void* p, int* yes, char* err, size_t errlen);
+/* The device that p (device memory) lives on. */
+FCE_API int fce_cuda_pointer_device(const void* p, int* device, char* err, size_t errlen);
+/* Makes device current for the calling thread (allocations, copies). */
+FCE_API int fce_cuda_set_device(int device, char* err, size_t errlen);
+/* Streams for callers without a framework of their own: a non-blocking stream on device, and
+ * waiting for everything queued on one (NULL: the default stream). */
+FCE_API int fce_cuda_stream_create(int device, void** stream, char* err, size_t errlen);
+FCE_API int fce_cuda_stream_destroy(void* stream, char* err, size_t errlen);
+FCE_API int fce_cuda_stream_synchronize(void* stream, char* err, size_t errlen);
 
 /* A streaming read of bytes (a multiple of 16, p 16-byte aligned) of device memory: the benchmark's
  * read-bandwidth ceiling. Asynchronous on stream. */

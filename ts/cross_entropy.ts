@@ -148,9 +148,24 @@ export interface CrossEntropyForwardOptions extends CrossEntropyOptions {
   out?: Logits | DeviceLogits;
   /** Upstream gradient d(objective)/d(loss): the gradient is d(loss·gradOutput)/dz. Default 1. */
   gradOutput?: number;
+  /**
+   * GPU, device logits: return the reduced loss as a DeviceVector(1) and do not wait for the
+   * kernels (no read-back), so a training step queues forward and backward without a host
+   * synchronisation. `count` is not returned (it needs the read-back); a target out of range or a
+   * non-finite weight makes the loss, losses, lse and gradient NaN instead of an error. Default false.
+   */
+  lossOnDevice?: boolean;
+  /**
+   * GPU: the CUDA stream to queue the work on, a cudaStream_t as a bigint (torch:
+   * `BigInt(torch.cuda.current_stream().cuda_stream)`, or cuda.createStream()). Default: the
+   * default stream. Calls that read results back wait for this stream only.
+   */
+  stream?: bigint;
 }
 
 export interface CrossEntropyBackwardOptions extends CrossEntropyOptions {
+  /** GPU: the CUDA stream to queue the work on (see CrossEntropyForwardOptions.stream). */
+  stream?: bigint;
   /** Upstream gradient: a number, or per row (Float32Array or DeviceVector of length rows) with reduction 'none'. Default 1. */
   gradOutput?: number | Float32Array | DeviceVector;
   gradDtype?: DType;
@@ -211,6 +226,15 @@ export interface CudaCrossEntropyResult {
   weightSum?: number;
   /** With stats: the evaluation statistics (host arrays: downloaded, they are small). */
   stats?: CrossEntropyStats;
+}
+
+/** With lossOnDevice: the reduced loss stays on the device too (no count: it would need a read-back). */
+export interface CudaDeviceLossResult {
+  /** The reduced loss (mean, sum, or for 'none' the sum), DeviceVector(1). */
+  loss: DeviceVector;
+  losses: DeviceVector;
+  lse: DeviceVector;
+  grad?: DeviceLogits;
 }
 
 interface Common {
@@ -294,21 +318,23 @@ function forwardResult(p: ForwardPlan, r: NativeForwardResult): CrossEntropyResu
  *   const z = logits(bf16.fromFloat32(x), rows, vocab, 'bf16');
  *   const { loss, lse, grad } = crossEntropyForward(z, targets, { withGrad: true });
  */
+export function crossEntropyForward(logits: DeviceLogits, targets: Int32Array | DeviceTargets, opts: CrossEntropyForwardOptions & { lossOnDevice: true }): CudaDeviceLossResult;
 export function crossEntropyForward(logits: DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): CudaCrossEntropyResult;
 export function crossEntropyForward<D extends DType, const O extends CrossEntropyForwardOptions = {}>(logits: Logits<D>, targets: Int32Array | DeviceTargets, opts?: O): CrossEntropyResultFor<O, D>;
-export function crossEntropyForward(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): CrossEntropyResult | CudaCrossEntropyResult {
+export function crossEntropyForward(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): CrossEntropyResult | CudaCrossEntropyResult | CudaDeviceLossResult {
   const fn = 'crossEntropyForward';
   const so = checkOptions(fn, opts, FORWARD_OPTIONS);
   const where = cudaMode(fn, logits, targets, so, FORWARD_OPTIONS);
-  if (where) return cudaForward(fn, logits, targets, so, where, false) as CrossEntropyResult | CudaCrossEntropyResult;
+  if (where) return cudaForward(fn, logits, targets, so, where, false) as CrossEntropyResult | CudaCrossEntropyResult | CudaDeviceLossResult;
   const p = planForward(fn, logits, targets, so);
   return forwardResult(p, native().crossEntropyForward(forwardRequest(fn, p)));
 }
 
 /** crossEntropyForward off the main thread. Small inputs are copied first; the large ones are pinned (README: "Memory safety and the async contract"); device tensors must not be disposed until it settles. */
+export async function crossEntropyForwardAsync(logits: DeviceLogits, targets: Int32Array | DeviceTargets, opts: CrossEntropyForwardOptions & { lossOnDevice: true }): Promise<CudaDeviceLossResult>;
 export async function crossEntropyForwardAsync(logits: DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): Promise<CudaCrossEntropyResult>;
 export async function crossEntropyForwardAsync<D extends DType, const O extends CrossEntropyForwardOptions = {}>(logits: Logits<D>, targets: Int32Array | DeviceTargets, opts?: O): Promise<CrossEntropyResultFor<O, D>>;
-export async function crossEntropyForwardAsync(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): Promise<CrossEntropyResult | CudaCrossEntropyResult> {
+export async function crossEntropyForwardAsync(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, opts?: CrossEntropyForwardOptions): Promise<CrossEntropyResult | CudaCrossEntropyResult | CudaDeviceLossResult> {
   const fn = 'crossEntropyForwardAsync';
   const so = checkOptions(fn, opts, FORWARD_OPTIONS);
   const where = cudaMode(fn, logits, targets, so, FORWARD_OPTIONS);

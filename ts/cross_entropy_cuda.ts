@@ -8,7 +8,7 @@ import { DEVICES, DeviceLogits, DeviceTargets, DeviceVector, Staging, cuda, cuda
 import { batchStats, checkTextSize } from './stats';
 import { BACKWARD_OPTIONS, FORWARD_OPTIONS, REDUCTIONS, type Reduction, checkGradDtype, checkLossOptions, cpuOnlyOption, checkGradOutput, checkGradRequest, reductionCode } from './options';
 import type { NativeCeOptions } from './binding';
-import type { CrossEntropyResult, CrossEntropyStats, CudaCrossEntropyResult } from './cross_entropy';
+import type { CrossEntropyResult, CrossEntropyStats, CudaCrossEntropyResult, CudaDeviceLossResult } from './cross_entropy';
 
 
 /**
@@ -17,6 +17,17 @@ import type { CrossEntropyResult, CrossEntropyStats, CudaCrossEntropyResult } fr
  */
 export function cudaMode(fn: string, logits: unknown, targets: unknown, opts: unknown, known: readonly string[]): 'device' | 'host' | null {
   const o = checkOptions(fn, opts, known);
+  const mode = where(fn, logits, targets, o);
+  // the GPU-only options: refused where the call runs on the CPU
+  if (mode === null)
+    for (const k of ['stream', 'lossOnDevice'] as const)
+      if (o[k] !== undefined && o[k] !== false)
+        throw typeError(fn, k, "undefined unless the call runs on the GPU (device tensors, or device 'cuda')", o[k],
+          k === 'stream' ? 'A stream orders work on the GPU; the CPU path has none' : 'Upload the logits (cuda.upload) to keep the loss on the device');
+  return mode;
+}
+
+function where(fn: string, logits: unknown, targets: unknown, o: Partial<Record<string, unknown>>): 'device' | 'host' | null {
   // device is checked on every call, whichever backend the other options select
   if (o.device !== undefined) checkOneOf(fn, 'device', o.device, DEVICES);
   const anyDevice = logits instanceof DeviceLogits || targets instanceof DeviceTargets;
@@ -38,7 +49,17 @@ export function cudaMode(fn: string, logits: unknown, targets: unknown, opts: un
   return resolveDevice(fn, o.device) === 'cuda' ? 'host' : null;
 }
 
+/** stream: a cudaStream_t handle as a bigint (e.g. torch's `torch.cuda.current_stream().cuda_stream`); 0n the default stream. */
+function checkStream(fn: string, v: unknown): bigint | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'bigint')
+    throw typeError(fn, 'stream', 'a bigint cudaStream_t handle (0n: the default stream)', v, 'Pass BigInt(handle), or a stream from cuda.createStream()');
+  if (v < 0n || v >= 2n ** 64n) throw rangeError(fn, 'stream', 'a 64-bit handle', v);
+  return v;
+}
+
 interface CudaCommon {
+  stream: bigint | undefined;
   /** the loss options that change the result (null: the plain kernels) */
   ce: CudaCeOptions | null;
   z: Logits | DeviceLogits;
@@ -64,6 +85,7 @@ function cudaCommon(fn: string, logits: unknown, targets: unknown, o: Partial<Re
   if (targets.length !== z.rows) throw rangeError(fn, 'targets', `of length rows (${z.rows})`, targets);
   if (o.threads !== undefined) checkInteger(fn, 'threads', o.threads, 1, 65536);
   return {
+    stream: checkStream(fn, o.stream),
     ce: cudaLossOptions(fn, o, z.vocab),
     z,
     targets,
@@ -152,6 +174,13 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
   const stats = o.stats === undefined ? false : checkBoolean(fn, 'stats', o.stats);
   const eceBins = o.eceBins === undefined ? 15 : checkInteger(fn, 'eceBins', o.eceBins, 1, 1e6);
   const text = checkTextSize(fn, o, stats);
+  // lossOnDevice: the reduced loss as a DeviceVector(1), and no host wait (nothing is read back)
+  const lossOnDevice = o.lossOnDevice === undefined ? false : checkBoolean(fn, 'lossOnDevice', o.lossOnDevice);
+  if (lossOnDevice && mode !== 'device')
+    throw typeError(fn, 'lossOnDevice', 'false with host logits (their results are downloaded, which waits anyway)', o.lossOnDevice,
+      'Upload the logits first (cuda.upload) to keep the whole step on the device');
+  if (lossOnDevice && stats)
+    throw typeError(fn, 'stats', 'undefined with lossOnDevice (the batch statistics are computed on the host)', o.stats);
 
   const st = new Staging();
   const made: { dispose(): void }[] = [];  // results made here: disposed if the call fails
@@ -162,7 +191,7 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
     throw e;
   };
   let run: unknown;
-  let losses: DeviceVector, lse: DeviceVector, grad: DeviceLogits | undefined;
+  let losses: DeviceVector, lse: DeviceVector, grad: DeviceLogits | undefined, dloss: DeviceVector | undefined;
   // the per-row statistics: temporaries on the device, downloaded for the batch statistics
   let sv: { argmax: DeviceTargets; entropy: DeviceVector; targetLogprob: DeviceVector; maxProb: DeviceVector } | null = null;
   try {
@@ -170,6 +199,7 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
     const dt = st.targets(fn, c.targets);
     losses = keep(newVector(c.rows));
     lse = keep(newVector(c.rows));
+    if (lossOnDevice) dloss = keep(newVector(1));
     if (withGrad) {
       if (gt.inPlace) grad = dz;
       else if (gt.out instanceof DeviceLogits) grad = gt.out;
@@ -184,6 +214,7 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
       grad: grad ? grad.buffer(fn) : null, gradDtype: dtypeCode(gt.gradDtype), gradOutput, ...optionFields(fn, c.ce, st),
       ...(sv ? { argmax: sv.argmax.buffer(fn), entropy: sv.entropy.buffer(fn), targetLogprob: sv.targetLogprob.buffer(fn),
         maxProb: sv.maxProb.buffer(fn) } : {}),
+      ...(dloss ? { deviceLoss: dloss.buffer(fn) } : {}), ...(c.stream !== undefined ? { stream: c.stream } : {}),
       async: async as false,
     });
   } catch (e) {
@@ -199,9 +230,15 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
         sv.maxProb.download(), eceBins, text);
     }
   };
-  const finish = (r: Totals): CrossEntropyResult | CudaCrossEntropyResult => {
+  const finish = (r: Totals): CrossEntropyResult | CudaCrossEntropyResult | CudaDeviceLossResult => {
     try {
       const loss = r.loss;
+      if (dloss) {
+        const out: CudaDeviceLossResult = { loss: dloss, losses, lse };
+        if (grad) out.grad = grad;
+        st.dispose();
+        return out;
+      }
       if (mode === 'device') {
         const out: CudaCrossEntropyResult = { loss, losses, lse, count: r.count };
         if (grad) out.grad = grad;
@@ -265,7 +302,7 @@ export function cudaBackward(fn: string, logits: unknown, targets: unknown, lseI
       fn, logits: dz.buffer(fn), dtype: dtypeCode(c.dtype), rows: c.rows, vocab: c.vocab, targets: dt.buffer(fn),
       ignoreIndex: c.ignoreIndex, reduction: reductionCode(c.reduction), lse: dl.buffer(fn), gradOutput,
       gradOutputRows: dr ? dr.buffer(fn) : null, grad: grad.buffer(fn), gradDtype: dtypeCode(gt.gradDtype),
-      ...optionFields(fn, c.ce, st), async: async as false,
+      ...optionFields(fn, c.ce, st), ...(c.stream !== undefined ? { stream: c.stream } : {}), async: async as false,
     });
   } catch (e) {
     return fail(e);

@@ -117,6 +117,10 @@ abstract class DeviceTensor {
   get address(): bigint {
     return this.buffer('address').address;
   }
+  /** The index of the CUDA device the memory lives on. */
+  get deviceIndex(): number {
+    return this.buffer('deviceIndex').device;
+  }
   /** Frees the device memory now (memory from cuda.fromPointer stays its owner's). Idempotent. */
   dispose(): void {
     if (this.#buf && !this.#buf.disposed) this.#buf.dispose();
@@ -191,6 +195,8 @@ export interface CudaDeviceInfo {
   sharedMemoryPerBlock: number;
   /** true for the CPU emulation the tests run without a GPU. */
   emulated: boolean;
+  /** The device's index (cuda.setDevice). */
+  index: number;
 }
 
 /** The CUDA backend: availability, device info, and device tensors. */
@@ -203,9 +209,43 @@ export const cuda = {
   unavailableReason(): string {
     return cudaState().reason;
   },
-  /** Name, multiprocessors, memory and compute capability of device 0. */
-  deviceInfo(): CudaDeviceInfo {
-    return cudaBinding().deviceInfo();
+  /** Name, multiprocessors, memory and compute capability of a device (default: the current one). */
+  deviceInfo(device?: number): CudaDeviceInfo {
+    if (device !== undefined) checkInteger('cuda.deviceInfo', 'device', device, 0);
+    return cudaBinding().deviceInfo(device);
+  },
+  /** The number of CUDA devices (0 when the CUDA variant is missing or no device answers). Never throws. */
+  deviceCount(): number {
+    return cudaState().ok ? cudaBinding().deviceCount() : 0;
+  },
+  /** The current device: where new device tensors are allocated (and host-array calls run). Default 0. */
+  getDevice(): number {
+    return cudaBinding().getDevice();
+  },
+  /**
+   * Selects the device for new device tensors (upload, empty, results) on a multi-GPU host. A call
+   * runs on its tensors' device; tensors of one call must share it (else a TypeError).
+   */
+  setDevice(device: number): void {
+    checkInteger('cuda.setDevice', 'device', device, 0);
+    cudaBinding().setDevice(device);
+  },
+  /**
+   * A new non-blocking CUDA stream (a cudaStream_t as a bigint) on a device (default: the current
+   * one), for the `stream` option when no framework supplies one. Free it with destroyStream.
+   */
+  createStream(device?: number): bigint {
+    if (device !== undefined) checkInteger('cuda.createStream', 'device', device, 0);
+    return cudaBinding().createStream(device);
+  },
+  destroyStream(stream: bigint): void {
+    if (typeof stream !== 'bigint') throw typeError('cuda.destroyStream', 'stream', 'a bigint from cuda.createStream', stream);
+    cudaBinding().destroyStream(stream);
+  },
+  /** Waits until everything queued on a stream (default: the default stream) has run. */
+  synchronize(stream?: bigint): void {
+    if (stream !== undefined && typeof stream !== 'bigint') throw typeError('cuda.synchronize', 'stream', 'a bigint stream handle', stream);
+    cudaBinding().synchronize(stream);
   },
   /** Copies host logits to the device. */
   upload(logits: Logits): DeviceLogits {

@@ -18,6 +18,8 @@ export interface NativeDeviceBuffer {
   readonly disposed: boolean;
   readonly owned: boolean;
   readonly address: bigint;
+  /** the CUDA device it lives on */
+  readonly device: number;
   dispose(): void;
   upload(src: ArrayBufferView, byteOffset?: number): void;
   download<T extends ArrayBufferView>(dst: T, byteOffset?: number): T;
@@ -33,6 +35,8 @@ interface CudaRequest {
   targets: NativeDeviceBuffer;
   ignoreIndex: number;
   reduction: number;
+  /** a cudaStream_t (0n or absent: the default stream) */
+  stream?: bigint;
   // the loss options (cuda/cross_entropy_options.cuh); absent: the plain kernels
   labelSmoothing?: number;
   /** device (vocab,) f32 class weights */
@@ -48,6 +52,8 @@ export interface CudaForwardRequest extends CudaRequest {
   grad: NativeDeviceBuffer | null;
   gradDtype: number;
   gradOutput: number;
+  /** device (1,) f32: the reduced loss is written there and the call does not wait */
+  deviceLoss?: NativeDeviceBuffer;
 }
 export interface CudaBackwardRequest extends CudaRequest {
   lse: NativeDeviceBuffer;
@@ -75,10 +81,16 @@ export interface NativeCudaBinding {
   crossEntropyBackward(req: CudaBackwardRequest & { async: true }): Promise<{ count: number }>;
   /** driver: false when there is no NVIDIA driver at all (absent in builds before it was reported: treated as true). */
   probe(): { ok: boolean; count: number; reason: string; driver?: boolean };
-  deviceInfo(): {
+  deviceInfo(device?: number): {
     name: string; multiprocessors: number; computeCapability: string; totalMemory: number; freeMemory: number;
-    l2Bytes: number; sharedMemoryPerBlock: number; emulated: boolean;
+    l2Bytes: number; sharedMemoryPerBlock: number; emulated: boolean; index: number;
   };
+  deviceCount(): number;
+  getDevice(): number;
+  setDevice(device: number): void;
+  createStream(device?: number): bigint;
+  destroyStream(stream: bigint): void;
+  synchronize(stream?: bigint): void;
   napiVersion: number;
 }
 

@@ -8,6 +8,7 @@ export {
   type CrossEntropyBackwardOptions,
   type CrossEntropyResult,
   type CudaCrossEntropyResult,
+  type CudaDeviceLossResult,
   type CrossEntropyStats,
   type Reliability,
   type CrossEntropyResultFor,

@@ -77,8 +77,8 @@ export function gradTarget(fn: string, o: Partial<Record<string, unknown>>, z: L
 
 /** The options of crossEntropyForward / crossEntropyBackward (unknown keys are a TypeError). */
 export const LOSS_OPTIONS = ['labelSmoothing', 'weight', 'zLoss', 'softcap', 'logitScale', 'focalGamma'] as const;
-export const FORWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'withGrad', 'gradDtype', 'inPlace', 'out', 'gradOutput', 'device', ...LOSS_OPTIONS, 'stats', 'eceBins', 'characters', 'bytes', 'sequenceIds'] as const;
-export const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOutput', 'gradDtype', 'out', 'inPlace', 'device', ...LOSS_OPTIONS, 'sequenceIds'] as const;
+export const FORWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'withGrad', 'gradDtype', 'inPlace', 'out', 'gradOutput', 'device', ...LOSS_OPTIONS, 'stats', 'eceBins', 'characters', 'bytes', 'sequenceIds', 'stream', 'lossOnDevice'] as const;
+export const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOutput', 'gradDtype', 'out', 'inPlace', 'device', ...LOSS_OPTIONS, 'sequenceIds', 'stream'] as const;
 
 
 /** Options the CUDA kernels do not implement; calls that use them run on the CPU. */

@@ -167,6 +167,11 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind)
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t);
 cudaError_t cudaMemsetAsync(void* p, int v, size_t bytes, cudaStream_t);
 cudaError_t cudaStreamSynchronize(cudaStream_t);
+// Streams: the emulation runs every launch and copy at once, in call order, so a stream is only a
+// handle (a distinct non-null pointer) that the API accepts and checks.
+constexpr unsigned cudaStreamNonBlocking = 1;
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaGetLastError();
 cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* a, const void* p);
