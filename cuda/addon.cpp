@@ -9,6 +9,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -200,38 +201,29 @@ void check_rc(int rc, const char* fn, const char* err) {
 // rows, vocab, targets, ignoreIndex, reduction; every device buffer is checked for size, held
 // (referenced and busy until the call settles), and its range enters the one overlap check.
 #define CUDA_FIELDS "logits", "dtype", "rows", "vocab", "targets", "ignoreIndex", "reduction", "stream", "async"
-struct CudaCall {
+// The device buffers one call uses: each checked for size, held (referenced and busy until the
+// call settles), on one device (the first buffer's, which the call makes current), and entered
+// into the one overlap check.
+struct DeviceCall {
   Request r;
-  fce_cuda_args c{};
-  double n = 0;  // rows·vocab
   Ranges ranges;
   Call call;
   std::shared_ptr<Busy> busy = std::make_shared<Busy>();
-  int logits_range = -1;
+  int device = 0;
 
-  CudaCall(const Napi::CallbackInfo& info, const char* fn, std::initializer_list<const char*> fields)
-      : r(info, fn, fields), call(info.Env(), r.fn()) {
-    c.dtype = int(r.integer("dtype", 0, 2));
-    c.rows = r.integer("rows", 0, 2147483647.0);
-    c.vocab = r.integer("vocab", 1, 2147483647.0);
-    n = double(c.rows) * double(c.vocab);
-    c.logits = hold("logits", "logits", n * esize(c.dtype), false, &logits_range)->ptr();
-    c.targets = static_cast<const int32_t*>(hold("targets", "targets", double(c.rows) * 4, false)->ptr());
-    c.ignore_index = int32_t(r.integer("ignoreIndex", -2147483648.0, 2147483647.0));
-    c.reduction = int(r.integer("reduction", 0, 2));
-  }
+  DeviceCall(const Napi::CallbackInfo& info, const char* fn, std::initializer_list<const char*> fields)
+      : r(info, fn, fields), call(info.Env(), r.fn()) {}
   DeviceBuffer* hold(const char* field, const char* name, double need, bool written, int* range = nullptr, int alias = -1) {
     Napi::Value v = r.value(field);
     DeviceBuffer* b = DeviceBuffer::From(r.env(), v, std::string(r.fn()) + ": " + name);
     if (double(b->bytes()) < need)
       throw_range(r.env(), std::string(r.fn()) + ": " + name + " holds " + std::to_string(b->bytes()) + " bytes, needs " +
                                std::to_string(int64_t(need)));
-    // every buffer of a call on one device: the first one's (the logits), which the call makes current
     if (busy->bufs.empty()) {
-      c.device = b->device();
-    } else if (b->device() != c.device) {
+      device = b->device();
+    } else if (b->device() != device) {
       throw_type(r.env(), std::string(r.fn()) + ": " + name + " is on CUDA device " + std::to_string(b->device()) +
-                              " but logits are on device " + std::to_string(c.device) +
+                              " but logits are on device " + std::to_string(device) +
                               ". Keep a call's tensors on one device (cuda.setDevice before allocating them)");
     }
     const int k = ranges.add(b->ptr(), size_t(need), name, written, alias);
@@ -240,6 +232,31 @@ struct CudaCall {
     busy->bufs.push_back(b);
     b->busy++;
     return b;
+  }
+  // stream: a cudaStream_t as a bigint (0n or absent: the default stream)
+  void* stream() {
+    return r.present("stream") ? reinterpret_cast<void*>(uintptr_t(read_handle(r.env(), r.value("stream"), std::string(r.fn()) + ": stream")))
+                               : nullptr;
+  }
+};
+
+// The cross-entropy calls: logits, dtype, rows, vocab, targets, ignoreIndex, reduction.
+struct CudaCall : DeviceCall {
+  fce_cuda_args c{};
+  double n = 0;  // rows·vocab
+  int logits_range = -1;
+
+  CudaCall(const Napi::CallbackInfo& info, const char* fn, std::initializer_list<const char*> fields)
+      : DeviceCall(info, fn, fields) {
+    c.dtype = int(r.integer("dtype", 0, 2));
+    c.rows = r.integer("rows", 0, 2147483647.0);
+    c.vocab = r.integer("vocab", 1, 2147483647.0);
+    n = double(c.rows) * double(c.vocab);
+    c.logits = hold("logits", "logits", n * esize(c.dtype), false, &logits_range)->ptr();
+    c.device = device;
+    c.targets = static_cast<const int32_t*>(hold("targets", "targets", double(c.rows) * 4, false)->ptr());
+    c.ignore_index = int32_t(r.integer("ignoreIndex", -2147483648.0, 2147483647.0));
+    c.reduction = int(r.integer("reduction", 0, 2));
   }
   // The loss options (labelSmoothing, weight: a device vector (vocab,), zLoss, logitScale, softcap,
   // focalGamma): false when none is set (the plain kernels). The facade checks them first; this
@@ -269,11 +286,7 @@ struct CudaCall {
   }
   fce_cuda_ce_options opt{0.0f, nullptr, 0.0f, 1.0f, 0.0f, 0.0f};
 
-  // stream: a cudaStream_t as a bigint (0n or absent: the default stream)
-  void read_stream() {
-    if (r.present("stream"))
-      c.stream = reinterpret_cast<void*>(uintptr_t(read_handle(r.env(), r.value("stream"), std::string(r.fn()) + ": stream")));
-  }
+  void read_stream() { c.stream = stream(); }
 
   // grad: a buffer of its own, or the logits themselves with the same dtype (in place).
   void* hold_grad(const char* field) {
@@ -376,6 +389,100 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
       [out](Napi::Object o) { o.Set("count", double(*out)); });
 }
 
+// ---- soft targets, KL, entropy, JSD (cuda/soft_cross_entropy.cuh) ----
+
+// The fields softForward and softBackward share: logits, dtype, rows, vocab, target | null (entropy),
+// targetDtype (−1: f32 probabilities), kind (0 soft CE, 1 KL forward, 2 KL reverse, 3 entropy,
+// 4 JSD), invTemperature, lossFactor, labelSmoothing?, weight?: device (vocab,), beta?, reduction,
+// gradDtype, gradOutput, stream?, async.
+#define SOFT_CUDA_FIELDS "logits", "dtype", "rows", "vocab", "target", "targetDtype", "kind", "invTemperature", "lossFactor", \
+                         "labelSmoothing", "weight", "beta", "reduction", "grad", "gradDtype", "gradOutput", "stream", "async"
+struct SoftCall : DeviceCall {
+  fce_cuda_soft_args c{};
+  double n = 0;
+  int logits_range = -1;
+  SoftCall(const Napi::CallbackInfo& info, const char* fn, std::initializer_list<const char*> fields) : DeviceCall(info, fn, fields) {
+    c.dtype = int(r.integer("dtype", 0, 2));
+    c.rows = r.integer("rows", 0, 2147483647.0);
+    c.vocab = r.integer("vocab", 1, 2147483647.0);
+    n = double(c.rows) * double(c.vocab);
+    c.logits = hold("logits", "logits", n * esize(c.dtype), false, &logits_range)->ptr();
+    c.device = device;
+    c.kind = int(r.integer("kind", 0, 4));
+    c.target_dtype = int(r.integer("targetDtype", -1, 2));
+    if (c.kind != 3) c.target = hold("target", "target", n * (c.target_dtype < 0 ? 4.0 : esize(c.target_dtype)), false)->ptr();
+    const double inv_t = r.number("invTemperature");
+    if (!(inv_t > 0.0) || !std::isfinite(inv_t)) throw_range(r.env(), std::string(r.fn()) + ": temperature must be a finite number > 0");
+    c.inv_temperature = float(inv_t);
+    c.loss_factor = r.number_or("lossFactor", 1.0);
+    c.label_smoothing = float(r.number_or("labelSmoothing", 0.0));
+    if (!(c.label_smoothing >= 0.0f && c.label_smoothing <= 1.0f))
+      throw_range(r.env(), std::string(r.fn()) + ": labelSmoothing must be a finite number in [0, 1]");
+    if (r.present("weight")) c.weight = static_cast<const float*>(hold("weight", "weight", double(c.vocab) * 4, false)->ptr());
+    c.beta = r.number_or("beta", 0.5);
+    c.reduction = int(r.integer("reduction", 0, 2));
+    c.grad_dtype = int(r.integer("gradDtype", 0, 2));
+    c.grad_output = r.number_or("gradOutput", 1.0);
+    c.stream = stream();
+  }
+  void hold_grad() {
+    c.grad = hold("grad", "grad", n * esize(c.grad_dtype), true, nullptr, c.grad_dtype == c.dtype ? logits_range : -1)->ptr();
+  }
+};
+
+// softForward({ …shared, losses, lse: device (rows,) }) → { loss, lossSum, count }
+Napi::Value SoftForward(const Napi::CallbackInfo& info) {
+  SoftCall k(info, "softCrossEntropyForward", {SOFT_CUDA_FIELDS, "losses", "lse"});
+  Request& r = k.r;
+  fce_cuda_soft_args& c = k.c;
+  c.losses = static_cast<float*>(k.hold("losses", "losses", double(c.rows) * 4, true)->ptr());
+  c.lse = static_cast<float*>(k.hold("lse", "lse", double(c.rows) * 4, true)->ptr());
+  if (r.present("grad")) k.hold_grad();
+  const bool async = r.flag("async");
+  k.ranges.check(r.env(), r.fn());
+  auto out = std::make_shared<std::pair<double, int64_t>>(0.0, 0);
+  const int reduction = c.reduction;
+  auto busy = k.busy;
+  const std::string fn = r.fn();
+  return k.call.run(
+      async,
+      [c, out, busy, fn] {
+        char err[512] = "";
+        check_rc(fce_cuda_soft_forward(&c, &out->first, &out->second, err, sizeof err), fn.c_str(), err);
+      },
+      [out, reduction](Napi::Object o) {
+        const double count = double(out->second);
+        o.Set("loss", reduction == 0 ? (count > 0 ? out->first / count : 0.0) : out->first);
+        o.Set("lossSum", out->first);
+        o.Set("count", count);
+      });
+}
+
+// softBackward({ …shared, lse: device (rows,), gradOutputRows?: device (rows,), grad }) → { count }
+Napi::Value SoftBackward(const Napi::CallbackInfo& info) {
+  SoftCall k(info, "softCrossEntropyBackward", {SOFT_CUDA_FIELDS, "lse", "gradOutputRows"});
+  Request& r = k.r;
+  fce_cuda_soft_args& c = k.c;
+  c.lse = static_cast<float*>(k.hold("lse", "lse", double(c.rows) * 4, false)->ptr());
+  if (r.present("gradOutputRows")) {
+    if (c.reduction != 2) throw_type(r.env(), std::string(r.fn()) + ": a per-row gradOutput needs reduction 'none'");
+    c.row_grad = static_cast<const float*>(k.hold("gradOutputRows", "gradOutput", double(c.rows) * 4, false)->ptr());
+  }
+  k.hold_grad();
+  const bool async = r.flag("async");
+  k.ranges.check(r.env(), r.fn());
+  auto out = std::make_shared<int64_t>(0);
+  auto busy = k.busy;
+  const std::string fn = r.fn();
+  return k.call.run(
+      async,
+      [c, out, busy, fn] {
+        char err[512] = "";
+        check_rc(fce_cuda_soft_backward(&c, out.get(), err, sizeof err), fn.c_str(), err);
+      },
+      [out](Napi::Object o) { o.Set("count", double(*out)); });
+}
+
 // probe() → { ok, count, reason, driver }: whether a CUDA device can be used.
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -473,6 +580,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("DeviceBuffer", buf);
   exports.Set("crossEntropyForward", Napi::Function::New(env, Forward, "crossEntropyForward"));
   exports.Set("crossEntropyBackward", Napi::Function::New(env, Backward, "crossEntropyBackward"));
+  exports.Set("softForward", Napi::Function::New(env, SoftForward, "softForward"));
+  exports.Set("softBackward", Napi::Function::New(env, SoftBackward, "softBackward"));
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo, "deviceInfo"));
   exports.Set("deviceCount", Napi::Function::New(env, DeviceCount, "deviceCount"));

@@ -18,6 +18,7 @@
 
 #include "cross_entropy.cuh"
 #include "cross_entropy_options.cuh"
+#include "soft_cross_entropy.cuh"
 #include "fusedce_cuda.h"
 
 namespace fusedce_cuda {
@@ -464,6 +465,157 @@ int run(const fce_cuda_args* a, const fce_cuda_ce_options* o, const fce_cuda_ce_
   return FCE_OK;
 }
 
+// ---- soft targets, KL, entropy, JSD (soft_cross_entropy.cuh) ----
+
+template <int MODE, int KIND>
+int launch_soft_k(const SoftParams& S, cudaStream_t s, char* err, size_t errlen) {
+  auto* k = &soft_rows_kernel<MODE, KIND>;
+  Device dev;
+  FCE_CHECK(device_props(&dev));
+  const int64_t V = S.vocab;
+  const int threads = int(std::min<int64_t>(256, std::max<int64_t>(64, pow2_at_least((V + 7) / 8))));
+  int per_sm = 1;
+  FCE_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, threads, size_t(kSoftSmem)));
+  const int64_t resident = int64_t(std::max(1, per_sm)) * dev.sms;
+  const unsigned grid = unsigned(std::min<int64_t>(S.rows, std::min<int64_t>(resident, 2147483647)));
+  FCE_LAUNCH(k, dim3(grid), dim3(unsigned(threads)), size_t(kSoftSmem), s, S);
+  FCE_CHECK(cudaGetLastError());
+  return FCE_OK;
+}
+
+template <int MODE>
+int launch_soft(int kind, const SoftParams& S, cudaStream_t s, char* err, size_t errlen) {
+  switch (kind) {
+    case kSoftCE: return launch_soft_k<MODE, kSoftCE>(S, s, err, errlen);
+    case kKlForward: return launch_soft_k<MODE, kKlForward>(S, s, err, errlen);
+    case kKlReverse: return launch_soft_k<MODE, kKlReverse>(S, s, err, errlen);
+    case kEntropy: return launch_soft_k<MODE, kEntropy>(S, s, err, errlen);
+    default: return launch_soft_k<MODE, kJsd>(S, s, err, errlen);
+  }
+}
+
+int check_soft(const fce_cuda_soft_args* a, bool backward, char* err, size_t errlen) {
+  if (!a) return fail(FCE_EINVAL, err, errlen, "args is NULL");
+  if (a->dtype < 0 || a->dtype > 2) return fail(FCE_EINVAL, err, errlen, "dtype must be 0 (f32), 1 (f16) or 2 (bf16)");
+  if (a->rows < 0) return fail(FCE_EINVAL, err, errlen, "rows must be ≥ 0");
+  if (a->vocab < 1 || a->vocab > 2147483647) return fail(FCE_EINVAL, err, errlen, "vocab must be in [1, 2^31 − 1]");
+  if (a->kind < 0 || a->kind > 4) return fail(FCE_EINVAL, err, errlen, "kind must be 0 … 4");
+  if (a->reduction < 0 || a->reduction > 2) return fail(FCE_EINVAL, err, errlen, "reduction must be 0 (mean), 1 (sum) or 2 (none)");
+  if (!(a->inv_temperature > 0.0f) || a->inv_temperature - a->inv_temperature != 0.0f)
+    return fail(FCE_EINVAL, err, errlen, "inv_temperature must be a finite number > 0");
+  if (a->target_dtype < -1 || a->target_dtype > 2) return fail(FCE_EINVAL, err, errlen, "target_dtype must be −1 (probabilities), 0, 1 or 2");
+  if (a->target_dtype < 0 && a->kind != kSoftCE) return fail(FCE_EINVAL, err, errlen, "probability targets are for the soft cross-entropy only");
+  if ((a->label_smoothing != 0.0f || a->weight) && a->target_dtype >= 0)
+    return fail(FCE_EINVAL, err, errlen, "label_smoothing and weight are for probability targets");
+  if (!(a->label_smoothing >= 0.0f && a->label_smoothing <= 1.0f)) return fail(FCE_EINVAL, err, errlen, "label_smoothing must be in [0, 1]");
+  if (a->kind == kJsd && !(a->beta > 0.0 && a->beta < 1.0)) return fail(FCE_EINVAL, err, errlen, "beta must be in (0, 1)");
+  if (backward && a->kind != kSoftCE && a->kind != kKlForward)
+    return fail(FCE_EINVAL, err, errlen, "the separate backward is for the soft cross-entropy and KL forward");
+  if (a->rows > 0 && (!a->logits || !a->lse || (a->kind != kEntropy && !a->target)))
+    return fail(FCE_EINVAL, err, errlen, "logits, target and lse must be device pointers");
+  if (a->rows > 0 && !backward && !a->losses) return fail(FCE_EINVAL, err, errlen, "losses must be a device pointer");
+  if (a->rows > 0 && backward && !a->grad) return fail(FCE_EINVAL, err, errlen, "grad must be a device pointer");
+  if (a->grad && (a->grad_dtype < 0 || a->grad_dtype > 2)) return fail(FCE_EINVAL, err, errlen, "grad_dtype must be 0, 1 or 2");
+  if (a->grad && a->grad == a->logits && a->grad_dtype != a->dtype)
+    return fail(FCE_EINVAL, err, errlen, "an in-place gradient (grad == logits) needs grad_dtype == dtype");
+  if (a->row_grad && a->reduction != 2) return fail(FCE_EINVAL, err, errlen, "a per-row upstream gradient needs reduction none");
+  return FCE_OK;
+}
+
+int run_soft(const fce_cuda_soft_args* a, bool backward, double* loss_sum, int64_t* count, char* err, size_t errlen) {
+  *loss_sum = 0.0;
+  *count = 0;
+  int rc = check_soft(a, backward, err, errlen);
+  if (rc) return rc;
+  FCE_CHECK(cudaSetDevice(a->device));
+  auto s = static_cast<cudaStream_t>(a->stream);
+  const int64_t rows = a->rows, V = a->vocab;
+  if (rows == 0) return FCE_OK;
+  const bool probs = a->target_dtype < 0;
+  // Workspace: [check: 3 × i64][total: f64][row_loss: rows × f64][live: rows × i32][bad: rows × i64]
+  size_t off = 0;
+  const size_t o_check = off;
+  off += 24;
+  const size_t o_total = off;
+  off += 8;
+  const size_t o_rowloss = off = align_up(off, 16);
+  off += size_t(rows) * 8;
+  const size_t o_live = off = align_up(off, 16);
+  off += probs ? size_t(rows) * 4 : 0;
+  const size_t o_bad = off = align_up(off, 16);
+  off += probs ? size_t(rows) * 8 : 0;
+  Workspace ws;
+  ws.s = s;
+  FCE_CHECK(cudaMallocAsync(&ws.p, off, s));
+  auto* base = static_cast<unsigned char*>(ws.p);
+  auto* check = reinterpret_cast<long long*>(base + o_check);
+  double* total = reinterpret_cast<double*>(base + o_total);
+  int* live = probs ? reinterpret_cast<int*>(base + o_live) : nullptr;
+  long long* bad = probs ? reinterpret_cast<long long*>(base + o_bad) : nullptr;
+  Device dev;
+  FCE_CHECK(device_props(&dev));
+  // 1. probability rows: which count, and the first bad value; the loss kernels read the result
+  if (probs) {
+    const unsigned grid = unsigned(std::min<int64_t>(rows, int64_t(dev.sms) * 4));
+    FCE_LAUNCH(probs_rows_kernel, dim3(grid), dim3(1024), size_t(1024 * 12), s, static_cast<const float*>(a->target), rows, V, live, bad);
+    FCE_CHECK(cudaGetLastError());
+  }
+  FCE_LAUNCH(probs_check_kernel, dim3(1), dim3(1024), size_t(1024 * 16), s, live, bad, rows, V, check);
+  FCE_CHECK(cudaGetLastError());
+  // 2. the loss kernels
+  SoftParams S{};
+  S.z = a->logits;
+  S.u = a->target;
+  S.dt = a->dtype;
+  S.udt = probs ? 0 : a->target_dtype;
+  S.gdt = a->grad_dtype;
+  S.probs = probs ? 1 : 0;
+  S.rows = rows;
+  S.vocab = V;
+  S.inv_t = a->inv_temperature;
+  S.factor = a->kind == kSoftCE ? a->loss_factor : 1.0;
+  S.eps = a->label_smoothing;
+  S.w = a->weight;
+  S.beta = a->beta;
+  S.losses = a->losses;
+  S.lse = a->lse;
+  S.row_loss = reinterpret_cast<double*>(base + o_rowloss);
+  S.g = a->grad;
+  S.grad_output = a->grad_output;
+  S.mean = a->reduction == 0;
+  S.row_scale = a->row_grad;
+  S.live = live;
+  S.check = check;
+  if (backward) rc = launch_soft<kBackward>(a->kind, S, s, err, errlen);
+  else if (a->grad) rc = launch_soft<kFused>(a->kind, S, s, err, errlen);
+  else rc = launch_soft<kForward>(a->kind, S, s, err, errlen);
+  if (rc) return rc;
+  if (!backward) {
+    FCE_LAUNCH(sum_kernel, dim3(1), dim3(1024), size_t(1024 * 8), s, S.row_loss, rows, total);
+    FCE_CHECK(cudaGetLastError());
+  }
+  struct Result {
+    long long count, bad, col;
+    double total;
+  };
+  static_assert(sizeof(Result) == 32, "check and total are contiguous in the workspace");
+  thread_local Result* pinned = nullptr;
+  if (!pinned) FCE_CHECK(cudaMallocHost(reinterpret_cast<void**>(&pinned), sizeof(Result)));
+  FCE_CHECK(cudaMemcpyAsync(pinned, check, 32, cudaMemcpyDeviceToHost, s));
+  FCE_CHECK(cudaStreamSynchronize(s));
+  const Result res = *pinned;
+  if (res.bad < rows) {
+    float v = 0.0f;
+    FCE_CHECK(cudaMemcpy(&v, static_cast<const float*>(a->target) + res.bad * V + res.col, 4, cudaMemcpyDeviceToHost));
+    return fail(FCE_EINVAL, err, errlen,
+                "target[" + std::to_string(res.bad) + ", " + std::to_string(res.col) + "] = " + std::to_string(v) +
+                    " must be a finite probability ≥ 0 (targetKind 'probs')");
+  }
+  *count = res.count;
+  if (!backward) *loss_sum = res.total;
+  return FCE_OK;
+}
+
 }  // namespace
 }  // namespace fusedce_cuda
 
@@ -500,6 +652,23 @@ int fce_cuda_backward_opt(const fce_cuda_args* a, const fce_cuda_ce_options* o, 
   if (!o) return fail(FCE_EINVAL, err, errlen, "options is NULL");
   const int rc = run(a, o, nullptr, kBackward, &t, err, errlen);
   if (count) *count = t.count;
+  return rc;
+}
+
+int fce_cuda_soft_forward(const fce_cuda_soft_args* a, double* loss_sum, int64_t* count, char* err, size_t errlen) {
+  double ls = 0.0;
+  int64_t c = 0;
+  const int rc = run_soft(a, false, &ls, &c, err, errlen);
+  if (loss_sum) *loss_sum = ls;
+  if (count) *count = c;
+  return rc;
+}
+
+int fce_cuda_soft_backward(const fce_cuda_soft_args* a, int64_t* count, char* err, size_t errlen) {
+  double ls = 0.0;
+  int64_t c = 0;
+  const int rc = run_soft(a, true, &ls, &c, err, errlen);
+  if (count) *count = c;
   return rc;
 }
 

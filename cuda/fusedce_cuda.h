@@ -99,6 +99,39 @@ FCE_API int fce_cuda_forward_opt(const fce_cuda_args* a, const fce_cuda_ce_optio
 FCE_API int fce_cuda_backward_opt(const fce_cuda_args* a, const fce_cuda_ce_options* o, int64_t* count, char* err,
                                   size_t errlen);
 
+/* Soft targets, KL, entropy and the generalized JSD (the CPU's SoftArgs, cpp/fusedce.h; the math
+ * in soft_cross_entropy.cuh). */
+typedef struct {
+  const void* logits;       /* device (rows, vocab) z of dtype */
+  int dtype;
+  int64_t rows, vocab;
+  const void* target;       /* device (rows, vocab): logits u of target_dtype, or f32 probabilities
+                               (target_dtype −1; soft CE only); NULL for the entropy */
+  int target_dtype;
+  int kind;                 /* 0 soft CE, 1 KL forward, 2 KL reverse, 3 entropy, 4 JSD */
+  float inv_temperature;    /* 1/T > 0 */
+  double loss_factor;       /* F (T² with tSquared), soft CE only; else 1 */
+  float label_smoothing;    /* probabilities only */
+  const float* weight;      /* device (vocab,) finite class weights, probabilities only, or NULL */
+  double beta;              /* JSD: β in (0, 1) */
+  int reduction;            /* 0 mean | 1 sum | 2 none */
+  float* losses;            /* device (rows,) out (forward) */
+  float* lse;               /* device (rows,) out (forward) / in (backward): lse of z/T */
+  void* grad;               /* device (rows, vocab) of grad_dtype, or NULL (forward without grad); may be logits */
+  int grad_dtype;
+  double grad_output;
+  const float* row_grad;    /* device (rows,) per-row upstream (reduction none; backward), or NULL */
+  void* stream;
+  int device;
+} fce_cuda_soft_args;
+
+/* The forward (and with grad the fused gradient). loss_sum: Σ losses over counted rows (double,
+ * fixed order); count: rows that count (probabilities: rows not all 0). A probability that is
+ * not a finite number ≥ 0 gives FCE_EINVAL naming it, before any loss kernel runs. */
+FCE_API int fce_cuda_soft_forward(const fce_cuda_soft_args* a, double* loss_sum, int64_t* count, char* err, size_t errlen);
+/* The gradient of soft CE or KL forward from a saved lse. */
+FCE_API int fce_cuda_soft_backward(const fce_cuda_soft_args* a, int64_t* count, char* err, size_t errlen);
+
 typedef struct {
   char name[256];
   int multiprocessors;

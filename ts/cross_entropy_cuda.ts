@@ -58,7 +58,7 @@ function checkStream(fn: string, v: unknown): bigint | undefined {
   return v;
 }
 
-interface CudaCommon {
+export interface CudaCommon {
   stream: bigint | undefined;
   /** the loss options that change the result (null: the plain kernels) */
   ce: CudaCeOptions | null;
@@ -129,13 +129,13 @@ function optionFields(fn: string, ce: CudaCeOptions | null, st: Staging): Record
 }
 
 /** Where the gradient goes on the GPU: a new tensor, `out`, or the logits themselves (inPlace). */
-interface CudaGradTarget {
+export interface CudaGradTarget {
   gradDtype: DType;
   out: Logits | DeviceLogits | null;
   inPlace: boolean;
 }
 
-function cudaGradTarget(fn: string, o: Partial<Record<string, unknown>>, c: CudaCommon, mode: 'device' | 'host'): CudaGradTarget {
+export function cudaGradTarget(fn: string, o: Partial<Record<string, unknown>>, c: Pick<CudaCommon, "z" | "rows" | "vocab" | "dtype">, mode: 'device' | 'host'): CudaGradTarget {
   const inPlace = o.inPlace === undefined ? false : checkBoolean(fn, 'inPlace', o.inPlace);
   const gradDtype = checkGradDtype(fn, o.gradDtype, c.dtype);
   if (o.out !== undefined) {

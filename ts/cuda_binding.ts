@@ -79,6 +79,9 @@ export interface NativeCudaBinding {
   crossEntropyForward(req: CudaForwardRequest & { async: true }): Promise<CudaForwardTotals>;
   crossEntropyBackward(req: CudaBackwardRequest & { async: false }): { count: number };
   crossEntropyBackward(req: CudaBackwardRequest & { async: true }): Promise<{ count: number }>;
+  /** soft CE, KL, entropy, JSD (cuda/soft_cross_entropy.cuh): see cuda/addon.cpp SoftForward / SoftBackward */
+  softForward(req: Record<string, unknown> & { async: boolean }): { loss: number; lossSum: number; count: number } | Promise<{ loss: number; lossSum: number; count: number }>;
+  softBackward(req: Record<string, unknown> & { async: boolean }): { count: number } | Promise<{ count: number }>;
   /** driver: false when there is no NVIDIA driver at all (absent in builds before it was reported: treated as true). */
   probe(): { ok: boolean; count: number; reason: string; driver?: boolean };
   deviceInfo(device?: number): {

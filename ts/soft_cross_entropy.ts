@@ -13,14 +13,23 @@ import { type DType, dtypeCode } from './dtype';
 import { checkBoolean, checkFinite, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
 import { REDUCTIONS, type Reduction, checkGradOutput, checkGradRequest, checkThreads, gradTarget, reductionCode } from './options';
+import { type Device, type DeviceLogits, DeviceVector as DeviceVector_, type DeviceVector } from './cuda';
+import { type CudaSoftResult, SOFT_KIND, type SoftCudaPlan, cudaSoftBackward, cudaSoftForward, softMode } from './soft_cuda';
 
 export interface SoftCommonOptions {
   /** Softmax temperature T > 0 applied to the logits (and to teacher logits). Default 1. */
   temperature?: number;
   /** 'mean' (default): Σ losses / rows that count; 'sum'; 'none': per-row `losses`, `loss` their sum. */
   reduction?: Reduction;
-  /** Threads for this call (≥ 1). Default: all cores. */
+  /** Threads for this call (≥ 1). Default: all cores. CPU only. */
   threads?: number;
+  /**
+   * Where a call with host arrays runs: 'auto', 'cpu' or 'cuda' (as crossEntropyForward's). Calls
+   * with device tensors (cuda.upload) run on the GPU, and their results stay there.
+   */
+  device?: Device;
+  /** GPU: the CUDA stream to queue the work on (a cudaStream_t as a bigint). */
+  stream?: bigint;
 }
 
 export interface SoftGradOptions {
@@ -87,15 +96,48 @@ export interface KlResult {
   grad?: Logits;
 }
 
-const COMMON = ['temperature', 'reduction', 'threads'] as const;
+const COMMON = ['temperature', 'reduction', 'threads', 'device', 'stream'] as const;
 const GRAD = ['withGrad', 'gradDtype', 'gradOutput', 'out', 'inPlace'] as const;
 const PROBS = ['labelSmoothing', 'weight'] as const;
 const SOFT_OPTIONS = [...COMMON, ...GRAD, 'targetKind', 'tSquared', ...PROBS] as const;
 const SOFT_BACKWARD_OPTIONS = [...COMMON, 'targetKind', 'tSquared', 'gradOutput', 'gradDtype', 'out', 'inPlace', ...PROBS] as const;
 const KL_OPTIONS = [...COMMON, ...GRAD, 'direction'] as const;
-const ENTROPY_OPTIONS = ['temperature', 'threads'] as const;
+const ENTROPY_OPTIONS = ['temperature', 'threads', 'device', 'stream'] as const;
 
 const OP = { soft: 0, klForward: 1, klReverse: 2 } as const;
+
+type Which = 'soft' | 'softBackward' | 'kl' | 'entropy' | 'entropyForward' | 'jsd';
+
+/**
+ * The GPU plan of a soft-family call (ts/soft_cuda.ts), or null when it runs on the CPU. The
+ * options are checked by the same rules as on the CPU.
+ */
+function gpuPlan(fn: string, logits: unknown, target: unknown, opts: unknown, which: Which) {
+  const known = { soft: SOFT_OPTIONS, softBackward: SOFT_BACKWARD_OPTIONS, kl: KL_OPTIONS, entropy: ENTROPY_OPTIONS,
+    entropyForward: ENTROPY_FORWARD_OPTIONS, jsd: JSD_OPTIONS }[which];
+  const o = checkOptions(fn, opts, known) as Partial<Record<string, unknown>>;
+  const mode = softMode(fn, logits, target, o);
+  if (!mode) return null;
+  if (o.threads !== undefined) checkThreads(fn, o.threads);
+  const T = checkTemperature(fn, o.temperature);
+  const vocab = (logits as { device?: string }).device === 'cuda' ? (logits as DeviceLogits).vocab : checkLogits(fn, 'logits', logits).vocab;
+  const p: SoftCudaPlan = { kind: SOFT_KIND.soft, invTemperature: 1 / T, lossFactor: 1, probs: false };
+  if (which === 'kl') {
+    const dir = o.direction === undefined ? 'forward' : checkOneOf(fn, 'direction', o.direction, ['forward', 'reverse'] as const);
+    p.kind = dir === 'forward' ? SOFT_KIND.klForward : SOFT_KIND.klReverse;
+  } else if (which === 'soft' || which === 'softBackward') {
+    p.probs = (o.targetKind === undefined ? 'logits' : checkOneOf(fn, 'targetKind', o.targetKind, ['logits', 'probs'] as const)) === 'probs';
+    if (o.tSquared !== undefined && checkBoolean(fn, 'tSquared', o.tSquared)) p.lossFactor = T * T;
+    Object.assign(p, probsOptions(fn, o, p.probs, vocab));
+  } else if (which === 'entropy' || which === 'entropyForward') {
+    p.kind = SOFT_KIND.entropy;
+  } else {
+    p.kind = SOFT_KIND.jsd;
+    p.beta = checkFinite(fn, 'beta', o.beta ?? 0.5);
+  }
+  if (which === 'entropy') o.reduction = 'none';
+  return { o, p, mode };
+}
 
 function checkTemperature(fn: string, v: unknown): number {
   if (v === undefined) return 1;
@@ -182,14 +224,24 @@ function klResult(p: Plan, r: NativeSoftResult): KlResult {
  * @example
  *   const { loss, grad } = softCrossEntropyForward(student, teacher, { temperature: 2, tSquared: true, withGrad: true });
  */
-export function softCrossEntropyForward(logits: Logits, target: Logits, opts?: SoftCrossEntropyOptions): SoftResult {
-  const p = planForward('softCrossEntropyForward', logits, target, opts, false);
+export function softCrossEntropyForward(logits: DeviceLogits, target: Logits | DeviceLogits, opts?: SoftCrossEntropyOptions): CudaSoftResult;
+export function softCrossEntropyForward(logits: Logits, target: Logits | DeviceLogits, opts?: SoftCrossEntropyOptions): SoftResult;
+export function softCrossEntropyForward(logits: Logits | DeviceLogits, target: Logits | DeviceLogits, opts?: SoftCrossEntropyOptions): SoftResult | CudaSoftResult {
+  const fn = 'softCrossEntropyForward';
+  const g = gpuPlan(fn, logits, target, opts, 'soft');
+  if (g) return cudaSoftForward(fn, logits, target, 'target', g.o, g.p, g.mode, false) as SoftResult | CudaSoftResult;
+  const p = planForward(fn, logits, target, opts, false);
   return softResult(p, native().softForward(p.req));
 }
 
 /** softCrossEntropyForward off the main thread (the async contract of the README, "Memory safety"). */
-export async function softCrossEntropyForwardAsync(logits: Logits, target: Logits, opts?: SoftCrossEntropyOptions): Promise<SoftResult> {
-  const p = planForward('softCrossEntropyForwardAsync', logits, target, opts, false);
+export async function softCrossEntropyForwardAsync(logits: DeviceLogits, target: Logits | DeviceLogits, opts?: SoftCrossEntropyOptions): Promise<CudaSoftResult>;
+export async function softCrossEntropyForwardAsync(logits: Logits, target: Logits | DeviceLogits, opts?: SoftCrossEntropyOptions): Promise<SoftResult>;
+export async function softCrossEntropyForwardAsync(logits: Logits | DeviceLogits, target: Logits | DeviceLogits, opts?: SoftCrossEntropyOptions): Promise<SoftResult | CudaSoftResult> {
+  const fn = 'softCrossEntropyForwardAsync';
+  const g = gpuPlan(fn, logits, target, opts, 'soft');
+  if (g) return cudaSoftForward(fn, logits, target, 'target', g.o, g.p, g.mode, true) as Promise<SoftResult | CudaSoftResult>;
+  const p = planForward(fn, logits, target, opts, false);
   return softResult(p, await native().softForward({ ...p.req, async: true }));
 }
 
@@ -208,14 +260,24 @@ function planBackward(fn: string, logits: unknown, target: unknown, lse: unknown
 }
 
 /** Gradient of the soft cross-entropy w.r.t. logits from the forward's fp32 lse (the fused forward's gradient to rounding: that one works from its pass's exps and the double lse). */
-export function softCrossEntropyBackward(logits: Logits, target: Logits, lse: Float32Array, opts?: SoftCrossEntropyBackwardOptions): Logits {
-  const p = planBackward('softCrossEntropyBackward', logits, target, lse, opts);
+export function softCrossEntropyBackward(logits: DeviceLogits, target: Logits | DeviceLogits, lse: Float32Array | DeviceVector, opts?: SoftCrossEntropyBackwardOptions): DeviceLogits;
+export function softCrossEntropyBackward(logits: Logits, target: Logits | DeviceLogits, lse: Float32Array | DeviceVector, opts?: SoftCrossEntropyBackwardOptions): Logits;
+export function softCrossEntropyBackward(logits: Logits | DeviceLogits, target: Logits | DeviceLogits, lse: Float32Array | DeviceVector, opts?: SoftCrossEntropyBackwardOptions): Logits | DeviceLogits {
+  const fn = 'softCrossEntropyBackward';
+  const g = gpuPlan(fn, logits, target, opts, 'softBackward') ?? (lse instanceof DeviceVector_ ? gpuPlan(fn, logits, target, { ...(opts ?? {}), device: 'cuda' }, 'softBackward') : null);
+  if (g) return cudaSoftBackward(fn, logits, target, lse, g.o, g.p, g.mode, false) as Logits | DeviceLogits;
+  const p = planBackward(fn, logits, target, lse, opts);
   return { data: native().softBackward(p.req).grad, dtype: p.gt.gradDtype, rows: p.s.z.rows, vocab: p.s.z.vocab };
 }
 
 /** softCrossEntropyBackward off the main thread. */
-export async function softCrossEntropyBackwardAsync(logits: Logits, target: Logits, lse: Float32Array, opts?: SoftCrossEntropyBackwardOptions): Promise<Logits> {
-  const p = planBackward('softCrossEntropyBackwardAsync', logits, target, lse, opts);
+export async function softCrossEntropyBackwardAsync(logits: DeviceLogits, target: Logits | DeviceLogits, lse: Float32Array | DeviceVector, opts?: SoftCrossEntropyBackwardOptions): Promise<DeviceLogits>;
+export async function softCrossEntropyBackwardAsync(logits: Logits, target: Logits | DeviceLogits, lse: Float32Array | DeviceVector, opts?: SoftCrossEntropyBackwardOptions): Promise<Logits>;
+export async function softCrossEntropyBackwardAsync(logits: Logits | DeviceLogits, target: Logits | DeviceLogits, lse: Float32Array | DeviceVector, opts?: SoftCrossEntropyBackwardOptions): Promise<Logits | DeviceLogits> {
+  const fn = 'softCrossEntropyBackwardAsync';
+  const g = gpuPlan(fn, logits, target, opts, 'softBackward') ?? (lse instanceof DeviceVector_ ? gpuPlan(fn, logits, target, { ...(opts ?? {}), device: 'cuda' }, 'softBackward') : null);
+  if (g) return cudaSoftBackward(fn, logits, target, lse, g.o, g.p, g.mode, true) as Promise<Logits | DeviceLogits>;
+  const p = planBackward(fn, logits, target, lse, opts);
   return { data: (await native().softBackward({ ...p.req, async: true })).grad, dtype: p.gt.gradDtype, rows: p.s.z.rows, vocab: p.s.z.vocab };
 }
 
@@ -225,14 +287,24 @@ export async function softCrossEntropyBackwardAsync(logits: Logits, target: Logi
  * @example
  *   const { loss, grad } = klDivergenceForward(policy, reference, { direction: 'reverse', withGrad: true });
  */
-export function klDivergenceForward(logits: Logits, refLogits: Logits, opts?: KlDivergenceOptions): KlResult {
-  const p = planForward('klDivergenceForward', logits, refLogits, opts, true);
+export function klDivergenceForward(logits: DeviceLogits, refLogits: Logits | DeviceLogits, opts?: KlDivergenceOptions): CudaKlResult;
+export function klDivergenceForward(logits: Logits, refLogits: Logits | DeviceLogits, opts?: KlDivergenceOptions): KlResult;
+export function klDivergenceForward(logits: Logits | DeviceLogits, refLogits: Logits | DeviceLogits, opts?: KlDivergenceOptions): KlResult | CudaKlResult {
+  const fn = 'klDivergenceForward';
+  const g = gpuPlan(fn, logits, refLogits, opts, 'kl');
+  if (g) return klOfSoft(cudaSoftForward(fn, logits, refLogits, 'refLogits', g.o, g.p, g.mode, false) as SoftResult | CudaSoftResult);
+  const p = planForward(fn, logits, refLogits, opts, true);
   return klResult(p, native().softForward(p.req));
 }
 
 /** klDivergenceForward off the main thread. */
-export async function klDivergenceForwardAsync(logits: Logits, refLogits: Logits, opts?: KlDivergenceOptions): Promise<KlResult> {
-  const p = planForward('klDivergenceForwardAsync', logits, refLogits, opts, true);
+export async function klDivergenceForwardAsync(logits: DeviceLogits, refLogits: Logits | DeviceLogits, opts?: KlDivergenceOptions): Promise<CudaKlResult>;
+export async function klDivergenceForwardAsync(logits: Logits, refLogits: Logits | DeviceLogits, opts?: KlDivergenceOptions): Promise<KlResult>;
+export async function klDivergenceForwardAsync(logits: Logits | DeviceLogits, refLogits: Logits | DeviceLogits, opts?: KlDivergenceOptions): Promise<KlResult | CudaKlResult> {
+  const fn = 'klDivergenceForwardAsync';
+  const g = gpuPlan(fn, logits, refLogits, opts, 'kl');
+  if (g) return klOfSoft(await (cudaSoftForward(fn, logits, refLogits, 'refLogits', g.o, g.p, g.mode, true) as Promise<SoftResult | CudaSoftResult>));
+  const p = planForward(fn, logits, refLogits, opts, true);
   return klResult(p, await native().softForward({ ...p.req, async: true }));
 }
 
@@ -244,12 +316,20 @@ function planEntropy(fn: string, logits: unknown, opts: unknown) {
 }
 
 /** Entropy of softmax(logits/T) per row, in nats: Float32Array(rows). */
-export function entropy(logits: Logits, opts?: { temperature?: number; threads?: number }): Float32Array {
+export function entropy(logits: DeviceLogits, opts?: EntropyOptions): DeviceVector;
+export function entropy(logits: Logits, opts?: EntropyOptions): Float32Array;
+export function entropy(logits: Logits | DeviceLogits, opts?: EntropyOptions): Float32Array | DeviceVector {
+  const g = gpuPlan('entropy', logits, null, opts, 'entropy');
+  if (g) return entropyOfSoft(cudaSoftForward('entropy', logits, null, '', g.o, g.p, g.mode, false) as SoftResult | CudaSoftResult);
   return native().entropy(planEntropy('entropy', logits, opts)).entropy;
 }
 
 /** entropy off the main thread. */
-export async function entropyAsync(logits: Logits, opts?: { temperature?: number; threads?: number }): Promise<Float32Array> {
+export async function entropyAsync(logits: DeviceLogits, opts?: EntropyOptions): Promise<DeviceVector>;
+export async function entropyAsync(logits: Logits, opts?: EntropyOptions): Promise<Float32Array>;
+export async function entropyAsync(logits: Logits | DeviceLogits, opts?: EntropyOptions): Promise<Float32Array | DeviceVector> {
+  const g = gpuPlan('entropyAsync', logits, null, opts, 'entropy');
+  if (g) return entropyOfSoft(await (cudaSoftForward('entropyAsync', logits, null, '', g.o, g.p, g.mode, true) as Promise<SoftResult | CudaSoftResult>));
   return (await native().entropy({ ...planEntropy('entropyAsync', logits, opts), async: true })).entropy;
 }
 
@@ -298,13 +378,21 @@ function entropyResult(p: ReturnType<typeof planEntropyForward>, r: NativeSoftRe
  * @example
  *   const { loss, grad } = entropyForward(policyLogits, { withGrad: true, gradOutput: -0.01 });  // −0.01·H
  */
-export function entropyForward(logits: Logits, opts?: EntropyForwardOptions): EntropyResult {
+export function entropyForward(logits: DeviceLogits, opts?: EntropyForwardOptions): CudaSoftResult;
+export function entropyForward(logits: Logits, opts?: EntropyForwardOptions): EntropyResult;
+export function entropyForward(logits: Logits | DeviceLogits, opts?: EntropyForwardOptions): EntropyResult | CudaSoftResult {
+  const g = gpuPlan('entropyForward', logits, null, opts, 'entropyForward');
+  if (g) return cudaSoftForward('entropyForward', logits, null, '', g.o, g.p, g.mode, false) as EntropyResult | CudaSoftResult;
   const p = planEntropyForward('entropyForward', logits, opts);
   return entropyResult(p, native().entropyForward(p.req));
 }
 
 /** entropyForward off the main thread. */
-export async function entropyForwardAsync(logits: Logits, opts?: EntropyForwardOptions): Promise<EntropyResult> {
+export async function entropyForwardAsync(logits: DeviceLogits, opts?: EntropyForwardOptions): Promise<CudaSoftResult>;
+export async function entropyForwardAsync(logits: Logits, opts?: EntropyForwardOptions): Promise<EntropyResult>;
+export async function entropyForwardAsync(logits: Logits | DeviceLogits, opts?: EntropyForwardOptions): Promise<EntropyResult | CudaSoftResult> {
+  const g = gpuPlan('entropyForwardAsync', logits, null, opts, 'entropyForward');
+  if (g) return cudaSoftForward('entropyForwardAsync', logits, null, '', g.o, g.p, g.mode, true) as Promise<EntropyResult | CudaSoftResult>;
   const p = planEntropyForward('entropyForwardAsync', logits, opts);
   return entropyResult(p, await native().entropyForward({ ...p.req, async: true }));
 }
@@ -356,15 +444,67 @@ function jsdResult(p: { z: Logits; gt: { gradDtype: DType } }, r: NativeSoftResu
  * @example
  *   const { loss, grad } = jsDivergenceForward(student, teacher, { beta: 0.5, withGrad: true });
  */
-export function jsDivergenceForward(logits: Logits, refLogits: Logits, opts?: JsDivergenceOptions): KlResult {
-  const p = planJsd('jsDivergenceForward', logits, refLogits, opts);
-  if ('kl' in p) return klDivergenceForward(logits, refLogits, p.kl as KlDivergenceOptions);
+export function jsDivergenceForward(logits: DeviceLogits, refLogits: Logits | DeviceLogits, opts?: JsDivergenceOptions): CudaKlResult;
+export function jsDivergenceForward(logits: Logits, refLogits: Logits | DeviceLogits, opts?: JsDivergenceOptions): KlResult;
+export function jsDivergenceForward(logits: Logits | DeviceLogits, refLogits: Logits | DeviceLogits, opts?: JsDivergenceOptions): KlResult | CudaKlResult {
+  const fn = 'jsDivergenceForward';
+  const lim = jsdLimit(fn, opts);
+  if (lim) return klDivergenceForward(logits as Logits, refLogits, lim);
+  const g = gpuPlan(fn, logits, refLogits, opts, 'jsd');
+  if (g) return klOfSoft(cudaSoftForward(fn, logits, refLogits, 'refLogits', g.o, g.p, g.mode, false) as SoftResult | CudaSoftResult);
+  const p = planJsd(fn, logits, refLogits, opts);
+  if ('kl' in p) return klDivergenceForward(logits as Logits, refLogits, p.kl as KlDivergenceOptions);
   return jsdResult(p, native().jsdForward(p.req));
 }
 
 /** jsDivergenceForward off the main thread. */
-export async function jsDivergenceForwardAsync(logits: Logits, refLogits: Logits, opts?: JsDivergenceOptions): Promise<KlResult> {
-  const p = planJsd('jsDivergenceForwardAsync', logits, refLogits, opts);
-  if ('kl' in p) return klDivergenceForwardAsync(logits, refLogits, p.kl as KlDivergenceOptions);
+export async function jsDivergenceForwardAsync(logits: DeviceLogits, refLogits: Logits | DeviceLogits, opts?: JsDivergenceOptions): Promise<CudaKlResult>;
+export async function jsDivergenceForwardAsync(logits: Logits, refLogits: Logits | DeviceLogits, opts?: JsDivergenceOptions): Promise<KlResult>;
+export async function jsDivergenceForwardAsync(logits: Logits | DeviceLogits, refLogits: Logits | DeviceLogits, opts?: JsDivergenceOptions): Promise<KlResult | CudaKlResult> {
+  const fn = 'jsDivergenceForwardAsync';
+  const lim = jsdLimit(fn, opts);
+  if (lim) return klDivergenceForwardAsync(logits as Logits, refLogits, lim);
+  const g = gpuPlan(fn, logits, refLogits, opts, 'jsd');
+  if (g) return klOfSoft(await (cudaSoftForward(fn, logits, refLogits, 'refLogits', g.o, g.p, g.mode, true) as Promise<SoftResult | CudaSoftResult>));
+  const p = planJsd(fn, logits, refLogits, opts);
+  if ('kl' in p) return klDivergenceForwardAsync(logits as Logits, refLogits, p.kl as KlDivergenceOptions);
   return jsdResult(p, await native().jsdForward({ ...p.req, async: true }));
+}
+
+// ---- the GPU results' shapes ----
+
+/** KL and JSD results with device logits (the soft result without lse). */
+export interface CudaKlResult {
+  loss: number;
+  losses: DeviceVector;
+  count: number;
+  grad?: DeviceLogits;
+}
+
+export interface EntropyOptions {
+  temperature?: number;
+  threads?: number;
+  device?: Device;
+  stream?: bigint;
+}
+
+function klOfSoft(r: SoftResult | CudaSoftResult): KlResult | CudaKlResult {
+  const { lse, ...rest } = r;
+  if (typeof (lse as { dispose?: unknown }).dispose === 'function') (lse as DeviceVector).dispose();
+  return rest as KlResult | CudaKlResult;
+}
+
+function entropyOfSoft(r: SoftResult | CudaSoftResult): Float32Array | DeviceVector {
+  if (typeof (r.lse as { dispose?: unknown }).dispose === 'function') (r.lse as DeviceVector).dispose();
+  return r.losses;
+}
+
+/** β = 0 and β = 1 stand for the KL limits (see above): the KL call's options, or null. */
+function jsdLimit(fn: string, opts: unknown): KlDivergenceOptions | null {
+  const o = checkOptions(fn, opts, JSD_OPTIONS);
+  const beta = o.beta === undefined ? 0.5 : checkFinite(fn, 'beta', o.beta);
+  if (!(beta >= 0 && beta <= 1)) throw rangeError(fn, 'beta', 'in [0, 1]', beta);
+  if (beta !== 0 && beta !== 1) return null;
+  const { beta: _b, ...rest } = o;
+  return { direction: beta === 0 ? 'forward' : 'reverse', ...rest } as KlDivergenceOptions;
 }
