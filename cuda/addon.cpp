@@ -483,6 +483,61 @@ Napi::Value SoftBackward(const Napi::CallbackInfo& info) {
       [out](Napi::Object o) { o.Set("count", double(*out)); });
 }
 
+// ---- binary cross-entropy (cuda/binary_cross_entropy.cuh) ----
+
+// binaryCrossEntropy({ fn, logits, dtype, rows, vocab, targets: device (rows, vocab) f32, posWeight:
+//   number | device (vocab,), weight?: device (rows·vocab) or (vocab,) with weightPerClass,
+//   reduction, losses?: device (rows·vocab) (reduction none), grad?, gradDtype, gradOutput, stream?,
+//   async }) → { loss, lossSum, count (elements) }
+Napi::Value BinaryCrossEntropy(const Napi::CallbackInfo& info) {
+  DeviceCall k(info, "binaryCrossEntropyWithLogits", {"logits", "dtype", "rows", "vocab", "targets", "posWeight", "weight", "weightPerClass",
+                                                      "reduction", "losses", "grad", "gradDtype", "gradOutput", "stream", "async"});
+  Request& r = k.r;
+  fce_cuda_bce_args c{};
+  c.dtype = int(r.integer("dtype", 0, 2));
+  c.rows = r.integer("rows", 0, 2147483647.0);
+  c.vocab = r.integer("vocab", 1, 2147483647.0);
+  const double n = double(c.rows) * double(c.vocab);
+  int zr = -1;
+  c.logits = k.hold("logits", "logits", n * esize(c.dtype), false, &zr)->ptr();
+  c.device = k.device;
+  c.targets = static_cast<const float*>(k.hold("targets", "targets", n * 4, false)->ptr());
+  c.pos_weight_scalar = 1.0f;
+  if (r.value("posWeight").IsNumber()) {
+    const double pw = r.number("posWeight");
+    if (!(pw >= 0.0) || !std::isfinite(pw)) throw_range(r.env(), std::string(r.fn()) + ": posWeight must be a finite number ≥ 0");
+    c.pos_weight_scalar = float(pw);
+  } else if (r.present("posWeight")) {
+    c.pos_weight = static_cast<const float*>(k.hold("posWeight", "posWeight", double(c.vocab) * 4, false)->ptr());
+  }
+  c.weight_per_class = r.flag("weightPerClass") ? 1 : 0;
+  if (r.present("weight"))
+    c.weight = static_cast<const float*>(k.hold("weight", "weight", (c.weight_per_class ? double(c.vocab) : n) * 4, false)->ptr());
+  c.reduction = int(r.integer("reduction", 0, 2));
+  if (r.present("losses")) c.losses = static_cast<float*>(k.hold("losses", "losses", n * 4, true)->ptr());
+  c.grad_dtype = int(r.integer("gradDtype", 0, 2));
+  if (r.present("grad")) c.grad = k.hold("grad", "grad", n * esize(c.grad_dtype), true, nullptr, c.grad_dtype == c.dtype ? zr : -1)->ptr();
+  c.grad_output = r.number_or("gradOutput", 1.0);
+  c.stream = k.stream();
+  const bool async = r.flag("async");
+  k.ranges.check(r.env(), r.fn());
+  auto out = std::make_shared<double>(0.0);
+  const int reduction = c.reduction;
+  auto busy = k.busy;
+  const std::string fn = r.fn();
+  return k.call.run(
+      async,
+      [c, out, busy, fn] {
+        char err[512] = "";
+        check_rc(fce_cuda_bce_forward(&c, out.get(), err, sizeof err), fn.c_str(), err);
+      },
+      [out, reduction, n](Napi::Object o) {
+        o.Set("loss", reduction == 0 ? (n > 0 ? *out / n : 0.0) : *out);
+        o.Set("lossSum", *out);
+        o.Set("count", n);
+      });
+}
+
 // probe() → { ok, count, reason, driver }: whether a CUDA device can be used.
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -582,6 +637,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("crossEntropyBackward", Napi::Function::New(env, Backward, "crossEntropyBackward"));
   exports.Set("softForward", Napi::Function::New(env, SoftForward, "softForward"));
   exports.Set("softBackward", Napi::Function::New(env, SoftBackward, "softBackward"));
+  exports.Set("binaryCrossEntropy", Napi::Function::New(env, BinaryCrossEntropy, "binaryCrossEntropy"));
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo, "deviceInfo"));
   exports.Set("deviceCount", Napi::Function::New(env, DeviceCount, "deviceCount"));

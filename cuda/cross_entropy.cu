@@ -19,6 +19,7 @@
 #include "cross_entropy.cuh"
 #include "cross_entropy_options.cuh"
 #include "soft_cross_entropy.cuh"
+#include "binary_cross_entropy.cuh"
 #include "fusedce_cuda.h"
 
 namespace fusedce_cuda {
@@ -616,6 +617,78 @@ int run_soft(const fce_cuda_soft_args* a, bool backward, double* loss_sum, int64
   return FCE_OK;
 }
 
+// ---- binary cross-entropy (binary_cross_entropy.cuh) ----
+
+int run_bce(const fce_cuda_bce_args* a, double* loss_sum, char* err, size_t errlen) {
+  *loss_sum = 0.0;
+  if (!a) return fail(FCE_EINVAL, err, errlen, "args is NULL");
+  if (a->dtype < 0 || a->dtype > 2) return fail(FCE_EINVAL, err, errlen, "dtype must be 0 (f32), 1 (f16) or 2 (bf16)");
+  if (a->rows < 0 || a->vocab < 1 || a->vocab > 2147483647) return fail(FCE_EINVAL, err, errlen, "rows ≥ 0 and vocab in [1, 2^31 − 1]");
+  if (a->reduction < 0 || a->reduction > 2) return fail(FCE_EINVAL, err, errlen, "reduction must be 0 (mean), 1 (sum) or 2 (none)");
+  if (a->rows > 0 && (!a->logits || !a->targets)) return fail(FCE_EINVAL, err, errlen, "logits and targets must be device pointers");
+  if (a->grad && (a->grad_dtype < 0 || a->grad_dtype > 2)) return fail(FCE_EINVAL, err, errlen, "grad_dtype must be 0, 1 or 2");
+  if (a->grad && a->grad == a->logits && a->grad_dtype != a->dtype)
+    return fail(FCE_EINVAL, err, errlen, "an in-place gradient (grad == logits) needs grad_dtype == dtype");
+  if (!(a->pos_weight_scalar >= 0.0f)) return fail(FCE_EINVAL, err, errlen, "pos_weight_scalar must be ≥ 0");
+  FCE_CHECK(cudaSetDevice(a->device));
+  auto s = static_cast<cudaStream_t>(a->stream);
+  const int64_t rows = a->rows, V = a->vocab, n = rows * V;
+  if (rows == 0) return FCE_OK;
+  // Workspace: [bad: i64][total: f64][row_loss: rows × f64]
+  const size_t o_rowloss = 16;
+  Workspace ws;
+  ws.s = s;
+  FCE_CHECK(cudaMallocAsync(&ws.p, o_rowloss + size_t(rows) * 8, s));
+  auto* base = static_cast<unsigned char*>(ws.p);
+  auto* bad = reinterpret_cast<long long*>(base);
+  double* total = reinterpret_cast<double*>(base + 8);
+  Device dev;
+  FCE_CHECK(device_props(&dev));
+  FCE_LAUNCH(bce_check_init_kernel, dim3(1), dim3(32), size_t(0), s, n, bad);
+  FCE_CHECK(cudaGetLastError());
+  const unsigned cgrid = unsigned(std::max<int64_t>(1, std::min<int64_t>(int64_t(dev.sms) * 4, (n + 1023) / 1024)));
+  FCE_LAUNCH(bce_check_kernel, dim3(cgrid), dim3(1024), size_t(1024 * 8), s, a->targets, n, bad);
+  FCE_CHECK(cudaGetLastError());
+  BceParams B{};
+  B.z = a->logits;
+  B.dt = a->dtype;
+  B.gdt = a->grad_dtype;
+  B.rows = rows;
+  B.vocab = V;
+  B.y = a->targets;
+  B.pw = a->pos_weight;
+  B.pw_scalar = a->pos_weight_scalar;
+  B.w = a->weight;
+  B.w_per_class = a->weight_per_class;
+  B.losses = a->losses;
+  B.g = a->grad;
+  B.scale = float(a->reduction == 0 ? a->grad_output / double(n) : a->grad_output);
+  B.row_loss = reinterpret_cast<double*>(base + o_rowloss);
+  B.bad = bad;
+  const int threads = int(std::min<int64_t>(256, std::max<int64_t>(64, pow2_at_least((V + 7) / 8))));
+  const unsigned grid = unsigned(std::min<int64_t>(rows, int64_t(dev.sms) * 8));
+  FCE_LAUNCH(bce_rows_kernel, dim3(grid), dim3(unsigned(threads)), size_t(kSoftSmem), s, B);
+  FCE_CHECK(cudaGetLastError());
+  FCE_LAUNCH(sum_kernel, dim3(1), dim3(1024), size_t(1024 * 8), s, B.row_loss, rows, total);
+  FCE_CHECK(cudaGetLastError());
+  struct Result {
+    long long bad;
+    double total;
+  };
+  thread_local Result* pinned = nullptr;
+  if (!pinned) FCE_CHECK(cudaMallocHost(reinterpret_cast<void**>(&pinned), sizeof(Result)));
+  FCE_CHECK(cudaMemcpyAsync(pinned, base, 16, cudaMemcpyDeviceToHost, s));
+  FCE_CHECK(cudaStreamSynchronize(s));
+  const Result res = *pinned;
+  if (res.bad < n) {
+    float v = 0.0f;
+    FCE_CHECK(cudaMemcpy(&v, a->targets + res.bad, 4, cudaMemcpyDeviceToHost));
+    return fail(FCE_EINVAL, err, errlen, "targets[" + std::to_string(res.bad) + "] = " + std::to_string(v) + " must be in [0, 1]");
+  }
+  *loss_sum = res.total;
+  return FCE_OK;
+}
+
 }  // namespace
 }  // namespace fusedce_cuda
 
@@ -669,6 +742,13 @@ int fce_cuda_soft_backward(const fce_cuda_soft_args* a, int64_t* count, char* er
   int64_t c = 0;
   const int rc = run_soft(a, true, &ls, &c, err, errlen);
   if (count) *count = c;
+  return rc;
+}
+
+int fce_cuda_bce_forward(const fce_cuda_bce_args* a, double* loss_sum, char* err, size_t errlen) {
+  double ls = 0.0;
+  const int rc = run_bce(a, &ls, err, errlen);
+  if (loss_sum) *loss_sum = ls;
   return rc;
 }
 

@@ -132,6 +132,29 @@ FCE_API int fce_cuda_soft_forward(const fce_cuda_soft_args* a, double* loss_sum,
 /* The gradient of soft CE or KL forward from a saved lse. */
 FCE_API int fce_cuda_soft_backward(const fce_cuda_soft_args* a, int64_t* count, char* err, size_t errlen);
 
+/* Binary cross-entropy from logits (torch BCEWithLogitsLoss; the CPU's BceArgs, cpp/fusedce.h). */
+typedef struct {
+  const void* logits;       /* device (rows, vocab) x of dtype */
+  int dtype;
+  int64_t rows, vocab;
+  const float* targets;     /* device (rows, vocab) y in [0, 1] */
+  const float* pos_weight;  /* device (vocab,) pw ≥ 0, or NULL: pos_weight_scalar for every class */
+  float pos_weight_scalar;
+  const float* weight;      /* device (rows, vocab), or (vocab,) when weight_per_class, or NULL */
+  int weight_per_class;
+  int reduction;            /* 0 mean (over rows·vocab) | 1 sum | 2 none */
+  float* losses;            /* device (rows, vocab) out with reduction none, or NULL */
+  void* grad;               /* device (rows, vocab) of grad_dtype, or NULL; may be logits */
+  int grad_dtype;
+  double grad_output;
+  void* stream;
+  int device;
+} fce_cuda_bce_args;
+
+/* loss_sum: Σ l over every element (each row in double, rows in order). A target outside [0, 1]
+ * gives FCE_EINVAL naming it, before the loss kernel writes anything. */
+FCE_API int fce_cuda_bce_forward(const fce_cuda_bce_args* a, double* loss_sum, char* err, size_t errlen);
+
 typedef struct {
   char name[256];
   int multiprocessors;

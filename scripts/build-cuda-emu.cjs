@@ -17,7 +17,7 @@ const outDir = sanitize ? path.join(root, 'build-sanitize', 'cuda-emu') : path.j
 const sanFlags = sanitize ? ['-fsanitize=address,undefined', '-fno-omit-frame-pointer', '-g', '-O1', '-DFCE_EMU_ASM_SWITCH=0'] : [];
 const out = path.join(outDir, 'fusedce_cuda.node');
 const sources = ['cuda/addon.cpp', 'cuda/emu/emu.cpp', 'cuda/cross_entropy.cu'];
-const deps = [...sources, 'cuda/cross_entropy.cuh', 'cuda/cross_entropy_options.cuh', 'cuda/soft_cross_entropy.cuh', 'cuda/compat.cuh', 'cuda/emu/emu.h', 'cuda/fusedce_cuda.h', 'cpp/glue.h'];
+const deps = [...sources, 'cuda/cross_entropy.cuh', 'cuda/cross_entropy_options.cuh', 'cuda/soft_cross_entropy.cuh', 'cuda/binary_cross_entropy.cuh', 'cuda/compat.cuh', 'cuda/emu/emu.h', 'cuda/fusedce_cuda.h', 'cpp/glue.h'];
 
 function nodeInclude() {
   const cands = [];

@@ -10,6 +10,9 @@ import { type DType, dtypeCode } from './dtype';
 import { checkFinite, checkOneOf, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
 import { REDUCTIONS, type Reduction, checkGradRequest, checkThreads, gradTarget, reductionCode } from './options';
+import { type Device, DeviceLogits, DeviceVector, Staging, cuda, cudaBinding, newVector } from './cuda';
+import { cudaGradTarget } from './cross_entropy_cuda';
+import { softMode } from './soft_cuda';
 
 export interface BinaryCrossEntropyOptions {
   /** Weight of the positive term per class (a number ≥ 0, or Float32Array(vocab)). Default 1. */
@@ -24,7 +27,12 @@ export interface BinaryCrossEntropyOptions {
   gradOutput?: number;
   out?: Logits;
   inPlace?: boolean;
+  /** Threads for this call (≥ 1). CPU only. */
   threads?: number;
+  /** Where a call with host arrays runs ('auto', 'cpu', 'cuda'); device tensors run on the GPU. */
+  device?: Device;
+  /** GPU: the CUDA stream to queue the work on (a cudaStream_t as a bigint). */
+  stream?: bigint;
 }
 
 export interface BinaryCrossEntropyResult {
@@ -36,7 +44,7 @@ export interface BinaryCrossEntropyResult {
   grad?: Logits;
 }
 
-const BCE_OPTIONS = ['posWeight', 'weight', 'reduction', 'withGrad', 'gradDtype', 'gradOutput', 'out', 'inPlace', 'threads'] as const;
+const BCE_OPTIONS = ['posWeight', 'weight', 'reduction', 'withGrad', 'gradDtype', 'gradOutput', 'out', 'inPlace', 'threads', 'device', 'stream'] as const;
 
 function plan(fn: string, logits: unknown, targets: unknown, opts: unknown) {
   const o = checkOptions(fn, opts, BCE_OPTIONS) as Partial<Record<string, unknown>>;
@@ -85,13 +93,145 @@ function result(p: ReturnType<typeof plan>, r: NativeBceResult): BinaryCrossEntr
  * @example
  *   const { loss, grad } = binaryCrossEntropyWithLogits(z, labels, { posWeight: 3, withGrad: true });
  */
-export function binaryCrossEntropyWithLogits(logits: Logits, targets: Float32Array, opts?: BinaryCrossEntropyOptions): BinaryCrossEntropyResult {
-  const p = plan('binaryCrossEntropyWithLogits', logits, targets, opts);
+export function binaryCrossEntropyWithLogits(logits: DeviceLogits, targets: Float32Array | DeviceLogits, opts?: BinaryCrossEntropyOptions): CudaBinaryCrossEntropyResult;
+export function binaryCrossEntropyWithLogits(logits: Logits, targets: Float32Array | DeviceLogits, opts?: BinaryCrossEntropyOptions): BinaryCrossEntropyResult;
+export function binaryCrossEntropyWithLogits(logits: Logits | DeviceLogits, targets: Float32Array | DeviceLogits, opts?: BinaryCrossEntropyOptions): BinaryCrossEntropyResult | CudaBinaryCrossEntropyResult {
+  const fn = 'binaryCrossEntropyWithLogits';
+  const o = checkOptions(fn, opts, BCE_OPTIONS) as Partial<Record<string, unknown>>;
+  const mode = softMode(fn, logits, targets, o);
+  if (mode) return cudaBce(fn, logits, targets, o, mode, false) as BinaryCrossEntropyResult | CudaBinaryCrossEntropyResult;
+  const p = plan(fn, logits, targets, opts);
   return result(p, native().binaryCrossEntropy(p.req));
 }
 
 /** binaryCrossEntropyWithLogits off the main thread. */
-export async function binaryCrossEntropyWithLogitsAsync(logits: Logits, targets: Float32Array, opts?: BinaryCrossEntropyOptions): Promise<BinaryCrossEntropyResult> {
-  const p = plan('binaryCrossEntropyWithLogitsAsync', logits, targets, opts);
+export async function binaryCrossEntropyWithLogitsAsync(logits: DeviceLogits, targets: Float32Array | DeviceLogits, opts?: BinaryCrossEntropyOptions): Promise<CudaBinaryCrossEntropyResult>;
+export async function binaryCrossEntropyWithLogitsAsync(logits: Logits, targets: Float32Array | DeviceLogits, opts?: BinaryCrossEntropyOptions): Promise<BinaryCrossEntropyResult>;
+export async function binaryCrossEntropyWithLogitsAsync(logits: Logits | DeviceLogits, targets: Float32Array | DeviceLogits, opts?: BinaryCrossEntropyOptions): Promise<BinaryCrossEntropyResult | CudaBinaryCrossEntropyResult> {
+  const fn = 'binaryCrossEntropyWithLogitsAsync';
+  const o = checkOptions(fn, opts, BCE_OPTIONS) as Partial<Record<string, unknown>>;
+  const mode = softMode(fn, logits, targets, o);
+  if (mode) return cudaBce(fn, logits, targets, o, mode, true) as Promise<BinaryCrossEntropyResult | CudaBinaryCrossEntropyResult>;
+  const p = plan(fn, logits, targets, opts);
   return result(p, await native().binaryCrossEntropy({ ...p.req, async: true }));
+}
+
+// ---- the GPU path (cuda/binary_cross_entropy.cuh) ----
+
+/** The result with device logits: losses ('none') and the gradient stay on the device. */
+export interface CudaBinaryCrossEntropyResult {
+  loss: number;
+  /** With reduction 'none': every element's loss, a DeviceVector(rows·vocab). */
+  losses?: DeviceVector;
+  count: number;
+  grad?: DeviceLogits;
+}
+
+/** The finiteness checks the CPU glue makes, on the host arrays before they are uploaded. */
+function checkFiniteArray(fn: string, name: string, v: Float32Array, nonneg: boolean): void {
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i]!;
+    if (!Number.isFinite(x) || (nonneg && !(x >= 0)))
+      throw new RangeError(`${fn}: ${name}[${i}] = ${String(x).replace('Infinity', 'inf').replace('NaN', 'nan')} must be a finite number${nonneg ? ' ≥ 0' : ''}`);
+  }
+}
+
+function cudaBce(fn: string, logits: unknown, targets: unknown, o: Partial<Record<string, unknown>>, mode: 'device' | 'host', async: boolean) {
+  const z: Logits | DeviceLogits = logits instanceof DeviceLogits ? (logits.buffer(fn), logits) : checkLogits(fn, 'logits', logits);
+  const n = z.rows * z.vocab;
+  if (targets instanceof DeviceLogits) {
+    targets.buffer(fn);
+    if (targets.dtype !== 'f32' || targets.rows !== z.rows || targets.vocab !== z.vocab)
+      throw typeError(fn, 'targets', `an f32 [${z.rows}, ${z.vocab}] matrix like logits (or a Float32Array of length rows·vocab)`, targets);
+  } else {
+    if (!(targets instanceof Float32Array))
+      throw typeError(fn, 'targets', `a Float32Array of length rows·vocab (${n}) with values in [0, 1]`, targets);
+    if (targets.length !== n) throw rangeError(fn, 'targets', `of length rows·vocab (${n})`, targets);
+  }
+  let posWeight: number | Float32Array = 1;
+  if (o.posWeight instanceof Float32Array) {
+    if (o.posWeight.length !== z.vocab) throw rangeError(fn, 'posWeight', `of length vocab (${z.vocab})`, o.posWeight);
+    checkFiniteArray(fn, 'posWeight', o.posWeight, true);
+    posWeight = o.posWeight;
+  } else if (o.posWeight !== undefined) {
+    if (typeof o.posWeight !== 'number') throw typeError(fn, 'posWeight', 'a number ≥ 0 or a Float32Array of length vocab', o.posWeight);
+    posWeight = checkFinite(fn, 'posWeight', o.posWeight);
+    if (posWeight < 0) throw rangeError(fn, 'posWeight', 'a finite number ≥ 0', posWeight);
+  }
+  let weight: Float32Array | null = null;
+  if (o.weight !== undefined) {
+    if (!(o.weight instanceof Float32Array))
+      throw typeError(fn, 'weight', `a Float32Array of length rows·vocab (${n}) or vocab (${z.vocab})`, o.weight);
+    if (o.weight.length !== n && o.weight.length !== z.vocab)
+      throw rangeError(fn, 'weight', `of length rows·vocab (${n}) or vocab (${z.vocab})`, o.weight);
+    checkFiniteArray(fn, 'weight', o.weight, false);
+    weight = o.weight;
+  }
+  const reduction: Reduction = o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS);
+  const { withGrad, gradOutput } = checkGradRequest(fn, o);
+  if (o.threads !== undefined) checkThreads(fn, o.threads);
+  const gt = cudaGradTarget(fn, o, { z, rows: z.rows, vocab: z.vocab, dtype: z.dtype }, mode);
+  if (mode === 'host' && withGrad) {
+    // the CPU glue's overlap rule on the host arrays, though they are staged through the device
+    const w = gt.inPlace ? (z as Logits).data : gt.out ? (gt.out as Logits).data : null;
+    const overlaps = (a: ArrayBufferView, b: ArrayBufferView) =>
+      a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+    if (w && !gt.inPlace && overlaps(w, (z as Logits).data))
+      throw rangeError(fn, 'out.data', 'memory of its own, not overlapping logits.data (use inPlace: true to write over the logits)', 'an overlapping array');
+    const inputs: [string, unknown][] = [['targets', targets], ['posWeight', posWeight], ['weight', weight]];
+    for (const [name, v] of inputs)
+      if (w && ArrayBuffer.isView(v) && overlaps(w, v)) throw new RangeError(`${fn}: out.data overlaps another input (${name}); give it its own buffer`);
+  }
+  const st = new Staging();
+  const made: { dispose(): void }[] = [];
+  const keep = <T extends { dispose(): void }>(t: T): T => (mode === 'host' ? st.temp(t as never) : (made.push(t), t));
+  const fail = (e: unknown): never => {
+    for (const m of made) m.dispose();
+    st.dispose();
+    throw e;
+  };
+  let losses: DeviceVector | undefined, grad: DeviceLogits | undefined;
+  let run: unknown;
+  try {
+    const dz = st.logits(fn, z);
+    const dy = targets instanceof DeviceLogits ? targets.buffer(fn) : st.vector(fn, targets as Float32Array).buffer(fn);
+    if (reduction === 'none') losses = keep(newVector(n));
+    if (withGrad) grad = gt.inPlace ? dz : gt.out instanceof DeviceLogits ? gt.out : keep(cuda.empty(z.rows, z.vocab, gt.gradDtype));
+    run = cudaBinding().binaryCrossEntropy({
+      fn, logits: dz.buffer(fn), dtype: dtypeCode(z.dtype), rows: z.rows, vocab: z.vocab, targets: dy,
+      posWeight: typeof posWeight === 'number' ? posWeight : st.vector(fn, posWeight).buffer(fn),
+      ...(weight ? { weight: st.vector(fn, weight).buffer(fn), weightPerClass: weight.length !== n } : {}),
+      reduction: reductionCode(reduction), ...(losses ? { losses: losses.buffer(fn) } : {}), ...(grad ? { grad: grad.buffer(fn) } : {}),
+      gradDtype: dtypeCode(gt.gradDtype), gradOutput, ...(o.stream !== undefined ? { stream: o.stream as bigint } : {}), async,
+    });
+  } catch (e) {
+    return fail(e);
+  }
+  type Totals = { loss: number; count: number };
+  const finish = (r: Totals) => {
+    try {
+      if (mode === 'device') {
+        const out: CudaBinaryCrossEntropyResult = { loss: r.loss, count: r.count };
+        if (losses) out.losses = losses;
+        if (grad) out.grad = grad;
+        st.dispose();
+        return out;
+      }
+      const out: BinaryCrossEntropyResult = { loss: r.loss, count: r.count };
+      if (losses) out.losses = losses.download();
+      if (grad) {
+        const zl = z as Logits;
+        const data = gt.inPlace ? zl.data : gt.out ? (gt.out as Logits).data
+          : gt.gradDtype === 'f32' ? new Float32Array(n) : new Uint16Array(n);
+        if (data.length > 0) grad.buffer(fn).download(data);
+        out.grad = { data, dtype: gt.gradDtype, rows: z.rows, vocab: z.vocab };
+      }
+      st.dispose();
+      return out;
+    } catch (e) {
+      return fail(e);
+    }
+  };
+  if (run instanceof Promise) return (run as Promise<Totals>).then(finish, fail);
+  return finish(run as Totals);
 }

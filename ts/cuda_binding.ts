@@ -82,6 +82,8 @@ export interface NativeCudaBinding {
   /** soft CE, KL, entropy, JSD (cuda/soft_cross_entropy.cuh): see cuda/addon.cpp SoftForward / SoftBackward */
   softForward(req: Record<string, unknown> & { async: boolean }): { loss: number; lossSum: number; count: number } | Promise<{ loss: number; lossSum: number; count: number }>;
   softBackward(req: Record<string, unknown> & { async: boolean }): { count: number } | Promise<{ count: number }>;
+  /** binary CE (cuda/binary_cross_entropy.cuh): see cuda/addon.cpp BinaryCrossEntropy */
+  binaryCrossEntropy(req: Record<string, unknown> & { async: boolean }): { loss: number; lossSum: number; count: number } | Promise<{ loss: number; lossSum: number; count: number }>;
   /** driver: false when there is no NVIDIA driver at all (absent in builds before it was reported: treated as true). */
   probe(): { ok: boolean; count: number; reason: string; driver?: boolean };
   deviceInfo(device?: number): {

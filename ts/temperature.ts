@@ -12,6 +12,7 @@
 import { crossEntropyForward, crossEntropyForwardAsync } from './cross_entropy';
 import { checkFinite, checkInteger, checkOptions, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
+import { type Device, DeviceLogits, DeviceTargets } from './cuda';
 
 export interface FitTemperatureOptions {
   /** Rows whose target equals this count nowhere. Default -100. */
@@ -26,6 +27,11 @@ export interface FitTemperatureOptions {
   maxIterations?: number;
   /** Bins of the ECE reported before and after. Default 15. */
   eceBins?: number;
+  /**
+   * Where the passes run for host arrays ('auto', 'cpu', 'cuda', as crossEntropyForward's); device
+   * logits run on the GPU (the per-row statistics each pass needs are read back: rows·16 bytes).
+   */
+  device?: Device;
 }
 
 export interface FitTemperatureResult {
@@ -43,12 +49,15 @@ export interface FitTemperatureResult {
   atBound: boolean;
 }
 
-const OPTIONS = ['ignoreIndex', 'threads', 'bounds', 'tolerance', 'maxIterations', 'eceBins'] as const;
+const OPTIONS = ['ignoreIndex', 'threads', 'bounds', 'tolerance', 'maxIterations', 'eceBins', 'device'] as const;
 
 interface Plan {
-  z: Logits;
-  targets: Int32Array;
-  base: { ignoreIndex?: number; threads?: number; eceBins: number };
+  z: Logits | DeviceLogits;
+  /** as given (host or device) */
+  targets: Int32Array | DeviceTargets;
+  /** on the host, for the summaries */
+  hostTargets: Int32Array;
+  base: { ignoreIndex?: number; threads?: number; eceBins: number; device?: Device };
   lo: number;
   hi: number;
   tolerance: number;
@@ -57,8 +66,9 @@ interface Plan {
 
 function plan(fn: string, logits: unknown, targets: unknown, opts: unknown): Plan {
   const o = checkOptions(fn, opts, OPTIONS);
-  const z = checkLogits(fn, 'logits', logits);
-  if (!(targets instanceof Int32Array)) throw typeError(fn, 'targets', `an Int32Array of length rows (${z.rows})`, targets);
+  const z = logits instanceof DeviceLogits ? (logits.buffer(fn), logits) : checkLogits(fn, 'logits', logits);
+  if (!(targets instanceof Int32Array) && !(targets instanceof DeviceTargets))
+    throw typeError(fn, 'targets', `an Int32Array (or DeviceTargets) of length rows (${z.rows})`, targets);
   let lo = 0.01, hi = 100;
   if (o.bounds !== undefined) {
     if (!Array.isArray(o.bounds) || o.bounds.length !== 2) throw typeError(fn, 'bounds', '[min, max], two numbers', o.bounds);
@@ -70,8 +80,10 @@ function plan(fn: string, logits: unknown, targets: unknown, opts: unknown): Pla
   if (!(tolerance > 0 && tolerance < 1)) throw rangeError(fn, 'tolerance', 'in (0, 1)', tolerance);
   const maxIterations = o.maxIterations === undefined ? 100 : checkInteger(fn, 'maxIterations', o.maxIterations, 3, 10000);
   const eceBins = o.eceBins === undefined ? 15 : checkInteger(fn, 'eceBins', o.eceBins, 1, 1e6);
-  const base = { ignoreIndex: o.ignoreIndex as number | undefined, threads: o.threads as number | undefined, eceBins };
-  return { z, targets, base, lo, hi, tolerance, maxIterations };
+  const base = { ignoreIndex: o.ignoreIndex as number | undefined, threads: o.threads as number | undefined, eceBins,
+    device: o.device as Device | undefined };
+  const hostTargets = targets instanceof DeviceTargets ? targets.download() : targets;
+  return { z, targets, hostTargets, base, lo, hi, tolerance, maxIterations };
 }
 
 /** What one pass at β = 1/τ gives: the mean NLL, g = mean(NLL_i − H_i) (the derivative's sign), the ECE. */
@@ -161,9 +173,24 @@ function* fit(fn: string, p: Plan): Generator<number, FitTemperatureResult, Pass
   return { temperature: 1 / beta, nllBefore: before.nll, nllAfter: after.nll, eceBefore: before.ece, eceAfter: after.ece, iterations: iterations + 1, atBound };
 }
 
+type PassResult = { count: number; stats: { targetLogprob: Float32Array; entropy: Float32Array; ece: number } };
+
+/** One forward at logit scale β with statistics (on the CPU or the GPU; device results are freed). */
+function forward(p: Plan, beta: number): PassResult {
+  const r = crossEntropyForward(p.z as Logits, p.targets, { ...p.base, stats: true, logitScale: beta });
+  return release(r);
+}
+async function forwardAsync(p: Plan, beta: number): Promise<PassResult> {
+  return release(await crossEntropyForwardAsync(p.z as Logits, p.targets, { ...p.base, stats: true, logitScale: beta }));
+}
+function release(r: { count: number; stats?: PassResult['stats']; losses: unknown; lse: unknown }): PassResult {
+  for (const v of [r.losses, r.lse]) if (v && typeof (v as { dispose?: unknown }).dispose === 'function') (v as { dispose(): void }).dispose();
+  return { count: r.count, stats: r.stats! };
+}
+
 /** One pass at β: a forward with logitScale β and stats, summarised. */
 function passOf(p: Plan, r: { count: number; stats: { targetLogprob: Float32Array; entropy: Float32Array; ece: number } }): Pass {
-  return summarise(p.targets, p.base.ignoreIndex ?? -100, r);
+  return summarise(p.hostTargets, p.base.ignoreIndex ?? -100, r);
 }
 
 /**
@@ -175,21 +202,21 @@ function passOf(p: Plan, r: { count: number; stats: { targetLogprob: Float32Arra
  *   const { temperature } = fitTemperature(valLogits, valTargets);
  *   crossEntropyForward(testLogits, testTargets, { logitScale: 1 / temperature, stats: true });
  */
-export function fitTemperature(logits: Logits, targets: Int32Array, opts?: FitTemperatureOptions): FitTemperatureResult {
+export function fitTemperature(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, opts?: FitTemperatureOptions): FitTemperatureResult {
   const fn = 'fitTemperature';
   const p = plan(fn, logits, targets, opts);
   const g = fit(fn, p);
   let s = g.next();
-  while (!s.done) s = g.next(passOf(p, crossEntropyForward(p.z, p.targets, { ...p.base, stats: true, logitScale: s.value, device: 'cpu' })));
+  while (!s.done) s = g.next(passOf(p, forward(p, s.value)));
   return s.value;
 }
 
 /** fitTemperature off the main thread (each pass is an async forward). */
-export async function fitTemperatureAsync(logits: Logits, targets: Int32Array, opts?: FitTemperatureOptions): Promise<FitTemperatureResult> {
+export async function fitTemperatureAsync(logits: Logits | DeviceLogits, targets: Int32Array | DeviceTargets, opts?: FitTemperatureOptions): Promise<FitTemperatureResult> {
   const fn = 'fitTemperatureAsync';
   const p = plan(fn, logits, targets, opts);
   const g = fit(fn, p);
   let s = g.next();
-  while (!s.done) s = g.next(passOf(p, await crossEntropyForwardAsync(p.z, p.targets, { ...p.base, stats: true, logitScale: s.value, device: 'cpu' })));
+  while (!s.done) s = g.next(passOf(p, await forwardAsync(p, s.value)));
   return s.value;
 }
