@@ -40,6 +40,7 @@ class Args(ctypes.Structure):
         ("targets", ctypes.c_void_p), ("ignore_index", ctypes.c_int32), ("reduction", ctypes.c_int),
         ("losses", ctypes.c_void_p), ("lse", ctypes.c_void_p), ("grad", ctypes.c_void_p), ("grad_dtype", ctypes.c_int),
         ("grad_output", ctypes.c_double), ("row_grad", ctypes.c_void_p), ("stream", ctypes.c_void_p),
+        ("device_loss", ctypes.c_void_p), ("device", ctypes.c_int),
     ]
 
 
@@ -66,6 +67,7 @@ class FusedCE:
         a.grad_dtype = DT[grad.dtype] if grad is not None else 0
         a.grad_output, a.row_grad = 1.0, None
         a.stream = torch.cuda.current_stream().cuda_stream
+        a.device_loss, a.device = None, torch.cuda.current_device()
         return a
 
     def forward(self, a):

@@ -61,7 +61,7 @@ __global__ void bce_check_init_kernel(int64_t n, long long* out) {
   if (threadIdx.x == 0 && blockIdx.x == 0) out[0] = n;
 }
 
-__global__ void __launch_bounds__(1024) bce_rows_kernel(BceParams B) {
+__global__ void __launch_bounds__(256, 1) bce_rows_kernel(BceParams B) {  // launched with ≤ 256 threads
   FCE_SHARED_MEMORY(smem);
   const int64_t V = B.vocab;
   const unsigned tid = threadIdx.x, T = blockDim.x;
@@ -87,7 +87,7 @@ __global__ void __launch_bounds__(1024) bce_rows_kernel(BceParams B) {
         store_dt(g, B.gdt, j, B.scale * (wj * ((1.0f - yj) * a - pw * yj * b) / (1.0f + e)));
       }
     }
-    const double s = block_sum_d(acc, smem);
+    const double s = block_sum<double>(acc, smem);
     if (tid == 0) B.row_loss[r] = s;
   }
 }

@@ -154,22 +154,23 @@ FCE_UNROLL
   return {r.x, r.y};
 }
 
-// Σ v over the block, fixed order; every thread gets it.
-__device__ __forceinline__ float block_sum(float v, unsigned char* red) {
-  auto* slots = reinterpret_cast<float*>(red);
+// Σ v over the block, fixed order; every thread gets it (float, or double: 33 slots fit red).
+template <class T>
+__device__ __forceinline__ T block_sum(T v, unsigned char* red) {
+  auto* slots = reinterpret_cast<T*>(red);
   const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
 FCE_UNROLL
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   if (lane == 0) slots[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    float w = lane < warps ? slots[lane] : 0.0f;
+    T w = lane < warps ? slots[lane] : T(0);
 FCE_UNROLL
     for (int o = 16; o > 0; o >>= 1) w += __shfl_xor_sync(0xffffffffu, w, o);
     if (lane == 0) slots[32] = w;
   }
   __syncthreads();
-  const float r = slots[32];
+  const T r = slots[32];
   __syncthreads();
   return r;
 }

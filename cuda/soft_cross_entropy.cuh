@@ -74,26 +74,6 @@ FCE_DEV void store_dt(void* row, int dt, int64_t j, float v) {
 }
 FCE_DEV int dt_size(int dt) { return dt == 0 ? 4 : 2; }
 
-// Σ v over the block in double, fixed order; every thread gets it. red: 33 doubles.
-__device__ __forceinline__ double block_sum_d(double v, unsigned char* red) {
-  auto* slots = reinterpret_cast<double*>(red);
-  const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-FCE_UNROLL
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  if (lane == 0) slots[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    double w = lane < warps ? slots[lane] : 0.0;
-FCE_UNROLL
-    for (int o = 16; o > 0; o >>= 1) w += __shfl_xor_sync(0xffffffffu, w, o);
-    if (lane == 0) slots[32] = w;
-  }
-  __syncthreads();
-  const double r = slots[32];
-  __syncthreads();
-  return r;
-}
-
 // max v over the block (NaN ignored: a NaN row shows in its sums), fixed order; every thread gets it.
 __device__ __forceinline__ float block_max(float v, unsigned char* red) {
   auto* slots = reinterpret_cast<float*>(red);
@@ -134,7 +114,7 @@ FCE_DEV double log_p_over_m(double d, double log_b, double log_1b) {
 constexpr int kSoftSmem = 33 * 8;
 
 template <int MODE, int KIND>
-__global__ void __launch_bounds__(1024) soft_rows_kernel(SoftParams S) {
+__global__ void __launch_bounds__(256, 1) soft_rows_kernel(SoftParams S) {  // launched with ≤ 256 threads
   FCE_SHARED_MEMORY(smem);
   const int64_t V = S.vocab;
   const unsigned tid = threadIdx.x, T = blockDim.x;
@@ -201,9 +181,9 @@ __global__ void __launch_bounds__(1024) soft_rows_kernel(SoftParams S) {
         if (ex != 0.0f) cd += double(ex * (x - y));
       }
     }
-    if (MODE != kBackward) sxd = block_sum_d(sxd, smem);
-    if (kTarget) syd = block_sum_d(syd, smem);
-    if (MODE != kBackward && KIND != kJsd) cd = block_sum_d(cd, smem);
+    if (MODE != kBackward) sxd = block_sum<double>(sxd, smem);
+    if (kTarget) syd = block_sum<double>(syd, smem);
+    if (MODE != kBackward && KIND != kJsd) cd = block_sum<double>(cd, smem);
     const double Lx = MODE == kBackward ? double(S.lse[r]) : double(msx) + log(sxd);
     const double Ly = kTarget && !S.probs ? double(msy) + log(syd) : 0.0;
     const double qsum = S.probs ? syd : 1.0;
@@ -231,8 +211,8 @@ __global__ void __launch_bounds__(1024) soft_rows_kernel(SoftParams S) {
             acc2 += Q * lqm;
           }
         }
-        loss = block_sum_d(acc, smem);
-        klqm = block_sum_d(acc2, smem);
+        loss = block_sum<double>(acc, smem);
+        klqm = block_sum<double>(acc2, smem);
       }
       if (Lx != Lx || Ly != Ly) loss = NAN;
       if (tid == 0) {

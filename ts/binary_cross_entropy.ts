@@ -11,7 +11,7 @@ import { checkFinite, checkOneOf, checkOptions, rangeError, typeError } from './
 import { type Logits, checkLogits } from './logits';
 import { REDUCTIONS, type Reduction, checkGradRequest, checkThreads, gradTarget, reductionCode } from './options';
 import { type Device, DeviceLogits, DeviceVector, Staging, cuda, cudaBinding, newVector } from './cuda';
-import { cudaGradTarget } from './cross_entropy_cuda';
+import { cudaGradTarget, downloadGrad } from './cross_entropy_cuda';
 import { softMode } from './soft_cuda';
 
 export interface BinaryCrossEntropyOptions {
@@ -46,16 +46,12 @@ export interface BinaryCrossEntropyResult {
 
 const BCE_OPTIONS = ['posWeight', 'weight', 'reduction', 'withGrad', 'gradDtype', 'gradOutput', 'out', 'inPlace', 'threads', 'device', 'stream'] as const;
 
-function plan(fn: string, logits: unknown, targets: unknown, opts: unknown) {
-  const o = checkOptions(fn, opts, BCE_OPTIONS) as Partial<Record<string, unknown>>;
-  const z = checkLogits(fn, 'logits', logits);
-  const n = z.rows * z.vocab;
-  if (!(targets instanceof Float32Array))
-    throw typeError(fn, 'targets', `a Float32Array of length rows·vocab (${n}) with values in [0, 1]`, targets);
-  if (targets.length !== n) throw rangeError(fn, 'targets', `of length rows·vocab (${n})`, targets);
+/** posWeight, weight and reduction, checked by the same rules on both backends (shapes here; values in the glue or on the GPU path). */
+function checkBceOptions(fn: string, o: Partial<Record<string, unknown>>, rows: number, vocab: number) {
+  const n = rows * vocab;
   let posWeight: number | Float32Array = 1;
   if (o.posWeight instanceof Float32Array) {
-    if (o.posWeight.length !== z.vocab) throw rangeError(fn, 'posWeight', `of length vocab (${z.vocab})`, o.posWeight);
+    if (o.posWeight.length !== vocab) throw rangeError(fn, 'posWeight', `of length vocab (${vocab})`, o.posWeight);
     posWeight = o.posWeight;
   } else if (o.posWeight !== undefined) {
     if (typeof o.posWeight !== 'number') throw typeError(fn, 'posWeight', 'a number ≥ 0 or a Float32Array of length vocab', o.posWeight);
@@ -65,12 +61,23 @@ function plan(fn: string, logits: unknown, targets: unknown, opts: unknown) {
   let weight: Float32Array | null = null;
   if (o.weight !== undefined) {
     if (!(o.weight instanceof Float32Array))
-      throw typeError(fn, 'weight', `a Float32Array of length rows·vocab (${n}) or vocab (${z.vocab})`, o.weight);
-    if (o.weight.length !== n && o.weight.length !== z.vocab)
-      throw rangeError(fn, 'weight', `of length rows·vocab (${n}) or vocab (${z.vocab})`, o.weight);
+      throw typeError(fn, 'weight', `a Float32Array of length rows·vocab (${n}) or vocab (${vocab})`, o.weight);
+    if (o.weight.length !== n && o.weight.length !== vocab)
+      throw rangeError(fn, 'weight', `of length rows·vocab (${n}) or vocab (${vocab})`, o.weight);
     weight = o.weight;
   }
   const reduction: Reduction = o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS);
+  return { posWeight, weight, reduction };
+}
+
+function plan(fn: string, logits: unknown, targets: unknown, opts: unknown) {
+  const o = checkOptions(fn, opts, BCE_OPTIONS) as Partial<Record<string, unknown>>;
+  const z = checkLogits(fn, 'logits', logits);
+  const n = z.rows * z.vocab;
+  if (!(targets instanceof Float32Array))
+    throw typeError(fn, 'targets', `a Float32Array of length rows·vocab (${n}) with values in [0, 1]`, targets);
+  if (targets.length !== n) throw rangeError(fn, 'targets', `of length rows·vocab (${n})`, targets);
+  const { posWeight, weight, reduction } = checkBceOptions(fn, o, z.rows, z.vocab);
   const { withGrad, gradOutput } = checkGradRequest(fn, o);
   const threads = checkThreads(fn, o.threads);
   const gt = gradTarget(fn, o, z);
@@ -148,26 +155,9 @@ function cudaBce(fn: string, logits: unknown, targets: unknown, o: Partial<Recor
       throw typeError(fn, 'targets', `a Float32Array of length rows·vocab (${n}) with values in [0, 1]`, targets);
     if (targets.length !== n) throw rangeError(fn, 'targets', `of length rows·vocab (${n})`, targets);
   }
-  let posWeight: number | Float32Array = 1;
-  if (o.posWeight instanceof Float32Array) {
-    if (o.posWeight.length !== z.vocab) throw rangeError(fn, 'posWeight', `of length vocab (${z.vocab})`, o.posWeight);
-    checkFiniteArray(fn, 'posWeight', o.posWeight, true);
-    posWeight = o.posWeight;
-  } else if (o.posWeight !== undefined) {
-    if (typeof o.posWeight !== 'number') throw typeError(fn, 'posWeight', 'a number ≥ 0 or a Float32Array of length vocab', o.posWeight);
-    posWeight = checkFinite(fn, 'posWeight', o.posWeight);
-    if (posWeight < 0) throw rangeError(fn, 'posWeight', 'a finite number ≥ 0', posWeight);
-  }
-  let weight: Float32Array | null = null;
-  if (o.weight !== undefined) {
-    if (!(o.weight instanceof Float32Array))
-      throw typeError(fn, 'weight', `a Float32Array of length rows·vocab (${n}) or vocab (${z.vocab})`, o.weight);
-    if (o.weight.length !== n && o.weight.length !== z.vocab)
-      throw rangeError(fn, 'weight', `of length rows·vocab (${n}) or vocab (${z.vocab})`, o.weight);
-    checkFiniteArray(fn, 'weight', o.weight, false);
-    weight = o.weight;
-  }
-  const reduction: Reduction = o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS);
+  const { posWeight, weight, reduction } = checkBceOptions(fn, o, z.rows, z.vocab);
+  if (posWeight instanceof Float32Array) checkFiniteArray(fn, 'posWeight', posWeight, true);
+  if (weight) checkFiniteArray(fn, 'weight', weight, false);
   const { withGrad, gradOutput } = checkGradRequest(fn, o);
   if (o.threads !== undefined) checkThreads(fn, o.threads);
   const gt = cudaGradTarget(fn, o, { z, rows: z.rows, vocab: z.vocab, dtype: z.dtype }, mode);
@@ -219,13 +209,7 @@ function cudaBce(fn: string, logits: unknown, targets: unknown, o: Partial<Recor
       }
       const out: BinaryCrossEntropyResult = { loss: r.loss, count: r.count };
       if (losses) out.losses = losses.download();
-      if (grad) {
-        const zl = z as Logits;
-        const data = gt.inPlace ? zl.data : gt.out ? (gt.out as Logits).data
-          : gt.gradDtype === 'f32' ? new Float32Array(n) : new Uint16Array(n);
-        if (data.length > 0) grad.buffer(fn).download(data);
-        out.grad = { data, dtype: gt.gradDtype, rows: z.rows, vocab: z.vocab };
-      }
+      if (grad) out.grad = downloadGrad(fn, grad, z as Logits, gt);
       st.dispose();
       return out;
     } catch (e) {

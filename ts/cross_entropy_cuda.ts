@@ -162,6 +162,17 @@ export function cudaGradTarget(fn: string, o: Partial<Record<string, unknown>>, 
   return { gradDtype, out: null, inPlace };
 }
 
+/**
+ * Host arrays on the GPU: the device gradient downloaded into where the caller asked for it
+ * (inPlace: the logits' data; out: its data; else a fresh array), as host Logits.
+ */
+export function downloadGrad(fn: string, grad: DeviceLogits, z: Logits, gt: CudaGradTarget): Logits {
+  const n = z.rows * z.vocab;
+  const data = gt.inPlace ? z.data : gt.out ? (gt.out as Logits).data : gt.gradDtype === 'f32' ? new Float32Array(n) : new Uint16Array(n);
+  if (data.length > 0) grad.buffer(fn).download(data);
+  return { data, dtype: gt.gradDtype, rows: z.rows, vocab: z.vocab };
+}
+
 export function cudaForward(fn: string, logits: unknown, targets: unknown, opts: unknown, mode: 'device' | 'host', async: boolean) {
   const o = checkOptions(fn, opts, FORWARD_OPTIONS);
   const cpuOnly = cpuOnlyOption(o);
@@ -248,13 +259,7 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
       }
       const out: CrossEntropyResult = { loss, losses: losses.download(), lse: lse.download(), count: r.count };
       extras(r, out);
-      if (grad) {
-        const z = c.z as Logits;
-        const data = gt.inPlace ? z.data : gt.out ? (gt.out as Logits).data
-          : gt.gradDtype === 'f32' ? new Float32Array(c.rows * c.vocab) : new Uint16Array(c.rows * c.vocab);
-        if (data.length > 0) grad.buffer(fn).download(data);
-        out.grad = { data, dtype: gt.gradDtype, rows: c.rows, vocab: c.vocab };
-      }
+      if (grad) out.grad = downloadGrad(fn, grad, c.z as Logits, gt);
       st.dispose();
       return out;
     } catch (e) {
@@ -309,13 +314,13 @@ export function cudaBackward(fn: string, logits: unknown, targets: unknown, lseI
   }
   const finish = (): Logits | DeviceLogits => {
     try {
-      if (mode === 'device') return grad;
-      const z = c.z as Logits;
-      const data = gt.inPlace ? z.data : gt.out ? (gt.out as Logits).data
-        : gt.gradDtype === 'f32' ? new Float32Array(c.rows * c.vocab) : new Uint16Array(c.rows * c.vocab);
-      if (data.length > 0) grad.buffer(fn).download(data);
+      if (mode === 'device') {
+        st.dispose();
+        return grad;
+      }
+      const out = downloadGrad(fn, grad, c.z as Logits, gt);
       st.dispose();
-      return { data, dtype: gt.gradDtype, rows: c.rows, vocab: c.vocab };
+      return out;
     } catch (e) {
       return fail(e);
     }

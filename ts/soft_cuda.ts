@@ -9,7 +9,7 @@ import { checkFinite, checkOneOf, rangeError, typeError } from './errors';
 import { type Logits, checkLogits } from './logits';
 import { DEVICES, DeviceLogits, DeviceVector, Staging, cuda, cudaBinding, newVector, resolveDevice } from './cuda';
 import { REDUCTIONS, type Reduction, checkGradOutput, checkGradRequest, reductionCode } from './options';
-import { cudaGradTarget } from './cross_entropy_cuda';
+import { cudaGradTarget, downloadGrad } from './cross_entropy_cuda';
 
 /** The kernels' ops (cuda/soft_cross_entropy.cuh SoftKind). */
 export const SOFT_KIND = { soft: 0, klForward: 1, klReverse: 2, entropy: 3, jsd: 4 } as const;
@@ -109,13 +109,6 @@ function requestFields(fn: string, s: Shared, p: SoftCudaPlan, st: Staging, o: P
   };
 }
 
-/** A host gradient array of the call's gradient target (inPlace: logits.data; out: its data). */
-function hostGrad(s: Shared, gt: { gradDtype: DType; out: Logits | DeviceLogits | null; inPlace: boolean }): Logits['data'] {
-  const z = s.z as Logits;
-  return gt.inPlace ? z.data : gt.out ? (gt.out as Logits).data
-    : gt.gradDtype === 'f32' ? new Float32Array(s.rows * s.vocab) : new Uint16Array(s.rows * s.vocab);
-}
-
 /**
  * Host arrays: the same overlap rule as the CPU glue (cpp/glue.h Ranges), though they are staged
  * through the device: a written array (the gradient) must not overlap any input, except the
@@ -173,11 +166,7 @@ export function cudaSoftForward(fn: string, logits: unknown, target: unknown, ta
       }
       const out: { loss: number; losses: Float32Array; lse: Float32Array; count: number; grad?: Logits } =
         { loss: r.loss, losses: losses.download(), lse: lse.download(), count: r.count };
-      if (grad) {
-        const data = hostGrad(s, gt);
-        if (data.length > 0) grad.buffer(fn).download(data);
-        out.grad = { data, dtype: gt.gradDtype, rows: s.rows, vocab: s.vocab };
-      }
+      if (grad) out.grad = downloadGrad(fn, grad, s.z as Logits, gt);
       st.dispose();
       return out;
     } catch (e) {
@@ -228,10 +217,9 @@ export function cudaSoftBackward(fn: string, logits: unknown, target: unknown, l
         st.dispose();
         return grad;
       }
-      const data = hostGrad(s, gt);
-      if (data.length > 0) grad.buffer(fn).download(data);
+      const out = downloadGrad(fn, grad, s.z as Logits, gt);
       st.dispose();
-      return { data, dtype: gt.gradDtype, rows: s.rows, vocab: s.vocab };
+      return out;
     } catch (e) {
       return fail(e);
     }

@@ -358,6 +358,10 @@ cudaError_t cudaMallocHost(void** p, size_t bytes) {
   *p = std::malloc(bytes);
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
+cudaError_t cudaFreeHost(void* p) {
+  std::free(p);
+  return cudaSuccess;
+}
 cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return cudaFree(p); }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
   if (bytes) std::memmove(dst, src, bytes);

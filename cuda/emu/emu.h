@@ -161,6 +161,7 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total);
 cudaError_t cudaMalloc(void** p, size_t bytes);
 cudaError_t cudaFree(void* p);
 cudaError_t cudaMallocHost(void** p, size_t bytes);
+cudaError_t cudaFreeHost(void* p);
 cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t);
 cudaError_t cudaFreeAsync(void* p, cudaStream_t);
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind);

@@ -248,6 +248,275 @@ void run_case(std::mt19937_64& rng, int64_t rows, int64_t V, int dt, int gdt, in
   (void)bad_g;
 }
 
+// ---- the loss family's kernels (f32 logits), against float64 references ----
+// Each: outputs poisoned (NaN) first, every element checked after; fused gradients included.
+
+struct FamilyCheck {
+  std::string name, what;
+  double worst = 0;
+  // |v − r| ≤ rtol·|r| + atol, NaN where r is NaN
+  void near(const char* what_, size_t i, double v, double r, double rtol, double atol) {
+    if (!what.empty()) return;
+    const double e = std::fabs(v - r);
+    worst = std::max(worst, e / (std::fabs(r) + atol));
+    if (!(e <= rtol * std::fabs(r) + atol))
+      what = std::string(what_) + "[" + std::to_string(i) + "] = " + std::to_string(v) + " vs " + std::to_string(r);
+  }
+  void report() {
+    std::printf("%-5s family %-44s max rel err %.2e  %s\n", what.empty() ? "ok" : "FAIL", name.c_str(), worst, what.c_str());
+    if (!what.empty()) ++failures;
+  }
+};
+
+std::vector<double> lse_rows(const std::vector<float>& x, int64_t rows, int64_t V, double s) {
+  std::vector<double> out(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    double m = -INFINITY;
+    for (int64_t j = 0; j < V; ++j) m = std::max(m, s * x[size_t(r * V + j)]);
+    double t = 0;
+    for (int64_t j = 0; j < V; ++j) t += std::exp(s * x[size_t(r * V + j)] - m);
+    out[size_t(r)] = m + std::log(t);
+  }
+  return out;
+}
+
+void family_cases(std::mt19937_64& rng) {
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  std::uniform_real_distribution<float> ud(0.0f, 1.0f);
+  char err[512] = "";
+  for (const int64_t V : {int64_t(1000), int64_t(20001)}) {
+    const int64_t rows = 5;
+    const size_t n = size_t(rows * V);
+    std::vector<float> x(n), y(n), w(static_cast<size_t>(V)), q(n, 0.0f), yb(n);
+    for (auto& v : x) v = nd(rng);
+    for (auto& v : y) v = nd(rng);
+    for (auto& v : w) v = 0.2f + ud(rng);
+    for (auto& v : yb) v = ud(rng) < 0.3f ? 1.0f : ud(rng);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int k = 0; k < 7; ++k) q[size_t(r * V + (r * 13 + k * 101) % V)] = 0.1f + ud(rng);
+    std::vector<int32_t> t(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) t[size_t(r)] = r == 2 ? -100 : int32_t((r * 7919) % V);
+    std::vector<unsigned char> poison(n * 4, 0xFF);
+    Dev dz(n * 4), dy(n * 4), dq(n * 4), dw(size_t(V) * 4), dyb(n * 4), dt_(size_t(rows) * 4), dl(size_t(rows) * 4),
+        dlse(size_t(rows) * 4), dg(n * 4), dloss(4), dstat(size_t(rows) * 16);
+    up(dz.p, x.data(), n * 4);
+    up(dy.p, y.data(), n * 4);
+    up(dq.p, q.data(), n * 4);
+    up(dw.p, w.data(), size_t(V) * 4);
+    up(dyb.p, yb.data(), n * 4);
+    up(dt_.p, t.data(), size_t(rows) * 4);
+    auto poison_all = [&] {
+      up(dl.p, poison.data(), size_t(rows) * 4);
+      up(dlse.p, poison.data(), size_t(rows) * 4);
+      up(dg.p, poison.data(), n * 4);
+      up(dstat.p, poison.data(), size_t(rows) * 16);
+    };
+    std::vector<float> lo(static_cast<size_t>(rows)), g(n), st(size_t(rows) * 4);
+    const std::string shape = std::to_string(rows) + "x" + std::to_string(V);
+
+    // 1. cross-entropy with smoothing, weights, z-loss, logit scale and softcap, statistics; mean
+    {
+      FamilyCheck c{"options+stats " + shape};
+      const float eps = 0.1f, zc = 1e-3f, s = 0.8f, cap = 6.0f;
+      std::vector<double> xs(n), d(n);
+      for (size_t i = 0; i < n; ++i) {
+        const double th = std::tanh(double(x[i]) * s / cap);
+        xs[i] = cap * th;
+        d[i] = s * (1 - th * th);
+      }
+      double D = 0, W = 0, N = 0;
+      for (int64_t j = 0; j < V; ++j) W += w[size_t(j)];
+      for (int64_t r = 0; r < rows; ++r)
+        if (t[size_t(r)] != -100) D += w[size_t(t[size_t(r)])], N += 1;
+      poison_all();
+      fce_cuda_args a{};
+      a.logits = dz.p, a.dtype = 0, a.rows = rows, a.vocab = V, a.targets = static_cast<const int32_t*>(dt_.p), a.ignore_index = -100;
+      a.reduction = 0, a.losses = static_cast<float*>(dl.p), a.lse = static_cast<float*>(dlse.p), a.grad = dg.p, a.grad_dtype = 0;
+      a.grad_output = 1.0;
+      fce_cuda_ce_options o{eps, static_cast<const float*>(dw.p), zc, s, cap, 0.0f};
+      auto* sp = static_cast<unsigned char*>(dstat.p);
+      fce_cuda_ce_stats stt{reinterpret_cast<int32_t*>(sp), reinterpret_cast<float*>(sp + rows * 4), reinterpret_cast<float*>(sp + rows * 8),
+                            reinterpret_cast<float*>(sp + rows * 12)};
+      fce_cuda_opt_totals tot{};
+      if (fce_cuda_forward_opt(&a, &o, &stt, &tot, err, sizeof err)) c.what = std::string("failed: ") + err;
+      down(lo.data(), dl.p, size_t(rows) * 4);
+      down(g.data(), dg.p, n * 4);
+      down(st.data(), dstat.p, size_t(rows) * 16);
+      double gmax = 0;
+      std::vector<double> rg(n, 0.0);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int32_t tt = t[size_t(r)];
+        const double* v = &xs[size_t(r * V)];
+        double m = -INFINITY, S = 0;
+        for (int64_t j = 0; j < V; ++j) m = std::max(m, v[j]);
+        for (int64_t j = 0; j < V; ++j) S += std::exp(v[j] - m);
+        const double L = m + std::log(S);
+        if (tt == -100) {
+          c.near("loss", size_t(r), lo[size_t(r)], 0.0, 0, 0);
+          c.near("argmax", size_t(r), reinterpret_cast<int32_t*>(st.data())[r], -1, 0, 0);
+          continue;
+        }
+        double sm = 0, H = 0;
+        int64_t am = 0;
+        for (int64_t j = 0; j < V; ++j) {
+          sm += w[size_t(j)] * (L - v[j]);
+          H += std::exp(v[j] - L) * (L - v[j]);
+          if (v[j] > v[am]) am = j;
+        }
+        const double wt = w[size_t(tt)], ce = (1 - eps) * wt * (L - v[tt]) + eps / V * sm;
+        c.near("loss", size_t(r), lo[size_t(r)], ce + zc * L * L, 2e-6, 1e-6);
+        c.near("argmax", size_t(r), reinterpret_cast<int32_t*>(st.data())[r], double(am), 0, 0);
+        c.near("entropy", size_t(r), st[size_t(rows + r)], H, 2e-6, 1e-6);
+        const double A = (1 - eps) * wt / D + eps / V * W / D + 2 * zc * L / N, beta = eps / V / D;
+        for (int64_t j = 0; j < V; ++j) {
+          const double p = std::exp(v[j] - L);
+          double gj = A * p - beta * w[size_t(j)] - (j == tt ? (1 - eps) * wt / D : 0.0);
+          gj *= d[size_t(r * V + j)];
+          rg[size_t(r * V + j)] = gj;
+          gmax = std::max(gmax, std::fabs(gj));
+        }
+      }
+      for (size_t i = 0; i < n; ++i) c.near("grad", i, g[i], rg[i], 2e-5, 2e-6 * gmax);
+      c.report();
+    }
+
+    // 2. the reduced loss on the device, no read-back (lossOnDevice)
+    {
+      FamilyCheck c{"device loss (plain, mean) " + shape};
+      poison_all();
+      fce_cuda_args a{};
+      a.logits = dz.p, a.dtype = 0, a.rows = rows, a.vocab = V, a.targets = static_cast<const int32_t*>(dt_.p), a.ignore_index = -100;
+      a.reduction = 0, a.losses = static_cast<float*>(dl.p), a.lse = static_cast<float*>(dlse.p), a.grad_output = 1.0;
+      a.device_loss = static_cast<float*>(dloss.p);
+      double ls = -1;
+      int64_t cnt = -1;
+      if (fce_cuda_forward(&a, &ls, &cnt, err, sizeof err)) c.what = std::string("failed: ") + err;
+      float dlv = 0;
+      down(&dlv, dloss.p, 4);
+      const auto L = lse_rows(x, rows, V, 1.0);
+      double sum = 0, cntr = 0;
+      for (int64_t r = 0; r < rows; ++r)
+        if (t[size_t(r)] != -100) sum += L[size_t(r)] - x[size_t(r * V + t[size_t(r)])], cntr += 1;
+      c.near("loss", 0, dlv, sum / cntr, 2e-6, 1e-6);
+      c.report();
+    }
+
+    // 3. the soft family: KL forward and reverse, soft CE (teacher logits, T = 2, tSquared), JSD
+    //    β = 0.3, entropy; each fused, sum
+    for (const int kind : {0, 1, 2, 3, 4}) {
+      const char* names[] = {"soft CE T=2 tSquared", "KL forward", "KL reverse", "entropy", "JSD 0.3"};
+      FamilyCheck c{std::string(names[kind]) + " " + shape};
+      const double T = kind == 0 ? 2.0 : 1.0, F = kind == 0 ? T * T : 1.0, beta = 0.3;
+      poison_all();
+      fce_cuda_soft_args a{};
+      a.logits = dz.p, a.dtype = 0, a.rows = rows, a.vocab = V, a.target = kind == 3 ? nullptr : dy.p, a.target_dtype = 0, a.kind = kind;
+      a.inv_temperature = float(1 / T), a.loss_factor = F, a.beta = beta, a.reduction = 1;
+      a.losses = static_cast<float*>(dl.p), a.lse = static_cast<float*>(dlse.p), a.grad = dg.p, a.grad_dtype = 0, a.grad_output = 1.0;
+      double ls = -1;
+      int64_t cnt = -1;
+      if (fce_cuda_soft_forward(&a, &ls, &cnt, err, sizeof err)) c.what = std::string("failed: ") + err;
+      down(lo.data(), dl.p, size_t(rows) * 4);
+      down(g.data(), dg.p, n * 4);
+      const auto Lx = lse_rows(x, rows, V, 1 / T), Ly = lse_rows(y, rows, V, 1 / T);
+      std::vector<double> rg(n);
+      double gmax = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        double loss = 0, klqm = 0;
+        std::vector<double> lp(static_cast<size_t>(V)), lq(static_cast<size_t>(V)), lm(static_cast<size_t>(V));
+        for (int64_t j = 0; j < V; ++j) {
+          lp[size_t(j)] = x[size_t(r * V + j)] / T - Lx[size_t(r)];
+          lq[size_t(j)] = y[size_t(r * V + j)] / T - Ly[size_t(r)];
+          lm[size_t(j)] = std::log(beta * std::exp(lq[size_t(j)]) + (1 - beta) * std::exp(lp[size_t(j)]));
+        }
+        for (int64_t j = 0; j < V; ++j) {
+          const double p = std::exp(lp[size_t(j)]), qv = std::exp(lq[size_t(j)]);
+          if (kind == 0) loss += -F * qv * lp[size_t(j)];
+          if (kind == 1) loss += qv * (lq[size_t(j)] - lp[size_t(j)]);
+          if (kind == 2) loss += p * (lp[size_t(j)] - lq[size_t(j)]);
+          if (kind == 3) loss += -p * lp[size_t(j)];
+          if (kind == 4) {
+            loss += beta * qv * (lq[size_t(j)] - lm[size_t(j)]) + (1 - beta) * p * (lp[size_t(j)] - lm[size_t(j)]);
+            klqm += p * (lp[size_t(j)] - lm[size_t(j)]);
+          }
+        }
+        c.near("loss", size_t(r), lo[size_t(r)], loss, 5e-6, 1e-6);
+        for (int64_t j = 0; j < V; ++j) {
+          const double p = std::exp(lp[size_t(j)]), qv = std::exp(lq[size_t(j)]);
+          double gj = 0;
+          if (kind == 0) gj = F * (p - qv) / T;
+          if (kind == 1) gj = p - qv;
+          if (kind == 2) gj = p * ((lp[size_t(j)] - lq[size_t(j)]) - loss);
+          if (kind == 3) gj = -p * (lp[size_t(j)] + loss);
+          if (kind == 4) gj = (1 - beta) * p * ((lp[size_t(j)] - lm[size_t(j)]) - klqm);
+          rg[size_t(r * V + j)] = gj;
+          gmax = std::max(gmax, std::fabs(gj));
+        }
+      }
+      for (size_t i = 0; i < n; ++i) c.near("grad", i, g[i], rg[i], 2e-5, 2e-6 * gmax);
+      c.report();
+    }
+
+    // 4. probability targets (top-7 rows, not summing to 1), smoothing 0.1; mean over counted rows
+    {
+      FamilyCheck c{"soft CE probs + smoothing " + shape};
+      poison_all();
+      fce_cuda_soft_args a{};
+      a.logits = dz.p, a.dtype = 0, a.rows = rows, a.vocab = V, a.target = dq.p, a.target_dtype = -1, a.kind = 0;
+      a.inv_temperature = 1.0f, a.loss_factor = 1.0, a.label_smoothing = 0.1f, a.reduction = 2;
+      a.losses = static_cast<float*>(dl.p), a.lse = static_cast<float*>(dlse.p), a.grad = dg.p, a.grad_dtype = 0, a.grad_output = 1.0;
+      double ls = -1;
+      int64_t cnt = -1;
+      if (fce_cuda_soft_forward(&a, &ls, &cnt, err, sizeof err)) c.what = std::string("failed: ") + err;
+      down(lo.data(), dl.p, size_t(rows) * 4);
+      down(g.data(), dg.p, n * 4);
+      const auto Lx = lse_rows(x, rows, V, 1.0);
+      double gmax = 0;
+      std::vector<double> rg(n);
+      for (int64_t r = 0; r < rows; ++r) {
+        double loss = 0, qs = 0;
+        for (int64_t j = 0; j < V; ++j) {
+          const double qt = 0.9 * q[size_t(r * V + j)] + 0.1 / double(V);
+          qs += qt;
+          loss += qt * (Lx[size_t(r)] - x[size_t(r * V + j)]);
+        }
+        c.near("loss", size_t(r), lo[size_t(r)], loss, 5e-6, 1e-6);
+        for (int64_t j = 0; j < V; ++j) {
+          const double qt = 0.9 * q[size_t(r * V + j)] + 0.1 / double(V);
+          rg[size_t(r * V + j)] = qs * std::exp(x[size_t(r * V + j)] - Lx[size_t(r)]) - qt;
+          gmax = std::max(gmax, std::fabs(rg[size_t(r * V + j)]));
+        }
+      }
+      for (size_t i = 0; i < n; ++i) c.near("grad", i, g[i], rg[i], 2e-5, 2e-6 * gmax);
+      if (cnt != rows) c.what = "count " + std::to_string(cnt);
+      c.report();
+    }
+
+    // 5. binary CE, posWeight 2, per-class weights, mean
+    {
+      FamilyCheck c{"binary CE " + shape};
+      poison_all();
+      fce_cuda_bce_args a{};
+      a.logits = dz.p, a.dtype = 0, a.rows = rows, a.vocab = V, a.targets = static_cast<const float*>(dyb.p), a.pos_weight_scalar = 2.0f;
+      a.weight = static_cast<const float*>(dw.p), a.weight_per_class = 1, a.reduction = 0, a.grad = dg.p, a.grad_dtype = 0, a.grad_output = 1.0;
+      double ls = -1;
+      if (fce_cuda_bce_forward(&a, &ls, err, sizeof err)) c.what = std::string("failed: ") + err;
+      down(g.data(), dg.p, n * 4);
+      double sum = 0, gmax = 0;
+      std::vector<double> rg(n);
+      for (size_t i = 0; i < n; ++i) {
+        const double xv = x[i], yv = yb[i], wv = w[i % size_t(V)], lw = 1 + (2.0 - 1) * yv;
+        sum += wv * ((1 - yv) * xv + lw * (std::log1p(std::exp(-std::fabs(xv))) + std::max(-xv, 0.0)));
+        rg[i] = wv * ((1 - yv) - lw / (1 + std::exp(xv))) / double(n);
+        gmax = std::max(gmax, std::fabs(rg[i]));
+      }
+      // (1 − y) − lw·σ(−x) cancels for mixed targets: the fp32 result is good to ~1e-7 of the largest
+      for (size_t i = 0; i < n; ++i) c.near("grad", i, g[i], rg[i], 2e-5, 1e-6 * gmax);
+      c.near("loss", 0, ls / double(n), sum / double(n), 2e-6, 1e-9);
+      c.report();
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -299,6 +568,7 @@ int main(int argc, char** argv) {
     run_case(rng, 6, 3001, dt, dt, 0, false, false, true);
     run_case(rng, 2, 20001, dt, dt, 2, false, false, true);
   }
+  family_cases(rng);
   std::printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
   return failures ? 1 : 0;
 }
