@@ -39,10 +39,14 @@ export {
   type EntropyResult,
   entropyForward,
   entropyForwardAsync,
+  type EntropyOptions,
+  type CudaKlResult,
 } from './soft_cross_entropy';
+export { type CudaSoftResult } from './soft_cuda';
 export {
   type BinaryCrossEntropyOptions,
   type BinaryCrossEntropyResult,
+  type CudaBinaryCrossEntropyResult,
   binaryCrossEntropyWithLogits,
   binaryCrossEntropyWithLogitsAsync,
 } from './binary_cross_entropy';
