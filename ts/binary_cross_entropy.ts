@@ -12,7 +12,7 @@ import { type Logits, checkLogits } from './logits';
 import { REDUCTIONS, type Reduction, checkGradRequest, checkThreads, gradTarget, reductionCode } from './options';
 import { type Device, DeviceLogits, DeviceVector, Staging, cuda, cudaBinding, newVector } from './cuda';
 import { cudaGradTarget, downloadGrad } from './cross_entropy_cuda';
-import { softMode } from './soft_cuda';
+import { checkFiniteValues, softMode } from './soft_cuda';
 
 export interface BinaryCrossEntropyOptions {
   /** Weight of the positive term per class (a number ≥ 0, or Float32Array(vocab)). Default 1. */
@@ -134,15 +134,6 @@ export interface CudaBinaryCrossEntropyResult {
   grad?: DeviceLogits;
 }
 
-/** The finiteness checks the CPU glue makes, on the host arrays before they are uploaded. */
-function checkFiniteArray(fn: string, name: string, v: Float32Array, nonneg: boolean): void {
-  for (let i = 0; i < v.length; i++) {
-    const x = v[i]!;
-    if (!Number.isFinite(x) || (nonneg && !(x >= 0)))
-      throw new RangeError(`${fn}: ${name}[${i}] = ${String(x).replace('Infinity', 'inf').replace('NaN', 'nan')} must be a finite number${nonneg ? ' ≥ 0' : ''}`);
-  }
-}
-
 function cudaBce(fn: string, logits: unknown, targets: unknown, o: Partial<Record<string, unknown>>, mode: 'device' | 'host', async: boolean) {
   const z: Logits | DeviceLogits = logits instanceof DeviceLogits ? (logits.buffer(fn), logits) : checkLogits(fn, 'logits', logits);
   const n = z.rows * z.vocab;
@@ -156,8 +147,8 @@ function cudaBce(fn: string, logits: unknown, targets: unknown, o: Partial<Recor
     if (targets.length !== n) throw rangeError(fn, 'targets', `of length rows·vocab (${n})`, targets);
   }
   const { posWeight, weight, reduction } = checkBceOptions(fn, o, z.rows, z.vocab);
-  if (posWeight instanceof Float32Array) checkFiniteArray(fn, 'posWeight', posWeight, true);
-  if (weight) checkFiniteArray(fn, 'weight', weight, false);
+  if (posWeight instanceof Float32Array) checkFiniteValues(fn, 'posWeight', posWeight, true);
+  if (weight) checkFiniteValues(fn, 'weight', weight);
   const { withGrad, gradOutput } = checkGradRequest(fn, o);
   if (o.threads !== undefined) checkThreads(fn, o.threads);
   const gt = cudaGradTarget(fn, o, { z, rows: z.rows, vocab: z.vocab, dtype: z.dtype }, mode);

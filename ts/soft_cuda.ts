@@ -65,12 +65,16 @@ function matrix(fn: string, arg: string, v: unknown): Logits | DeviceLogits {
   return checkLogits(fn, arg, v);
 }
 
-/** The weights' finiteness, as the CPU checks it (the kernels then read them as given). */
-function checkWeights(fn: string, w: Float32Array | undefined): void {
-  if (!w) return;
-  for (let j = 0; j < w.length; j++)
-    if (!Number.isFinite(w[j]!))
-      throw new RangeError(`${fn}: weight[${j}] = ${String(w[j]).replace('Infinity', 'inf').replace('NaN', 'nan')} must be a finite number`);
+/**
+ * The finiteness (and with nonneg, ≥ 0) checks the CPU glue makes on weight-like arrays, made on
+ * the host before they are uploaded; the message is the CPU glue's.
+ */
+export function checkFiniteValues(fn: string, name: string, v: Float32Array, nonneg = false): void {
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i]!;
+    if (!Number.isFinite(x) || (nonneg && !(x >= 0)))
+      throw new RangeError(`${fn}: ${name}[${i}] = ${String(x).replace('Infinity', 'inf').replace('NaN', 'nan')} must be a finite number${nonneg ? ' ≥ 0' : ''}`);
+  }
 }
 
 interface Shared {
@@ -92,7 +96,7 @@ function sharedChecks(fn: string, logits: unknown, target: unknown, targetName: 
     if (p.probs && u.dtype !== 'f32')
       throw typeError(fn, `${targetName}.dtype`, "'f32' with targetKind 'probs'", u.dtype, 'Probabilities are given in f32');
   }
-  checkWeights(fn, p.weight);
+  if (p.weight) checkFiniteValues(fn, 'weight', p.weight);
   const reduction = o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS);
   return { z, u, rows: z.rows, vocab: z.vocab, dtype: z.dtype, reduction };
 }
