@@ -12,6 +12,7 @@
 // the median of those pairs' ratios and its time its best round's tinybench median.
 //
 // Run: npm run bench:loss [-- --quick] [-- --json] [-- --rows R --vocab V --threads T] [-- --out DIR]
+//      [-- --only TEXT]   (only the cases whose name contains TEXT, with the plain cases they pair with)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,6 +42,7 @@ const { values: args } = parseArgs({
     threads: { type: 'string' },
     rounds: { type: 'string' },
     out: { type: 'string' },
+    only: { type: 'string' },
   },
 });
 setDevice('cpu');
@@ -74,7 +76,7 @@ const fused = (o) => () => crossEntropyForward(z, targets, { threads, withGrad: 
 // [name, group, fn]; 'plain' of each group is its baseline
 // [name, pass, fn, floor]: the floor is issue 17's bound on the ratio to the plain kernel of the
 // same pass, from the work per element (null: none set, e.g. the statistics or every option at once)
-const CASES = [
+const ALL_CASES = [
   ['plain', 'forward', ce({}), null],
   ['labelSmoothing 0.1', 'forward', ce({ labelSmoothing: 0.1 }), 0.85],
   ['labelSmoothing 0.1 + weight', 'forward', ce({ labelSmoothing: 0.1, weight }), 0.85],
@@ -112,6 +114,8 @@ const CASES = [
   ['soft CE (top-32 probs)', 'fwd+bwd', () => softCrossEntropyForward(z, topk, { threads, targetKind: 'probs', withGrad: true, out }), 0.45],
   ['soft CE (top-32 probs, smoothing 0.1 + weight)', 'fwd+bwd', () => softCrossEntropyForward(z, topk, { threads, targetKind: 'probs', labelSmoothing: 0.1, weight, withGrad: true, out }), 0.45],
 ];
+
+const CASES = args.only ? ALL_CASES.filter(([name]) => name === 'plain' || name.includes(args.only)) : ALL_CASES;
 
 async function median(fn) {
   const bench = new Bench({ time: TIME_MS, iterations: 3, warmupTime: 20, warmupIterations: 1 });

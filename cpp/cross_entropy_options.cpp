@@ -45,18 +45,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 struct Transform {
   float s, c;  // c = 0: no softcap
   void apply(const Kernels& k, float* x, int64_t n, float* t, float* d = nullptr) const {
-    if (s != 1.0f)
-      for (int64_t j = 0; j < n; ++j) x[j] *= s;
-    if (c > 0.0f) {
-      const float inv = 1.0f / c;
-      for (int64_t j = 0; j < n; ++j) x[j] *= inv;
-      tanh_block(k, x, n, x, t, d);
-      if (d)
-        for (int64_t j = 0; j < n; ++j) d[j] *= s;
-      for (int64_t j = 0; j < n; ++j) x[j] *= c;
-    } else if (d) {
-      for (int64_t j = 0; j < n; ++j) d[j] = s;
-    }
+    scale_softcap_block(k, x, n, s, c, t, d);
   }
   bool identity() const { return s == 1.0f && c == 0.0f; }
 };

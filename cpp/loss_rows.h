@@ -26,26 +26,21 @@
 
 namespace fusedce {
 
-// x[j] = float(z[j]) for j in [0, n).              z: (n,) of dt;  x: (n,) fp32
+// x[j] = float(z[j]) for j in [0, n), vectorised (cpp/loss_rows.cpp).   z: (n,) of dt;  x: (n,) fp32
+void widen_block(const void* z, DType dt, int64_t n, float* x);
 inline void widen(const void* z, DType dt, int64_t n, float* x) {
-  switch (dt) {
-    case DType::F32: {
-      const auto* p = static_cast<const float*>(z);
-      for (int64_t j = 0; j < n; ++j) x[j] = p[j];
-      break;
-    }
-    case DType::BF16: {
-      const auto* p = static_cast<const uint16_t*>(z);
-      for (int64_t j = 0; j < n; ++j) x[j] = bits_to_float(uint32_t(p[j]) << 16);
-      break;
-    }
-    case DType::F16: {
-      const auto* p = static_cast<const uint16_t*>(z);
-      for (int64_t j = 0; j < n; ++j) x[j] = f16_to_float(p[j]);
-      break;
-    }
+  if (n == 1) {  // single elements (a target's logit): no call through the clones' resolver
+    x[0] = dt == DType::F32 ? *static_cast<const float*>(z)
+         : dt == DType::BF16 ? bits_to_float(uint32_t(*static_cast<const uint16_t*>(z)) << 16)
+                             : f16_to_float(*static_cast<const uint16_t*>(z));
+    return;
   }
+  widen_block(z, dt, n, x);
 }
+
+// x ← s·x, then (c > 0) x ← c·tanh(x/c) (softcap), and with d, d = dx/dz = s·(1 − tanh²) (s alone
+// without softcap); vectorised (cpp/loss_rows.cpp).   x, d: (n,) fp32;  t: (n,) scratch
+void scale_softcap_block(const Kernels& k, float* x, int64_t n, float s, float c, float* t, float* d);
 
 // g[j] = v[j] converted to dt, for j in [0, n).     v: (n,) fp32;  g: (n,) of dt
 inline void narrow(const float* v, DType dt, int64_t n, void* g) {
@@ -113,6 +108,11 @@ inline double lane_sum_f64(int64_t n, F&& f) {
 // y[j] = tanh(u[j]) for j in [0, n), ≤ 3 ulp, vectorised (cpp/loss_rows.cpp); t: (n,) scratch;
 // with sech2 (or nullptr), also sech2[j] = 1 − tanh²(u[j]) to a few ulps.
 void tanh_block(const Kernels& k, const float* u, int64_t n, float* y, float* t, float* sech2 = nullptr);
+
+// The JSD's element terms of one block, in double (cpp/loss_rows.cpp has the math):
+//   x, y: (n,) fp32 (z/T, u/T);  term, kl: (n,) double out;  qrow, lrow: (n,) double out, or nullptr
+void jsd_terms(const float* x, const float* y, int64_t n, double lx, double ly, double beta, double* term, double* kl,
+               double* qrow, double* lrow);
 
 // On x86-64 Linux with GCC or Clang, the hot element loops of the loss family are built for
 // AVX-512, AVX2 and baseline x86-64, the best chosen once at load time (ifunc). The clones run

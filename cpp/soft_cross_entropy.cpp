@@ -484,7 +484,7 @@ double entropy_forward(const void* logits, DType dtype, int64_t rows, int64_t vo
 //   dloss/dq_j = (1 − β)·log(q_j/m_j), so dloss/dx_j = (1 − β)·q_j·(log(q_j/m_j) − KL(q‖m))
 // Pass 1 finds both lse's; pass 2 computes p, q, m and the row's terms, keeping q_j and
 // log(q_j/m_j) in a scratch row when the gradient is asked; pass 3 writes it. Two exps and a log
-// per element, in double. A term with p_j = 0 (q_j = 0) adds 0.
+// per element, in double, vectorised (loss_rows.cpp, jsd_terms). A term with p_j = 0 (q_j = 0) adds 0.
 double jsd_forward(const SoftArgs& a, double beta, float* losses, float* lse, const GradOut& grad) {
   const Kernels& k = a.kernels ? *a.kernels : active_kernels();
   CountedRows<1> parts(a.rows);
@@ -518,23 +518,15 @@ double jsd_forward(const SoftArgs& a, double beta, float* losses, float* lse, co
       load_scaled(row.u, a.target_dtype, b0, n, a.inv_temperature, y);
       // in double: the loss is differenced by gradient checks, and fp32 terms would leave it
       // rough at the 1e-7 level (each element's exp and log rounded)
-      double part = 0.0, kl = 0.0;
-      for (int64_t j = 0; j < n; ++j) {
-        const double lq = double(x[j]) - lx, lp = double(y[j]) - ly;  // log q, log p
-        const double q = std::exp(lq), p = std::exp(lp);
-        const double m = beta * p + (1.0 - beta) * q;
-        const double lm = m > 0.0 ? std::log(m) : 0.0;
-        const double tq = q > 0.0 ? q * (lq - lm) : 0.0;
-        if (p > 0.0) part += beta * p * (lp - lm);
-        part += (1.0 - beta) * tq;
-        kl += tq;
-        if (g) {
-          qrow[size_t(b0 + j)] = q;
-          lrow[size_t(b0 + j)] = q > 0.0 ? lq - lm : 0.0;
-        }
-      }
+      thread_local std::vector<double> term, kl;
+      term.resize(size_t(kBlock));
+      kl.resize(size_t(kBlock));
+      jsd_terms(x, y, n, lx, ly, beta, term.data(), kl.data(), g ? qrow.data() + b0 : nullptr,
+                g ? lrow.data() + b0 : nullptr);
+      const double part = lane_sum_f64(n, [&](int64_t j) { return term[size_t(j)]; });
+      const double klb = lane_sum_f64(n, [&](int64_t j) { return kl[size_t(j)]; });
       loss += part;
-      klqm += kl;
+      klqm += klb;
     }
     if (lx != lx || ly != ly) loss = std::numeric_limits<double>::quiet_NaN();
     parts.count(r, {loss});
