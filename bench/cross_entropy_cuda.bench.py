@@ -40,7 +40,7 @@ class Args(ctypes.Structure):
         ("targets", ctypes.c_void_p), ("ignore_index", ctypes.c_int32), ("reduction", ctypes.c_int),
         ("losses", ctypes.c_void_p), ("lse", ctypes.c_void_p), ("grad", ctypes.c_void_p), ("grad_dtype", ctypes.c_int),
         ("grad_output", ctypes.c_double), ("row_grad", ctypes.c_void_p), ("stream", ctypes.c_void_p),
-        ("device_loss", ctypes.c_void_p), ("device", ctypes.c_int),
+        ("device_loss", ctypes.c_void_p), ("device", ctypes.c_int), ("losses64", ctypes.c_void_p),
     ]
 
 

@@ -43,7 +43,7 @@ class Args(ctypes.Structure):  # fce_cuda_args
         ("targets", P), ("ignore_index", ctypes.c_int32), ("reduction", ctypes.c_int),
         ("losses", P), ("lse", P), ("grad", P), ("grad_dtype", ctypes.c_int),
         ("grad_output", ctypes.c_double), ("row_grad", P), ("stream", P),
-        ("device_loss", P), ("device", ctypes.c_int),
+        ("device_loss", P), ("device", ctypes.c_int), ("losses64", P),
     ]
 
 

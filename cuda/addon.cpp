@@ -300,12 +300,14 @@ struct CudaCall : DeviceCall {
 // crossEntropyForward({ fn, logits, dtype, rows, vocab, targets, ignoreIndex, reduction, losses,
 //   lse, grad | null, gradDtype, gradOutput, labelSmoothing?, weight?: device (vocab,) f32, zLoss?,
 //   logitScale?, softcap?, focalGamma?, argmax?, entropy?, targetLogprob?, maxProb?: device (rows,)
-//   (the statistics: all four or none), async }) (device buffers)
+//   (the statistics: all four or none), gradOutputRows?: device (rows,) f32, losses64?: device (rows,)
+//   f64 out, deviceLoss?, stream?, async }) (device buffers)
 //   → { loss, lossSum, count, zLoss, weightSum }
 // loss: mean = Σ ce / D + Σ zl / count (D = Σ weight[target], count without weights; 0 when it is 0).
 Napi::Value Forward(const Napi::CallbackInfo& info) {
   CudaCall k(info, "crossEntropyForward",
-             {CUDA_FIELDS, "losses", "lse", "grad", "gradDtype", "gradOutput", "deviceLoss", CUDA_OPTION_FIELDS, CUDA_STATS_FIELDS});
+             {CUDA_FIELDS, "losses", "lse", "grad", "gradDtype", "gradOutput", "gradOutputRows", "losses64", "deviceLoss",
+              CUDA_OPTION_FIELDS, CUDA_STATS_FIELDS});
   Request& r = k.r;
   fce_cuda_args& c = k.c;
   c.losses = static_cast<float*>(k.hold("losses", "losses", double(c.rows) * 4, true)->ptr());
@@ -313,6 +315,13 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   c.grad_dtype = int(r.integer("gradDtype", 0, 2));
   if (r.present("grad")) c.grad = k.hold_grad("grad");
   c.grad_output = r.number("gradOutput");
+  // gradOutputRows: device (rows,) per-row upstream (reduction none; 'sequenceMean' runs as none)
+  if (r.present("gradOutputRows")) {
+    if (c.reduction != 2) throw_type(r.env(), std::string(r.fn()) + ": a per-row gradOutput needs reduction 'none'");
+    c.row_grad = static_cast<const float*>(k.hold("gradOutputRows", "gradOutput", double(c.rows) * 4, false)->ptr());
+  }
+  // losses64: device (rows,) f64 out, the rows' double losses (per-sequence sums)
+  if (r.present("losses64")) c.losses64 = static_cast<double*>(k.hold("losses64", "losses64", double(c.rows) * 8, true)->ptr());
   fce_cuda_ce_stats st{nullptr, nullptr, nullptr, nullptr};
   const bool stats = r.present("argmax");
   if (stats) {

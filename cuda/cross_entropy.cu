@@ -432,6 +432,12 @@ int run(const fce_cuda_args* a, const fce_cuda_ce_options* o, const fce_cuda_ce_
                  rows, ztotal);
       FCE_CHECK(cudaGetLastError());
     }
+    if (a->losses64 && rows > 0) {
+      const unsigned blocks = unsigned(std::max<int64_t>(1, std::min<int64_t>(int64_t(dev.sms) * 4, (rows + 255) / 256)));
+      FCE_LAUNCH(row_total_kernel, dim3(blocks), dim3(256), size_t(0), s, P.row_loss,
+                 o ? reinterpret_cast<const double*>(base + o_rowz) : nullptr, rows, a->losses64);
+      FCE_CHECK(cudaGetLastError());
+    }
   }
   // A call that does not wait: the reduced loss on the device, NaN outputs on bad input, no read-back.
   if (a->device_loss) {

@@ -646,6 +646,14 @@ __global__ void __launch_bounds__(1024) sum_kernel(const double* v /* (n,) */, i
   if (threadIdx.x == 0) *out = s[0];
 }
 
+// out[r] = a[r] + b[r] (b may be null: a[r]) for r in [0, rows): the rows' double losses for the
+// caller (fce_cuda_args::losses64), ce_i plus the options' zl_i.
+__global__ void __launch_bounds__(256) row_total_kernel(const double* a /* (rows,) */, const double* b /* (rows,) or null */,
+                                                        int64_t rows, double* out /* (rows,) */) {
+  for (int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; r < rows; r += int64_t(gridDim.x) * blockDim.x)
+    out[r] = b ? a[r] + b[r] : a[r];
+}
+
 // The reduced loss on the device, for a call that does not wait (fce_cuda_args::device_loss): one
 // thread. mean: Σ ce / D + Σ zl / N (D = Σ w[t] or N; 0 when it is 0); sum / none: Σ ce + Σ zl.
 // NaN when a target is out of range or a weight is not finite (bad ≠ 0).

@@ -50,6 +50,9 @@ typedef struct {
                              weight) then makes loss, losses, lse and the gradient NaN instead of an
                              FCE_EINVAL. */
   int device;             /* the CUDA device the buffers live on; the call makes it current */
+  double* losses64;       /* forward: device (rows,) out, or NULL: loss_i in double (ce_i + zl_i with the
+                             options), 0 at ignored rows; the values the batch sum adds (per-sequence
+                             sums take them) */
 } fce_cuda_args;
 
 /* Loss forward (and, with grad, the gradient in the same launch). Checks targets on the device

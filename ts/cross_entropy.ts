@@ -30,13 +30,14 @@ export interface CrossEntropyOptions {
   /**
    * 'mean' (default): Σ loss / count; 'sum': Σ loss; 'none': per-row `losses`, and `loss` is their
    * sum; 'sequenceMean' (with sequenceIds): the mean over sequences with a counted row of each
-   * sequence's mean row loss, with its gradient. CPU only.
+   * sequence's mean row loss, with its gradient.
    */
   reduction?: CeReduction;
   /**
    * A sequence id ≥ 0 per row (Int32Array(rows)); n = max + 1 sequences. The forward's result
    * gains `sequences` ({ logprob, tokens, meanLoss } per sequence), and reduction 'sequenceMean'
-   * becomes possible. CPU only.
+   * becomes possible. On the GPU the per-sequence sums are taken on the host from the rows' double
+   * losses (a download of rows × 8 bytes), so it cannot be combined with lossOnDevice.
    */
   sequenceIds?: Int32Array;
   /** Rows whose target equals this count nowhere (loss 0, gradient 0). Default -100. */
@@ -226,6 +227,8 @@ export interface CudaCrossEntropyResult {
   weightSum?: number;
   /** With stats: the evaluation statistics (host arrays: downloaded, they are small). */
   stats?: CrossEntropyStats;
+  /** With sequenceIds: per sequence, Σ log p(target), the counted rows, and the mean loss (host arrays). */
+  sequences?: SequenceResult;
 }
 
 /** With lossOnDevice: the reduced loss stays on the device too (no count: it would need a read-back). */

@@ -6,9 +6,11 @@ import { checkBoolean, checkInteger, checkOneOf, checkOptions, rangeError, typeE
 import { type Logits, checkLogits } from './logits';
 import { DEVICES, DeviceLogits, DeviceTargets, DeviceVector, Staging, cuda, cudaBinding, newInt32Vector, newVector, resolveDevice } from './cuda';
 import { batchStats, checkTextSize } from './stats';
-import { BACKWARD_OPTIONS, FORWARD_OPTIONS, REDUCTIONS, type Reduction, checkGradDtype, checkLossOptions, cpuOnlyOption, checkGradOutput, checkGradRequest, reductionCode } from './options';
+import { BACKWARD_OPTIONS, FORWARD_OPTIONS, REDUCTIONS, type Reduction, checkGradDtype, checkLossOptions, checkGradOutput, checkGradRequest, reductionCode } from './options';
+import { type SequencePlan, checkSequences, sequenceMean, sequenceRowGrad, sequenceSums } from './sequences';
 import type { NativeCeOptions } from './binding';
 import type { CrossEntropyResult, CrossEntropyStats, CudaCrossEntropyResult, CudaDeviceLossResult } from './cross_entropy';
+import type { SequenceResult } from './sequences';
 
 
 /**
@@ -34,13 +36,6 @@ function where(fn: string, logits: unknown, targets: unknown, o: Partial<Record<
   if (anyDevice && o.device === 'cpu')
     throw typeError(fn, 'device', "'cuda' or 'auto' when logits or targets are device tensors", o.device,
       'Download them first (tensor.download()) to run on the CPU');
-  const cpuOnly = cpuOnlyOption(o);
-  if (cpuOnly !== undefined) {
-    if (anyDevice || o.device === 'cuda')
-      throw typeError(fn, cpuOnly, "undefined with device tensors or device 'cuda' (the CUDA kernels do not implement it yet)",
-        o[cpuOnly], "Run it on the CPU: download the tensors and pass device: 'cpu'");
-    return null;
-  }
   if (logits instanceof DeviceLogits) return 'device';
   if (targets instanceof DeviceTargets) {
     cudaBinding();
@@ -67,9 +62,17 @@ export interface CudaCommon {
   rows: number;
   vocab: number;
   dtype: DType;
+  /** the reduction the kernels run ('sequenceMean' runs as 'none' with per-row gradient scales) */
   reduction: Reduction;
+  sequenceMean: boolean;
+  /** with sequenceIds: the sequences, counted from the host targets */
+  seq: SequencePlan | null;
+  /** with sequenceIds: the targets on the host */
+  hostTargets: Int32Array | null;
   ignoreIndex: number;
 }
+
+const CE_REDUCTIONS = [...REDUCTIONS, 'sequenceMean'] as const;
 
 function cudaCommon(fn: string, logits: unknown, targets: unknown, o: Partial<Record<string, unknown>>): CudaCommon {
   let z: Logits | DeviceLogits;
@@ -84,16 +87,26 @@ function cudaCommon(fn: string, logits: unknown, targets: unknown, o: Partial<Re
       'Convert with Int32Array.from(targets), or cuda.uploadTargets(…)');
   if (targets.length !== z.rows) throw rangeError(fn, 'targets', `of length rows (${z.rows})`, targets);
   if (o.threads !== undefined) checkInteger(fn, 'threads', o.threads, 1, 65536);
+  const reduction = o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, CE_REDUCTIONS);
+  const ignoreIndex = o.ignoreIndex === undefined ? -100 : checkInteger(fn, 'ignoreIndex', o.ignoreIndex, -(2 ** 31), 2 ** 31 - 1);
+  const ce = cudaLossOptions(fn, o, z.vocab);
+  // sequences are counted on the host (device targets are downloaded: rows × 4 bytes)
+  const hostTargets = o.sequenceIds === undefined && reduction !== 'sequenceMean' ? null
+    : targets instanceof Int32Array ? targets : targets.download();
+  const seq = hostTargets ? checkSequences(fn, o.sequenceIds, hostTargets, ignoreIndex, reduction === 'sequenceMean') : null;
   return {
     stream: checkStream(fn, o.stream),
-    ce: cudaLossOptions(fn, o, z.vocab),
+    ce,
     z,
     targets,
     rows: z.rows,
     vocab: z.vocab,
     dtype: z.dtype,
-    reduction: o.reduction === undefined ? 'mean' : checkOneOf(fn, 'reduction', o.reduction, REDUCTIONS),
-    ignoreIndex: o.ignoreIndex === undefined ? -100 : checkInteger(fn, 'ignoreIndex', o.ignoreIndex, -(2 ** 31), 2 ** 31 - 1),
+    reduction: reduction === 'sequenceMean' ? 'none' : reduction,
+    sequenceMean: reduction === 'sequenceMean',
+    seq,
+    hostTargets,
+    ignoreIndex,
   };
 }
 
@@ -175,10 +188,6 @@ export function downloadGrad(fn: string, grad: DeviceLogits, z: Logits, gt: Cuda
 
 export function cudaForward(fn: string, logits: unknown, targets: unknown, opts: unknown, mode: 'device' | 'host', async: boolean) {
   const o = checkOptions(fn, opts, FORWARD_OPTIONS);
-  const cpuOnly = cpuOnlyOption(o);
-  if (cpuOnly !== undefined)
-    throw typeError(fn, cpuOnly, 'undefined on the GPU (the CUDA kernels do not implement it yet)', (o as Record<string, unknown>)[cpuOnly],
-      "Run it on the CPU: host arrays and device: 'cpu'");
   const c = cudaCommon(fn, logits, targets, o);
   const { withGrad, gradOutput } = checkGradRequest(fn, o);
   const gt = cudaGradTarget(fn, o, c, mode);
@@ -192,6 +201,14 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
       'Upload the logits first (cuda.upload) to keep the whole step on the device');
   if (lossOnDevice && stats)
     throw typeError(fn, 'stats', 'undefined with lossOnDevice (the batch statistics are computed on the host)', o.stats);
+  if (lossOnDevice && c.seq)
+    throw typeError(fn, 'sequenceIds', 'undefined with lossOnDevice (the per-sequence sums are taken on the host)', o.sequenceIds,
+      'Drop lossOnDevice to get the sequences (the call then reads rows × 8 bytes back)');
+  // sequences: the rows' double losses, and with loss options each row's log p(target) (the
+  // statistics' targetLogprob: the row loss is then not −log p); 'sequenceMean' runs as 'none' with
+  // the per-row gradient scales w_i·gradOutput
+  const seqLogprob = c.seq !== null && c.ce !== null;
+  const rowGrad = c.sequenceMean && withGrad ? sequenceRowGrad(c.seq!, gradOutput) : null;
 
   const st = new Staging();
   const made: { dispose(): void }[] = [];  // results made here: disposed if the call fails
@@ -205,6 +222,7 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
   let losses: DeviceVector, lse: DeviceVector, grad: DeviceLogits | undefined, dloss: DeviceVector | undefined;
   // the per-row statistics: temporaries on the device, downloaded for the batch statistics
   let sv: { argmax: DeviceTargets; entropy: DeviceVector; targetLogprob: DeviceVector; maxProb: DeviceVector } | null = null;
+  let l64: DeviceVector | null = null;  // (2·rows) f32 words: rows f64 row losses
   try {
     const dz = st.logits(fn, c.z as Logits | DeviceLogits);
     const dt = st.targets(fn, c.targets);
@@ -216,7 +234,8 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
       else if (gt.out instanceof DeviceLogits) grad = gt.out;
       else grad = keep(cuda.empty(c.rows, c.vocab, gt.gradDtype));
     }
-    if (stats)
+    if (c.seq) l64 = st.temp(newVector(2 * c.rows));
+    if (stats || seqLogprob)
       sv = { argmax: st.temp(newInt32Vector(c.rows)), entropy: st.temp(newVector(c.rows)), targetLogprob: st.temp(newVector(c.rows)),
         maxProb: st.temp(newVector(c.rows)) };
     run = cudaBinding().crossEntropyForward({
@@ -226,16 +245,23 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
       ...(sv ? { argmax: sv.argmax.buffer(fn), entropy: sv.entropy.buffer(fn), targetLogprob: sv.targetLogprob.buffer(fn),
         maxProb: sv.maxProb.buffer(fn) } : {}),
       ...(dloss ? { deviceLoss: dloss.buffer(fn) } : {}), ...(c.stream !== undefined ? { stream: c.stream } : {}),
+      ...(l64 ? { losses64: l64.buffer(fn) } : {}), ...(rowGrad ? { gradOutputRows: st.vector(fn, rowGrad).buffer(fn) } : {}),
       async: async as false,
     });
   } catch (e) {
     return fail(e);
   }
   type Totals = { loss: number; count: number; zLoss: number; weightSum: number };
-  const extras = (r: Totals, out: { zLoss?: number; weightSum?: number; stats?: CrossEntropyStats }) => {
+  const extras = (r: Totals, out: { loss: number; zLoss?: number; weightSum?: number; stats?: CrossEntropyStats; sequences?: SequenceResult }) => {
     if (c.ce && (c.ce.zLoss ?? 0) > 0) out.zLoss = r.zLoss;
     if (c.ce?.weight) out.weightSum = r.weightSum;
-    if (sv) {
+    if (c.seq && l64) {
+      const w = l64.download(), losses64 = new Float64Array(w.buffer, w.byteOffset, c.rows);
+      const tlp = seqLogprob ? sv!.targetLogprob.download() : null;
+      out.sequences = sequenceSums(c.seq, c.hostTargets!, c.ignoreIndex, (i) => (tlp ? tlp[i]! : -losses64[i]!));
+      if (c.sequenceMean) out.loss = sequenceMean(c.seq, losses64);
+    }
+    if (sv && stats) {
       const t = c.targets instanceof Int32Array ? c.targets : c.targets.download();
       out.stats = batchStats(t, c.ignoreIndex, sv.argmax.download(), sv.entropy.download(), sv.targetLogprob.download(),
         sv.maxProb.download(), eceBins, text);
@@ -272,15 +298,20 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
 
 export function cudaBackward(fn: string, logits: unknown, targets: unknown, lseIn: unknown, opts: unknown, mode: 'device' | 'host', async: boolean) {
   const o = checkOptions(fn, opts, BACKWARD_OPTIONS);
-  const cpuOnly = cpuOnlyOption(o);
-  if (cpuOnly !== undefined)
-    throw typeError(fn, cpuOnly, 'undefined on the GPU (the CUDA kernels do not implement it yet)', (o as Record<string, unknown>)[cpuOnly],
-      "Run it on the CPU: host arrays and device: 'cpu'");
   const c = cudaCommon(fn, logits, targets, o);
   if (!(lseIn instanceof Float32Array) && !(lseIn instanceof DeviceVector))
     throw typeError(fn, 'lse', `a Float32Array or DeviceVector of length rows (${c.rows}), as returned by crossEntropyForward`, lseIn);
   if (lseIn.length !== c.rows) throw rangeError(fn, 'lse', `of length rows (${c.rows})`, lseIn);
-  const { gradOutput, rowGrad } = checkGradOutput<Float32Array | DeviceVector>(fn, o.gradOutput, c.reduction, c.rows, true);
+  let gradOutput: number, rowGrad: Float32Array | DeviceVector | null;
+  if (c.sequenceMean) {
+    // the per-row scales w_i·gradOutput of the sequence mean, with reduction 'none'
+    if (o.gradOutput !== undefined && typeof o.gradOutput !== 'number')
+      throw typeError(fn, 'gradOutput', "a finite number with reduction 'sequenceMean'", o.gradOutput);
+    gradOutput = 1;
+    rowGrad = sequenceRowGrad(c.seq!, checkGradOutput(fn, o.gradOutput, 'mean', c.rows).gradOutput);
+  } else {
+    ({ gradOutput, rowGrad } = checkGradOutput<Float32Array | DeviceVector>(fn, o.gradOutput, c.reduction, c.rows, true));
+  }
   const gt = cudaGradTarget(fn, o, c, mode);
 
   const st = new Staging();

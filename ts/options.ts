@@ -81,11 +81,6 @@ export const FORWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'withGrad
 export const BACKWARD_OPTIONS = ['reduction', 'ignoreIndex', 'threads', 'gradOutput', 'gradDtype', 'out', 'inPlace', 'device', ...LOSS_OPTIONS, 'sequenceIds', 'stream'] as const;
 
 
-/** Options the CUDA kernels do not implement; calls that use them run on the CPU. */
-export function cpuOnlyOption(o: Partial<Record<string, unknown>>): string | undefined {
-  return ['sequenceIds'].find((k) => o[k] !== undefined && o[k] !== false);
-}
-
 /** The loss options (labelSmoothing, weight, zLoss, softcap, logitScale), checked; null when none is set. */
 export function checkLossOptions(fn: string, o: Partial<Record<string, unknown>>, vocab: number): NativeCeOptions | null {
   if (LOSS_OPTIONS.every((k) => o[k] === undefined)) return null;

@@ -76,11 +76,16 @@ function targetLogits(z: Logits, targets: Int32Array, ignoreIndex: number, scale
 /** The per-sequence sums, from the forward's per-row losses and lse. */
 export function sequenceResult(p: SequencePlan, z: Logits, targets: Int32Array, ignoreIndex: number, losses: Float64Array, lse: Float32Array,
   options: { logitScale?: number; softcap?: number } | null): SequenceResult {
-  const logprob = new Float64Array(p.n);
   const xt = options ? targetLogits(z, targets, ignoreIndex, options.logitScale ?? 1, options.softcap ?? 0) : null;
+  return sequenceSums(p, targets, ignoreIndex, (i) => (xt ? xt[i]! - lse[i]! : -losses[i]!));
+}
+
+/** The per-sequence sums from each counted row's log p(target) (logprobOf(i)), summed in row order. */
+export function sequenceSums(p: SequencePlan, targets: Int32Array, ignoreIndex: number, logprobOf: (row: number) => number): SequenceResult {
+  const logprob = new Float64Array(p.n);
   for (let i = 0; i < targets.length; i++) {
     if (targets[i] === ignoreIndex) continue;
-    logprob[p.ids[i]!]! += xt ? xt[i]! - lse[i]! : -losses[i]!;
+    logprob[p.ids[i]!]! += logprobOf(i);
   }
   const meanLoss = new Float64Array(p.n);
   for (let s = 0; s < p.n; s++) meanLoss[s] = p.tokens[s]! > 0 ? -logprob[s]! / p.tokens[s]! : 0;
