@@ -47,7 +47,7 @@ if [ "$HAVE_NODE" = 1 ]; then
   echo "== vitest on the device"
   FUSEDCE_CUDA_BINARY=$(find "$B/node" -name fusedce_cuda.node | head -1) timeout 300 npx vitest run \
     test/cross_entropy_cuda.test.ts test/cross_entropy_options_cuda.test.ts test/soft_family_cuda.test.ts \
-    test/binary_cross_entropy_cuda.test.ts test/cuda_stream.test.ts test/cuda_api.test.ts > "$O/vitest.txt" 2>&1
+    test/binary_cross_entropy_cuda.test.ts test/sequences_cuda.test.ts test/cuda_stream.test.ts test/cuda_api.test.ts > "$O/vitest.txt" 2>&1
   status vitest "rc=$? $(grep -E 'Tests ' "$O/vitest.txt" | sed 's/\x1b\[[0-9;]*m//g' | tail -1)"
 else
   status vitest "skipped: no node on this machine"
