@@ -186,43 +186,43 @@ FUSEDCE_CLONES void jsd_terms(const float* __restrict x, const float* __restrict
       e[i] = l[i] != l[i] ? l[i] : p * s1 * s2;
     }
     for (int64_t i = 0; i < cn; ++i) {
-    const int64_t j = c0 + i;
-    const double q = e[i], p = e[kChunk + i], lq = l[i], lp = l[kChunk + i];
-    const double m = beta * p + a_ * q;
-    // log m, for m > 0 (0 is selected below for m = 0)
-    const bool sub = m < 0x1p-1022;
-    const double mm = sub ? m * 0x1p54 : (m > 0.0 ? m : 1.0);
-    uint64_t b;
-    std::memcpy(&b, &mm, 8);
-    const uint64_t u = b + (0x3ff0000000000000ull - kSqrtHalf);  // exponent field of m/√½, biased
-    const uint64_t fb = (u & 0x000fffffffffffffull) + kSqrtHalf;   // f in [√½, √2)
-    uint64_t eb = (u >> 52) | 0x4330000000000000ull;
-    double ed, f;
-    std::memcpy(&ed, &eb, 8);
-    std::memcpy(&f, &fb, 8);
-    ed = (ed - (kMagic / 1.5 + 1023.0)) - (sub ? 54.0 : 0.0);  // kMagic/1.5 = 2^52
-    const double s = (f - 1.0) / (f + 1.0), s2 = s * s;
-    double c = 2.0 / 23.0;
-    c = c * s2 + 2.0 / 21.0;
-    c = c * s2 + 2.0 / 19.0;
-    c = c * s2 + 2.0 / 17.0;
-    c = c * s2 + 2.0 / 15.0;
-    c = c * s2 + 2.0 / 13.0;
-    c = c * s2 + 2.0 / 11.0;
-    c = c * s2 + 2.0 / 9.0;
-    c = c * s2 + 2.0 / 7.0;
-    c = c * s2 + 2.0 / 5.0;
-    c = c * s2 + 2.0 / 3.0;
-    const double logf = 2.0 * s + s * s2 * c;
-    const double lm = m > 0.0 ? ed * kLn2Hi + (ed * kLn2Lo + logf) : (m == m ? 0.0 : m);
-    const double tq = q > 0.0 ? q * (lq - lm) : 0.0;
-    const double tp = p > 0.0 ? p * (lp - lm) : 0.0;
-    term[j] = beta * tp + a_ * tq;
-    kl[j] = tq;
-    if (qrow) {
-      qrow[j] = q;
-      lrow[j] = q > 0.0 ? lq - lm : 0.0;
-    }
+      const int64_t j = c0 + i;
+      const double q = e[i], p = e[kChunk + i], lq = l[i], lp = l[kChunk + i];
+      const double m = beta * p + a_ * q;
+      // log m, for m > 0 (0 is selected below for m = 0)
+      const bool sub = m < 0x1p-1022;
+      const double mm = sub ? m * 0x1p54 : (m > 0.0 ? m : 1.0);
+      uint64_t b;
+      std::memcpy(&b, &mm, 8);
+      const uint64_t u = b + (0x3ff0000000000000ull - kSqrtHalf);  // exponent field of m/√½, biased
+      const uint64_t fb = (u & 0x000fffffffffffffull) + kSqrtHalf;   // f in [√½, √2)
+      uint64_t eb = (u >> 52) | 0x4330000000000000ull;
+      double ed, f;
+      std::memcpy(&ed, &eb, 8);
+      std::memcpy(&f, &fb, 8);
+      ed = (ed - (kMagic / 1.5 + 1023.0)) - (sub ? 54.0 : 0.0);  // kMagic/1.5 = 2^52
+      const double s = (f - 1.0) / (f + 1.0), s2 = s * s;
+      double c = 2.0 / 23.0;
+      c = c * s2 + 2.0 / 21.0;
+      c = c * s2 + 2.0 / 19.0;
+      c = c * s2 + 2.0 / 17.0;
+      c = c * s2 + 2.0 / 15.0;
+      c = c * s2 + 2.0 / 13.0;
+      c = c * s2 + 2.0 / 11.0;
+      c = c * s2 + 2.0 / 9.0;
+      c = c * s2 + 2.0 / 7.0;
+      c = c * s2 + 2.0 / 5.0;
+      c = c * s2 + 2.0 / 3.0;
+      const double logf = 2.0 * s + s * s2 * c;
+      const double lm = m > 0.0 ? ed * kLn2Hi + (ed * kLn2Lo + logf) : (m == m ? 0.0 : m);
+      const double tq = q > 0.0 ? q * (lq - lm) : 0.0;
+      const double tp = p > 0.0 ? p * (lp - lm) : 0.0;
+      term[j] = beta * tp + a_ * tq;
+      kl[j] = tq;
+      if (qrow) {
+        qrow[j] = q;
+        lrow[j] = q > 0.0 ? lq - lm : 0.0;
+      }
     }
   }
 }
