@@ -56,7 +56,9 @@ double bce_forward(const BceArgs& a, const BceOut& out) {
   const Kernels& k = active_kernels();
   const size_t V = size_t(a.vocab);
   CountedRows<1> parts(a.rows);  // every row counts
-  for_each_row(a.rows, a.vocab, a.threads, [&](int64_t r) {
+  const auto fast = k.bce_block[int(a.dtype)][int(out.grad.data ? out.grad.dtype : DType::F32)];
+  // Σ_j l_j over block b of row r (and its losses and gradient written), in double lanes
+  auto block_sum = [&](int64_t r, int64_t b) -> double {
     BlockBuffers& buf = block_buffers();
     float *x = buf.a, *e = buf.b, *l = buf.c, *g = buf.d;
     // Absent weights are read from constant blocks, so the element loop has no branch on them
@@ -70,40 +72,49 @@ double bce_forward(const BceArgs& a, const BceOut& out) {
       pw_filled = a.pos_weight_scalar;
       filled = true;
     }
-    {
-      const char* z = static_cast<const char*>(a.logits) + size_t(r) * V * dtype_size(a.dtype);
-      const float* y = a.targets + size_t(r) * V;
-      const float* w = a.weight ? (a.weight_per_class ? a.weight : a.weight + size_t(r) * V) : nullptr;
+    const char* z = static_cast<const char*>(a.logits) + size_t(r) * V * dtype_size(a.dtype);
+    const float* y = a.targets + size_t(r) * V;
+    const float* w = a.weight ? (a.weight_per_class ? a.weight : a.weight + size_t(r) * V) : nullptr;
+    const int64_t b0 = b * kBlock, n = std::min(kBlock, a.vocab - b0);
+    if (fast)  // the same loop in one pass from z, where the ISA has it (bitwise this one)
+      return fast(z + size_t(b0) * dtype_size(a.dtype), y + b0, a.pos_weight ? a.pos_weight + b0 : pw_const,
+                  w ? w + b0 : w_const, n, out.losses ? out.losses + size_t(r) * V + size_t(b0) : nullptr,
+                  out.grad.data ? static_cast<char*>(out.grad.data) + (size_t(r) * V + size_t(b0)) * dtype_size(out.grad.dtype)
+                                : nullptr,
+                  out.grad.scale);
+    widen(z + size_t(b0) * dtype_size(a.dtype), a.dtype, n, x);
+    for (int64_t j = 0; j < n; ++j) e[j] = -std::fabs(x[j]);
+    k.exp(e, e, n);  // e^{−|x|} in (0, 1]
+    const float* pwb = a.pos_weight ? a.pos_weight + b0 : pw_const;
+    const float* wb = w ? w + b0 : w_const;
+    const float* yb = y + b0;
+    bce_block(x, e, yb, pwb, wb, n, l, g);
+    const double sum = lane_sum_f64(n, [&](int64_t j) { return l[j]; });
+    if (out.losses) std::copy(l, l + n, out.losses + size_t(r) * V + size_t(b0));
+    if (out.grad.data) {
+      const float s = out.grad.scale;
+      for (int64_t j = 0; j < n; ++j) g[j] *= s;
+      narrow(g, out.grad.dtype, n, static_cast<char*>(out.grad.data) + (size_t(r) * V + size_t(b0)) * dtype_size(out.grad.dtype));
+    }
+    return sum;
+  };
+  const int64_t nb = (a.vocab + kBlock - 1) / kBlock;
+  if (split_rows(a.rows, a.vocab, a.threads)) {
+    // few rows: the blocks over the pool, then each row's block sums added in block order
+    std::vector<double> sums(size_t(a.rows * nb), 0.0);
+    for_each_block(a.rows, a.vocab, a.threads, [&](int64_t r, int64_t b) { sums[size_t(r * nb + b)] = block_sum(r, b); });
+    for (int64_t r = 0; r < a.rows; ++r) {
       double sum = 0.0;
-      const auto fast = k.bce_block[int(a.dtype)][int(out.grad.data ? out.grad.dtype : DType::F32)];
-      for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
-        const int64_t n = std::min(kBlock, a.vocab - b0);
-        if (fast) {  // the same loop in one pass from z, where the ISA has it (bitwise this one)
-          sum += fast(z + size_t(b0) * dtype_size(a.dtype), y + b0, a.pos_weight ? a.pos_weight + b0 : pw_const,
-                      w ? w + b0 : w_const, n, out.losses ? out.losses + size_t(r) * V + size_t(b0) : nullptr,
-                      out.grad.data ? static_cast<char*>(out.grad.data) + (size_t(r) * V + size_t(b0)) * dtype_size(out.grad.dtype)
-                                    : nullptr,
-                      out.grad.scale);
-          continue;
-        }
-        widen(z + size_t(b0) * dtype_size(a.dtype), a.dtype, n, x);
-        for (int64_t j = 0; j < n; ++j) e[j] = -std::fabs(x[j]);
-        k.exp(e, e, n);  // e^{−|x|} in (0, 1]
-        const float* pwb = a.pos_weight ? a.pos_weight + b0 : pw_const;
-        const float* wb = w ? w + b0 : w_const;
-        const float* yb = y + b0;
-        bce_block(x, e, yb, pwb, wb, n, l, g);
-        sum += lane_sum_f64(n, [&](int64_t j) { return l[j]; });
-        if (out.losses) std::copy(l, l + n, out.losses + size_t(r) * V + size_t(b0));
-        if (out.grad.data) {
-          const float s = out.grad.scale;
-          for (int64_t j = 0; j < n; ++j) g[j] *= s;
-          narrow(g, out.grad.dtype, n, static_cast<char*>(out.grad.data) + (size_t(r) * V + size_t(b0)) * dtype_size(out.grad.dtype));
-        }
-      }
+      for (int64_t b = 0; b < nb; ++b) sum += sums[size_t(r * nb + b)];
       parts.count(r, {sum});
     }
-  });
+  } else {
+    for_each_row(a.rows, a.vocab, a.threads, [&](int64_t r) {
+      double sum = 0.0;
+      for (int64_t b = 0; b < nb; ++b) sum += block_sum(r, b);
+      parts.count(r, {sum});
+    });
+  }
   return parts.totals().sum[0];
 }
 

@@ -61,6 +61,21 @@ describe('binary cross-entropy with logits vs float64 reference (CPU)', () => {
     expect(Buffer.from(b.grad!.data.buffer).equals(Buffer.from(a.grad!.data.buffer))).toBe(true);
   });
 
+  it('few rows (their blocks spread over the pool): the same bits as one thread', async () => {
+    const r = testRng('bce split rows');
+    for (const [rows, vocab] of [[1, 128256], [3, 2 * 4096 + 77]] as const) {
+      const { z } = makeLogits(randomLogits(r, rows, vocab, 4), rows, vocab, 'bf16');
+      const y = labels(r, rows * vocab), pw = Float32Array.from({ length: vocab }, () => 0.5 + r());
+      for (const o of [{}, { posWeight: pw }] as const) {
+        const a = binaryCrossEntropyWithLogits(z, y, { ...o, reduction: 'none', withGrad: true, threads: 1 });
+        const b = await binaryCrossEntropyWithLogitsAsync(z, y, { ...o, reduction: 'none', withGrad: true, threads: 4 });
+        expect(Buffer.from(b.losses!.buffer).equals(Buffer.from(a.losses!.buffer))).toBe(true);
+        expect(Buffer.from(b.grad!.data.buffer).equals(Buffer.from(a.grad!.data.buffer))).toBe(true);
+        expect(binaryCrossEntropyWithLogits(z, y, { ...o, threads: 4 }).loss).toBe(binaryCrossEntropyWithLogits(z, y, { ...o, threads: 1 }).loss);
+      }
+    }
+  });
+
   it('bad input is a clear error naming the argument', () => {
     const z = logits(new Float32Array(6), 2, 3);
     const y = new Float32Array(6);

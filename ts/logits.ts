@@ -71,8 +71,8 @@ export function logits(
 
 /**
  * Checks a Logits-shaped object passed to an op. A device tensor (DeviceLogits, recognised by its
- * `device` field: cuda.ts imports this file) is refused with what to do: the ops that call this
- * run on the CPU only, so far (the CUDA kernels cover plain cross-entropy).
+ * `device` field: cuda.ts imports this file) is refused with what to do. The ops with a GPU path
+ * take device tensors before they get here; what reaches this with one is a host-only argument.
  */
 export function checkLogits(fn: string, arg: string, l: unknown): Logits {
   if (l !== null && typeof l === 'object' && (l as { device?: unknown }).device === 'cuda')
