@@ -16,15 +16,11 @@ import { checkBoolean, checkInteger, checkOneOf, checkOptions, rangeError, typeE
 import { type Logits, checkLogits } from './logits';
 import { type Device, DeviceLogits, DeviceTargets, DeviceVector } from './cuda';
 import { cudaBackward, cudaForward, cudaMode } from './cross_entropy_cuda';
-import { BACKWARD_OPTIONS, FORWARD_OPTIONS, REDUCTIONS, type Reduction, checkGradOutput, checkGradRequest, checkLossOptions, checkThreads, gradTarget, reductionCode } from './options';
+import { BACKWARD_OPTIONS, CE_REDUCTIONS, type CeReduction, FORWARD_OPTIONS, type Reduction, checkGradOutput, checkGradRequest, checkLossOptions, checkThreads, gradTarget, reductionCode } from './options';
 import { type TextSize, batchStats, checkTextSize } from './stats';
-import { type SequencePlan, type SequenceResult, checkSequences, sequenceMean, sequenceResult, sequenceRowGrad } from './sequences';
+import { type SequencePlan, type SequenceResult, checkSequences, sequenceMean, sequenceMeanRowGrad, sequenceResult, sequenceRowGrad } from './sequences';
 
-export { type Reduction, REDUCTIONS } from './options';
-
-/** Cross-entropy's reductions: the shared three, and 'sequenceMean' (with sequenceIds). */
-export type CeReduction = Reduction | 'sequenceMean';
-const CE_REDUCTIONS: readonly CeReduction[] = [...REDUCTIONS, 'sequenceMean'];
+export { type Reduction, REDUCTIONS, type CeReduction } from './options';
 
 export interface CrossEntropyOptions {
   /**
@@ -356,10 +352,7 @@ function planBackward(fn: string, logits: unknown, targets: unknown, lse: unknow
   if (lse.length !== c.z.rows) throw rangeError(fn, 'lse', `of length rows (${c.z.rows})`, lse);
 
   if (c.reduction === 'sequenceMean') {
-    if (o.gradOutput !== undefined && typeof o.gradOutput !== 'number')
-      throw typeError(fn, 'gradOutput', "a finite number with reduction 'sequenceMean'", o.gradOutput);
-    const { gradOutput } = checkGradOutput(fn, o.gradOutput, 'mean', c.z.rows);
-    return { c, lse, gradOutput: 1, rowGrad: sequenceRowGrad(c.seq!, gradOutput), ...gradTarget(fn, o, c.z) };
+    return { c, lse, gradOutput: 1, rowGrad: sequenceMeanRowGrad(fn, c.seq!, o.gradOutput, c.z.rows), ...gradTarget(fn, o, c.z) };
   }
   const { gradOutput, rowGrad } = checkGradOutput(fn, o.gradOutput, c.reduction, c.z.rows);
   return { c, lse, gradOutput, rowGrad, ...gradTarget(fn, o, c.z) };

@@ -6,8 +6,8 @@ import { checkBoolean, checkInteger, checkOneOf, checkOptions, rangeError, typeE
 import { type Logits, checkLogits } from './logits';
 import { DEVICES, DeviceLogits, DeviceTargets, DeviceVector, Staging, cuda, cudaBinding, newInt32Vector, newVector, resolveDevice } from './cuda';
 import { batchStats, checkTextSize } from './stats';
-import { BACKWARD_OPTIONS, FORWARD_OPTIONS, REDUCTIONS, type Reduction, checkGradDtype, checkLossOptions, checkGradOutput, checkGradRequest, reductionCode } from './options';
-import { type SequencePlan, checkSequences, sequenceMean, sequenceRowGrad, sequenceSums } from './sequences';
+import { BACKWARD_OPTIONS, CE_REDUCTIONS, FORWARD_OPTIONS, type Reduction, checkGradDtype, checkLossOptions, checkGradOutput, checkGradRequest, reductionCode } from './options';
+import { type SequencePlan, checkSequences, sequenceMean, sequenceMeanRowGrad, sequenceRowGrad, sequenceSums } from './sequences';
 import type { NativeCeOptions } from './binding';
 import type { CrossEntropyResult, CrossEntropyStats, CudaCrossEntropyResult, CudaDeviceLossResult } from './cross_entropy';
 import type { SequenceResult } from './sequences';
@@ -71,8 +71,6 @@ export interface CudaCommon {
   hostTargets: Int32Array | null;
   ignoreIndex: number;
 }
-
-const CE_REDUCTIONS = [...REDUCTIONS, 'sequenceMean'] as const;
 
 function cudaCommon(fn: string, logits: unknown, targets: unknown, o: Partial<Record<string, unknown>>): CudaCommon {
   let z: Logits | DeviceLogits;
@@ -255,15 +253,16 @@ export function cudaForward(fn: string, logits: unknown, targets: unknown, opts:
   const extras = (r: Totals, out: { loss: number; zLoss?: number; weightSum?: number; stats?: CrossEntropyStats; sequences?: SequenceResult }) => {
     if (c.ce && (c.ce.zLoss ?? 0) > 0) out.zLoss = r.zLoss;
     if (c.ce?.weight) out.weightSum = r.weightSum;
+    // each is downloaded once, for the sequences and the statistics alike
+    const tlp = sv ? sv.targetLogprob.download() : null;
+    const hostTargets = c.hostTargets ?? (sv ? (c.targets instanceof Int32Array ? c.targets : c.targets.download()) : null);
     if (c.seq && l64) {
       const w = l64.download(), losses64 = new Float64Array(w.buffer, w.byteOffset, c.rows);
-      const tlp = seqLogprob ? sv!.targetLogprob.download() : null;
-      out.sequences = sequenceSums(c.seq, c.hostTargets!, c.ignoreIndex, (i) => (tlp ? tlp[i]! : -losses64[i]!));
+      out.sequences = sequenceSums(c.seq, hostTargets!, c.ignoreIndex, (i) => (seqLogprob ? tlp![i]! : -losses64[i]!));
       if (c.sequenceMean) out.loss = sequenceMean(c.seq, losses64);
     }
     if (sv && stats) {
-      const t = c.targets instanceof Int32Array ? c.targets : c.targets.download();
-      out.stats = batchStats(t, c.ignoreIndex, sv.argmax.download(), sv.entropy.download(), sv.targetLogprob.download(),
+      out.stats = batchStats(hostTargets!, c.ignoreIndex, sv.argmax.download(), sv.entropy.download(), tlp!,
         sv.maxProb.download(), eceBins, text);
     }
   };
@@ -305,10 +304,8 @@ export function cudaBackward(fn: string, logits: unknown, targets: unknown, lseI
   let gradOutput: number, rowGrad: Float32Array | DeviceVector | null;
   if (c.sequenceMean) {
     // the per-row scales w_i·gradOutput of the sequence mean, with reduction 'none'
-    if (o.gradOutput !== undefined && typeof o.gradOutput !== 'number')
-      throw typeError(fn, 'gradOutput', "a finite number with reduction 'sequenceMean'", o.gradOutput);
     gradOutput = 1;
-    rowGrad = sequenceRowGrad(c.seq!, checkGradOutput(fn, o.gradOutput, 'mean', c.rows).gradOutput);
+    rowGrad = sequenceMeanRowGrad(fn, c.seq!, o.gradOutput, c.rows);
   } else {
     ({ gradOutput, rowGrad } = checkGradOutput<Float32Array | DeviceVector>(fn, o.gradOutput, c.reduction, c.rows, true));
   }

@@ -10,6 +10,9 @@ import type { NativeCeOptions } from './binding';
 
 export type Reduction = 'mean' | 'sum' | 'none';
 export const REDUCTIONS: readonly Reduction[] = ['mean', 'sum', 'none'];
+/** Cross-entropy's reductions: the shared three, and 'sequenceMean' (with sequenceIds). */
+export type CeReduction = Reduction | 'sequenceMean';
+export const CE_REDUCTIONS: readonly CeReduction[] = [...REDUCTIONS, 'sequenceMean'];
 
 
 export function checkGradDtype(fn: string, v: unknown, fallback: DType): DType {

@@ -10,6 +10,7 @@
 import { bf16, f16 } from './dtype';
 import { rangeError, typeError } from './errors';
 import type { Logits } from './logits';
+import { checkGradOutput } from './options';
 
 export interface SequenceResult {
   /** Σ log p(target) over each sequence's counted rows (float64). */
@@ -102,4 +103,14 @@ export function sequenceMean(p: SequencePlan, losses: Float64Array): number {
 /** The per-row upstream gradient of sequenceMean: w_i·gradOutput (f32). */
 export function sequenceRowGrad(p: SequencePlan, gradOutput: number): Float32Array {
   return Float32Array.from(p.weights, (w) => w * gradOutput);
+}
+
+/**
+ * The backward's per-row upstream of 'sequenceMean', w_i·gradOutput, from its gradOutput option
+ * (a number, default 1; a per-row array has no meaning for a mean over sequences).
+ */
+export function sequenceMeanRowGrad(fn: string, p: SequencePlan, gradOutput: unknown, rows: number): Float32Array {
+  if (gradOutput !== undefined && typeof gradOutput !== 'number')
+    throw typeError(fn, 'gradOutput', "a finite number with reduction 'sequenceMean'", gradOutput);
+  return sequenceRowGrad(p, checkGradOutput(fn, gradOutput, 'mean', rows).gradOutput);
 }
