@@ -10,6 +10,7 @@
 #include "dtype.h"
 #include "fusedce.h"
 #include "loss_rows.h"
+#include "row_math.h"
 #include "thread_pool.h"
 
 namespace fusedce {

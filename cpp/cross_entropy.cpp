@@ -410,10 +410,7 @@ struct SplitRows {
   std::vector<int64_t> slot;       // index s into row of each piece
 };
 
-bool use_split(const Batch& b) {
-  const int threads = effective_threads(b);
-  return threads > 1 && b.vocab >= 2 * kBlock && b.rows < 2 * int64_t(threads);
-}
+bool use_split(const Batch& b) { return split_rows(b.rows, b.vocab, b.threads); }
 
 SplitRows plan_split(const Batch& b) {
   SplitRows sp;

@@ -60,12 +60,7 @@ FUSEDCE_CLONES void widen_block(const void* z, DType dt, int64_t n, float* x) {
     }
     case DType::BF16: {
       const auto* p = static_cast<const uint16_t*>(z);
-      for (int64_t j = 0; j < n; ++j) {
-        const uint32_t b = uint32_t(p[j]) << 16;
-        float v;
-        std::memcpy(&v, &b, 4);
-        x[j] = v;
-      }
+      for (int64_t j = 0; j < n; ++j) x[j] = bits_to_float(uint32_t(p[j]) << 16);
       break;
     }
     case DType::F16: {

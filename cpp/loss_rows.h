@@ -152,17 +152,9 @@ void for_each_row(int64_t rows, int64_t vocab, int threads, Fn&& fn) {
   });
 }
 
-// Whether a pass spreads each row's blocks over the pool instead of giving each row to one thread:
-// fewer rows than two per thread, and at least two blocks a row (the plain driver's rule,
-// cross_entropy.cpp use_split). Each block's work and the in-order fold of a row's block results
-// are the same either way, so the choice never changes a bit.
-inline bool split_rows(int64_t rows, int64_t vocab, int threads) {
-  const int t = std::max(1, std::min(threads, hardware_threads()));
-  return t > 1 && vocab >= 2 * kBlock && rows < 2 * int64_t(t);
-}
-
 // fn(r, b) for block b (elements [b·kBlock, min(vocab, (b + 1)·kBlock))) of every row r, each
-// (row, block) a task claimed from the pool. fn writes only that block's outputs.
+// (row, block) a task claimed from the pool (for passes where split_rows, row_math.h, says so).
+// fn writes only that block's outputs.
 template <class Fn>
 void for_each_block(int64_t rows, int64_t vocab, int threads, Fn&& fn) {
   const int64_t nb = (vocab + kBlock - 1) / kBlock;

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "fusedce.h"
+#include "thread_pool.h"
 
 namespace fusedce {
 
@@ -52,6 +53,15 @@ inline RowForward finish(const Fold& f, float zt) {
   const double others = f.S == 0.0 ? 0.0 : f.S * std::exp(f.M - M);
   const double et = std::exp(double(zt) - M);  // NaN when M = zt = ±inf: the NaN row we want
   return {M + std::log(others + et), std::log1p(others / et)};
+}
+
+// Whether a pass spreads each row's blocks over the pool instead of giving each row to one thread:
+// fewer rows than two per thread (threads capped at the machine's), and at least two blocks a row.
+// The plain driver (cross_entropy.cpp) and binary CE use it. Each block's work and the in-order
+// fold of a row's block results are the same either way, so the choice never changes a bit.
+inline bool split_rows(int64_t rows, int64_t vocab, int threads) {
+  const int t = std::max(1, std::min(threads, hardware_threads()));
+  return t > 1 && vocab >= 2 * kBlock && rows < 2 * int64_t(t);
 }
 
 // Calls piece(offset, n) for the row's blocks, the target's block split around t (so the target
