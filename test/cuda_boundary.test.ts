@@ -48,6 +48,10 @@ const cases = {
   'ce: focal with smoothing': () => ce({ focalGamma: 2, labelSmoothing: 0.1 }),
   'ce: statistics buffer too small': () => ce({ argmax: small, entropy: l, targetLogprob: l, maxProb: l }),
   'ce: statistics over the losses': () => ce({ argmax: l, entropy: s, targetLogprob: g, maxProb: w }),
+  'ce: losses64 too small': () => ce({ losses64: small }),
+  'ce: losses64 over the lse': () => ce({ losses64: g, lse: g }),
+  'ce: gradOutputRows without reduction none': () => ce({ gradOutputRows: l }),
+  'ce: gradOutputRows too small': () => ce({ reduction: 2, gradOutputRows: small }),
   'bce: targets too small': () => bce({ targets: small }),
   'bce: per-class weight too small': () => bce({ weight: small, weightPerClass: true }),
   'bce: posWeight too small': () => bce({ posWeight: small }),
@@ -66,7 +70,7 @@ describe(`the CUDA glue refuses malformed raw requests (${label})`, () => {
     const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: process.env, cwd: process.cwd() });
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as Record<string, string>;
-    expect(Object.keys(out).length).toBe(25);
+    expect(Object.keys(out).length).toBe(29);
     for (const [k, v] of Object.entries(out)) {
       // use after dispose is an Error, as everywhere in the API; everything else a TypeError / RangeError
       expect(v, k).toMatch(k.includes('disposed') ? /^Error: / : /^(TypeError|RangeError): /);
@@ -74,6 +78,10 @@ describe(`the CUDA glue refuses malformed raw requests (${label})`, () => {
     }
     expect(out['soft: grad over the target']).toMatch(/overlaps/);
     expect(out['ce: statistics over the losses']).toMatch(/overlaps/);
+    expect(out['ce: losses64 too small']).toMatch(/losses64/);
+    expect(out['ce: losses64 over the lse']).toMatch(/overlaps/);
+    expect(out['ce: gradOutputRows without reduction none']).toMatch(/per-row gradOutput needs reduction 'none'/);
+    expect(out['ce: gradOutputRows too small']).toMatch(/gradOutput/);
     expect(out['bce: grad over the targets']).toMatch(/overlaps/);
     expect(out['soft: losses disposed']).toMatch(/disposed/);
   });
