@@ -56,12 +56,67 @@ void load_scaled(const void* src, DType dt, int64_t off, int64_t n, float s, flo
     for (int64_t j = 0; j < n; ++j) x[j] *= s;
 }
 
-// g = NaN over a whole gradient row (a row whose p is NaN, on the fused paths).   g: (vocab,) of gdt
-void nan_row(char* g, DType gdt, int64_t vocab) {
+// g = NaN over n elements of a gradient row (a row whose p is NaN, on the fused paths).   g: (n,) of gdt
+void nan_block(char* g, DType gdt, int64_t n) {
   BlockBuffers& buf = block_buffers();
-  std::fill(buf.a, buf.a + kBlock, std::numeric_limits<float>::quiet_NaN());
-  for (int64_t b0 = 0; b0 < vocab; b0 += kBlock)
-    narrow(buf.a, gdt, std::min(kBlock, vocab - b0), g + size_t(b0) * dtype_size(gdt));
+  std::fill(buf.a, buf.a + n, std::numeric_limits<float>::quiet_NaN());
+  narrow(buf.a, gdt, n, g);
+}
+
+// Per-row scratch for row_passes: when the rows are split over the pool (their blocks run on any
+// thread) one buffer per row, else one per thread, reused row after row. Both are thread_local
+// buffers kept across calls (of the calling thread when split: it waits for the workers that write
+// into it), so that a call allocates and zeroes nothing once warm: a fresh rows × vocab vector per
+// call cost more than a split row saves. Each scratch of a function has its own Slot, so that two
+// of them never share a thread's buffer. Contents are unspecified until written.
+template <class T, int Slot>
+class RowScratch {
+ public:
+  RowScratch(int64_t rows, int64_t vocab, int threads, size_t per_row)
+      : split_(split_rows(rows, vocab, threads)), per_row_(per_row) {
+    if (split_ && per_row_ != 0) all_ = own(size_t(rows) * per_row_);
+  }
+  T* of(int64_t r) {
+    if (per_row_ == 0) return nullptr;
+    if (split_) return all_ + size_t(r) * per_row_;
+    return own(per_row_);
+  }
+
+ private:
+  static T* own(size_t n) {
+    thread_local std::vector<T> buf;
+    if (buf.size() < n) buf.resize(n);
+    return buf.data();
+  }
+  bool split_;
+  size_t per_row_;
+  T* all_ = nullptr;
+};
+
+// The row driver of this file's ops. begin(r) first, then `passes` passes over rows × blocks: in
+// pass p, block(p, r, i) for every block i of row r, then fold(p, r) once row r's blocks of that
+// pass are done. With few rows (split_rows, as the plain driver) each (row, block) of a pass is a
+// task of its own, and begin and the folds run on the calling thread between passes; otherwise a
+// row runs begin and all its passes on one thread, in order. block writes only block i's outputs,
+// and every number is the same either way.
+template <class Begin, class Block, class FoldFn>
+void row_passes(int64_t rows, int64_t vocab, int threads, int passes, Begin&& begin, Block&& block, FoldFn&& fold) {
+  const int64_t nb = (vocab + kBlock - 1) / kBlock;
+  if (split_rows(rows, vocab, threads)) {
+    for (int64_t r = 0; r < rows; ++r) begin(r);
+    for (int p = 0; p < passes; ++p) {
+      for_each_block(rows, vocab, threads, [&](int64_t r, int64_t i) { block(p, r, i); });
+      for (int64_t r = 0; r < rows; ++r) fold(p, r);
+    }
+    return;
+  }
+  for_each_row(rows, vocab, threads, [&](int64_t r) {
+    begin(r);
+    for (int p = 0; p < passes; ++p) {
+      for (int64_t i = 0; i < nb; ++i) block(p, r, i);
+      fold(p, r);
+    }
+  });
 }
 
 double fold_lse(const Fold& f) { return f.nan ? std::numeric_limits<double>::quiet_NaN() : f.M + std::log(f.S); }
@@ -71,24 +126,28 @@ struct Row {
   const char* u;  // (V,) of a.target_dtype, or (V,) f32 probabilities
 };
 
-// The target's row constant: lse_y for logits, Σ q for probabilities (block sums folded in
-// order). The forward computes the same numbers inline, in the same order, from the same calls.
-double target_constant(const Kernels& k, const SoftArgs& a, const Row& row) {
+// The target's block partial at b0: (my_b, Sy_b) for logits, (0, Σ q) for probabilities.
+BlockPartial target_block(const Kernels& k, const SoftArgs& a, const Row& row, int64_t b0) {
   BlockBuffers& buf = block_buffers();
+  const int64_t n = std::min(kBlock, a.vocab - b0);
   if (a.target_probs) {
     const auto* q = reinterpret_cast<const float*>(row.u);
+    return {0.0f, lane_sum(n, [&](int64_t j) { return q[b0 + j]; })};
+  }
+  load_scaled(row.u, a.target_dtype, b0, n, a.inv_temperature, buf.c);
+  return block_partial(k, buf.c, n, buf.d);
+}
+
+// The target's row constant from its block partials in order: lse_y for logits, Σ q for
+// probabilities. The forward folds the same numbers (its kernels compute the same block partials).
+double fold_target(const SoftArgs& a, const BlockPartial* p, size_t nb) {
+  if (a.target_probs) {
     double qs = 0.0;
-    for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock)
-      qs += lane_sum(std::min(kBlock, a.vocab - b0), [&](int64_t j) { return q[b0 + j]; });
+    for (size_t i = 0; i < nb; ++i) qs += p[i].s;
     return qs;
   }
   Fold f;
-  for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
-    const int64_t n = std::min(kBlock, a.vocab - b0);
-    load_scaled(row.u, a.target_dtype, b0, n, a.inv_temperature, buf.c);
-    const BlockPartial p = block_partial(k, buf.c, n, buf.d);
-    f.add(p.m, p.s);
-  }
+  for (size_t i = 0; i < nb; ++i) f.add(p[i].m, p[i].s);
   return fold_lse(f);
 }
 
@@ -101,78 +160,80 @@ struct RowResult {
   double lse_x, constant, loss;  // constant: lse_y, or Σq
 };
 
-// Pass 1 over one row pair (see the file comment). Teacher logits, where the ISA has partial_pair:
-// one kernel call per block reads both rows once and returns (mx, Sx), (my, Sy) and C_b (fp32
-// lanes, as the plain kernels), and with ex_row/ey_row keeps both rows' exps for the fused
-// gradient. Elsewhere each block is widened into L1 and summed by lane_sum.
-RowResult row_forward(const Kernels& k, const SoftArgs& a, const Row& row, std::vector<BlockSummary>& blocks,
-                      float* ex_row = nullptr, float* ey_row = nullptr) {
+// Pass 1 over block [b0, b0 + n) of one row pair (see the file comment). Teacher logits, where
+// the ISA has partial_pair: one kernel call reads both rows' blocks once and returns (mx, Sx),
+// (my, Sy) and C_b (fp32 lanes, as the plain kernels), and with ex_row/ey_row keeps both rows'
+// exps for the fused gradient (at the block's offset). Elsewhere the block is widened into L1 and
+// summed by lane_sum. A block depends on nothing but its own elements, so the blocks of a row may
+// run on any threads (soft_forward's few-rows split).
+BlockSummary block_forward(const Kernels& k, const SoftArgs& a, const Row& row, int64_t b0, int64_t n, float* ex_row,
+                           float* ey_row) {
   BlockBuffers& buf = block_buffers();
   float *x = buf.a, *ex = buf.b, *y = buf.c, *ey = buf.d;
-  blocks.clear();
-  Fold fx, fy;
-  const auto pair = a.target_probs ? nullptr : k.partial_pair[int(a.op)][int(a.dtype)][int(a.target_dtype)];
-  const auto probs = a.target_probs ? k.partial_probs[int(a.dtype)] : nullptr;
-  double qsum = 0.0;
   const auto* q = reinterpret_cast<const float*>(row.u);
-  for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
-    const int64_t n = std::min(kBlock, a.vocab - b0);
-    if (probs) {  // one kernel call: (mx, Sx), Y_b = Σ q and C_b = Σ_{q≠0} q·(mx − x)
-      const SmoothPartial sp = probs(row.z + size_t(b0) * dtype_size(a.dtype), n, a.inv_temperature,
-                                     reinterpret_cast<const float*>(row.u) + b0, ex_row ? ex_row + b0 : nullptr);
-      BlockSummary s{{sp.m, sp.s}, {0.0f, sp.wsum}, sp.m == kNegInf ? 0.0 : sp.q};
-      qsum += s.py.s;
-      fx.add(s.px.m, s.px.s);
-      blocks.push_back(s);
-      continue;
-    }
-    if (pair) {
-      const PairPartial pp = pair(row.z + size_t(b0) * dtype_size(a.dtype), row.u + size_t(b0) * dtype_size(a.target_dtype), n,
-                                  a.inv_temperature, ex_row ? ex_row + b0 : nullptr, ey_row ? ey_row + b0 : nullptr);
-      const BlockSummary s{{pp.mx, pp.sx}, {pp.my, pp.sy}, pp.c};
-      fx.add(s.px.m, s.px.s);
-      fy.add(s.py.m, s.py.s);
-      blocks.push_back(s);
-      continue;
-    }
-    load_scaled(row.z, a.dtype, b0, n, a.inv_temperature, x);
-    BlockSummary s{block_partial(k, x, n, ex), {0.0f, 0.0}, 0.0};
-    const float mx = s.px.m;
-    const bool xmasked = mx == kNegInf;
-    if (a.target_probs) {
-      s.py.s = lane_sum(n, [&](int64_t j) { return q[b0 + j]; });
-      qsum += s.py.s;
-      if (!xmasked) s.C = lane_sum(n, [&](int64_t j) { return q[b0 + j] == 0.0f ? 0.0f : q[b0 + j] * (mx - x[j]); });
-    } else {
-      load_scaled(row.u, a.target_dtype, b0, n, a.inv_temperature, y);
-      s.py = block_partial(k, y, n, ey);
-      fy.add(s.py.m, s.py.s);
-      switch (a.op) {
-        case SoftOp::CrossEntropy:
-          if (!xmasked) s.C = lane_sum(n, [&](int64_t j) { return ey[j] == 0.0f ? 0.0f : ey[j] * (mx - x[j]); });
-          break;
-        case SoftOp::KlForward:
-          s.C = lane_sum(n, [&](int64_t j) { return ey[j] == 0.0f ? 0.0f : ey[j] * (y[j] - x[j]); });
-          break;
-        case SoftOp::KlReverse:
-          s.C = lane_sum(n, [&](int64_t j) { return ex[j] == 0.0f ? 0.0f : ex[j] * (x[j] - y[j]); });
-          break;
-      }
-    }
-    fx.add(s.px.m, s.px.s);
-    blocks.push_back(s);
+  if (a.target_probs && k.partial_probs[int(a.dtype)]) {
+    // one kernel call: (mx, Sx), Y_b = Σ q and C_b = Σ_{q≠0} q·(mx − x)
+    const SmoothPartial sp = k.partial_probs[int(a.dtype)](row.z + size_t(b0) * dtype_size(a.dtype), n, a.inv_temperature,
+                                                           q + b0, ex_row ? ex_row + b0 : nullptr);
+    return {{sp.m, sp.s}, {0.0f, sp.wsum}, sp.m == kNegInf ? 0.0 : sp.q};
+  }
+  const auto pair = a.target_probs ? nullptr : k.partial_pair[int(a.op)][int(a.dtype)][int(a.target_dtype)];
+  if (pair) {
+    const PairPartial pp = pair(row.z + size_t(b0) * dtype_size(a.dtype), row.u + size_t(b0) * dtype_size(a.target_dtype), n,
+                                a.inv_temperature, ex_row ? ex_row + b0 : nullptr, ey_row ? ey_row + b0 : nullptr);
+    return {{pp.mx, pp.sx}, {pp.my, pp.sy}, pp.c};
+  }
+  load_scaled(row.z, a.dtype, b0, n, a.inv_temperature, x);
+  BlockSummary s{block_partial(k, x, n, ex), {0.0f, 0.0}, 0.0};
+  const float mx = s.px.m;
+  const bool xmasked = mx == kNegInf;
+  if (a.target_probs) {
+    s.py.s = lane_sum(n, [&](int64_t j) { return q[b0 + j]; });
+    if (!xmasked) s.C = lane_sum(n, [&](int64_t j) { return q[b0 + j] == 0.0f ? 0.0f : q[b0 + j] * (mx - x[j]); });
+    return s;
+  }
+  load_scaled(row.u, a.target_dtype, b0, n, a.inv_temperature, y);
+  s.py = block_partial(k, y, n, ey);
+  switch (a.op) {
+    case SoftOp::CrossEntropy:
+      if (!xmasked) s.C = lane_sum(n, [&](int64_t j) { return ey[j] == 0.0f ? 0.0f : ey[j] * (mx - x[j]); });
+      break;
+    case SoftOp::KlForward:
+      s.C = lane_sum(n, [&](int64_t j) { return ey[j] == 0.0f ? 0.0f : ey[j] * (y[j] - x[j]); });
+      break;
+    case SoftOp::KlReverse:
+      s.C = lane_sum(n, [&](int64_t j) { return ex[j] == 0.0f ? 0.0f : ex[j] * (x[j] - y[j]); });
+      break;
+  }
+  return s;
+}
+
+// A row's loss from its block summaries, folded in block order (the same numbers whichever
+// threads computed the blocks).
+RowResult finish_row(const SoftArgs& a, const BlockSummary* blocks, size_t nb) {
+  Fold fx, fy;
+  double qsum = 0.0;
+  for (size_t i = 0; i < nb; ++i) {
+    fx.add(blocks[i].px.m, blocks[i].px.s);
+    if (a.target_probs)
+      qsum += blocks[i].py.s;
+    else
+      fy.add(blocks[i].py.m, blocks[i].py.s);
   }
   const double lse_x = fold_lse(fx);
   if (a.target_probs) {
     double loss = 0.0;
     // Y_b may be negative (negative class weights): every block with a target term adds
-    for (const BlockSummary& s : blocks)
+    for (size_t i = 0; i < nb; ++i) {
+      const BlockSummary& s = blocks[i];
       loss += (s.py.s != 0.0 ? (lse_x - double(s.px.m)) * s.py.s : 0.0) + s.C;
+    }
     return {lse_x, qsum, loss * a.loss_factor};
   }
   const double lse_y = fold_lse(fy);
   double acc = 0.0;
-  for (const BlockSummary& s : blocks) {
+  for (size_t i = 0; i < nb; ++i) {
+    const BlockSummary& s = blocks[i];
     switch (a.op) {
       case SoftOp::CrossEntropy:
         if (s.py.s > 0.0) acc += std::exp(double(s.py.m) - lse_y) * ((lse_x - double(s.px.m)) * s.py.s + s.C);
@@ -198,16 +259,17 @@ RowResult row_forward(const Kernels& k, const SoftArgs& a, const Row& row, std::
 //   logits:         g_j = c·(p_j − q_j)                       (SoftCrossEntropy, KlForward)
 //                   g_j = c·p_j·((x_j − lse_x) − (y_j − lse_y) − L)   (KlReverse; 0 where p_j = 0)
 // z (and the target) are widened into buffers block by block before the block's gradient is
-// stored, so g may be z itself.
+// stored, so g may be z itself. Only the elements [from, to) when given (one block of a split row).
 void row_grad(const Kernels& k, const SoftArgs& a, const Row& row, char* g, DType gdt, float lse_x, double constant,
-              double kl, double c) {
+              double kl, double c, int64_t from = 0, int64_t to = -1) {
   BlockBuffers& buf = block_buffers();
   float *x = buf.a, *p = buf.b, *y = buf.c, *q = buf.d;
   const float cf = float(c), lse_y = float(constant), qs = float(constant), L = float(kl);
   const auto* qp = reinterpret_cast<const float*>(row.u);
   const size_t gsz = dtype_size(gdt);
-  for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
-    const int64_t n = std::min(kBlock, a.vocab - b0);
+  const int64_t end = to < 0 ? a.vocab : to;
+  for (int64_t b0 = from; b0 < end; b0 += kBlock) {
+    const int64_t n = std::min(kBlock, end - b0);
     load_scaled(row.z, a.dtype, b0, n, a.inv_temperature, x);
     k.grad[int(DType::F32)][int(DType::F32)](x, p, n, lse_x, 1.0f);  // p = exp(x − lse_x)
     if (a.target_probs) {
@@ -231,11 +293,6 @@ double grad_coefficient(const SoftArgs& a, float up) {
   return double(up) * f * double(a.inv_temperature);
 }
 
-template <class Fn>
-void for_rows(const SoftArgs& a, Fn&& fn) {
-  for_each_row(a.rows, a.vocab, a.threads, fn);
-}
-
 Row row_of(const SoftArgs& a, int64_t r) {
   const size_t V = size_t(a.vocab);
   const size_t tsz = a.target_probs ? 4 : dtype_size(a.target_dtype);
@@ -244,13 +301,13 @@ Row row_of(const SoftArgs& a, int64_t r) {
 }
 
 // A row's target as the kernels read it, and whether it counts. Probabilities with smoothing or
-// weights are rewritten into a per-thread row, q̃_j = w_j·((1 − ε)·q_j + ε/V); a row counts when
+// weights are rewritten into qt ((vocab,) fp32, per row_passes' RowScratch), q̃_j = w_j·((1 − ε)·q_j + ε/V); a row counts when
 // its q is not all 0 (whatever q̃ sums to). Everything else is read in place.
 struct TargetRow {
   Row row;
   bool empty;  // an all-zero probability row: loss 0, lse 0, gradient 0
 };
-TargetRow target_row(const SoftArgs& a, int64_t r) {
+TargetRow target_row(const SoftArgs& a, int64_t r, float* qt) {
   Row row = row_of(a, r);
   if (!a.target_probs) return {row, false};
   const auto* q = reinterpret_cast<const float*>(row.u);
@@ -258,14 +315,12 @@ TargetRow target_row(const SoftArgs& a, int64_t r) {
   for (int64_t j = 0; j < a.vocab && !any; ++j) any = q[j] != 0.0f;
   if (!any) return {row, true};
   if (a.label_smoothing == 0.0f && !a.weight) return {row, false};
-  thread_local std::vector<float> qt;
-  qt.resize(size_t(a.vocab));
   const float keep = 1.0f - a.label_smoothing, spread = float(double(a.label_smoothing) / double(a.vocab));
   for (int64_t j = 0; j < a.vocab; ++j) {
     const float v = keep * q[j] + spread;
-    qt[size_t(j)] = a.weight ? a.weight[j] * v : v;
+    qt[j] = a.weight ? a.weight[j] * v : v;
   }
-  row.u = reinterpret_cast<const char*>(qt.data());
+  row.u = reinterpret_cast<const char*>(qt);
   return {row, false};
 }
 
@@ -274,86 +329,128 @@ TargetRow target_row(const SoftArgs& a, int64_t r) {
 SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
   const Kernels& k = a.kernels ? *a.kernels : active_kernels();
   CountedRows<1> parts(a.rows);
-  const size_t grow = size_t(a.vocab) * dtype_size(out.grad.dtype);
-  for_rows(a, [&](int64_t r) {
-    thread_local std::vector<BlockSummary> blocks;
-    const TargetRow tr = target_row(a, r);
-    const Row row = tr.row;
-    char* g = out.grad.data ? static_cast<char*>(out.grad.data) + size_t(r) * grow : nullptr;
-    if (tr.empty) {  // an all-zero probability row counts nowhere
-      out.losses[r] = out.lse[r] = 0.0f;
-      if (g) std::memset(g, 0, grow);
-      return;
-    }
-    // the one-exp fused gradient from pass 1's exps: teacher logits (every op) and probabilities
-    const bool one_exp = g && (a.target_probs ? k.partial_probs[int(a.dtype)] && k.scale_sub_store[0]
-                                              : k.pair_grad_store[0] && k.klr_grad_store[0][0][0] &&
-                                                    k.partial_pair[int(a.op)][int(a.dtype)][int(a.target_dtype)]);
-    thread_local std::vector<float> ex_row, ey_row;  // ey_row: the teacher's exps (logit targets only)
-    const bool keep_ey = one_exp && !a.target_probs;
-    if (one_exp && ex_row.size() < size_t(a.vocab)) ex_row.resize(size_t(a.vocab));
-    if (keep_ey && ey_row.size() < size_t(a.vocab)) ey_row.resize(size_t(a.vocab));
-    const RowResult rr = row_forward(k, a, row, blocks, one_exp ? ex_row.data() : nullptr, keep_ey ? ey_row.data() : nullptr);
+  const size_t grow = size_t(a.vocab) * dtype_size(out.grad.dtype), gsz = dtype_size(out.grad.dtype);
+  const int64_t nb = (a.vocab + kBlock - 1) / kBlock;
+  // the one-exp fused gradient from pass 1's exps: teacher logits (every op) and probabilities
+  const bool one_exp = out.grad.data && (a.target_probs ? k.partial_probs[int(a.dtype)] && k.scale_sub_store[0]
+                                                        : k.pair_grad_store[0] && k.klr_grad_store[0][0][0] &&
+                                                              k.partial_pair[int(a.op)][int(a.dtype)][int(a.target_dtype)]);
+  const bool keep_ey = one_exp && !a.target_probs;  // the teacher's exps (logit targets only)
+  auto grad_of = [&](int64_t r) { return out.grad.data ? static_cast<char*>(out.grad.data) + size_t(r) * grow : nullptr; };
+  // Row r's outputs once its blocks are folded.
+  auto finish = [&](int64_t r, const RowResult& rr) {
     parts.count(r, {rr.loss});
     out.losses[r] = float(rr.loss);
     out.lse[r] = float(rr.lse_x);
-    if (g && one_exp && !(rr.lse_x > -std::numeric_limits<double>::infinity())) {
-      nan_row(g, out.grad.dtype, a.vocab);  // no finite logit (or a NaN): p_j = NaN, as the portable pass
-    } else if (g && one_exp) {
-      // g_j = c·(p_j − q_j) = ex_j·c·e^{mx_b − lse_x} − ey_j·c·e^{my_b − lse_y}, in double per block
-      const double c = grad_coefficient(a, out.grad.row_scale ? out.grad.row_scale[r] : out.grad.scale);
-      const size_t gsz = dtype_size(out.grad.dtype);
-      for (size_t i = 0; i < blocks.size(); ++i) {
-        const int64_t b0 = int64_t(i) * kBlock, n = std::min(kBlock, a.vocab - b0);
-        if (a.target_probs) {
-          // g_j = c·(Σq·p_j − q_j) = (c·Σq·e^{mx_b − lse_x})·e_j − c·q_j
-          const float cx = float(c * rr.constant * std::exp(double(blocks[i].px.m) - rr.lse_x));
-          k.scale_sub_store[int(out.grad.dtype)](ex_row.data() + b0, g + size_t(b0) * gsz, n, cx, float(c),
-                                                 reinterpret_cast<const float*>(row.u) + b0, false);
-          continue;
-        }
-        if (a.op == SoftOp::KlReverse) {
-          // g_j = c·p_j·((x_j − lse_x) − (y_j − lse_y) − L), p_j = e^x_j·e^{mx_b − lse_x}:
-          //     = (c·e^{mx_b − lse_x})·e^x_j·(((x_j − mx_b) − (y_j − my_b)) + k_b),
-          //   k_b = (mx_b − lse_x) − (my_b − lse_y) − L in double (each difference small where p is)
-          const BlockSummary& bs = blocks[i];
-          const bool live = bs.px.s > 0.0 || bs.px.s != bs.px.s;
-          const double mx = bs.px.m, my = bs.py.m;
-          const float cx = live ? float(c * std::exp(mx - rr.lse_x)) : 0.0f;
-          const float kb = live ? float((mx - rr.lse_x) - (my - rr.constant) - rr.loss) : 0.0f;
-          k.klr_grad_store[int(a.dtype)][int(a.target_dtype)][int(out.grad.dtype)](
-              row.z + size_t(b0) * dtype_size(a.dtype), row.u + size_t(b0) * dtype_size(a.target_dtype), ex_row.data() + b0,
-              g + size_t(b0) * gsz, n, a.inv_temperature, live ? float(mx) : 0.0f, live && my == my ? float(my) : 0.0f, kb, cx);
-          continue;
-        }
-        const float ca = float(c * std::exp(double(blocks[i].px.m) - rr.lse_x));
-        const float cb = float(c * std::exp(double(blocks[i].py.m) - rr.constant));
-        k.pair_grad_store[int(out.grad.dtype)](ex_row.data() + b0, ey_row.data() + b0, g + size_t(b0) * gsz, n, ca, cb);
-      }
-    } else if (g) {
-      const float up = out.grad.row_scale ? out.grad.row_scale[r] : out.grad.scale;
-      row_grad(k, a, row, g, out.grad.dtype, out.lse[r], rr.constant, rr.loss, grad_coefficient(a, up));
+  };
+  // Block i of row r's gradient (pass 2), from pass 1's exps in ex/ey (whole-row pointers) when
+  // one_exp. Every block's work depends only on the row's result and its own elements.
+  auto grad_block = [&](int64_t r, const Row& row, const RowResult& rr, const BlockSummary& bs, int64_t i, const float* ex,
+                        const float* ey) {
+    char* g = grad_of(r);
+    const int64_t b0 = i * kBlock, n = std::min(kBlock, a.vocab - b0);
+    const float up = out.grad.row_scale ? out.grad.row_scale[r] : out.grad.scale;
+    const double c = grad_coefficient(a, up);
+    if (!one_exp) {
+      row_grad(k, a, row, g, out.grad.dtype, out.lse[r], rr.constant, rr.loss, c, b0, b0 + n);
+      return;
     }
-  });
+    if (!(rr.lse_x > -std::numeric_limits<double>::infinity())) {
+      nan_block(g + size_t(b0) * gsz, out.grad.dtype, n);  // no finite logit (or a NaN): p_j = NaN, as the portable pass
+      return;
+    }
+    if (a.target_probs) {
+      // g_j = c·(Σq·p_j − q_j) = (c·Σq·e^{mx_b − lse_x})·e_j − c·q_j
+      const float cx = float(c * rr.constant * std::exp(double(bs.px.m) - rr.lse_x));
+      k.scale_sub_store[int(out.grad.dtype)](ex + b0, g + size_t(b0) * gsz, n, cx, float(c),
+                                             reinterpret_cast<const float*>(row.u) + b0, false);
+      return;
+    }
+    if (a.op == SoftOp::KlReverse) {
+      // g_j = c·p_j·((x_j − lse_x) − (y_j − lse_y) − L), p_j = e^x_j·e^{mx_b − lse_x}:
+      //     = (c·e^{mx_b − lse_x})·e^x_j·(((x_j − mx_b) − (y_j − my_b)) + k_b),
+      //   k_b = (mx_b − lse_x) − (my_b − lse_y) − L in double (each difference small where p is)
+      const bool live = bs.px.s > 0.0 || bs.px.s != bs.px.s;
+      const double mx = bs.px.m, my = bs.py.m;
+      const float cx = live ? float(c * std::exp(mx - rr.lse_x)) : 0.0f;
+      const float kb = live ? float((mx - rr.lse_x) - (my - rr.constant) - rr.loss) : 0.0f;
+      k.klr_grad_store[int(a.dtype)][int(a.target_dtype)][int(out.grad.dtype)](
+          row.z + size_t(b0) * dtype_size(a.dtype), row.u + size_t(b0) * dtype_size(a.target_dtype), ex + b0,
+          g + size_t(b0) * gsz, n, a.inv_temperature, live ? float(mx) : 0.0f, live && my == my ? float(my) : 0.0f, kb, cx);
+      return;
+    }
+    // g_j = c·(p_j − q_j) = ex_j·c·e^{mx_b − lse_x} − ey_j·c·e^{my_b − lse_y}, in double per block
+    const float ca = float(c * std::exp(double(bs.px.m) - rr.lse_x));
+    const float cb = float(c * std::exp(double(bs.py.m) - rr.constant));
+    k.pair_grad_store[int(out.grad.dtype)](ex + b0, ey + b0, g + size_t(b0) * gsz, n, ca, cb);
+  };
+  const bool rewrite = a.target_probs && (a.label_smoothing != 0.0f || a.weight);
+  RowScratch<float, 0> qt(a.rows, a.vocab, a.threads, rewrite ? size_t(a.vocab) : 0);
+  RowScratch<float, 1> ex(a.rows, a.vocab, a.threads, one_exp ? size_t(a.vocab) : 0);
+  RowScratch<float, 2> ey(a.rows, a.vocab, a.threads, keep_ey ? size_t(a.vocab) : 0);
+  RowScratch<BlockSummary, 0> blocks(a.rows, a.vocab, a.threads, size_t(nb));
+  std::vector<TargetRow> trs(size_t(a.rows));
+  std::vector<RowResult> rrs(size_t(a.rows));
+  // pass 0: the blocks' summaries (and exps); pass 1: the gradient
+  row_passes(
+      a.rows, a.vocab, a.threads, out.grad.data ? 2 : 1, [&](int64_t r) { trs[size_t(r)] = target_row(a, r, qt.of(r)); },
+      [&](int pass, int64_t r, int64_t i) {
+        const TargetRow& tr = trs[size_t(r)];
+        const int64_t b0 = i * kBlock, n = std::min(kBlock, a.vocab - b0);
+        if (tr.empty) {  // an all-zero probability row counts nowhere, and its gradient is 0
+          if (pass == 1) std::memset(grad_of(r) + size_t(b0) * gsz, 0, size_t(n) * gsz);
+          return;
+        }
+        if (pass == 0)
+          blocks.of(r)[i] = block_forward(k, a, tr.row, b0, n, ex.of(r), ey.of(r));
+        else
+          grad_block(r, tr.row, rrs[size_t(r)], blocks.of(r)[i], i, ex.of(r), ey.of(r));
+      },
+      [&](int pass, int64_t r) {
+        if (pass != 0) return;
+        if (trs[size_t(r)].empty) {
+          out.losses[r] = out.lse[r] = 0.0f;
+          return;
+        }
+        rrs[size_t(r)] = finish_row(a, blocks.of(r), size_t(nb));
+        finish(r, rrs[size_t(r)]);
+      });
   const auto t = parts.totals();
   return {t.sum[0], t.count};
 }
 
+// The backward: the target's row constant (lse_y, or Σq, block partials folded in order, as the
+// forward's), then the gradient block by block. Few rows split their blocks over the pool.
 void soft_backward(const SoftArgs& a, const float* lse, const GradOut& grad) {
   const Kernels& k = a.kernels ? *a.kernels : active_kernels();
   const size_t grow = size_t(a.vocab) * dtype_size(grad.dtype);
-  for_rows(a, [&](int64_t r) {
-    const TargetRow tr = target_row(a, r);
-    const Row row = tr.row;
-    char* g = static_cast<char*>(grad.data) + size_t(r) * grow;
-    if (tr.empty) {
-      std::memset(g, 0, grow);
-      return;
-    }
-    const double constant = target_constant(k, a, row);
-    const float up = grad.row_scale ? grad.row_scale[r] : grad.scale;
-    row_grad(k, a, row, g, grad.dtype, lse[r], constant, 0.0, grad_coefficient(a, up));
-  });
+  const int64_t nb = (a.vocab + kBlock - 1) / kBlock;
+  const bool rewrite = a.target_probs && (a.label_smoothing != 0.0f || a.weight);
+  RowScratch<float, 0> qt(a.rows, a.vocab, a.threads, rewrite ? size_t(a.vocab) : 0);
+  RowScratch<BlockPartial, 0> tb(a.rows, a.vocab, a.threads, size_t(nb));
+  std::vector<TargetRow> trs(size_t(a.rows));
+  std::vector<double> constants(size_t(a.rows), 0.0);
+  // pass 0: the target's block partials; pass 1: the gradient
+  row_passes(
+      a.rows, a.vocab, a.threads, 2, [&](int64_t r) { trs[size_t(r)] = target_row(a, r, qt.of(r)); },
+      [&](int pass, int64_t r, int64_t i) {
+        const TargetRow& tr = trs[size_t(r)];
+        const int64_t b0 = i * kBlock, n = std::min(kBlock, a.vocab - b0);
+        char* g = static_cast<char*>(grad.data) + size_t(r) * grow;
+        if (tr.empty) {
+          if (pass == 1) std::memset(g + size_t(b0) * dtype_size(grad.dtype), 0, size_t(n) * dtype_size(grad.dtype));
+          return;
+        }
+        if (pass == 0) {
+          tb.of(r)[i] = target_block(k, a, tr.row, b0);
+          return;
+        }
+        const float up = grad.row_scale ? grad.row_scale[r] : grad.scale;
+        row_grad(k, a, tr.row, g, grad.dtype, lse[r], constants[size_t(r)], 0.0, grad_coefficient(a, up), b0, b0 + n);
+      },
+      [&](int pass, int64_t r) {
+        if (pass == 0 && !trs[size_t(r)].empty) constants[size_t(r)] = fold_target(a, tb.of(r), size_t(nb));
+      });
 }
 
 namespace {
@@ -370,35 +467,35 @@ struct EntropyRow {
 // into L1 and summed by lane_sum.
 // With e_row (only where the ISA has partial_entropy), the exps e_j = exp(x_j − m_b) are kept
 // there for the one-exp gradient; blocks gets each block's (m_b, S_b) and T_b.
-using EntropyBlocks = std::vector<std::pair<BlockPartial, double>>;
-EntropyRow entropy_row(const Kernels& k, const char* z, DType dtype, int64_t vocab, float inv_temperature,
-                       EntropyBlocks& blocks, float* e_row = nullptr) {
+using EntropyBlock = std::pair<BlockPartial, double>;  // (m_b, S_b), T_b
+
+// Block [b0, b0 + n) of a row (its exps into e_row + b0 when given). Depends only on its elements.
+EntropyBlock entropy_block(const Kernels& k, const char* z, DType dtype, int64_t b0, int64_t n, float inv_temperature,
+                           float* e_row) {
+  const auto fast = k.partial_entropy[int(dtype)];
+  if (fast) {
+    const SmoothPartial sp = fast(z + size_t(b0) * dtype_size(dtype), n, inv_temperature, e_row ? e_row + b0 : nullptr);
+    const BlockPartial p{sp.m, sp.s};
+    return {p, p.s > 0.0 ? sp.q : 0.0};
+  }
   BlockBuffers& buf = block_buffers();
   float *x = buf.a, *e = buf.b;
-  blocks.clear();
+  load_scaled(z, dtype, b0, n, inv_temperature, x);
+  const BlockPartial p = block_partial(k, x, n, e);
+  const float m = p.m;
+  return {p, p.s > 0.0 ? lane_sum(n, [&](int64_t j) { return e[j] == 0.0f ? 0.0f : e[j] * (m - x[j]); }) : 0.0};
+}
+
+// The row's lse and H from its blocks, folded in block order.
+EntropyRow entropy_fold(const EntropyBlock* blocks, size_t nb) {
   Fold f;
-  const auto fast = k.partial_entropy[int(dtype)];
-  for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
-    const int64_t n = std::min(kBlock, vocab - b0);
-    BlockPartial p;
-    double T = 0.0;
-    if (fast) {
-      const SmoothPartial sp = fast(z + size_t(b0) * dtype_size(dtype), n, inv_temperature, e_row ? e_row + b0 : nullptr);
-      p = {sp.m, sp.s};
-      T = p.s > 0.0 ? sp.q : 0.0;
-    } else {
-      load_scaled(z, dtype, b0, n, inv_temperature, x);
-      p = block_partial(k, x, n, e);
-      const float m = p.m;
-      T = p.s > 0.0 ? lane_sum(n, [&](int64_t j) { return e[j] == 0.0f ? 0.0f : e[j] * (m - x[j]); }) : 0.0;
-    }
-    f.add(p.m, p.s);
-    blocks.push_back({p, T});
-  }
+  for (size_t i = 0; i < nb; ++i) f.add(blocks[i].first.m, blocks[i].first.s);
   const double lse = fold_lse(f);
   double H = 0.0;
-  for (const auto& [p, T] : blocks)
+  for (size_t i = 0; i < nb; ++i) {
+    const auto& [p, T] = blocks[i];
     if (p.s > 0.0) H += std::exp(double(p.m) - lse) * ((lse - double(p.m)) * p.s + T);
+  }
   return {lse, lse == lse ? H : std::numeric_limits<double>::quiet_NaN()};
 }
 
@@ -407,11 +504,17 @@ EntropyRow entropy_row(const Kernels& k, const char* z, DType dtype, int64_t voc
 void entropy_rows(const void* logits, DType dtype, int64_t rows, int64_t vocab, float inv_temperature, int threads,
                   float* out) {
   const Kernels& k = active_kernels();
-  for_each_row(rows, vocab, threads, [&](int64_t r) {
-    const char* z = static_cast<const char*>(logits) + size_t(r) * size_t(vocab) * dtype_size(dtype);
-    thread_local EntropyBlocks blocks;
-    out[r] = float(entropy_row(k, z, dtype, vocab, inv_temperature, blocks).H);
-  });
+  const int64_t nb = (vocab + kBlock - 1) / kBlock;
+  const size_t zrow = size_t(vocab) * dtype_size(dtype);
+  RowScratch<EntropyBlock, 0> blocks(rows, vocab, threads, size_t(nb));
+  row_passes(
+      rows, vocab, threads, 1, [](int64_t) {},
+      [&](int, int64_t r, int64_t i) {
+        const int64_t b0 = i * kBlock;
+        blocks.of(r)[i] = entropy_block(k, static_cast<const char*>(logits) + size_t(r) * zrow, dtype, b0,
+                                        std::min(kBlock, vocab - b0), inv_temperature, nullptr);
+      },
+      [&](int, int64_t r) { out[r] = float(entropy_fold(blocks.of(r), size_t(nb)).H); });
 }
 
 // The entropy as a loss (fusedce.h): H_i per row, and with a gradient
@@ -421,60 +524,74 @@ void entropy_rows(const void* logits, DType dtype, int64_t rows, int64_t vocab, 
 //   g_j = −(up/T)·c_b·e_j·((x_j − m_b) + k_b)
 // (one exp per element in all; near a one-hot row x_j − m_b and k_b are each small and exact
 // enough, where x_j − lse + H would cancel). Elsewhere a second pass takes p_j again by an exp and
-// log p_j + H in double.
+// log p_j + H in double. Few rows split their blocks over the pool (row_passes).
 double entropy_forward(const void* logits, DType dtype, int64_t rows, int64_t vocab, float inv_temperature, int threads,
                        float* losses, float* lse, const GradOut& grad) {
   const Kernels& k = active_kernels();
   CountedRows<1> parts(rows);
   const size_t zrow = size_t(vocab) * dtype_size(dtype), grow = size_t(vocab) * dtype_size(grad.dtype);
+  const size_t gsz = dtype_size(grad.dtype);
+  const int64_t nb = (vocab + kBlock - 1) / kBlock;
   const auto fused = grad.data ? k.entropy_grad_store[int(dtype)][int(grad.dtype)] : nullptr;
-  for_each_row(rows, vocab, threads, [&](int64_t r) {
-    const char* z = static_cast<const char*>(logits) + size_t(r) * zrow;
-    thread_local EntropyBlocks blocks;
-    thread_local std::vector<float> e_row;
-    const bool one_exp = fused && k.partial_entropy[int(dtype)];
-    if (one_exp && e_row.size() < size_t(vocab)) e_row.resize(size_t(vocab));
-    const EntropyRow e = entropy_row(k, z, dtype, vocab, inv_temperature, blocks, one_exp ? e_row.data() : nullptr);
-    parts.count(r, {e.H});
-    losses[r] = float(e.H);
-    lse[r] = float(e.lse);
-    if (!grad.data) return;
+  const bool one_exp = fused && k.partial_entropy[int(dtype)];
+  // per row: the block sums, and the exps for the one-exp gradient
+  RowScratch<EntropyBlock, 0> blocks(rows, vocab, threads, size_t(nb));
+  RowScratch<float, 1> exps(rows, vocab, threads, one_exp ? size_t(vocab) : 0);
+  std::vector<EntropyRow> er(static_cast<size_t>(rows));
+  auto e_of = [&](int64_t r) { return exps.of(r); };
+  auto z_of = [&](int64_t r) { return static_cast<const char*>(logits) + size_t(r) * zrow; };
+  // block i of row r's gradient, once the row is folded
+  auto grad_block = [&](int64_t r, int64_t i) {
+    const EntropyRow& e = er[size_t(r)];
     const float up = grad.row_scale ? grad.row_scale[r] : grad.scale;
-    // a NaN row, or one without a finite logit (lse −inf): its whole gradient NaN, as p_j = NaN in
-    // the portable pass
-    if (one_exp && (!(e.lse > -std::numeric_limits<double>::infinity()) || e.H != e.H)) {
-      nan_row(static_cast<char*>(grad.data) + size_t(r) * grow, grad.dtype, vocab);
-      return;
-    }
+    const int64_t b0 = i * kBlock, n = std::min(kBlock, vocab - b0);
+    char* g = static_cast<char*>(grad.data) + size_t(r) * grow + size_t(b0) * gsz;
+    const char* z = z_of(r);
     if (one_exp) {
-      char* g = static_cast<char*>(grad.data) + size_t(r) * grow;
-      for (size_t i = 0; i < blocks.size(); ++i) {
-        const int64_t b0 = int64_t(i) * kBlock, n = std::min(kBlock, vocab - b0);
-        const double m = blocks[i].first.m;
-        // a masked block (m = −inf) has e ≡ 0: its gradient is 0 whatever c and k are
-        const bool live = blocks[i].first.s > 0.0 || blocks[i].first.s != blocks[i].first.s;
-        const float cb = live ? float(-double(up) * double(inv_temperature) * std::exp(m - e.lse)) : 0.0f;
-        const float kb = live ? float((m - e.lse) + e.H) : 0.0f;
-        fused(z + size_t(b0) * dtype_size(dtype), e_row.data() + b0, g + size_t(b0) * dtype_size(grad.dtype), n,
-              inv_temperature, live ? float(m) : 0.0f, kb, cb);
+      // a NaN row, or one without a finite logit (lse −inf): its whole gradient NaN, as p_j = NaN
+      // in the portable pass
+      if (!(e.lse > -std::numeric_limits<double>::infinity()) || e.H != e.H) {
+        nan_block(g, grad.dtype, n);
+        return;
       }
+      const BlockPartial& bp = blocks.of(r)[i].first;
+      const double m = bp.m;
+      // a masked block (m = −inf) has e ≡ 0: its gradient is 0 whatever c and k are
+      const bool live = bp.s > 0.0 || bp.s != bp.s;
+      const float cb = live ? float(-double(up) * double(inv_temperature) * std::exp(m - e.lse)) : 0.0f;
+      const float kb = live ? float((m - e.lse) + e.H) : 0.0f;
+      fused(z + size_t(b0) * dtype_size(dtype), e_of(r) + b0, g, n, inv_temperature, live ? float(m) : 0.0f, kb, cb);
       return;
     }
     const float c = -float(double(up) * double(inv_temperature)), L = float(e.lse);
     BlockBuffers& buf = block_buffers();
     float *x = buf.a, *p = buf.b;
-    char* g = static_cast<char*>(grad.data) + size_t(r) * grow;
-    for (int64_t b0 = 0; b0 < vocab; b0 += kBlock) {
-      const int64_t n = std::min(kBlock, vocab - b0);
-      load_scaled(z, dtype, b0, n, inv_temperature, x);  // before the store: g may be z itself
-      k.grad[int(DType::F32)][int(DType::F32)](x, p, n, L, 1.0f);  // p = exp(x − lse)
-      // log p_j + H in double from the double lse: near a one-hot row both are ~0 and would cancel
-      // to noise in fp32 (the fp32 lse alone is off by an ulp of |lse|)
-      for (int64_t j = 0; j < n; ++j)
-        p[j] = p[j] == 0.0f ? 0.0f : c * p[j] * float((double(x[j]) - e.lse) + e.H);
-      narrow(p, grad.dtype, n, g + size_t(b0) * dtype_size(grad.dtype));
-    }
-  });
+    load_scaled(z, dtype, b0, n, inv_temperature, x);  // before the store: g may be z itself
+    k.grad[int(DType::F32)][int(DType::F32)](x, p, n, L, 1.0f);  // p = exp(x − lse)
+    // log p_j + H in double from the double lse: near a one-hot row both are ~0 and would cancel
+    // to noise in fp32 (the fp32 lse alone is off by an ulp of |lse|)
+    for (int64_t j = 0; j < n; ++j) p[j] = p[j] == 0.0f ? 0.0f : c * p[j] * float((double(x[j]) - e.lse) + e.H);
+    narrow(p, grad.dtype, n, g);
+  };
+  // pass 0: the blocks' sums (and exps); pass 1: the gradient
+  row_passes(
+      rows, vocab, threads, grad.data ? 2 : 1, [](int64_t) {},
+      [&](int pass, int64_t r, int64_t i) {
+        if (pass == 0) {
+          const int64_t b0 = i * kBlock;
+          blocks.of(r)[i] = entropy_block(k, z_of(r), dtype, b0, std::min(kBlock, vocab - b0), inv_temperature, e_of(r));
+        } else {
+          grad_block(r, i);
+        }
+      },
+      [&](int pass, int64_t r) {
+        if (pass != 0) return;
+        const EntropyRow e = entropy_fold(blocks.of(r), size_t(nb));
+        er[size_t(r)] = e;
+        parts.count(r, {e.H});
+        losses[r] = float(e.H);
+        lse[r] = float(e.lse);
+      });
   return parts.totals().sum[0];
 }
 
@@ -489,62 +606,77 @@ double jsd_forward(const SoftArgs& a, double beta, float* losses, float* lse, co
   const Kernels& k = a.kernels ? *a.kernels : active_kernels();
   CountedRows<1> parts(a.rows);
   const size_t grow = size_t(a.vocab) * dtype_size(grad.dtype);
-  for_rows(a, [&](int64_t r) {
-    const Row row = row_of(a, r);
-    BlockBuffers& buf = block_buffers();
-    float *x = buf.a, *ex = buf.b, *y = buf.c, *ey = buf.d;
-    Fold fx, fy;
-    for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
-      const int64_t n = std::min(kBlock, a.vocab - b0);
-      load_scaled(row.z, a.dtype, b0, n, a.inv_temperature, x);
-      load_scaled(row.u, a.target_dtype, b0, n, a.inv_temperature, y);
-      const BlockPartial px = block_partial(k, x, n, ex), py = block_partial(k, y, n, ey);
-      fx.add(px.m, px.s);
-      fy.add(py.m, py.s);
-    }
-    const double lx = fold_lse(fx), ly = fold_lse(fy);
-    thread_local std::vector<double> qrow, lrow;  // q_j and log(q_j/m_j) for the gradient, in double: the
-                                                  // gradient subtracts KL(q‖m) from the latter
-    char* g = grad.data ? static_cast<char*>(grad.data) + size_t(r) * grow : nullptr;
-    if (g) {
-      qrow.resize(size_t(a.vocab));
-      lrow.resize(size_t(a.vocab));
-    }
-    const float Lx = float(lx);
-    double loss = 0.0, klqm = 0.0;
-    for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
-      const int64_t n = std::min(kBlock, a.vocab - b0);
-      load_scaled(row.z, a.dtype, b0, n, a.inv_temperature, x);
-      load_scaled(row.u, a.target_dtype, b0, n, a.inv_temperature, y);
-      // in double: the loss is differenced by gradient checks, and fp32 terms would leave it
-      // rough at the 1e-7 level (each element's exp and log rounded)
-      thread_local std::vector<double> term, kl;
-      term.resize(size_t(kBlock));
-      kl.resize(size_t(kBlock));
-      jsd_terms(x, y, n, lx, ly, beta, term.data(), kl.data(), g ? qrow.data() + b0 : nullptr,
-                g ? lrow.data() + b0 : nullptr);
-      const double part = lane_sum_f64(n, [&](int64_t j) { return term[size_t(j)]; });
-      const double klb = lane_sum_f64(n, [&](int64_t j) { return kl[size_t(j)]; });
-      loss += part;
-      klqm += klb;
-    }
-    if (lx != lx || ly != ly) loss = std::numeric_limits<double>::quiet_NaN();
-    parts.count(r, {loss});
-    losses[r] = float(loss);
-    lse[r] = Lx;
-    if (!g) return;
-    const float up = grad.row_scale ? grad.row_scale[r] : grad.scale;
-    const double c = double(up) * (1.0 - beta) * double(a.inv_temperature);
-    float* v = buf.a;
-    for (int64_t b0 = 0; b0 < a.vocab; b0 += kBlock) {
-      const int64_t n = std::min(kBlock, a.vocab - b0);
-      for (int64_t j = 0; j < n; ++j) {
-        const double q = qrow[size_t(b0 + j)];
-        v[j] = q == 0.0 ? 0.0f : float(c * q * (lrow[size_t(b0 + j)] - klqm));
-      }
-      narrow(v, grad.dtype, n, g + size_t(b0) * dtype_size(grad.dtype));
-    }
-  });
+  const int64_t nb = (a.vocab + kBlock - 1) / kBlock;
+  struct JsdBlock {
+    BlockPartial px, py;  // pass 0
+    double term, kl;      // pass 1: Σ terms, Σ q·log(q/m)
+  };
+  struct JsdRow {
+    double lx, ly, klqm;
+  };
+  RowScratch<JsdBlock, 0> blocks(a.rows, a.vocab, a.threads, size_t(nb));
+  // q_j and log(q_j/m_j) for the gradient, in double: the gradient subtracts KL(q‖m) from the latter
+  RowScratch<double, 0> qrow(a.rows, a.vocab, a.threads, grad.data ? size_t(a.vocab) : 0);
+  RowScratch<double, 1> lrow(a.rows, a.vocab, a.threads, grad.data ? size_t(a.vocab) : 0);
+  std::vector<JsdRow> jr(size_t(a.rows));
+  // pass 0: both rows' block partials; pass 1: the terms; pass 2: the gradient
+  row_passes(
+      a.rows, a.vocab, a.threads, grad.data ? 3 : 2, [](int64_t) {},
+      [&](int pass, int64_t r, int64_t i) {
+        const Row row = row_of(a, r);
+        BlockBuffers& buf = block_buffers();
+        float *x = buf.a, *ex = buf.b, *y = buf.c, *ey = buf.d;
+        const int64_t b0 = i * kBlock, n = std::min(kBlock, a.vocab - b0);
+        JsdBlock& jb = blocks.of(r)[i];
+        if (pass == 2) {
+          const float up = grad.row_scale ? grad.row_scale[r] : grad.scale;
+          const double c = double(up) * (1.0 - beta) * double(a.inv_temperature), klqm = jr[size_t(r)].klqm;
+          const double *qr = qrow.of(r) + b0, *lr = lrow.of(r) + b0;
+          for (int64_t j = 0; j < n; ++j) x[j] = qr[j] == 0.0 ? 0.0f : float(c * qr[j] * (lr[j] - klqm));
+          narrow(x, grad.dtype, n, static_cast<char*>(grad.data) + size_t(r) * grow + size_t(b0) * dtype_size(grad.dtype));
+          return;
+        }
+        load_scaled(row.z, a.dtype, b0, n, a.inv_temperature, x);
+        load_scaled(row.u, a.target_dtype, b0, n, a.inv_temperature, y);
+        if (pass == 0) {
+          jb.px = block_partial(k, x, n, ex);
+          jb.py = block_partial(k, y, n, ey);
+          return;
+        }
+        // in double: the loss is differenced by gradient checks, and fp32 terms would leave it
+        // rough at the 1e-7 level (each element's exp and log rounded)
+        thread_local std::vector<double> term, kl;
+        term.resize(size_t(kBlock));
+        kl.resize(size_t(kBlock));
+        jsd_terms(x, y, n, jr[size_t(r)].lx, jr[size_t(r)].ly, beta, term.data(), kl.data(), grad.data ? qrow.of(r) + b0 : nullptr,
+                  grad.data ? lrow.of(r) + b0 : nullptr);
+        jb.term = lane_sum_f64(n, [&](int64_t j) { return term[size_t(j)]; });
+        jb.kl = lane_sum_f64(n, [&](int64_t j) { return kl[size_t(j)]; });
+      },
+      [&](int pass, int64_t r) {
+        const JsdBlock* bl = blocks.of(r);
+        JsdRow& row = jr[size_t(r)];
+        if (pass == 0) {
+          Fold fx, fy;
+          for (int64_t i = 0; i < nb; ++i) {
+            fx.add(bl[i].px.m, bl[i].px.s);
+            fy.add(bl[i].py.m, bl[i].py.s);
+          }
+          row.lx = fold_lse(fx);
+          row.ly = fold_lse(fy);
+        } else if (pass == 1) {
+          double loss = 0.0, klqm = 0.0;
+          for (int64_t i = 0; i < nb; ++i) {
+            loss += bl[i].term;
+            klqm += bl[i].kl;
+          }
+          if (row.lx != row.lx || row.ly != row.ly) loss = std::numeric_limits<double>::quiet_NaN();
+          row.klqm = klqm;
+          parts.count(r, {loss});
+          losses[r] = float(loss);
+          lse[r] = float(row.lx);
+        }
+      });
   return parts.totals().sum[0];
 }
 

@@ -5,6 +5,7 @@ import { expect, it } from 'vitest';
 import './cross_entropy_options.test';
 import './soft_cross_entropy.test';
 import './binary_cross_entropy.test';
+import './split_rows.test';
 
 process.env.FUSEDCE_ISA = 'scalar';
 
