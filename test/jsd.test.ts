@@ -82,6 +82,24 @@ describe('jsDivergenceForward vs float64', () => {
     expect(jsDivergenceForward(z, z).loss).toBeCloseTo(0, 7);
   });
 
+  it('nearly equal rows: the small divergence keeps its digits (and is never negative)', () => {
+    // y = x + 1e-3·noise: the JSD is ~1e-8 a row, a difference of terms ~1e5 times larger in the
+    // plain formula (an fp32 evaluation of it, or of the log-ratio form, was off by 1e-3 here)
+    const r = testRng('jsd near-equal');
+    const rows = 3, vocab = 128256;
+    const xv = Float32Array.from(randomLogits(r, rows, vocab));
+    const yv = xv.map((v) => v + 1e-3 * (r() - 0.5));
+    for (const beta of [1e-6, 0.1, 0.5, 0.9]) {
+      const out = jsDivergenceForward(logits(xv, rows, vocab), logits(yv, rows, vocab), { beta, reduction: 'none' });
+      const want = refJsd(xv, yv, rows, vocab, beta, 1, 1).losses;
+      for (let i = 0; i < rows; i++) {
+        expect(out.losses[i]).toBeGreaterThanOrEqual(0);
+        // at β = 1e-6 the divergence is ~1e-14, below the float64 formula's own rounding
+        if (beta >= 0.1) expect(Math.abs(out.losses[i]! - want[i]!)).toBeLessThanOrEqual(1e-6 * want[i]!);
+      }
+    }
+  });
+
   it('central differences agree', () => {
     const r = testRng('jsd gradcheck');
     const rows = 3, vocab = 200;
