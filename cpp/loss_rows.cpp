@@ -39,6 +39,11 @@ int64_t first_outside(const float* v, int64_t n, float lo, float hi, int threads
   return -1;
 }
 
+__attribute__((noinline)) BlockBuffers& block_buffers() {
+  thread_local BlockBuffers buf;
+  return buf;
+}
+
 double sum_f64(const float* v, int64_t n) { return lane_sum_f64(n, [&](int64_t j) { return v[j]; }); }
 
 int64_t count_nonzero_rows(const float* q, int64_t rows, int64_t vocab, int threads) {
@@ -92,14 +97,9 @@ FUSEDCE_CLONES void scale_softcap_block(const Kernels& k, float* x, int64_t n, f
 // With sech2, also sech2[j] = 1 − tanh²(u[j]) (the derivative), without cancellation.
 // u and y may be the same buffer.
 FUSEDCE_CLONES void tanh_block(const Kernels& k, const float* u, int64_t n, float* y, float* t, float* sech2) {
-  for (int64_t j = 0; j < n; ++j) t[j] = -2.0f * std::fabs(u[j]);
-  k.exp(t, t, n);
-  // Both branches are computed and one is selected (a blend: no control flow, so it vectorises).
-  for (int64_t j = 0; j < n; ++j) {
-    const float v = u[j], a = std::fabs(v), E = t[j];
-    const bool near0 = a < 0.55f;
-    const float vs = near0 ? v : 0.0f, v2 = vs * vs;  // the series only ever sees |u| < 0.55
-    // tanh u = u + u³·P(u²), P's coefficients the series' (−1/3, 2/15, −17/315, 62/2835, …)
+  // tanh u = u + u³·P(u²) for |u| < 0.55, P's coefficients the series' (−1/3, 2/15, −17/315, …)
+  const auto series = [](float vs) {
+    const float v2 = vs * vs;
     float p = 5.9002744094558595e-4f;
     p = p * v2 - 1.4558343870513183e-3f;
     p = p * v2 + 3.5921280365724810e-3f;
@@ -108,7 +108,28 @@ FUSEDCE_CLONES void tanh_block(const Kernels& k, const float* u, int64_t n, floa
     p = p * v2 - 5.3968253968253968e-2f;
     p = p * v2 + 1.3333333333333333e-1f;
     p = p * v2 - 3.3333333333333333e-1f;
-    const float small = vs + vs * v2 * p;
+    return vs + vs * v2 * p;
+  };
+  // A block whose every |u| is below 0.55 (a softcap's usual case: every |z| < 0.55·cap) takes the
+  // series alone, with no exp and no division: the selects below would pick the series for each
+  // of its elements, so the bits are the same either way. NaN counts as far.
+  int far = 0;
+  for (int64_t j = 0; j < n; ++j) far |= !(std::fabs(u[j]) < 0.55f);
+  if (!far) {
+    for (int64_t j = 0; j < n; ++j) {
+      const float small = series(u[j]);
+      y[j] = small;
+      if (sech2) sech2[j] = 1.0f - small * small;
+    }
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) t[j] = -2.0f * std::fabs(u[j]);
+  k.exp(t, t, n);
+  // Both branches are computed and one is selected (a blend: no control flow, so it vectorises).
+  for (int64_t j = 0; j < n; ++j) {
+    const float v = u[j], a = std::fabs(v), E = t[j];
+    const bool near0 = a < 0.55f;
+    const float small = series(near0 ? v : 0.0f);  // the series only ever sees |u| < 0.55
     const float big = std::copysign((1.0f - E) / (1.0f + E), v);  // ±1 for u = ±inf (E = 0)
     y[j] = near0 ? small : big;
     // 1 − tanh² = 4E/(1 + E)² above 0.55, where 1 − tanh² itself would lose ~1/(1 − tanh²) ulps

@@ -126,14 +126,14 @@ void jsd_terms(const float* x, const float* y, int64_t n, double lx, double ly, 
 #define FUSEDCE_CLONES
 #endif
 
-// A thread's block buffers (kBlock fp32 each), kept between calls.
+// A thread's block buffers (kBlock fp32 each), kept between calls. Out of line (loss_rows.cpp) on
+// purpose: inlined, GCC re-derived the thread_local address of a buffer inside element loops that
+// store to it (a __tls_get_addr call every 4 elements in the options' gradient, ~10% of a fused
+// softcap call); from an opaque call the buffer is a plain pointer.
 struct BlockBuffers {
   float a[kBlock], b[kBlock], c[kBlock], d[kBlock];
 };
-inline BlockBuffers& block_buffers() {
-  thread_local BlockBuffers buf;
-  return buf;
-}
+BlockBuffers& block_buffers();
 
 // Rows per task for a parallel_for over rows: enough that a task streams ≥ 64K elements.
 inline int64_t loss_rows_per_task(int64_t vocab) {
