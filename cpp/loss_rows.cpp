@@ -76,6 +76,28 @@ FUSEDCE_CLONES void widen_block(const void* z, DType dt, int64_t n, float* x) {
   }
 }
 
+// narrow's loops (loss_rows.h), cloned for the same reason: inline in the gradient drivers they
+// ran at baseline width (4 lanes). The conversions are integer operations, the same bits at any width.
+FUSEDCE_CLONES void narrow_block(const float* __restrict v, DType dt, int64_t n, void* __restrict g) {
+  switch (dt) {
+    case DType::F32: {
+      auto* p = static_cast<float*>(g);
+      for (int64_t j = 0; j < n; ++j) p[j] = v[j];
+      break;
+    }
+    case DType::BF16: {
+      auto* p = static_cast<uint16_t*>(g);
+      for (int64_t j = 0; j < n; ++j) p[j] = float_to_bf16(v[j]);
+      break;
+    }
+    case DType::F16: {
+      auto* p = static_cast<uint16_t*>(g);
+      for (int64_t j = 0; j < n; ++j) p[j] = float_to_f16(v[j]);
+      break;
+    }
+  }
+}
+
 FUSEDCE_CLONES void scale_softcap_block(const Kernels& k, float* x, int64_t n, float s, float c, float* t, float* d) {
   if (s != 1.0f)
     for (int64_t j = 0; j < n; ++j) x[j] *= s;

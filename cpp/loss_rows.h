@@ -43,25 +43,15 @@ inline void widen(const void* z, DType dt, int64_t n, float* x) {
 // without softcap); vectorised (cpp/loss_rows.cpp).   x, d: (n,) fp32;  t: (n,) scratch
 void scale_softcap_block(const Kernels& k, float* x, int64_t n, float s, float c, float* t, float* d);
 
-// g[j] = v[j] converted to dt, for j in [0, n).     v: (n,) fp32;  g: (n,) of dt
+// g[j] = v[j] converted to dt, for j in [0, n), vectorised (cpp/loss_rows.cpp).   v: (n,) fp32;  g: (n,) of dt
+void narrow_block(const float* v, DType dt, int64_t n, void* g);
 inline void narrow(const float* v, DType dt, int64_t n, void* g) {
-  switch (dt) {
-    case DType::F32: {
-      auto* p = static_cast<float*>(g);
-      for (int64_t j = 0; j < n; ++j) p[j] = v[j];
-      break;
-    }
-    case DType::BF16: {
-      auto* p = static_cast<uint16_t*>(g);
-      for (int64_t j = 0; j < n; ++j) p[j] = float_to_bf16(v[j]);
-      break;
-    }
-    case DType::F16: {
-      auto* p = static_cast<uint16_t*>(g);
-      for (int64_t j = 0; j < n; ++j) p[j] = float_to_f16(v[j]);
-      break;
-    }
+  if (n == 1) {  // single elements (a target's gradient): no call through the clones' resolver
+    if (dt == DType::F32) *static_cast<float*>(g) = v[0];
+    else *static_cast<uint16_t*>(g) = dt == DType::BF16 ? float_to_bf16(v[0]) : float_to_f16(v[0]);
+    return;
   }
+  narrow_block(v, dt, n, g);
 }
 
 // Σ_j f(j) for j in [0, n): fp32 over kLanes interleaved lanes (element j in lane j mod 16) for
