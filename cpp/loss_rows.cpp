@@ -98,18 +98,62 @@ FUSEDCE_CLONES void narrow_block(const float* __restrict v, DType dt, int64_t n,
   }
 }
 
+// tanh u = u + u³·P(u²) for |u| < 0.55, P's coefficients the series' (−1/3, 2/15, −17/315, …);
+// inlined into each clone that calls it.
+static inline float tanh_series(float vs) {
+  const float v2 = vs * vs;
+  float p = 5.9002744094558595e-4f;
+  p = p * v2 - 1.4558343870513183e-3f;
+  p = p * v2 + 3.5921280365724810e-3f;
+  p = p * v2 - 8.8632355299021966e-3f;
+  p = p * v2 + 2.1869488536155203e-2f;
+  p = p * v2 - 5.3968253968253968e-2f;
+  p = p * v2 + 1.3333333333333333e-1f;
+  p = p * v2 - 3.3333333333333333e-1f;
+  return vs + vs * v2 * p;
+}
+
 FUSEDCE_CLONES void scale_softcap_block(const Kernels& k, float* x, int64_t n, float s, float c, float* t, float* d) {
-  if (s != 1.0f)
-    for (int64_t j = 0; j < n; ++j) x[j] *= s;
   if (c > 0.0f) {
     const float inv = 1.0f / c;
-    for (int64_t j = 0; j < n; ++j) x[j] *= inv;
+    // u = (s·x)/c in one pass, noting whether any |u| reaches 0.55 (NaN counts)
+    int far = 0;
+    if (s != 1.0f) {
+      for (int64_t j = 0; j < n; ++j) {
+        const float u = (x[j] * s) * inv;
+        x[j] = u;
+        far |= !(std::fabs(u) < 0.55f);
+      }
+    } else {
+      for (int64_t j = 0; j < n; ++j) {
+        const float u = x[j] * inv;
+        x[j] = u;
+        far |= !(std::fabs(u) < 0.55f);
+      }
+    }
+    if (!far) {
+      // tanh by its series alone, then ×c (and d = s·(1 − tanh²)) in the same pass: the same
+      // operations, in the same order, as tanh_block's near-0 branch followed by the loops below
+      if (d) {
+        for (int64_t j = 0; j < n; ++j) {
+          const float th = tanh_series(x[j]);
+          d[j] = (1.0f - th * th) * s;
+          x[j] = th * c;
+        }
+      } else {
+        for (int64_t j = 0; j < n; ++j) x[j] = tanh_series(x[j]) * c;
+      }
+      return;
+    }
     tanh_block(k, x, n, x, t, d);
     if (d)
       for (int64_t j = 0; j < n; ++j) d[j] *= s;
     for (int64_t j = 0; j < n; ++j) x[j] *= c;
-  } else if (d) {
-    for (int64_t j = 0; j < n; ++j) d[j] = s;
+  } else {
+    if (s != 1.0f)
+      for (int64_t j = 0; j < n; ++j) x[j] *= s;
+    if (d)
+      for (int64_t j = 0; j < n; ++j) d[j] = s;
   }
 }
 
@@ -119,19 +163,7 @@ FUSEDCE_CLONES void scale_softcap_block(const Kernels& k, float* x, int64_t n, f
 // With sech2, also sech2[j] = 1 − tanh²(u[j]) (the derivative), without cancellation.
 // u and y may be the same buffer.
 FUSEDCE_CLONES void tanh_block(const Kernels& k, const float* u, int64_t n, float* y, float* t, float* sech2) {
-  // tanh u = u + u³·P(u²) for |u| < 0.55, P's coefficients the series' (−1/3, 2/15, −17/315, …)
-  const auto series = [](float vs) {
-    const float v2 = vs * vs;
-    float p = 5.9002744094558595e-4f;
-    p = p * v2 - 1.4558343870513183e-3f;
-    p = p * v2 + 3.5921280365724810e-3f;
-    p = p * v2 - 8.8632355299021966e-3f;
-    p = p * v2 + 2.1869488536155203e-2f;
-    p = p * v2 - 5.3968253968253968e-2f;
-    p = p * v2 + 1.3333333333333333e-1f;
-    p = p * v2 - 3.3333333333333333e-1f;
-    return vs + vs * v2 * p;
-  };
+  const auto series = tanh_series;
   // A block whose every |u| is below 0.55 (a softcap's usual case: every |z| < 0.55·cap) takes the
   // series alone, with no exp and no division: the selects below would pick the series for each
   // of its elements, so the bits are the same either way. NaN counts as far.
