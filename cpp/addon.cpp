@@ -197,11 +197,13 @@ Problem read_problem(const Request& r) {
     const float* w = p.weight->data();
     // any finite weight, negative included (torch's semantics)
     const float big = std::numeric_limits<float>::max();
-    if (const int64_t j = fusedce::first_outside(w, p.z.vocab, -big, big, 1); j >= 0)
+    if (const int64_t j = fusedce::first_outside(w, p.z.vocab, -big, big, p.threads); j >= 0)
       throw_range(r.env(), std::string(r.fn()) + ": weight[" + std::to_string(j) + "] = " + std::to_string(w[j]) +
                                " must be a finite number");
     p.opt.weight = w;
-    p.opt.weight_total = fusedce::sum_f64(w, p.z.vocab);
+    // W enters only through β·W, β = a·ε/V (CeOptions): without smoothing β = 0 and W (finite)
+    // changes no bit, so the vocab-long sum is skipped (~8% of a 64-row weighted forward)
+    p.opt.weight_total = p.opt.label_smoothing != 0.0f ? fusedce::sum_f64(w, p.z.vocab) : 0.0;
     double D = 0.0;
     for (int64_t i = 0; i < p.z.rows; ++i)
       if (t[i] != p.ignore_index) D += double(w[t[i]]);
