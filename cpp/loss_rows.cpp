@@ -132,8 +132,9 @@ FUSEDCE_CLONES void scale_softcap_block(const Kernels& k, float* x, int64_t n, f
       }
     }
     if (!far) {
-      // tanh by its series alone, then ×c (and d = s·(1 − tanh²)) in the same pass: the same
-      // operations, in the same order, as tanh_block's near-0 branch followed by the loops below
+      // tanh by its series alone (no exp, no division), then ×c (and d = s·(1 − tanh²)) in the same
+      // pass: the same operations, in the same order, as tanh_block's selects would take for every
+      // element of this block followed by the loops below, so the same bits
       if (d) {
         for (int64_t j = 0; j < n; ++j) {
           const float th = tanh_series(x[j]);
@@ -163,27 +164,13 @@ FUSEDCE_CLONES void scale_softcap_block(const Kernels& k, float* x, int64_t n, f
 // With sech2, also sech2[j] = 1 − tanh²(u[j]) (the derivative), without cancellation.
 // u and y may be the same buffer.
 FUSEDCE_CLONES void tanh_block(const Kernels& k, const float* u, int64_t n, float* y, float* t, float* sech2) {
-  const auto series = tanh_series;
-  // A block whose every |u| is below 0.55 (a softcap's usual case: every |z| < 0.55·cap) takes the
-  // series alone, with no exp and no division: the selects below would pick the series for each
-  // of its elements, so the bits are the same either way. NaN counts as far.
-  int far = 0;
-  for (int64_t j = 0; j < n; ++j) far |= !(std::fabs(u[j]) < 0.55f);
-  if (!far) {
-    for (int64_t j = 0; j < n; ++j) {
-      const float small = series(u[j]);
-      y[j] = small;
-      if (sech2) sech2[j] = 1.0f - small * small;
-    }
-    return;
-  }
   for (int64_t j = 0; j < n; ++j) t[j] = -2.0f * std::fabs(u[j]);
   k.exp(t, t, n);
   // Both branches are computed and one is selected (a blend: no control flow, so it vectorises).
   for (int64_t j = 0; j < n; ++j) {
     const float v = u[j], a = std::fabs(v), E = t[j];
     const bool near0 = a < 0.55f;
-    const float small = series(near0 ? v : 0.0f);  // the series only ever sees |u| < 0.55
+    const float small = tanh_series(near0 ? v : 0.0f);  // the series only ever sees |u| < 0.55
     const float big = std::copysign((1.0f - E) / (1.0f + E), v);  // ±1 for u = ±inf (E = 0)
     y[j] = near0 ? small : big;
     // 1 − tanh² = 4E/(1 + E)² above 0.55, where 1 − tanh² itself would lose ~1/(1 − tanh²) ulps

@@ -254,38 +254,34 @@ RowResult finish_row(const SoftArgs& a, const BlockSummary* blocks, size_t nb) {
   return {lse_x, lse_y, loss};
 }
 
-// The gradient of one row (fusedce.h): c = upstream·F/T (F = 1 for KL);
+// The gradient of one block [b0, b0 + n) of a row (fusedce.h): c = upstream·F/T (F = 1 for KL);
 //   probabilities:  g_j = c·(Σq·p_j − q_j)
 //   logits:         g_j = c·(p_j − q_j)                       (SoftCrossEntropy, KlForward)
 //                   g_j = c·p_j·((x_j − lse_x) − (y_j − lse_y) − L)   (KlReverse; 0 where p_j = 0)
-// z (and the target) are widened into buffers block by block before the block's gradient is
-// stored, so g may be z itself. Only the elements [from, to) when given (one block of a split row).
-void row_grad(const Kernels& k, const SoftArgs& a, const Row& row, char* g, DType gdt, float lse_x, double constant,
-              double kl, double c, int64_t from = 0, int64_t to = -1) {
+// z (and the target) are widened into buffers before the block's gradient is stored, so g may be
+// z itself.   g: the row's (V,) of gdt
+void block_grad(const Kernels& k, const SoftArgs& a, const Row& row, char* g, DType gdt, float lse_x, double constant,
+                double kl, double c, int64_t b0, int64_t n) {
   BlockBuffers& buf = block_buffers();
   float *x = buf.a, *p = buf.b, *y = buf.c, *q = buf.d;
   const float cf = float(c), lse_y = float(constant), qs = float(constant), L = float(kl);
   const auto* qp = reinterpret_cast<const float*>(row.u);
   const size_t gsz = dtype_size(gdt);
-  const int64_t end = to < 0 ? a.vocab : to;
-  for (int64_t b0 = from; b0 < end; b0 += kBlock) {
-    const int64_t n = std::min(kBlock, end - b0);
-    load_scaled(row.z, a.dtype, b0, n, a.inv_temperature, x);
-    k.grad[int(DType::F32)][int(DType::F32)](x, p, n, lse_x, 1.0f);  // p = exp(x − lse_x)
-    if (a.target_probs) {
-      for (int64_t j = 0; j < n; ++j) p[j] = cf * (qs * p[j] - qp[b0 + j]);
+  load_scaled(row.z, a.dtype, b0, n, a.inv_temperature, x);
+  k.grad[int(DType::F32)][int(DType::F32)](x, p, n, lse_x, 1.0f);  // p = exp(x − lse_x)
+  if (a.target_probs) {
+    for (int64_t j = 0; j < n; ++j) p[j] = cf * (qs * p[j] - qp[b0 + j]);
+  } else {
+    load_scaled(row.u, a.target_dtype, b0, n, a.inv_temperature, y);
+    if (a.op == SoftOp::KlReverse) {
+      for (int64_t j = 0; j < n; ++j)
+        p[j] = p[j] == 0.0f ? 0.0f : cf * p[j] * (((x[j] - lse_x) - (y[j] - lse_y)) - L);
     } else {
-      load_scaled(row.u, a.target_dtype, b0, n, a.inv_temperature, y);
-      if (a.op == SoftOp::KlReverse) {
-        for (int64_t j = 0; j < n; ++j)
-          p[j] = p[j] == 0.0f ? 0.0f : cf * p[j] * (((x[j] - lse_x) - (y[j] - lse_y)) - L);
-      } else {
-        k.grad[int(DType::F32)][int(DType::F32)](y, q, n, lse_y, 1.0f);  // q = exp(y − lse_y)
-        for (int64_t j = 0; j < n; ++j) p[j] = cf * (p[j] - q[j]);
-      }
+      k.grad[int(DType::F32)][int(DType::F32)](y, q, n, lse_y, 1.0f);  // q = exp(y − lse_y)
+      for (int64_t j = 0; j < n; ++j) p[j] = cf * (p[j] - q[j]);
     }
-    narrow(p, gdt, n, g + size_t(b0) * gsz);
   }
+  narrow(p, gdt, n, g + size_t(b0) * gsz);
 }
 
 double grad_coefficient(const SoftArgs& a, float up) {
@@ -337,12 +333,6 @@ SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
                                                               k.partial_pair[int(a.op)][int(a.dtype)][int(a.target_dtype)]);
   const bool keep_ey = one_exp && !a.target_probs;  // the teacher's exps (logit targets only)
   auto grad_of = [&](int64_t r) { return out.grad.data ? static_cast<char*>(out.grad.data) + size_t(r) * grow : nullptr; };
-  // Row r's outputs once its blocks are folded.
-  auto finish = [&](int64_t r, const RowResult& rr) {
-    parts.count(r, {rr.loss});
-    out.losses[r] = float(rr.loss);
-    out.lse[r] = float(rr.lse_x);
-  };
   // Block i of row r's gradient (pass 2), from pass 1's exps in ex/ey (whole-row pointers) when
   // one_exp. Every block's work depends only on the row's result and its own elements.
   auto grad_block = [&](int64_t r, const Row& row, const RowResult& rr, const BlockSummary& bs, int64_t i, const float* ex,
@@ -352,7 +342,7 @@ SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
     const float up = out.grad.row_scale ? out.grad.row_scale[r] : out.grad.scale;
     const double c = grad_coefficient(a, up);
     if (!one_exp) {
-      row_grad(k, a, row, g, out.grad.dtype, out.lse[r], rr.constant, rr.loss, c, b0, b0 + n);
+      block_grad(k, a, row, g, out.grad.dtype, out.lse[r], rr.constant, rr.loss, c, b0, n);
       return;
     }
     if (!(rr.lse_x > -std::numeric_limits<double>::infinity())) {
@@ -412,8 +402,10 @@ SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
           out.losses[r] = out.lse[r] = 0.0f;
           return;
         }
-        rrs[size_t(r)] = finish_row(a, blocks.of(r), size_t(nb));
-        finish(r, rrs[size_t(r)]);
+        const RowResult& rr = rrs[size_t(r)] = finish_row(a, blocks.of(r), size_t(nb));
+        parts.count(r, {rr.loss});
+        out.losses[r] = float(rr.loss);
+        out.lse[r] = float(rr.lse_x);
       });
   const auto t = parts.totals();
   return {t.sum[0], t.count};
@@ -446,7 +438,7 @@ void soft_backward(const SoftArgs& a, const float* lse, const GradOut& grad) {
           return;
         }
         const float up = grad.row_scale ? grad.row_scale[r] : grad.scale;
-        row_grad(k, a, tr.row, g, grad.dtype, lse[r], constants[size_t(r)], 0.0, grad_coefficient(a, up), b0, b0 + n);
+        block_grad(k, a, tr.row, g, grad.dtype, lse[r], constants[size_t(r)], 0.0, grad_coefficient(a, up), b0, n);
       },
       [&](int pass, int64_t r) {
         if (pass == 0 && !trs[size_t(r)].empty) constants[size_t(r)] = fold_target(a, tb.of(r), size_t(nb));
@@ -538,7 +530,6 @@ double entropy_forward(const void* logits, DType dtype, int64_t rows, int64_t vo
   RowScratch<EntropyBlock, 0> blocks(rows, vocab, threads, size_t(nb));
   RowScratch<float, 1> exps(rows, vocab, threads, one_exp ? size_t(vocab) : 0);
   std::vector<EntropyRow> er(static_cast<size_t>(rows));
-  auto e_of = [&](int64_t r) { return exps.of(r); };
   auto z_of = [&](int64_t r) { return static_cast<const char*>(logits) + size_t(r) * zrow; };
   // block i of row r's gradient, once the row is folded
   auto grad_block = [&](int64_t r, int64_t i) {
@@ -560,7 +551,7 @@ double entropy_forward(const void* logits, DType dtype, int64_t rows, int64_t vo
       const bool live = bp.s > 0.0 || bp.s != bp.s;
       const float cb = live ? float(-double(up) * double(inv_temperature) * std::exp(m - e.lse)) : 0.0f;
       const float kb = live ? float((m - e.lse) + e.H) : 0.0f;
-      fused(z + size_t(b0) * dtype_size(dtype), e_of(r) + b0, g, n, inv_temperature, live ? float(m) : 0.0f, kb, cb);
+      fused(z + size_t(b0) * dtype_size(dtype), exps.of(r) + b0, g, n, inv_temperature, live ? float(m) : 0.0f, kb, cb);
       return;
     }
     const float c = -float(double(up) * double(inv_temperature)), L = float(e.lse);
@@ -579,7 +570,7 @@ double entropy_forward(const void* logits, DType dtype, int64_t rows, int64_t vo
       [&](int pass, int64_t r, int64_t i) {
         if (pass == 0) {
           const int64_t b0 = i * kBlock;
-          blocks.of(r)[i] = entropy_block(k, z_of(r), dtype, b0, std::min(kBlock, vocab - b0), inv_temperature, e_of(r));
+          blocks.of(r)[i] = entropy_block(k, z_of(r), dtype, b0, std::min(kBlock, vocab - b0), inv_temperature, exps.of(r));
         } else {
           grad_block(r, i);
         }
