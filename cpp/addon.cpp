@@ -202,7 +202,7 @@ Problem read_problem(const Request& r) {
                                " must be a finite number");
     p.opt.weight = w;
     // W enters only through β·W, β = a·ε/V (CeOptions): without smoothing β = 0 and W (finite)
-    // changes no bit, so the vocab-long sum is skipped (~8% of a 64-row weighted forward)
+    // changes no bit, so the vocab-long sum is skipped (weighted forward 0.90× → 0.94× of plain)
     p.opt.weight_total = p.opt.label_smoothing != 0.0f ? fusedce::sum_f64(w, p.z.vocab) : 0.0;
     double D = 0.0;
     for (int64_t i = 0; i < p.z.rows; ++i)
