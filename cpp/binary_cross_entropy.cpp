@@ -77,9 +77,13 @@ double bce_forward(const BceArgs& a, const BceOut& out) {
     const float* y = a.targets + size_t(r) * V;
     const float* w = a.weight ? (a.weight_per_class ? a.weight : a.weight + size_t(r) * V) : nullptr;
     const int64_t b0 = b * kBlock, n = std::min(kBlock, a.vocab - b0);
-    if (fast)  // the same loop in one pass from z, where the ISA has it (bitwise this one)
-      return fast(z + size_t(b0) * dtype_size(a.dtype), y + b0, a.pos_weight ? a.pos_weight + b0 : pw_const,
-                  w ? w + b0 : w_const, n, out.losses ? out.losses + size_t(r) * V + size_t(b0) : nullptr,
+    // the same loop in one pass from z, where the ISA has it (bitwise this one); no weights and a
+    // posWeight of 1 are passed as nullptr, which it takes as all ones without reading them
+    const bool unit = !a.pos_weight && a.pos_weight_scalar == 1.0f && !w;
+    if (fast)
+      return fast(z + size_t(b0) * dtype_size(a.dtype), y + b0,
+                  unit ? nullptr : a.pos_weight ? a.pos_weight + b0 : pw_const, unit ? nullptr : w ? w + b0 : w_const, n,
+                  out.losses ? out.losses + size_t(r) * V + size_t(b0) : nullptr,
                   out.grad.data ? static_cast<char*>(out.grad.data) + (size_t(r) * V + size_t(b0)) * dtype_size(out.grad.dtype)
                                 : nullptr,
                   out.grad.scale);

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "dtype.h"
 #include "exp_consts.h"
@@ -34,35 +35,52 @@ namespace {
 // power-of-two factors so that they are rounded once, correctly, like expf (subnormal, or
 // finite up to FLT_MAX at x = 88.72, then +inf); that slow path runs only for vectors that have
 // such a lane. x < −104 gives 0, NaN gives NaN, x ≥ 89 and +inf give +inf.
-inline __m256 exp_ps(__m256 x) {
+// exp_ps on M vectors at once, each lane the same bits as exp_ps alone: one range test (and so one
+// branch) covers all M, so that the M dependency chains interleave. A caller whose own chain is
+// long (binary CE's exp, division and series: ~120 cycles an 8-vector) is latency-bound on one.
+template <int M>
+inline void exp_ps_n(__m256 (&v)[M]) {
   using namespace expk;
   const __m256 lo = _mm256_set1_ps(kLo), hi = _mm256_set1_ps(kHi);
-  x = _mm256_min_ps(hi, _mm256_max_ps(lo, x));  // constant first: a NaN in x is kept
-  // k = round(x·log2 e) by the 1.5·2^23 shifter: t's low mantissa bits hold k as an integer
   const __m256 shifter = _mm256_set1_ps(kShifter);
-  const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(kLog2e), shifter);
-  const __m256 k = _mm256_sub_ps(t, shifter);
-  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2Hi), x);
-  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2Lo), r);
-  __m256 p = _mm256_set1_ps(kHorner[0]);  // e^r by Horner (exp_consts.h)
-  for (int i = 1; i < kHornerLen; ++i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kHorner[i]));
-  const __m256i ki = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(shifter));
-  // 2^k is built in one step for −125 ≤ k ≤ 127, where p·2^k (p ∈ [0.70, 1.42]) is a normal,
-  // finite float. Outside, i.e. subnormal results (k ≤ −126) and
-  // x in (88.37, 89] (k = 128, whose 2^k alone is not a float): the two-factor path. The range
-  // test is one unsigned compare, (k + 125) > 252, done as a signed one with the sign bit flipped.
-  const __m256i out = _mm256_cmpgt_epi32(_mm256_add_epi32(ki, _mm256_set1_epi32(int(125u + 0x80000000u))),
-                                         _mm256_set1_epi32(int(252u + 0x80000000u)));
-  if (__builtin_expect(_mm256_movemask_ps(_mm256_castsi256_ps(out)) == 0, 1)) {
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(ki, _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  __m256 p[M];
+  __m256i ki[M], out = _mm256_setzero_si256();
+  for (int u = 0; u < M; ++u) {
+    const __m256 x = _mm256_min_ps(hi, _mm256_max_ps(lo, v[u]));  // constant first: a NaN in x is kept
+    // k = round(x·log2 e) by the 1.5·2^23 shifter: t's low mantissa bits hold k as an integer
+    const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(kLog2e), shifter);
+    const __m256 k = _mm256_sub_ps(t, shifter);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2Hi), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2Lo), r);
+    p[u] = _mm256_set1_ps(kHorner[0]);  // e^r by Horner (exp_consts.h)
+    for (int i = 1; i < kHornerLen; ++i) p[u] = _mm256_fmadd_ps(p[u], r, _mm256_set1_ps(kHorner[i]));
+    ki[u] = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(shifter));
+    // 2^k is built in one step for −125 ≤ k ≤ 127, where p·2^k (p ∈ [0.70, 1.42]) is a normal,
+    // finite float. Outside, i.e. subnormal results (k ≤ −126) and
+    // x in (88.37, 89] (k = 128, whose 2^k alone is not a float): the two-factor path. The range
+    // test is one unsigned compare, (k + 125) > 252, done as a signed one with the sign bit flipped.
+    out = _mm256_or_si256(out, _mm256_cmpgt_epi32(_mm256_add_epi32(ki[u], _mm256_set1_epi32(int(125u + 0x80000000u))),
+                                                  _mm256_set1_epi32(int(252u + 0x80000000u))));
   }
-  // 2^k = 2^(k1) · 2^(k − k1), k1 = k/2: both factors normal, the last product rounds once
-  const __m256i k1 = _mm256_srai_epi32(ki, 1);
-  const __m256i k2 = _mm256_sub_epi32(ki, k1);
-  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, _mm256_set1_epi32(127)), 23));
-  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, _mm256_set1_epi32(127)), 23));
-  return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+  if (__builtin_expect(_mm256_movemask_ps(_mm256_castsi256_ps(out)) == 0, 1)) {
+    for (int u = 0; u < M; ++u)
+      v[u] = _mm256_mul_ps(p[u], _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ki[u], _mm256_set1_epi32(127)), 23)));
+    return;
+  }
+  // 2^k = 2^(k1) · 2^(k − k1), k1 = k/2: both factors normal, the last product rounds once (for a
+  // lane in the one-step range both products are exact, so it gets the one-step bits)
+  for (int u = 0; u < M; ++u) {
+    const __m256i k1 = _mm256_srai_epi32(ki[u], 1);
+    const __m256i k2 = _mm256_sub_epi32(ki[u], k1);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, _mm256_set1_epi32(127)), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, _mm256_set1_epi32(127)), 23));
+    v[u] = _mm256_mul_ps(_mm256_mul_ps(p[u], s1), s2);
+  }
+}
+inline __m256 exp_ps(__m256 x) {
+  __m256 v[1] = {x};
+  exp_ps_n<1>(v);
+  return v[0];
 }
 
 // ---- loads: 8 elements → 8 floats ----
@@ -519,7 +537,9 @@ SmoothPartial partial_probs_avx2(const void* z, int64_t n, float s, const float*
 
 // Binary CE's block, bitwise the AVX-512 kernel: 8 elements at a time (lanes 0–7 or 8–15 of its 16),
 // a tail staged into zero-padded buffers (padding adds +0 to the sums, as its masked lanes do).
-template <DType DIn, DType DOut, bool WithL, bool WithG>
+// Unit (pw and w nullptr: every weight 1) drops their loads and products; each one dropped is exact
+// (lw = (1 − 1)·y + 1 = 1, 1·y, 1·v, fma(1, L, lin) = L + lin), so the bits are the weighted loop's.
+template <DType DIn, DType DOut, bool WithL, bool WithG, bool Unit>
 double bce_block_impl(const void* xv, const float* y, const float* pwb, const float* wb, int64_t n, float* l, void* gv,
                       float gscale) {
   const auto* z = static_cast<const typename V<DIn>::T*>(xv);
@@ -527,33 +547,59 @@ double bce_block_impl(const void* xv, const float* y, const float* pwb, const fl
   const __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f), zero = _mm256_setzero_ps();
   const __m256 sv = _mm256_set1_ps(gscale), sign = _mm256_set1_ps(-0.0f);
   __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
-  // one 8-vector: x, y, pw, w loaded; its losses (into lo) and gradient (into go)
-  const auto step = [&](__m256 x, __m256 yj, __m256 pw, __m256 wj, int h, float* lo, float* go) {
-    const __m256 lw = _mm256_fmadd_ps(_mm256_sub_ps(pw, one), yj, one);
-    const __m256 e1 = exp_ps(_mm256_or_ps(x, sign));
-    const __m256 s = _mm256_div_ps(e1, _mm256_add_ps(two, e1)), s2 = _mm256_mul_ps(s, s);
-    __m256 q = _mm256_set1_ps(1.0f / 15);
-    for (const float c : {1.0f / 13, 1.0f / 11, 1.0f / 9, 1.0f / 7, 1.0f / 5, 1.0f / 3, 1.0f})
-      q = _mm256_fmadd_ps(q, s2, _mm256_set1_ps(c));
-    const __m256 L = _mm256_mul_ps(_mm256_add_ps(s, s), q);
-    const __m256 pos = _mm256_cmp_ps(x, zero, _CMP_GE_OQ);
-    const __m256 omy = _mm256_sub_ps(one, yj), pwy = _mm256_mul_ps(pw, yj);
-    const __m256 lin = _mm256_mul_ps(_mm256_blendv_ps(_mm256_xor_ps(pwy, sign), omy, pos), x);
-    const __m256 lv = _mm256_mul_ps(wj, _mm256_fmadd_ps(lw, L, lin));
-    _mm256_storeu_ps(lo, lv);
-    acc[2 * h] = _mm256_add_pd(acc[2 * h], _mm256_cvtps_pd(_mm256_castps256_ps128(lv)));
-    acc[2 * h + 1] = _mm256_add_pd(acc[2 * h + 1], _mm256_cvtps_pd(_mm256_extractf128_ps(lv, 1)));
-    if (WithG) {
-      const __m256 av = _mm256_blendv_ps(e1, one, pos), bv = _mm256_blendv_ps(one, e1, pos);
-      const __m256 num = _mm256_fmsub_ps(omy, av, _mm256_mul_ps(pwy, bv));
-      _mm256_storeu_ps(go, _mm256_mul_ps(_mm256_div_ps(_mm256_mul_ps(wj, num), _mm256_add_ps(one, e1)), sv));
+  // M 8-vectors at once (their chains interleave: see exp_ps_n), vector u being lanes 0–7 (h = 0)
+  // or 8–15 (h = 1) of a 16-lane group: x, y, pw, w loaded; its losses into lo + 8u, gradient into go + 8u
+  // (unit: the Unit arithmetic, or the weighted one, which the tail always takes: its zero-padded
+  // lanes have w = 0 and so add +0)
+  const auto step = [&](auto m, auto unit, const __m256* x, const __m256* yj, const __m256* pw, const __m256* wj, int h,
+                        float* lo, float* go) {
+    constexpr int M = decltype(m)::value;
+    constexpr bool U = decltype(unit)::value;
+    __m256 e1[M];
+    for (int u = 0; u < M; ++u) e1[u] = _mm256_or_ps(x[u], sign);
+    exp_ps_n<M>(e1);  // e^{−|x|}
+    for (int u = 0; u < M; ++u) {
+      const int hu = (h + u) & 1;
+      const __m256 s = _mm256_div_ps(e1[u], _mm256_add_ps(two, e1[u]));
+      const __m256 s2 = _mm256_mul_ps(s, s);
+      __m256 q = _mm256_set1_ps(1.0f / 15);
+      for (const float c : {1.0f / 13, 1.0f / 11, 1.0f / 9, 1.0f / 7, 1.0f / 5, 1.0f / 3, 1.0f})
+        q = _mm256_fmadd_ps(q, s2, _mm256_set1_ps(c));
+      const __m256 L = _mm256_mul_ps(_mm256_add_ps(s, s), q);
+      const __m256 pos = _mm256_cmp_ps(x[u], zero, _CMP_GE_OQ);
+      const __m256 omy = _mm256_sub_ps(one, yj[u]), pwy = U ? yj[u] : _mm256_mul_ps(pw[u], yj[u]);
+      const __m256 lin = _mm256_mul_ps(_mm256_blendv_ps(_mm256_xor_ps(pwy, sign), omy, pos), x[u]);
+      const __m256 lv = U ? _mm256_add_ps(L, lin)
+                             : _mm256_mul_ps(wj[u], _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_sub_ps(pw[u], one), yj[u], one), L, lin));
+      _mm256_storeu_ps(lo + 8 * u, lv);
+      acc[2 * hu] = _mm256_add_pd(acc[2 * hu], _mm256_cvtps_pd(_mm256_castps256_ps128(lv)));
+      acc[2 * hu + 1] = _mm256_add_pd(acc[2 * hu + 1], _mm256_cvtps_pd(_mm256_extractf128_ps(lv, 1)));
+      if (WithG) {
+        const __m256 av = _mm256_blendv_ps(e1[u], one, pos), bv = _mm256_blendv_ps(one, e1[u], pos);
+        const __m256 num = _mm256_fmsub_ps(omy, av, _mm256_mul_ps(pwy, bv));
+        _mm256_storeu_ps(go + 8 * u, _mm256_mul_ps(_mm256_div_ps(U ? num : _mm256_mul_ps(wj[u], num), _mm256_add_ps(one, e1[u])), sv));
+      }
     }
   };
-  alignas(32) float lb[8], gb[8];
+  using One = std::integral_constant<int, 1>;
+  using Two = std::integral_constant<int, 2>;
+  alignas(32) float lb[16] = {}, gb[16];
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    step(V<DIn>::load(z + j), _mm256_loadu_ps(y + j), _mm256_loadu_ps(pwb + j), _mm256_loadu_ps(wb + j), int((j / 8) & 1),
-         WithL ? l + j : lb, gb);
+  for (; j + 16 <= n; j += 16) {  // whole 16-lane groups, two vectors at once
+    const __m256 xs[2] = {V<DIn>::load(z + j), V<DIn>::load(z + j + 8)};
+    const __m256 ys[2] = {_mm256_loadu_ps(y + j), _mm256_loadu_ps(y + j + 8)};
+    const __m256 ps[2] = {Unit ? one : _mm256_loadu_ps(pwb + j), Unit ? one : _mm256_loadu_ps(pwb + j + 8)};
+    const __m256 ws[2] = {Unit ? one : _mm256_loadu_ps(wb + j), Unit ? one : _mm256_loadu_ps(wb + j + 8)};
+    step(Two{}, std::bool_constant<Unit>{}, xs, ys, ps, ws, 0, WithL ? l + j : lb, gb);
+    if (WithG) {
+      V<DOut>::store(g + j, _mm256_load_ps(gb));
+      V<DOut>::store(g + j + 8, _mm256_load_ps(gb + 8));
+    }
+  }
+  for (; j + 8 <= n; j += 8) {  // a last half group
+    const __m256 xs[1] = {V<DIn>::load(z + j)}, ys[1] = {_mm256_loadu_ps(y + j)},
+                 ps[1] = {Unit ? one : _mm256_loadu_ps(pwb + j)}, ws[1] = {Unit ? one : _mm256_loadu_ps(wb + j)};
+    step(One{}, std::bool_constant<Unit>{}, xs, ys, ps, ws, int((j / 8) & 1), WithL ? l + j : lb, gb);
     if (WithG) V<DOut>::store(g + j, _mm256_load_ps(gb));
   }
   if (j < n) {  // the tail: the rest of a 16-lane group, 8 lanes at a time, zero-padded
@@ -563,10 +609,12 @@ double bce_block_impl(const void* xv, const float* y, const float* pwb, const fl
       for (int64_t i = h0; i < std::min(n, h0 + 8); ++i) {
         xs[i - h0] = Elem<DIn>::load(z[i]);
         ys[i - h0] = y[i];
-        ps[i - h0] = pwb[i];
-        ws[i - h0] = wb[i];
+        ps[i - h0] = Unit ? 1.0f : pwb[i];
+        ws[i - h0] = Unit ? 1.0f : wb[i];
       }
-      step(_mm256_load_ps(xs), _mm256_load_ps(ys), _mm256_load_ps(ps), _mm256_load_ps(ws), int((h0 / 8) & 1), lb, gb);
+      const __m256 xv[1] = {_mm256_load_ps(xs)}, yv[1] = {_mm256_load_ps(ys)}, pv[1] = {_mm256_load_ps(ps)},
+                   wv[1] = {_mm256_load_ps(ws)};
+      step(One{}, std::false_type{}, xv, yv, pv, wv, int((h0 / 8) & 1), lb, gb);
       for (int64_t i = h0; i < std::min(n, h0 + 8); ++i) {
         if (WithL) l[i] = lb[i - h0];
         if (WithG) g[i] = Elem<DOut>::store(gb[i - h0]);
@@ -581,8 +629,12 @@ double bce_block_impl(const void* xv, const float* y, const float* pwb, const fl
 template <DType DIn, DType DOut>
 double bce_block_avx2(const void* x, const float* y, const float* pw, const float* w, int64_t n, float* l, void* g,
                       float gscale) {
-  if (l) return g ? bce_block_impl<DIn, DOut, true, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, true, false>(x, y, pw, w, n, l, g, gscale);
-  return g ? bce_block_impl<DIn, DOut, false, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false>(x, y, pw, w, n, l, g, gscale);
+  if (!pw && !w) {
+    if (l) return g ? bce_block_impl<DIn, DOut, true, true, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, true, false, true>(x, y, pw, w, n, l, g, gscale);
+    return g ? bce_block_impl<DIn, DOut, false, true, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false, true>(x, y, pw, w, n, l, g, gscale);
+  }
+  if (l) return g ? bce_block_impl<DIn, DOut, true, true, false>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, true, false, false>(x, y, pw, w, n, l, g, gscale);
+  return g ? bce_block_impl<DIn, DOut, false, true, false>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false, false>(x, y, pw, w, n, l, g, gscale);
 }
 
 // g = e·c − beta·w (w nullptr: − beta), as scale_store; the scalar head and tail round as the vectors.

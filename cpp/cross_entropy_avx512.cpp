@@ -586,8 +586,9 @@ void klr_grad_store_avx512(const void* zv, const void* uv, const float* ex, void
 // Binary CE's block (Kernels::bce_block): binary_cross_entropy.cpp's element math with FMAs
 // (lw = (pw − 1)·y + 1, the log1p series by Horner, l = w·(lw·L + lin)), 16 elements at a time, the
 // losses summed in 16 double lanes as lane_sum_f64. Bitwise the AVX2 kernel (the same operations);
-// within rounding of the portable loop, which has no FMA.
-template <DType DIn, DType DOut, bool WithL, bool WithG>
+// within rounding of the portable loop, which has no FMA. Unit (pw and w nullptr: every weight 1)
+// drops their loads and products, as the AVX2 kernel (each exact, so the same bits).
+template <DType DIn, DType DOut, bool WithL, bool WithG, bool Unit>
 double bce_block_impl(const void* xv, const float* y, const float* pwb, const float* wb, int64_t n, float* l, void* gv,
                       float gscale) {
   const auto* z = static_cast<const typename W<DIn>::T*>(xv);
@@ -598,9 +599,8 @@ double bce_block_impl(const void* xv, const float* y, const float* pwb, const fl
   const auto step = [&](int64_t j, __mmask16 k, bool full) {
     const __m512 x = full ? W<DIn>::load(z + j) : _mm512_maskz_mov_ps(k, W<DIn>::load_tail(z + j, n - j));
     const __m512 yj = full ? _mm512_loadu_ps(y + j) : _mm512_maskz_loadu_ps(k, y + j);
-    const __m512 pw = full ? _mm512_loadu_ps(pwb + j) : _mm512_maskz_loadu_ps(k, pwb + j);
-    const __m512 wj = full ? _mm512_loadu_ps(wb + j) : _mm512_maskz_loadu_ps(k, wb + j);
-    const __m512 lw = _mm512_fmadd_ps(_mm512_sub_ps(pw, one), yj, one);
+    const __m512 pw = Unit ? one : full ? _mm512_loadu_ps(pwb + j) : _mm512_maskz_loadu_ps(k, pwb + j);
+    const __m512 wj = Unit ? one : full ? _mm512_loadu_ps(wb + j) : _mm512_maskz_loadu_ps(k, wb + j);
     const __m512 e1 = exp16<Range::kUpTo0>(_mm512_or_ps(x, sign));  // e^{−|x|}
     const __m512 s = _mm512_div_ps(e1, _mm512_add_ps(two, e1)), s2 = _mm512_mul_ps(s, s);
     __m512 q = _mm512_set1_ps(1.0f / 15);
@@ -608,10 +608,11 @@ double bce_block_impl(const void* xv, const float* y, const float* pwb, const fl
       q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(c));
     const __m512 L = _mm512_mul_ps(_mm512_add_ps(s, s), q);  // log1p(e^{−|x|}) = 2·s·q
     const __mmask16 pos = _mm512_cmp_ps_mask(x, zero, _CMP_GE_OQ);
-    const __m512 omy = _mm512_sub_ps(one, yj), pwy = _mm512_mul_ps(pw, yj);
+    const __m512 omy = _mm512_sub_ps(one, yj), pwy = Unit ? yj : _mm512_mul_ps(pw, yj);
     // x ≥ 0: (1 − y)·x; x < 0: −pw·y·x (both forms sums of non-negative terms)
     const __m512 lin = _mm512_mul_ps(_mm512_mask_blend_ps(pos, _mm512_xor_ps(pwy, sign), omy), x);
-    __m512 lv = _mm512_mul_ps(wj, _mm512_fmadd_ps(lw, L, lin));
+    __m512 lv = Unit ? _mm512_add_ps(L, lin)
+                     : _mm512_mul_ps(wj, _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_sub_ps(pw, one), yj, one), L, lin));
     if (!full) lv = _mm512_maskz_mov_ps(k, lv);
     if (WithL) {
       if (full) _mm512_storeu_ps(l + j, lv);
@@ -623,7 +624,7 @@ double bce_block_impl(const void* xv, const float* y, const float* pwb, const fl
       // dl/dx = w·((1 − y)·a − pw·y·b)/(1 + e), (a, b) = (1, e) for x ≥ 0 and (e, 1) for x < 0
       const __m512 av = _mm512_mask_blend_ps(pos, e1, one), bv = _mm512_mask_blend_ps(pos, one, e1);
       const __m512 num = _mm512_fmsub_ps(omy, av, _mm512_mul_ps(pwy, bv));
-      const __m512 gv2 = _mm512_mul_ps(_mm512_div_ps(_mm512_mul_ps(wj, num), _mm512_add_ps(one, e1)), sv);
+      const __m512 gv2 = _mm512_mul_ps(_mm512_div_ps(Unit ? num : _mm512_mul_ps(wj, num), _mm512_add_ps(one, e1)), sv);
       if (full) W<DOut>::store(g + j, gv2);
       else W<DOut>::store_tail(g + j, gv2, n - j);
     }
@@ -640,8 +641,12 @@ double bce_block_impl(const void* xv, const float* y, const float* pwb, const fl
 template <DType DIn, DType DOut>
 double bce_block_avx512(const void* x, const float* y, const float* pw, const float* w, int64_t n, float* l, void* g,
                         float gscale) {
-  if (l) return g ? bce_block_impl<DIn, DOut, true, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, true, false>(x, y, pw, w, n, l, g, gscale);
-  return g ? bce_block_impl<DIn, DOut, false, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false>(x, y, pw, w, n, l, g, gscale);
+  if (!pw && !w) {
+    if (l) return g ? bce_block_impl<DIn, DOut, true, true, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, true, false, true>(x, y, pw, w, n, l, g, gscale);
+    return g ? bce_block_impl<DIn, DOut, false, true, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false, true>(x, y, pw, w, n, l, g, gscale);
+  }
+  if (l) return g ? bce_block_impl<DIn, DOut, true, true, false>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, true, false, false>(x, y, pw, w, n, l, g, gscale);
+  return g ? bce_block_impl<DIn, DOut, false, true, false>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false, false>(x, y, pw, w, n, l, g, gscale);
 }
 
 template <DType D>
