@@ -58,6 +58,9 @@ double bce_forward(const BceArgs& a, const BceOut& out) {
   const size_t V = size_t(a.vocab);
   CountedRows<1> parts(a.rows);  // every row counts
   const auto fast = k.bce_block[int(a.dtype)][int(out.grad.data ? out.grad.dtype : DType::F32)];
+  // no weights and a posWeight of 1: fast gets nullptr for both, which it takes as all ones
+  // without reading them
+  const bool unit = !a.pos_weight && a.pos_weight_scalar == 1.0f && !a.weight;
   // Σ_j l_j over block b of row r (and its losses and gradient written), in double lanes
   auto block_sum = [&](int64_t r, int64_t b) -> double {
     BlockBuffers& buf = block_buffers();
@@ -77,10 +80,7 @@ double bce_forward(const BceArgs& a, const BceOut& out) {
     const float* y = a.targets + size_t(r) * V;
     const float* w = a.weight ? (a.weight_per_class ? a.weight : a.weight + size_t(r) * V) : nullptr;
     const int64_t b0 = b * kBlock, n = std::min(kBlock, a.vocab - b0);
-    // the same loop in one pass from z, where the ISA has it (bitwise this one); no weights and a
-    // posWeight of 1 are passed as nullptr, which it takes as all ones without reading them
-    const bool unit = !a.pos_weight && a.pos_weight_scalar == 1.0f && !w;
-    if (fast)
+    if (fast)  // the same loop in one pass from z, where the ISA has it (bitwise this one)
       return fast(z + size_t(b0) * dtype_size(a.dtype), y + b0,
                   unit ? nullptr : a.pos_weight ? a.pos_weight + b0 : pw_const, unit ? nullptr : w ? w + b0 : w_const, n,
                   out.losses ? out.losses + size_t(r) * V + size_t(b0) : nullptr,

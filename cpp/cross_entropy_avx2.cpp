@@ -535,8 +535,8 @@ SmoothPartial partial_probs_avx2(const void* z, int64_t n, float s, const float*
   return e ? partial_smooth_impl<D, true, 3, true>(z, n, s, q, e) : partial_smooth_impl<D, false, 3, true>(z, n, s, q, e);
 }
 
-// Binary CE's block, bitwise the AVX-512 kernel: 8 elements at a time (lanes 0–7 or 8–15 of its 16),
-// a tail staged into zero-padded buffers (padding adds +0 to the sums, as its masked lanes do).
+// Binary CE's block, bitwise the AVX-512 kernel: a 16-lane group as two 8-vectors (its lanes 0–7
+// and 8–15), a last half group as one, a tail staged into zero-padded buffers (padding adds +0 to the sums, as its masked lanes do).
 // Unit (pw and w nullptr: every weight 1) drops their loads and products; each one dropped is exact
 // (lw = (1 − 1)·y + 1 = 1, 1·y, 1·v, fma(1, L, lin) = L + lin), so the bits are the weighted loop's.
 template <DType DIn, DType DOut, bool WithL, bool WithG, bool Unit>
@@ -626,15 +626,17 @@ double bce_block_impl(const void* xv, const float* y, const float* pwb, const fl
   return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
 }
 
+template <DType DIn, DType DOut, bool Unit>
+double bce_block_for(const void* x, const float* y, const float* pw, const float* w, int64_t n, float* l, void* g,
+                     float gscale) {
+  if (l) return g ? bce_block_impl<DIn, DOut, true, true, Unit>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, true, false, Unit>(x, y, pw, w, n, l, g, gscale);
+  return g ? bce_block_impl<DIn, DOut, false, true, Unit>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false, Unit>(x, y, pw, w, n, l, g, gscale);
+}
 template <DType DIn, DType DOut>
 double bce_block_avx2(const void* x, const float* y, const float* pw, const float* w, int64_t n, float* l, void* g,
                       float gscale) {
-  if (!pw && !w) {
-    if (l) return g ? bce_block_impl<DIn, DOut, true, true, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, true, false, true>(x, y, pw, w, n, l, g, gscale);
-    return g ? bce_block_impl<DIn, DOut, false, true, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false, true>(x, y, pw, w, n, l, g, gscale);
-  }
-  if (l) return g ? bce_block_impl<DIn, DOut, true, true, false>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, true, false, false>(x, y, pw, w, n, l, g, gscale);
-  return g ? bce_block_impl<DIn, DOut, false, true, false>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false, false>(x, y, pw, w, n, l, g, gscale);
+  // pw and w both nullptr: every weight 1 (Kernels::bce_block)
+  return !pw && !w ? bce_block_for<DIn, DOut, true>(x, y, pw, w, n, l, g, gscale) : bce_block_for<DIn, DOut, false>(x, y, pw, w, n, l, g, gscale);
 }
 
 // g = e·c − beta·w (w nullptr: − beta), as scale_store; the scalar head and tail round as the vectors.

@@ -638,15 +638,17 @@ double bce_block_impl(const void* xv, const float* y, const float* pwb, const fl
   return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
 }
 
+template <DType DIn, DType DOut, bool Unit>
+double bce_block_for(const void* x, const float* y, const float* pw, const float* w, int64_t n, float* l, void* g,
+                     float gscale) {
+  if (l) return g ? bce_block_impl<DIn, DOut, true, true, Unit>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, true, false, Unit>(x, y, pw, w, n, l, g, gscale);
+  return g ? bce_block_impl<DIn, DOut, false, true, Unit>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false, Unit>(x, y, pw, w, n, l, g, gscale);
+}
 template <DType DIn, DType DOut>
 double bce_block_avx512(const void* x, const float* y, const float* pw, const float* w, int64_t n, float* l, void* g,
                         float gscale) {
-  if (!pw && !w) {
-    if (l) return g ? bce_block_impl<DIn, DOut, true, true, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, true, false, true>(x, y, pw, w, n, l, g, gscale);
-    return g ? bce_block_impl<DIn, DOut, false, true, true>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false, true>(x, y, pw, w, n, l, g, gscale);
-  }
-  if (l) return g ? bce_block_impl<DIn, DOut, true, true, false>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, true, false, false>(x, y, pw, w, n, l, g, gscale);
-  return g ? bce_block_impl<DIn, DOut, false, true, false>(x, y, pw, w, n, l, g, gscale) : bce_block_impl<DIn, DOut, false, false, false>(x, y, pw, w, n, l, g, gscale);
+  // pw and w both nullptr: every weight 1 (Kernels::bce_block)
+  return !pw && !w ? bce_block_for<DIn, DOut, true>(x, y, pw, w, n, l, g, gscale) : bce_block_for<DIn, DOut, false>(x, y, pw, w, n, l, g, gscale);
 }
 
 template <DType D>

@@ -128,9 +128,10 @@ struct Kernels {
                                   float my, float k, float c);
   // Binary CE's block (binary_cross_entropy.cpp) [logits dtype][gradient dtype]: from x (n,) and
   // y, pw, w (n,) f32, the losses (into l, or nowhere when nullptr) and the gradient times gscale
-  // (into g, or nowhere); returns Σ l in double lanes (lane_sum_f64's order). pw and w both nullptr:
-  // every weight 1, with the same bits as blocks of ones (no load, and each product by 1 exact). The AVX-512 and AVX2
-  // kernels give the same bits (FMAs where the portable loop has a product and a sum).
+  // (into g, or nowhere); returns Σ l in double lanes (lane_sum_f64's order). pw and w both
+  // nullptr: every weight 1, with the bits of blocks of ones (nothing loaded, each product by 1
+  // exact). The AVX-512 and AVX2 kernels give the same bits (FMAs where the portable loop has a
+  // product and a sum).
   double (*bce_block[3][3])(const void* x, const float* y, const float* pw, const float* w, int64_t n, float* l,
                             void* g, float gscale);
   // Soft CE from probabilities q (f32): partial_smooth with w = q, q's sum taken over the elements
