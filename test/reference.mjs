@@ -48,6 +48,32 @@ export function randomTargets(r, rows, vocab, ignoreFraction = 0, ignoreIndex = 
         t[i] = r() < ignoreFraction ? ignoreIndex : Math.floor(r() * vocab);
     return t;
 }
+/**
+ * Targets drawn from softmax(x/τ₀) per row: a model whose right temperature is about τ₀, so a
+ * temperature fit on them has a well-defined optimum (uniform targets put it near τ = ∞, where the
+ * NLL is flat and τ is decided by rounding). Rows drawn below ignoreFraction get ignoreIndex.
+ */
+export function sampleTargets(r, x, rows, vocab, tau0, ignoreFraction = 0, ignoreIndex = -100) {
+    const t = new Int32Array(rows);
+    const p = new Float64Array(vocab);
+    for (let i = 0; i < rows; i++) {
+        if (r() < ignoreFraction) {
+            t[i] = ignoreIndex;
+            continue;
+        }
+        let m = -Infinity;
+        for (let j = 0; j < vocab; j++)
+            m = Math.max(m, x[i * vocab + j] / tau0);
+        let s = 0;
+        for (let j = 0; j < vocab; j++)
+            s += p[j] = Math.exp(x[i * vocab + j] / tau0 - m);
+        let u = r() * s, j = 0;
+        while (u > p[j] && j < vocab - 1)
+            u -= p[j++];
+        t[i] = j;
+    }
+    return t;
+}
 /** Builds Logits of the given dtype from f32 values; `values` are the exact (dequantised) inputs. */
 export function makeLogits(x, rows, vocab, dtype) {
     if (dtype === 'f32')

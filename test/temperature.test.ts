@@ -3,24 +3,7 @@
 // are drawn from softmax(z/τ₀): f32 and bf16, vocab 128256, ignored rows, an optimum on a bound.
 import { describe, expect, it } from 'vitest';
 import { crossEntropyForward, fitTemperature, fitTemperatureAsync } from 'fusedce';
-import { makeLogits, normal, testRng } from './reference.mjs';
-
-/** Targets drawn from softmax(x/τ₀) per row (a model whose right temperature is about τ₀). */
-function draw(r: () => number, x: Float32Array, rows: number, vocab: number, tau0: number, ignoreFraction = 0): Int32Array {
-  const t = new Int32Array(rows);
-  for (let i = 0; i < rows; i++) {
-    if (r() < ignoreFraction) { t[i] = -100; continue; }
-    let m = -Infinity;
-    for (let j = 0; j < vocab; j++) m = Math.max(m, x[i * vocab + j]! / tau0);
-    let s = 0;
-    const p = new Float64Array(vocab);
-    for (let j = 0; j < vocab; j++) s += p[j] = Math.exp(x[i * vocab + j]! / tau0 - m);
-    let u = r() * s, j = 0;
-    while (u > p[j]! && j < vocab - 1) u -= p[j++]!;
-    t[i] = j;
-  }
-  return t;
-}
+import { makeLogits, normal, sampleTargets as draw, testRng } from './reference.mjs';
 
 /** The float64 optimum τ of mean NLL(softmax(z/τ)) over counted rows, by Newton in β = 1/τ. */
 function optimum(values: Float32Array, t: Int32Array, rows: number, vocab: number): number {
