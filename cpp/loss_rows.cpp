@@ -178,108 +178,174 @@ FUSEDCE_CLONES void tanh_block(const Kernels& k, const float* u, int64_t n, floa
   }
 }
 
-// The JSD's element terms in double (soft_cross_entropy.cpp, jsd_forward), for j in [0, n):
-//   lq = x_j − lx, lp = y_j − ly,  q = e^lq, p = e^lp,  m = β·p + (1 − β)·q
-//   kl[j]   = q·(lq − log m)                         (0 where q = 0)
-//   term[j] = β·p·(lp − log m) + (1 − β)·kl[j]       (p's part 0 where p = 0)
-// and with qrow, qrow[j] = q and lrow[j] = lq − log m (0 where q = 0), for the gradient.
-// exp and log are written out here, branch-free, so that each clone vectorises them in double:
-//   e^a:   k = rint(a/ln 2), r = a − k·ln 2 (ln 2 in two parts, |r| ≤ ln2/2), e^r by its Taylor
-//          series to r¹³ (the next term < 5e-18 relative), times 2^⌊k/2⌋·2^(k−⌊k/2⌋) so that
-//          results down to the subnormals come out of two exact exponent scalings (a ≥ −760: 0)
-//   log m: m = 2^e·f with f in [√½, √2) (a subnormal m first scaled by 2^54),
-//          log f = 2·atanh(s), s = (f − 1)/(f + 1), |s| ≤ 0.172, by its series to s²³
-//          (the next term < 3e-19 relative), then log m = e·ln2_hi + (e·ln2_lo + log f)
-// Each is within a few ulps of the correctly rounded double, like the libm calls they replace.
-// x, y: (n,) fp32;  term, kl: (n,) double;  qrow, lrow: (n,) double or nullptr
-FUSEDCE_CLONES void jsd_terms(const float* __restrict x, const float* __restrict y, int64_t n, double lx, double ly,
-                              double beta, double* __restrict term, double* __restrict kl, double* __restrict qrow,
-                              double* __restrict lrow) {
-  constexpr double kMagic = 0x1.8p52, kLn2Hi = 6.93147180369123816490e-01, kLn2Lo = 1.90821492927058770002e-10;
-  constexpr double kLog2e = 1.4426950408889634;
-  constexpr uint64_t kSqrtHalf = 0x3fe6a09e667f3bcdull;  // √½'s bits
-  const double a_ = 1.0 - beta;
-  // In chunks of 256 elements, each step its own simple loop (they vectorise cleanly; one loop
-  // holding both exps and the log did not): the exponents, their exps, then m, log m and the terms.
+namespace {
+// log μ for a normal μ > 0, in fp32, branch-free (Cephes' logf: μ = 2^k·f, f in [√½, √2),
+// log f = r − r²/2 + r³·P(r) with r = f − 1, then k·ln 2 in two parts); a few ulps.
+inline float log_pos(float mu) {
+  uint32_t b;
+  std::memcpy(&b, &mu, 4);
+  const uint32_t u = b + (0x3f800000u - 0x3f3504f3u);  // the exponent field of μ/√½
+  const float k = float(int32_t(u >> 23) - 127);
+  const uint32_t fb = (u & 0x007fffffu) + 0x3f3504f3u;  // f in [√½, √2)
+  float f;
+  std::memcpy(&f, &fb, 4);
+  const float r = f - 1.0f, z = r * r;
+  float y = 7.0376836292e-2f;
+  y = std::fma(y, r, -1.1514610310e-1f);
+  y = std::fma(y, r, 1.1676998740e-1f);
+  y = std::fma(y, r, -1.2420140846e-1f);
+  y = std::fma(y, r, 1.4249322787e-1f);
+  y = std::fma(y, r, -1.6668057665e-1f);
+  y = std::fma(y, r, 2.0000714765e-1f);
+  y = std::fma(y, r, -2.4999993993e-1f);
+  y = std::fma(y, r, 3.3333331174e-1f);
+  y = y * r * z;
+  y = std::fma(k, -2.12194440e-4f, y);
+  y = std::fma(-0.5f, z, y);
+  return std::fma(k, 0.693359375f, r + y);
+}
+// P(v) = Σ_{i=0..7} v^i/(2i + 3), v = w²: 2·atanh w = 2w·(1 + w²·P) to fp32 precision for |w| ≤ 1/3
+// (the first term left out, w^16/19, is < 4e-9 of the sum there).
+inline float atanh_tail(float v) {
+  float p = 1.0f / 17.0f;
+  p = std::fma(p, v, 1.0f / 15.0f);
+  p = std::fma(p, v, 1.0f / 13.0f);
+  p = std::fma(p, v, 1.0f / 11.0f);
+  p = std::fma(p, v, 1.0f / 9.0f);
+  p = std::fma(p, v, 1.0f / 7.0f);
+  p = std::fma(p, v, 1.0f / 5.0f);
+  p = std::fma(p, v, 1.0f / 3.0f);
+  return p;
+}
+}  // namespace
+
+// The JSD's element terms in fp32 (soft_cross_entropy.cpp, jsd_forward has the row math).
+// Per element, with p = e^{y − ly}, q = e^{x − lx}, m = β·p + γ·q (γ = 1 − β), the term
+//   h = β·p·log(p/m) + γ·q·log(q/m)
+// is written as a sum of two non-negative parts (add β·(m − p) + γ·(m − q) = 0 to it):
+//   h = β·p·ψ(m/p − 1) + γ·q·ψ(m/q − 1),   ψ(s) = s − log(1 + s) ≥ 0,
+// so that two nearly equal rows, whose terms are ~d² with d = log q − log p, keep their digits:
+// no difference of O(1) quantities is ever taken. Both parts are taken relative to the larger of
+// p and q, P (weight b_b; the smaller, S = P·e, has weight b_s), with e = e^{−|d|} ≤ 1 and
+// em = e − 1 = expm1(−|d|) (its series for |d| < 0.35):
+//   m/P = μ = b_b + b_s·e,    m/P − 1 = sA = b_s·em ∈ (−1, 0],    m/S − 1 = sB = −b_b·em/e ≥ 0,
+//   h = P·(b_b·ψ(sA) + b_s·e·ψ(sB)).
+// ψ and log1p come from w = s/(2 + s): log1p(s) = 2·atanh w = 2w·(1 + w²·P(w²)) and
+// ψ(s) = w·(s − 2w²·P(w²)), for s in [−0.5, 1] (|w| ≤ 1/3); outside it, where ψ is no longer
+// small against s, ψ(sA) = sA − log μ and e·ψ(sB) = −b_b·em − e·(log μ + |d|) (0·∞ taken as 0).
+// d itself is (z − u)/T − (lx − ly), from the logits' difference (exact for close logits) scaled
+// once, not from two rounded log-probs, nor from two rounded scaled logits (x = fl(z/T)), whose
+// rounding would be all of d for rows within ~1e-6 of each other.
+// The gradient's log(q/m) is −log1p(sA) when q is the larger, −log1p(sB) when it is the smaller.
+// Each part is within a few ulps (fp32), so the row sum of h is within ~1e-7 relative of float64.
+// z, u: (n,) fp32 (the logits, widened);  s = 1/T;  term: (n,) out;  q, lqm: (n,) out (q and log(q/m), 0 where
+// q = 0) or nullptr
+FUSEDCE_CLONES_FMA void jsd_terms_f32(const Kernels& k, const float* __restrict z, const float* __restrict u, int64_t n,
+                                      float s, const JsdConsts& c, float* __restrict term, float* __restrict q,
+                                      float* __restrict lqm) {
   constexpr int64_t kChunk = 256;
-  alignas(64) double l[2 * kChunk], e[2 * kChunk];
+  alignas(64) float t[kChunk], aP[kChunk], e[kChunk], P[kChunk], qc[kChunk], lc[kChunk];
+  // the constants in locals: read through c, they might alias the stores (and the loops would not vectorise)
+  const float beta = c.beta, gamma = c.gamma, delta = c.delta, lx_hi = c.lx_hi, lx_lo = c.lx_lo, ly_hi = c.ly_hi,
+              ly_lo = c.ly_lo;
   for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
     const int64_t cn = std::min(kChunk, n - c0);
+    const float* zc = z + c0;
+    const float* uc = u + c0;
     for (int64_t i = 0; i < cn; ++i) {
-      l[i] = double(x[c0 + i]) - lx;           // log q
-      l[kChunk + i] = double(y[c0 + i]) - ly;  // log p
+      const float d = (zc[i] - uc[i]) * s - delta;
+      // t = −|d|, held at −104 (e^t is 0 in fp32 below; the far branch takes e·(log μ − t) → 0)
+      const float ad = -std::fabs(d);
+      t[i] = ad < -104.0f ? -104.0f : ad;
+      // log P: of q where q is the larger (d > 0), else of p, each against its lse in two parts
+      aP[i] = d > 0.0f ? (zc[i] * s - lx_hi) - lx_lo : (uc[i] * s - ly_hi) - ly_lo;
     }
-    for (int64_t i = cn; i < kChunk; ++i) l[i] = l[kChunk + i] = 0.0;  // a short last chunk's tail
-    for (int64_t i = 0; i < 2 * kChunk; ++i) {
-      const double a = std::min(std::max(l[i], -760.0), 709.0);  // NaN stays NaN
-      const double kd = a * kLog2e + kMagic, k = kd - kMagic;       // k = rint(a/ln 2)
-      const double r = (a - k * kLn2Hi) - k * kLn2Lo;
-      double p = 1.0 / 6227020800.0;
-      p = p * r + 1.0 / 479001600.0;
-      p = p * r + 1.0 / 39916800.0;
-      p = p * r + 1.0 / 3628800.0;
-      p = p * r + 1.0 / 362880.0;
-      p = p * r + 1.0 / 40320.0;
-      p = p * r + 1.0 / 5040.0;
-      p = p * r + 1.0 / 720.0;
-      p = p * r + 1.0 / 120.0;
-      p = p * r + 1.0 / 24.0;
-      p = p * r + 1.0 / 6.0;
-      p = p * r + 0.5;
-      p = p * r + 1.0;
-      p = p * r + 1.0;
-      // 2^k1·2^k2, k1 = ⌊k/2⌋, each exponent built from the low bits of k_i + 1023 + magic
-      const double k1 = std::floor(k * 0.5), k2 = k - k1;
-      uint64_t b1, b2, mb;
-      const double t1 = k1 + (kMagic + 1023.0), t2 = k2 + (kMagic + 1023.0);
-      std::memcpy(&b1, &t1, 8);
-      std::memcpy(&b2, &t2, 8);
-      std::memcpy(&mb, &kMagic, 8);
-      b1 = (b1 - mb) << 52;
-      b2 = (b2 - mb) << 52;
-      double s1, s2;
-      std::memcpy(&s1, &b1, 8);
-      std::memcpy(&s2, &b2, 8);
-      e[i] = l[i] != l[i] ? l[i] : p * s1 * s2;
-    }
+    k.exp(t, e, cn);
+    k.exp(aP, P, cn);
     for (int64_t i = 0; i < cn; ++i) {
-      const int64_t j = c0 + i;
-      const double q = e[i], p = e[kChunk + i], lq = l[i], lp = l[kChunk + i];
-      const double m = beta * p + a_ * q;
-      // log m, for m > 0 (0 is selected below for m = 0)
-      const bool sub = m < 0x1p-1022;
-      const double mm = sub ? m * 0x1p54 : (m > 0.0 ? m : 1.0);
-      uint64_t b;
-      std::memcpy(&b, &mm, 8);
-      const uint64_t u = b + (0x3ff0000000000000ull - kSqrtHalf);  // exponent field of m/√½, biased
-      const uint64_t fb = (u & 0x000fffffffffffffull) + kSqrtHalf;   // f in [√½, √2)
-      uint64_t eb = (u >> 52) | 0x4330000000000000ull;
-      double ed, f;
-      std::memcpy(&ed, &eb, 8);
-      std::memcpy(&f, &fb, 8);
-      ed = (ed - (kMagic / 1.5 + 1023.0)) - (sub ? 54.0 : 0.0);  // kMagic/1.5 = 2^52
-      const double s = (f - 1.0) / (f + 1.0), s2 = s * s;
-      double c = 2.0 / 23.0;
-      c = c * s2 + 2.0 / 21.0;
-      c = c * s2 + 2.0 / 19.0;
-      c = c * s2 + 2.0 / 17.0;
-      c = c * s2 + 2.0 / 15.0;
-      c = c * s2 + 2.0 / 13.0;
-      c = c * s2 + 2.0 / 11.0;
-      c = c * s2 + 2.0 / 9.0;
-      c = c * s2 + 2.0 / 7.0;
-      c = c * s2 + 2.0 / 5.0;
-      c = c * s2 + 2.0 / 3.0;
-      const double logf = 2.0 * s + s * s2 * c;
-      const double lm = m > 0.0 ? ed * kLn2Hi + (ed * kLn2Lo + logf) : (m == m ? 0.0 : m);
-      const double tq = q > 0.0 ? q * (lq - lm) : 0.0;
-      const double tp = p > 0.0 ? p * (lp - lm) : 0.0;
-      term[j] = beta * tp + a_ * tq;
-      kl[j] = tq;
-      if (qrow) {
-        qrow[j] = q;
-        lrow[j] = q > 0.0 ? lq - lm : 0.0;
-      }
+      const float d = (zc[i] - uc[i]) * s - delta;
+      const bool qbig = d > 0.0f;
+      const float bb = qbig ? gamma : beta, bs = qbig ? beta : gamma;
+      const float ti = t[i], ei = e[i], Pi = P[i];
+      // em = e^t − 1, t ≤ 0: Taylor to t⁸/8! for |t| < 0.35 (the next term < 1e-9 of it)
+      const float ts = ti > -0.35f ? ti : 0.0f;
+      float pe = 1.0f / 40320.0f;
+      pe = std::fma(pe, ts, 1.0f / 5040.0f);
+      pe = std::fma(pe, ts, 1.0f / 720.0f);
+      pe = std::fma(pe, ts, 1.0f / 120.0f);
+      pe = std::fma(pe, ts, 1.0f / 24.0f);
+      pe = std::fma(pe, ts, 1.0f / 6.0f);
+      pe = std::fma(pe, ts, 0.5f);
+      const float em = ti > -0.35f ? std::fma(ts * ts, pe, ts) : ei - 1.0f;
+      const float mu = std::fma(bs, ei, bb);
+      const float lmu_direct = log_pos(mu);
+      // A: ψ(sA) and log1p(sA) = log μ
+      const float sA = bs * em;
+      const float wA = sA / (2.0f + sA), vA = wA * wA, PA = atanh_tail(vA);
+      const bool serA = sA >= -0.5f;
+      const float psiA = serA ? wA * std::fma(-2.0f * vA, PA, sA) : sA - lmu_direct;
+      const float lmu = serA ? 2.0f * wA * std::fma(vA, PA, 1.0f) : lmu_direct;
+      // B: e·ψ(sB) and log1p(sB) = log(m/S), from nb = e·sB = −b_b·em ≥ 0 (sB ≤ 1 ⇔ nb ≤ e)
+      const float nb = -bb * em;
+      const float wB = nb / (2.0f * ei + nb), vB = wB * wB, PB = atanh_tail(vB);
+      const bool serB = nb <= ei;
+      const float far = ei > 0.0f ? ei * (lmu - ti) : 0.0f;
+      const float epsiB = serB ? wB * std::fma(-2.0f * ei * vB, PB, nb) : nb - far;
+      const float l1pB = serB ? 2.0f * wB * std::fma(vB, PB, 1.0f) : lmu - ti;
+      const float h = Pi * std::fma(bb, psiA, bs * epsiB);
+      term[c0 + i] = Pi > 0.0f ? h : (Pi == Pi ? 0.0f : Pi);  // both 0: adds 0; NaN stays
+      const float qi = qbig ? Pi : Pi * ei;
+      const float li = qbig ? -lmu : -l1pB;
+      qc[i] = qi > 0.0f ? qi : 0.0f;
+      lc[i] = qi > 0.0f ? li : 0.0f;
+    }
+    if (q) {
+      std::memcpy(q + c0, qc, size_t(cn) * sizeof(float));
+      std::memcpy(lqm + c0, lc, size_t(cn) * sizeof(float));
+    }
+  }
+}
+
+// The JSD's gradient from the terms' q and log(q/m):  g[j] = c·q_j·(lqm_j − kl), 0 where q_j = 0.
+FUSEDCE_CLONES void jsd_grad_f32(const float* __restrict q, const float* __restrict lqm, int64_t n, float c, float kl,
+                                 float* __restrict g) {
+  for (int64_t j = 0; j < n; ++j) g[j] = q[j] == 0.0f ? 0.0f : (c * q[j]) * (lqm[j] - kl);
+}
+
+// The JSD's element terms in double, for weights too small for jsd_terms_f32 (β below the smallest
+// normal float): the same non-negative parts, h = b_b·P·ψ(b_s·expm1(−|d|)) + b_s·S·ψ(b_b·expm1(|d|)),
+// by libm one element at a time (this path is for the edge of the domain, not for speed). S·ψ(sB)
+// is taken as b_b·(P − S) − S·log1p(sB), with log1p(sB) = |d| + log(b_b + b_s·e^{−|d|}) past |d| = 30,
+// so that e^{|d|} never overflows. One side 0: the term is exact (m = β·p or (1 − β)·q).
+// x, y: (n,) fp32 (z/T, u/T);  term, kl: (n,) double out (h, and q·log(q/m));  qrow, lrow: (n,) double out
+// (q and log(q/m), 0 where q = 0) or nullptr
+void jsd_terms(const float* x, const float* y, int64_t n, double lx, double ly, double beta, double* term, double* kl,
+               double* qrow, double* lrow) {
+  const double gamma = 1.0 - beta, dl = lx - ly;
+  const auto psi = [](double s) { return std::fabs(s) < 1e-4 ? s * s * (0.5 - s * (1.0 / 3.0 - s * 0.25)) : s - std::log1p(s); };
+  for (int64_t j = 0; j < n; ++j) {
+    const double q = std::exp(double(x[j]) - lx), p = std::exp(double(y[j]) - ly);
+    double h, lqm;
+    if (q == 0.0 || p == 0.0) {
+      h = q == 0.0 ? (p == 0.0 ? 0.0 : -beta * p * std::log(beta)) : -gamma * q * std::log1p(-beta);
+      lqm = q == 0.0 ? 0.0 : -std::log1p(-beta);  // m = (1 − β)·q
+    } else {
+      const double d = (double(x[j]) - double(y[j])) - dl, a = std::fabs(d);
+      const bool qbig = d > 0.0;
+      const double bb = qbig ? gamma : beta, bs = qbig ? beta : gamma, P = qbig ? q : p, S = qbig ? p : q;
+      const double sA = bs * std::expm1(-a);  // m/P − 1
+      const double lmu = sA < -0.5 ? std::log(bb + bs * std::exp(-a)) : std::log1p(sA);  // log(m/P)
+      const double psiA = std::fabs(sA) < 1e-4 ? psi(sA) : sA - lmu;
+      const double l1pB = a > 30.0 ? a + lmu : std::log1p(bb * std::expm1(a));  // log(m/S)
+      const double spsiB = a > 30.0 ? bb * (P - S) - S * l1pB : S * psi(bb * std::expm1(a));
+      h = bb * P * psiA + bs * spsiB;
+      lqm = qbig ? -lmu : -l1pB;
+    }
+    term[j] = h;
+    kl[j] = q * lqm;
+    if (qrow) {
+      qrow[j] = q;
+      lrow[j] = lqm;
     }
   }
 }

@@ -100,7 +100,24 @@ inline double lane_sum_f64(int64_t n, F&& f) {
 // with sech2 (or nullptr), also sech2[j] = 1 − tanh²(u[j]) to a few ulps.
 void tanh_block(const Kernels& k, const float* u, int64_t n, float* y, float* t, float* sech2 = nullptr);
 
-// The JSD's element terms of one block, in double (cpp/loss_rows.cpp has the math):
+// The JSD's per-call constants in fp32 (soft_cross_entropy.cpp, jsd_forward).
+struct JsdConsts {
+  float beta, gamma;    // the weights of p and of q (γ = 1 − β, rounded from double)
+  float lx_hi, lx_lo;   // lse of x, and of y, each in two parts (hi = float(lse), lo the rest)
+  float ly_hi, ly_lo;
+  float delta;          // float(lse_x − lse_y)
+};
+// The JSD's element terms of one block in fp32, as a sum of non-negative parts (cpp/loss_rows.cpp
+// has the math). The exps are the ISA's (k.exp).
+//   z, u: (n,) fp32 (the logits, widened, not scaled);  s = 1/T;  term: (n,) out;
+//   q, lqm: (n,) out (q_j and log(q_j/m_j)), or nullptr
+void jsd_terms_f32(const Kernels& k, const float* z, const float* u, int64_t n, float s, const JsdConsts& c, float* term,
+                   float* q, float* lqm);
+// g[j] = c·q[j]·(lqm[j] − kl), 0 where q[j] = 0.   q, lqm, g: (n,) fp32
+void jsd_grad_f32(const float* q, const float* lqm, int64_t n, float c, float kl, float* g);
+
+// The JSD's element terms of one block in double, by libm, for β below the smallest normal float
+// (cpp/loss_rows.cpp has the math):
 //   x, y: (n,) fp32 (z/T, u/T);  term, kl: (n,) double out;  qrow, lrow: (n,) double out, or nullptr
 void jsd_terms(const float* x, const float* y, int64_t n, double lx, double ly, double beta, double* term, double* kl,
                double* qrow, double* lrow);
@@ -112,8 +129,13 @@ void jsd_terms(const float* x, const float* y, int64_t n, double lx, double ly, 
 // cloned loops keep their arithmetic in their own body.
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
 #define FUSEDCE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+// For loops that ask for fused multiply-adds by std::fma (the JSD's terms): the x86-64-v4 and v3
+// levels include FMA, so there each std::fma is one vfmadd; the baseline clone calls fmaf, which
+// rounds the same (once), so the bits are still the same whichever clone runs.
+#define FUSEDCE_CLONES_FMA __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FUSEDCE_CLONES
+#define FUSEDCE_CLONES_FMA
 #endif
 
 // A thread's block buffers (kBlock fp32 each), kept between calls. Out of line (loss_rows.cpp) on

@@ -590,25 +590,36 @@ double entropy_forward(const void* logits, DType dtype, int64_t rows, int64_t vo
 // reference and q = softmax(x) the model (x = z/T, y = u/T), m = β·p + (1 − β)·q:
 //   loss = β·Σ p_j·log(p_j/m_j) + (1 − β)·Σ q_j·log(q_j/m_j)
 //   dloss/dq_j = (1 − β)·log(q_j/m_j), so dloss/dx_j = (1 − β)·q_j·(log(q_j/m_j) − KL(q‖m))
-// Pass 1 finds both lse's; pass 2 computes p, q, m and the row's terms, keeping q_j and
-// log(q_j/m_j) in a scratch row when the gradient is asked; pass 3 writes it. Two exps and a log
-// per element, in double, vectorised (loss_rows.cpp, jsd_terms). A term with p_j = 0 (q_j = 0) adds 0.
+// Pass 1 finds both lse's (the pair kernel of soft CE where the ISA has one: both rows' block
+// maxima and sums in one read); pass 2 computes each element's term from p, q and m, keeping q_j
+// and log(q_j/m_j) in scratch rows when the gradient is asked; pass 3 writes it. The terms are
+// fp32, as sums of non-negative parts (loss_rows.cpp, jsd_terms_f32: two exps, one log and two
+// divisions per element), added in double lanes. Weights below the smallest normal float (~1.2e-38)
+// take the double loop (jsd_terms). A term with p_j = q_j = 0 adds 0.
 double jsd_forward(const SoftArgs& a, double beta, float* losses, float* lse, const GradOut& grad) {
   const Kernels& k = a.kernels ? *a.kernels : active_kernels();
   CountedRows<1> parts(a.rows);
   const size_t grow = size_t(a.vocab) * dtype_size(grad.dtype);
   const int64_t nb = (a.vocab + kBlock - 1) / kBlock;
+  // the fp32 terms while both weights are normal floats (below that, their products with p and q
+  // would be subnormal or 0)
+  const bool f32 = float(beta) >= std::numeric_limits<float>::min() && float(1.0 - beta) >= std::numeric_limits<float>::min();
+  const auto pair = a.target_probs ? nullptr : k.partial_pair[int(SoftOp::KlForward)][int(a.dtype)][int(a.target_dtype)];
   struct JsdBlock {
     BlockPartial px, py;  // pass 0
     double term, kl;      // pass 1: Σ terms, Σ q·log(q/m)
   };
   struct JsdRow {
     double lx, ly, klqm;
+    JsdConsts c;
   };
   RowScratch<JsdBlock, 0> blocks(a.rows, a.vocab, a.threads, size_t(nb));
-  // q_j and log(q_j/m_j) for the gradient, in double: the gradient subtracts KL(q‖m) from the latter
-  RowScratch<double, 0> qrow(a.rows, a.vocab, a.threads, grad.data ? size_t(a.vocab) : 0);
-  RowScratch<double, 1> lrow(a.rows, a.vocab, a.threads, grad.data ? size_t(a.vocab) : 0);
+  // q_j and log(q_j/m_j) for the gradient (fp32; double on the extreme-β path)
+  const size_t keep = grad.data ? size_t(a.vocab) : 0;
+  RowScratch<float, 0> qrow(a.rows, a.vocab, a.threads, f32 ? keep : 0);
+  RowScratch<float, 1> lrow(a.rows, a.vocab, a.threads, f32 ? keep : 0);
+  RowScratch<double, 0> qrow64(a.rows, a.vocab, a.threads, f32 ? 0 : keep);
+  RowScratch<double, 1> lrow64(a.rows, a.vocab, a.threads, f32 ? 0 : keep);
   std::vector<JsdRow> jr(size_t(a.rows));
   // pass 0: both rows' block partials; pass 1: the terms; pass 2: the gradient
   row_passes(
@@ -619,12 +630,38 @@ double jsd_forward(const SoftArgs& a, double beta, float* losses, float* lse, co
         float *x = buf.a, *ex = buf.b, *y = buf.c, *ey = buf.d;
         const int64_t b0 = i * kBlock, n = std::min(kBlock, a.vocab - b0);
         JsdBlock& jb = blocks.of(r)[i];
+        const JsdRow& rw = jr[size_t(r)];
         if (pass == 2) {
           const float up = grad.row_scale ? grad.row_scale[r] : grad.scale;
-          const double c = double(up) * (1.0 - beta) * double(a.inv_temperature), klqm = jr[size_t(r)].klqm;
-          const double *qr = qrow.of(r) + b0, *lr = lrow.of(r) + b0;
-          for (int64_t j = 0; j < n; ++j) x[j] = qr[j] == 0.0 ? 0.0f : float(c * qr[j] * (lr[j] - klqm));
-          narrow(x, grad.dtype, n, static_cast<char*>(grad.data) + size_t(r) * grow + size_t(b0) * dtype_size(grad.dtype));
+          char* g = static_cast<char*>(grad.data) + size_t(r) * grow + size_t(b0) * dtype_size(grad.dtype);
+          if (f32) {
+            jsd_grad_f32(qrow.of(r) + b0, lrow.of(r) + b0, n, float(double(up) * (1.0 - beta) * double(a.inv_temperature)),
+                         float(rw.klqm), x);
+          } else {
+            const double c = double(up) * (1.0 - beta) * double(a.inv_temperature);
+            const double *qr = qrow64.of(r) + b0, *lr = lrow64.of(r) + b0;
+            for (int64_t j = 0; j < n; ++j) x[j] = qr[j] == 0.0 ? 0.0f : float(c * qr[j] * (lr[j] - rw.klqm));
+          }
+          narrow(x, grad.dtype, n, g);
+          return;
+        }
+        if (pass == 0 && pair) {
+          const PairPartial pp = pair(row.z + size_t(b0) * dtype_size(a.dtype), row.u + size_t(b0) * dtype_size(a.target_dtype), n,
+                                      a.inv_temperature, nullptr, nullptr);
+          jb.px = {pp.mx, pp.sx};
+          jb.py = {pp.my, pp.sy};
+          return;
+        }
+        if (f32 && pass == 1) {
+          // the logits unscaled: the terms take (z − u)/T with one rounding
+          widen(row.z + size_t(b0) * dtype_size(a.dtype), a.dtype, n, x);
+          widen(row.u + size_t(b0) * dtype_size(a.target_dtype), a.target_dtype, n, y);
+          float* term = buf.b;
+          float* q = grad.data ? qrow.of(r) + b0 : nullptr;
+          float* l = grad.data ? lrow.of(r) + b0 : nullptr;
+          jsd_terms_f32(k, x, y, n, a.inv_temperature, rw.c, term, q, l);
+          jb.term = lane_sum_f64(n, [&](int64_t j) { return term[j]; });
+          jb.kl = q ? lane_sum_f64(n, [&](int64_t j) { return q[j] * l[j]; }) : 0.0;
           return;
         }
         load_scaled(row.z, a.dtype, b0, n, a.inv_temperature, x);
@@ -634,13 +671,11 @@ double jsd_forward(const SoftArgs& a, double beta, float* losses, float* lse, co
           jb.py = block_partial(k, y, n, ey);
           return;
         }
-        // in double: the loss is differenced by gradient checks, and fp32 terms would leave it
-        // rough at the 1e-7 level (each element's exp and log rounded)
         thread_local std::vector<double> term, kl;
         term.resize(size_t(kBlock));
         kl.resize(size_t(kBlock));
-        jsd_terms(x, y, n, jr[size_t(r)].lx, jr[size_t(r)].ly, beta, term.data(), kl.data(), grad.data ? qrow.of(r) + b0 : nullptr,
-                  grad.data ? lrow.of(r) + b0 : nullptr);
+        jsd_terms(x, y, n, rw.lx, rw.ly, beta, term.data(), kl.data(), grad.data ? qrow64.of(r) + b0 : nullptr,
+                  grad.data ? lrow64.of(r) + b0 : nullptr);
         jb.term = lane_sum_f64(n, [&](int64_t j) { return term[size_t(j)]; });
         jb.kl = lane_sum_f64(n, [&](int64_t j) { return kl[size_t(j)]; });
       },
@@ -655,6 +690,9 @@ double jsd_forward(const SoftArgs& a, double beta, float* losses, float* lse, co
           }
           row.lx = fold_lse(fx);
           row.ly = fold_lse(fy);
+          const float lxh = float(row.lx), lyh = float(row.ly);
+          row.c = {float(beta), float(1.0 - beta), lxh, float(row.lx - double(lxh)), lyh, float(row.ly - double(lyh)),
+                   float(row.lx - row.ly)};
         } else if (pass == 1) {
           double loss = 0.0, klqm = 0.0;
           for (int64_t i = 0; i < nb; ++i) {

@@ -102,7 +102,10 @@ FCE_DEV float q_tilde(const SoftParams& S, const float* q, int64_t j) {
 }
 
 // The JSD's logs, in double (its gradient is a difference of nearly equal logs): with
-// d = log Q − log P, log(P/m) = −logaddexp(log β, log(1 − β) + d) and log(Q/m) = d + log(P/m).
+// d = log Q − log P, log(P/m) = −logaddexp(log β, log(1 − β) + d) and, by symmetry,
+// log(Q/m) = −logaddexp(log(1 − β), log β − d) = log_p_over_m(−d, log(1 − β), log β): each finite
+// where its own side is not 0 (d = +inf, a masked reference logit, leaves log(Q/m) = −log(1 − β);
+// d + log(P/m) would be inf − inf there).
 FCE_DEV double log_p_over_m(double d, double log_b, double log_1b) {
   const double s = log_b, t = log_1b + d;
   const double hi = fmax(s, t), lo = fmin(s, t);
@@ -204,7 +207,7 @@ __global__ void __launch_bounds__(256, 1) soft_rows_kernel(SoftParams S) {  // l
           const double x = load_dt(z, S.dt, j) * S.inv_t, y = load_dt(u, S.udt, j) * S.inv_t;
           const double P = exp(y - Ly), Q = exp(x - Lx);
           const double d = (x - y) - dL;
-          const double lpm = log_p_over_m(d, log_b, log_1b), lqm = d + lpm;
+          const double lpm = log_p_over_m(d, log_b, log_1b), lqm = log_p_over_m(-d, log_1b, log_b);
           if (P != 0.0) acc += S.beta * P * lpm;
           if (Q != 0.0) {
             acc += (1.0 - S.beta) * Q * lqm;
@@ -248,7 +251,7 @@ __global__ void __launch_bounds__(256, 1) soft_rows_kernel(SoftParams S) {  // l
         } else {
           const double xd = double(x), Q = exp(xd - Lx);
           const double d = (xd - double(y)) - dL;
-          const double lqm = d + log_p_over_m(d, log_b, log_1b);
+          const double lqm = log_p_over_m(-d, log_1b, log_b);
           v = Q == 0.0 ? 0.0f : float(cg * (1.0 - S.beta) * Q * (lqm - klqm));
         }
       }

@@ -32,6 +32,33 @@ function refJsd(xv: Float32Array, uv: Float32Array, rows: number, vocab: number,
   return { losses, grad };
 }
 
+/**
+ * The row losses in float64 as sums of non-negative terms, h = β·p·ψ((1 − β)·expm1(d)) +
+ * (1 − β)·q·ψ(β·expm1(−d)), ψ(s) = s − log1p(s), d = (x − y)/T − (lse_x − lse_y): no cancellation,
+ * so it keeps its digits for nearly equal rows and for β near 0 or 1 (where refJsd's plain formula
+ * loses them). Elements with one side 0 take the plain term, which is then exact.
+ */
+function refJsdStable(xv: Float32Array, uv: Float32Array, rows: number, vocab: number, beta: number, T: number) {
+  const losses = new Float64Array(rows);
+  const psi = (s: number) => (Math.abs(s) < 1e-4 ? s * s * (0.5 - s / 3 + (s * s) / 4) : s - Math.log1p(s));
+  for (let i = 0; i < rows; i++) {
+    const x = Array.from(xv.subarray(i * vocab, (i + 1) * vocab)), y = Array.from(uv.subarray(i * vocab, (i + 1) * vocab));
+    const lse = (a: number[]) => { let m = -Infinity; for (const v of a) m = Math.max(m, v / T); let s = 0; for (const v of a) s += Math.exp(v / T - m); return m + Math.log(s); };
+    const lx = lse(x), ly = lse(y);
+    let loss = 0;
+    for (let j = 0; j < vocab; j++) {
+      const q = Math.exp(x[j]! / T - lx), p = Math.exp(y[j]! / T - ly);
+      if (p === 0 && q === 0) continue;
+      if (p === 0) { loss += (1 - beta) * q * -Math.log1p(-beta); continue; }  // m = (1 − β)·q
+      if (q === 0) { loss += beta * p * -Math.log(beta); continue; }          // m = β·p
+      const d = (x[j]! - y[j]!) / T - (lx - ly);
+      loss += beta * p * psi((1 - beta) * Math.expm1(d)) + (1 - beta) * q * psi(beta * Math.expm1(-d));
+    }
+    losses[i] = loss;
+  }
+  return losses;
+}
+
 const SHAPES: [rows: number, vocab: number, why: string][] = [
   [3, 5, 'tiny'],
   [7, 1000, 'rows and vocab off the vector widths'],
@@ -84,18 +111,44 @@ describe('jsDivergenceForward vs float64', () => {
 
   it('nearly equal rows: the small divergence keeps its digits (and is never negative)', () => {
     // y = x + 1e-3·noise: the JSD is ~1e-8 a row, a difference of terms ~1e5 times larger in the
-    // plain formula (an fp32 evaluation of it, or of the log-ratio form, was off by 1e-3 here)
+    // plain formula (an fp32 evaluation of it, or of the log-ratio form, was off by 1e-3 here).
+    // At T = 2 the scaled logits x/T and y/T each round in fp32: d must come from (x − y)/T.
     const r = testRng('jsd near-equal');
     const rows = 3, vocab = 128256;
     const xv = Float32Array.from(randomLogits(r, rows, vocab));
     const yv = xv.map((v) => v + 1e-3 * (r() - 0.5));
-    for (const beta of [1e-6, 0.1, 0.5, 0.9]) {
-      const out = jsDivergenceForward(logits(xv, rows, vocab), logits(yv, rows, vocab), { beta, reduction: 'none' });
-      const want = refJsd(xv, yv, rows, vocab, beta, 1, 1).losses;
-      for (let i = 0; i < rows; i++) {
-        expect(out.losses[i]).toBeGreaterThanOrEqual(0);
-        // at β = 1e-6 the divergence is ~1e-14, below the float64 formula's own rounding
-        if (beta >= 0.1) expect(Math.abs(out.losses[i]! - want[i]!)).toBeLessThanOrEqual(1e-6 * want[i]!);
+    for (const T of [1, 2]) {
+      for (const beta of [1e-6, 0.1, 0.5, 0.9]) {
+        const out = jsDivergenceForward(logits(xv, rows, vocab), logits(yv, rows, vocab), { beta, temperature: T, reduction: 'none' });
+        const want = refJsdStable(xv, yv, rows, vocab, beta, T);
+        for (let i = 0; i < rows; i++) {
+          expect(out.losses[i]).toBeGreaterThanOrEqual(0);
+          expect(Math.abs(out.losses[i]! - want[i]!), `T ${T} β ${beta} row ${i}`).toBeLessThanOrEqual(1e-6 * want[i]!);
+        }
+      }
+    }
+  });
+
+  it('masked logits (−inf in either row or both), extreme β, and logits far apart', () => {
+    const r = testRng('jsd edges');
+    const rows = 4, vocab = 3001;
+    const x = Float32Array.from(randomLogits(r, rows, vocab, 3));
+    const u = Float32Array.from(randomLogits(r, rows, vocab, 3));
+    for (let j = 0; j < x.length; j += 7) x[j] = -Infinity;
+    for (let j = 0; j < u.length; j += 11) u[j] = -Infinity;  // j ≡ 0 (mod 77): both
+    const far = Float32Array.from(x, (v, j) => (j % 5 === 0 ? v : v + 40 * (r() - 0.5)));
+    for (const [name, a, b] of [['masked', x, u], ['far apart', x, far]] as const) {
+      for (const beta of [1e-40, 1e-35, 1e-4, 0.3, 1 - 1e-6, 1 - 1e-12]) {
+        const out = jsDivergenceForward(logits(a, rows, vocab), logits(b, rows, vocab), { beta, temperature: 1.5, reduction: 'none', withGrad: true, gradDtype: 'f32' });
+        const want = refJsdStable(a, b, rows, vocab, beta, 1.5);
+        for (let i = 0; i < rows; i++) {
+          expect(Number.isFinite(out.losses[i]), `${name} β ${beta}`).toBe(true);
+          // (+ 2^-148: at β = 1e-40 a row's loss is a subnormal float, spaced 2^-149)
+          expect(Math.abs(out.losses[i]! - want[i]!), `${name} β ${beta} row ${i}`).toBeLessThanOrEqual(2e-6 * want[i]! + 2 ** -148);
+        }
+        const g = toFloat32(out.grad!);
+        expect(g.every(Number.isFinite)).toBe(true);
+        for (let j = 0; j < a.length; j++) if (a[j] === -Infinity) expect(g[j]).toBe(0);
       }
     }
   });

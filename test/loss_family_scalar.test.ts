@@ -6,6 +6,7 @@ import './cross_entropy_options.test';
 import './soft_cross_entropy.test';
 import './binary_cross_entropy.test';
 import './split_rows.test';
+import './jsd.test';
 
 process.env.FUSEDCE_ISA = 'scalar';
 
