@@ -193,9 +193,13 @@ struct GradRow {
       for (int64_t j = 0; j < n; ++j) v[j] *= d[j];
     narrow(v, gdt, n, g + size_t(off) * dtype_size(gdt));
   }
-  // g_t from others = Σ_{j≠t} p_j.
-  void store_target(char* g, DType gdt, int64_t t, double others, float d_t) const {
-    const float gt = float((target - A * others) * double(d_t));
+  // g_t = A·p_t − (A − target), from others = Σ_{j≠t} p_j (p_t = 1 − others, no cancellation when
+  // p_t → 1), or, given p_t < 0.5, from p_t itself: the separate backward's p_j all carry the fp32
+  // lse's rounding (~|lse|·2⁻²⁴ relative), so 1 − others would be off by A·|lse|·2⁻²⁴, a large
+  // error where A·p_t and A − target nearly cancel (smoothing with a target weight much below Σw/V).
+  void store_target(char* g, DType gdt, int64_t t, double others, float d_t, double pt = -1.0) const {
+    const double gd = pt >= 0.0 && pt < 0.5 ? A * pt - (A - target) : target - A * others;
+    const float gt = float(gd * double(d_t));
     narrow(&gt, gdt, 1, g + size_t(t) * dtype_size(gdt));
   }
 };
@@ -221,7 +225,7 @@ void row_grad_opt(const Kernels& k, const char* z, DType dt, char* g, DType gdt,
     others += double(k.grad[int(DType::F32)][int(DType::F32)](x, e, n, lse, 1.0f));  // e = p, Σ p in fp32 lanes
     gr.store(e, Af, ident ? nullptr : d, off, n, e, g, gdt);
   });
-  gr.store_target(g, gdt, t, others, dt_t);
+  gr.store_target(g, gdt, t, others, dt_t, std::exp(double(xt) - double(lse)));
 }
 
 // The fused gradient from pass 1's scratch, one exp per element in all: with c_b = exp(m_b − lse)

@@ -16,7 +16,8 @@
 // sum and none: Σ loss_i. Gradient, with a = up·(1/D | 1), b = up·(1/N | 1), κ the focal factor:
 //   g_j = (A·p_j − β·w_j)·d_j (j ≠ t),   g_t = (β·(W − w_t) + γ' − A·Σ_{j≠t} p_j)·d_t
 //   A = α + β·W + γ',  α = a·(1 − ε)·w_t·κ,  β = a·ε/V,  γ' = b·2c_z·lse,  d_j = dx_j/dz_j
-// (the last form of g_t keeps p_t − 1 out of the arithmetic, as the CPU does).
+// (the last form of g_t keeps p_t − 1 out of the arithmetic, as the CPU does; the separate backward,
+// whose p_j carry the fp32 lse's rounding, takes g_t = A·p_t − (A − target) when p_t < 0.5).
 //
 // Kernels, and what each reads and writes (bytes of the [rows, V] matrices):
 //   opt_rows_kernel<FORWARD>   one block per row (grid-strided): reads z (and w) once, writes
@@ -293,7 +294,11 @@ FCE_UNROLL
       }
       for (int64_t j = sp.tail + tid; j < V; j += T) store_one<GDT>(g, j, elem(load_one<DT>(z, j), j, o.w ? o.w[j] : 1.0f));
       const float total = block_sum(others, smem);
-      if (tid == 0) store_one<GDT>(g, t, float((G.target - G.A * double(total)) * double(dt_t)));
+      // g_t from p_t itself when p_t < 0.5 (as the CPU's store_target): 1 − Σ_{j≠t} p_j carries the
+      // fp32 lse's rounding times A, large where A·p_t and α + β·w_t nearly cancel
+      const double pt = exp(double(xt) - double(lse));
+      const double gtd = pt < 0.5 ? G.A * pt - (G.A - G.target) : G.target - G.A * double(total);
+      if (tid == 0) store_one<GDT>(g, t, float(gtd * double(dt_t)));
       __syncthreads();
       continue;
     }

@@ -134,6 +134,28 @@ describe(`cross-entropy options: edge cases (${label})`, () => {
     expect(Buffer.from(b.grad!.data.buffer).equals(Buffer.from(a.grad!.data.buffer))).toBe(true);
   });
 
+  it('the separate backward keeps the target element when smoothing meets a target weight far below Σw/V', () => {
+    // g_t = A·p_t − (α + β·w_t) with A = α + β·Σw: the terms nearly cancel when p_t is small, and
+    // p_t taken as 1 − Σ_{j≠t} p_j carries the fp32 lse's rounding (|lse|·2⁻²⁴) times A
+    const r = testRng('smoothing target weight');
+    const rows = 2, vocab = 128256;
+    const { z, values } = makeLogits(randomLogits(r, rows, vocab), rows, vocab, 'bf16');
+    const targets = Int32Array.of(17, 90001);
+    const weight = Float32Array.from({ length: vocab }, () => r());
+    weight[17] = 7e-4;
+    weight[90001] = 2e-3;
+    const o = { labelSmoothing: 0.2, weight };
+    const ref = refCrossEntropy(values, rows, vocab, targets, { ...o, reduction: 'mean' });
+    const out = crossEntropyForward(z, targets, { ...o, withGrad: true, gradDtype: 'f32' });
+    const back = toFloat32(crossEntropyBackward(z, targets, out.lse, { ...o, gradDtype: 'f32' }));
+    const fused = toFloat32(out.grad!);
+    for (let i = 0; i < rows; i++) {
+      const j = i * vocab + targets[i]!;
+      expect(Math.abs(back[j]! - ref.grad[j]!), `backward, row ${i}`).toBeLessThanOrEqual(4e-6 * Math.abs(ref.grad[j]!));
+      expect(Math.abs(fused[j]! - ref.grad[j]!), `fused, row ${i}`).toBeLessThanOrEqual(4e-6 * Math.abs(ref.grad[j]!));
+    }
+  });
+
   it('labelSmoothing 0 and weights of 1 give the plain loss and gradient (within rounding)', () => {
     const plain = crossEntropyForward(z, targets, { withGrad: true });
     const opt = crossEntropyForward(z, targets, { withGrad: true, labelSmoothing: 0, weight: new Float32Array(vocab).fill(1) });
