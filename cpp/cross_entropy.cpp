@@ -147,13 +147,8 @@ RowForward fused_fold(const Piece* pcs, size_t count, float zt, CoefFn&& coef, f
   return rf;
 }
 
-// Gradients at least this large are written with non-temporal stores by the fused path's second
-// pass (scale_store), which is otherwise bound by reading each line into the cache before writing
-// it. Smaller ones stay in the cache, where the caller will read them.
-constexpr double kStreamBytes = 8.0 * (1 << 20);
-bool streams(const Batch& b, const GradOut& g) {
-  return double(b.rows) * double(b.vocab) * double(dtype_size(g.dtype)) >= kStreamBytes;
-}
+// Whether the fused path's second pass streams its stores (row_math.h, stream_gradient).
+bool streams(const Batch& b, const GradOut& g) { return stream_gradient(b.rows, b.vocab, g.dtype); }
 
 // Fused forward + gradient with one exp per element, for a run of consecutive rows:
 //   pass 1, per piece b: m_b, s_b = Σ e_j and e_j = exp(z_j − m_b) kept in an fp32 scratch row

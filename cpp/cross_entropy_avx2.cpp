@@ -395,23 +395,31 @@ SmoothPartial partial_entropy_avx2(const void* z, int64_t n, float s, float* e) 
 
 // The entropy's gradient from pass 1's exps, bitwise the AVX-512 kernel (scalar tail, same roundings).
 template <DType DIn, DType DOut>
-void entropy_grad_store_avx2(const void* zv, const float* e, void* gv, int64_t n, float s, float m, float k, float c) {
+void entropy_grad_store_avx2(const void* zv, const float* e, void* gv, int64_t n, float s, float m, float k, float c,
+                             bool stream) {
   const auto* z = static_cast<const typename V<DIn>::T*>(zv);
   auto* g = static_cast<typename V<DOut>::T*>(gv);
   const __m256 sv = _mm256_set1_ps(s), mv = _mm256_set1_ps(m), kv = _mm256_set1_ps(k), cv = _mm256_set1_ps(c);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
+  const auto val = [&](int64_t j) {
     const __m256 zx = V<DIn>::load(z + j), ev = _mm256_loadu_ps(e + j);
     const __m256 x = s == 1.0f ? zx : _mm256_mul_ps(zx, sv);
     const __m256 pe = _mm256_mul_ps(ev, cv);
     const __m256 v = _mm256_mul_ps(pe, _mm256_add_ps(_mm256_sub_ps(x, mv), kv));
-    V<DOut>::store(g + j, _mm256_and_ps(v, _mm256_cmp_ps(pe, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
-  }
-  for (; j < n; ++j) {
+    return _mm256_and_ps(v, _mm256_cmp_ps(pe, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+  };
+  const auto one = [&](int64_t j) {
     const float zx = Elem<DIn>::load(z[j]), x = s == 1.0f ? zx : zx * s;
     const float pe = e[j] * c, v = pe * ((x - m) + k);
-    g[j] = Elem<DOut>::store(pe != 0.0f ? v : 0.0f);
+    return Elem<DOut>::store(pe != 0.0f ? v : 0.0f);
+  };
+  int64_t j = 0;
+  if (stream) {  // the aligned middle with non-temporal stores, as scale_store
+    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % V<DOut>::kAlign; ++j) g[j] = one(j);
+    for (; j + 8 <= n; j += 8) V<DOut>::stream(g + j, val(j));
+    _mm_sfence();
   }
+  for (; j + 8 <= n; j += 8) V<DOut>::store(g + j, val(j));
+  for (; j < n; ++j) g[j] = one(j);
 }
 
 // A block pair (Kernels::partial_pair), bitwise the AVX-512 kernel: both blocks widened (and
@@ -495,38 +503,50 @@ PairPartial partial_pair_avx2(const void* z, const void* u, int64_t n, float s, 
 }
 
 template <DType DOut>
-void pair_grad_store_avx2(const float* ex, const float* ey, void* gv, int64_t n, float a, float b) {
+void pair_grad_store_avx2(const float* ex, const float* ey, void* gv, int64_t n, float a, float b, bool stream) {
   auto* g = static_cast<typename V<DOut>::T*>(gv);
   const __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
+  const auto val = [&](int64_t j) { return _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(ex + j), av), _mm256_mul_ps(_mm256_loadu_ps(ey + j), bv)); };
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    V<DOut>::store(g + j, _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(ex + j), av), _mm256_mul_ps(_mm256_loadu_ps(ey + j), bv)));
+  if (stream) {  // the aligned middle with non-temporal stores, as scale_store
+    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % V<DOut>::kAlign; ++j) g[j] = Elem<DOut>::store(ex[j] * a - ey[j] * b);
+    for (; j + 8 <= n; j += 8) V<DOut>::stream(g + j, val(j));
+    _mm_sfence();
+  }
+  for (; j + 8 <= n; j += 8) V<DOut>::store(g + j, val(j));
   for (; j < n; ++j) g[j] = Elem<DOut>::store(ex[j] * a - ey[j] * b);
 }
 
 // KL reverse's gradient, bitwise the AVX-512 kernel (scalar tail, the same roundings).
 template <DType DZ, DType DU, DType DOut>
 void klr_grad_store_avx2(const void* zv, const void* uv, const float* ex, void* gv, int64_t n, float s, float mx,
-                         float my, float k, float c) {
+                         float my, float k, float c, bool stream) {
   const auto* z = static_cast<const typename V<DZ>::T*>(zv);
   const auto* u = static_cast<const typename V<DU>::T*>(uv);
   auto* g = static_cast<typename V<DOut>::T*>(gv);
   const __m256 sv = _mm256_set1_ps(s), mxv = _mm256_set1_ps(mx), myv = _mm256_set1_ps(my), kv = _mm256_set1_ps(k),
                cv = _mm256_set1_ps(c);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
+  const auto val = [&](int64_t j) {
     const __m256 zx = V<DZ>::load(z + j), uy = V<DU>::load(u + j), e = _mm256_loadu_ps(ex + j);
     const __m256 x = s == 1.0f ? zx : _mm256_mul_ps(zx, sv), y = s == 1.0f ? uy : _mm256_mul_ps(uy, sv);
     const __m256 pe = _mm256_mul_ps(cv, e);
     const __m256 v = _mm256_mul_ps(pe, _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(x, mxv), _mm256_sub_ps(y, myv)), kv));
-    V<DOut>::store(g + j, _mm256_and_ps(v, _mm256_cmp_ps(pe, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
-  }
-  for (; j < n; ++j) {
+    return _mm256_and_ps(v, _mm256_cmp_ps(pe, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+  };
+  const auto one = [&](int64_t j) {
     const float zx = Elem<DZ>::load(z[j]), uy = Elem<DU>::load(u[j]);
     const float x = s == 1.0f ? zx : zx * s, y = s == 1.0f ? uy : uy * s;
     const float pe = c * ex[j], v = pe * (((x - mx) - (y - my)) + k);
-    g[j] = Elem<DOut>::store(pe != 0.0f ? v : 0.0f);
+    return Elem<DOut>::store(pe != 0.0f ? v : 0.0f);
+  };
+  int64_t j = 0;
+  if (stream) {  // the aligned middle with non-temporal stores, as scale_store
+    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % V<DOut>::kAlign; ++j) g[j] = one(j);
+    for (; j + 8 <= n; j += 8) V<DOut>::stream(g + j, val(j));
+    _mm_sfence();
   }
+  for (; j + 8 <= n; j += 8) V<DOut>::store(g + j, val(j));
+  for (; j < n; ++j) g[j] = one(j);
 }
 
 template <DType D>

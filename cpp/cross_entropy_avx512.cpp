@@ -441,7 +441,8 @@ SmoothPartial partial_entropy_avx512(const void* z, int64_t n, float s, float* e
 // The entropy's gradient from pass 1's exps (Kernels::entropy_grad_store):
 //   g_j = c·e_j·((s·z_j − m) + k), 0 where e_j = 0. z_j is loaded before g_j is stored (in place).
 template <DType DIn, DType DOut>
-void entropy_grad_store_avx512(const void* zv, const float* e, void* gv, int64_t n, float s, float m, float k, float c) {
+void entropy_grad_store_avx512(const void* zv, const float* e, void* gv, int64_t n, float s, float m, float k, float c,
+                               bool stream) {
   const auto* z = static_cast<const typename W<DIn>::T*>(zv);
   auto* g = static_cast<typename W<DOut>::T*>(gv);
   const __m512 sv = _mm512_set1_ps(s), mv = _mm512_set1_ps(m), kv = _mm512_set1_ps(k), cv = _mm512_set1_ps(c);
@@ -452,6 +453,14 @@ void entropy_grad_store_avx512(const void* zv, const float* e, void* gv, int64_t
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(pe, _mm512_setzero_ps(), _CMP_NEQ_UQ), v);
   };
   int64_t j = 0;
+  if (stream) {  // the aligned middle with non-temporal stores, as scale_store
+    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j) {
+      const __mmask16 t = first(1);
+      W<DOut>::store_tail(g + j, val(W<DIn>::load_tail(z + j, 1), _mm512_maskz_loadu_ps(t, e + j)), 1);
+    }
+    for (; j + kLanes <= n; j += kLanes) W<DOut>::stream(g + j, val(W<DIn>::load(z + j), _mm512_loadu_ps(e + j)));
+    _mm_sfence();
+  }
   for (; j + kLanes <= n; j += kLanes) W<DOut>::store(g + j, val(W<DIn>::load(z + j), _mm512_loadu_ps(e + j)));
   if (j < n) {
     const __mmask16 t = first(n - j);
@@ -548,12 +557,18 @@ PairPartial partial_pair_avx512(const void* z, const void* u, int64_t n, float s
 
 // g = ex·a − ey·b (two products, then their difference).
 template <DType DOut>
-void pair_grad_store_avx512(const float* ex, const float* ey, void* gv, int64_t n, float a, float b) {
+void pair_grad_store_avx512(const float* ex, const float* ey, void* gv, int64_t n, float a, float b, bool stream) {
   auto* g = static_cast<typename W<DOut>::T*>(gv);
   const __m512 av = _mm512_set1_ps(a), bv = _mm512_set1_ps(b);
+  const auto val = [&](int64_t j) { return _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(ex + j), av), _mm512_mul_ps(_mm512_loadu_ps(ey + j), bv)); };
   int64_t j = 0;
+  if (stream) {  // the aligned middle with non-temporal stores, as scale_store
+    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j) g[j] = Elem<DOut>::store(ex[j] * a - ey[j] * b);
+    for (; j + kLanes <= n; j += kLanes) W<DOut>::stream(g + j, val(j));
+    _mm_sfence();
+  }
   for (; j + kLanes <= n; j += kLanes)
-    W<DOut>::store(g + j, _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(ex + j), av), _mm512_mul_ps(_mm512_loadu_ps(ey + j), bv)));
+    W<DOut>::store(g + j, val(j));
   if (j < n) {
     const __mmask16 k = first(n - j);
     W<DOut>::store_tail(g + j, _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, ex + j), av), _mm512_mul_ps(_mm512_maskz_loadu_ps(k, ey + j), bv)), n - j);
@@ -563,7 +578,7 @@ void pair_grad_store_avx512(const float* ex, const float* ey, void* gv, int64_t 
 // KL reverse's gradient (Kernels::klr_grad_store); z_j and u_j are loaded before g_j is stored.
 template <DType DZ, DType DU, DType DOut>
 void klr_grad_store_avx512(const void* zv, const void* uv, const float* ex, void* gv, int64_t n, float s, float mx,
-                           float my, float k, float c) {
+                           float my, float k, float c, bool stream) {
   const auto* z = static_cast<const typename W<DZ>::T*>(zv);
   const auto* u = static_cast<const typename W<DU>::T*>(uv);
   auto* g = static_cast<typename W<DOut>::T*>(gv);
@@ -576,6 +591,12 @@ void klr_grad_store_avx512(const void* zv, const void* uv, const float* ex, void
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(pe, _mm512_setzero_ps(), _CMP_NEQ_UQ), v);
   };
   int64_t j = 0;
+  if (stream) {  // the aligned middle with non-temporal stores, as scale_store
+    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j)
+      W<DOut>::store_tail(g + j, val(W<DZ>::load_tail(z + j, 1), W<DU>::load_tail(u + j, 1), _mm512_maskz_loadu_ps(first(1), ex + j)), 1);
+    for (; j + kLanes <= n; j += kLanes) W<DOut>::stream(g + j, val(W<DZ>::load(z + j), W<DU>::load(u + j), _mm512_loadu_ps(ex + j)));
+    _mm_sfence();
+  }
   for (; j + kLanes <= n; j += kLanes) W<DOut>::store(g + j, val(W<DZ>::load(z + j), W<DU>::load(u + j), _mm512_loadu_ps(ex + j)));
   if (j < n) {
     const __mmask16 t = first(n - j);

@@ -114,18 +114,20 @@ struct Kernels {
   SmoothPartial (*partial_entropy[3])(const void* z, int64_t n, float s, float* e);
   // The entropy's gradient from those exps: g[j] = c·e[j]·((s·z[j] − m) + k), 0 where c·e[j] = 0.
   // z: (n,) input dtype [first index]; g: (n,) gradient dtype [second]; g may be z (in place).
-  void (*entropy_grad_store[3][3])(const void* z, const float* e, void* g, int64_t n, float s, float m, float k, float c);
+  void (*entropy_grad_store[3][3])(const void* z, const float* e, void* g, int64_t n, float s, float m, float k, float c,
+                                   bool stream);
   // Soft targets from teacher logits (soft_cross_entropy.cpp), per block of x = s·z and y = s·u:
   // partial_pair[op][z dtype][u dtype] gives (mx, Sx) and (my, Sy) as partial_scaled would, and in
   // the same loop the op's cross term C (SoftOp order): Σ e^y_j·(mx − x_j), Σ e^y_j·(y_j − x_j),
   // Σ e^x_j·(x_j − y_j), each over the elements whose exp weight is not 0; with ex and ey (both or
-  // neither), the exps are kept there. pair_grad_store: g[j] = ex[j]·a − ey[j]·b.
+  // neither), the exps are kept there. pair_grad_store: g[j] = ex[j]·a − ey[j]·b (stream: as
+  // scale_store's, non-temporal stores for a gradient far larger than the caches).
   PairPartial (*partial_pair[3][3][3])(const void* z, const void* u, int64_t n, float s, float* ex, float* ey);
-  void (*pair_grad_store[3])(const float* ex, const float* ey, void* g, int64_t n, float a, float b);
+  void (*pair_grad_store[3])(const float* ex, const float* ey, void* g, int64_t n, float a, float b, bool stream);
   // KL reverse's gradient from pass 1's exps [z dtype][u dtype][gradient dtype]:
   //   g[j] = (c·ex[j])·(((s·z[j] − mx) − (s·u[j] − my)) + k), 0 where c·ex[j] = 0; g may be z.
   void (*klr_grad_store[3][3][3])(const void* z, const void* u, const float* ex, void* g, int64_t n, float s, float mx,
-                                  float my, float k, float c);
+                                  float my, float k, float c, bool stream);
   // Binary CE's block (binary_cross_entropy.cpp) [logits dtype][gradient dtype]: from x (n,) and
   // y, pw, w (n,) f32, the losses (into l, or nowhere when nullptr) and the gradient times gscale
   // (into g, or nowhere); returns Σ l in double lanes (lane_sum_f64's order). pw and w both

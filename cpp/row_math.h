@@ -13,6 +13,15 @@ namespace fusedce {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
+// Gradients at least this large are written with non-temporal stores by the fused paths' last
+// pass (scale_store and the family's gradient stores), which is otherwise bound by reading each
+// line into the cache before writing it. Smaller ones stay in the cache, where the caller will
+// read them.
+constexpr double kStreamBytes = 8.0 * (1 << 20);
+inline bool stream_gradient(int64_t rows, int64_t vocab, DType gdt) {
+  return double(rows) * double(vocab) * double(dtype_size(gdt)) >= kStreamBytes;
+}
+
 // The block partials (m_b, s_b) of a row folded in order, in double:
 //   M' = max(M, m_b),  S' = S·exp(M − M') + s_b·exp(m_b − M').
 // A NaN partial (a NaN logit, or +inf which makes s_b = inf − inf) poisons the fold. Fully

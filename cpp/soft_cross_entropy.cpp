@@ -332,6 +332,8 @@ SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
                                                         : k.pair_grad_store[0] && k.klr_grad_store[0][0][0] &&
                                                               k.partial_pair[int(a.op)][int(a.dtype)][int(a.target_dtype)]);
   const bool keep_ey = one_exp && !a.target_probs;  // the teacher's exps (logit targets only)
+  // a gradient past the caches is written with non-temporal stores (the plain path's rule)
+  const bool stream = out.grad.data && stream_gradient(a.rows, a.vocab, out.grad.dtype);
   auto grad_of = [&](int64_t r) { return out.grad.data ? static_cast<char*>(out.grad.data) + size_t(r) * grow : nullptr; };
   // Block i of row r's gradient (pass 2), from pass 1's exps in ex/ey (whole-row pointers) when
   // one_exp. Every block's work depends only on the row's result and its own elements.
@@ -353,7 +355,7 @@ SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
       // g_j = c·(Σq·p_j − q_j) = (c·Σq·e^{mx_b − lse_x})·e_j − c·q_j
       const float cx = float(c * rr.constant * std::exp(double(bs.px.m) - rr.lse_x));
       k.scale_sub_store[int(out.grad.dtype)](ex + b0, g + size_t(b0) * gsz, n, cx, float(c),
-                                             reinterpret_cast<const float*>(row.u) + b0, false);
+                                             reinterpret_cast<const float*>(row.u) + b0, stream);
       return;
     }
     if (a.op == SoftOp::KlReverse) {
@@ -366,13 +368,13 @@ SoftTotals soft_forward(const SoftArgs& a, const SoftForwardOut& out) {
       const float kb = live ? float((mx - rr.lse_x) - (my - rr.constant) - rr.loss) : 0.0f;
       k.klr_grad_store[int(a.dtype)][int(a.target_dtype)][int(out.grad.dtype)](
           row.z + size_t(b0) * dtype_size(a.dtype), row.u + size_t(b0) * dtype_size(a.target_dtype), ex + b0,
-          g + size_t(b0) * gsz, n, a.inv_temperature, live ? float(mx) : 0.0f, live && my == my ? float(my) : 0.0f, kb, cx);
+          g + size_t(b0) * gsz, n, a.inv_temperature, live ? float(mx) : 0.0f, live && my == my ? float(my) : 0.0f, kb, cx, stream);
       return;
     }
     // g_j = c·(p_j − q_j) = ex_j·c·e^{mx_b − lse_x} − ey_j·c·e^{my_b − lse_y}, in double per block
     const float ca = float(c * std::exp(double(bs.px.m) - rr.lse_x));
     const float cb = float(c * std::exp(double(bs.py.m) - rr.constant));
-    k.pair_grad_store[int(out.grad.dtype)](ex + b0, ey + b0, g + size_t(b0) * gsz, n, ca, cb);
+    k.pair_grad_store[int(out.grad.dtype)](ex + b0, ey + b0, g + size_t(b0) * gsz, n, ca, cb, stream);
   };
   const bool rewrite = a.target_probs && (a.label_smoothing != 0.0f || a.weight);
   RowScratch<float, 0> qt(a.rows, a.vocab, a.threads, rewrite ? size_t(a.vocab) : 0);
@@ -526,6 +528,8 @@ double entropy_forward(const void* logits, DType dtype, int64_t rows, int64_t vo
   const int64_t nb = (vocab + kBlock - 1) / kBlock;
   const auto fused = grad.data ? k.entropy_grad_store[int(dtype)][int(grad.dtype)] : nullptr;
   const bool one_exp = fused && k.partial_entropy[int(dtype)];
+  // a gradient past the caches is written with non-temporal stores (the plain path's rule)
+  const bool stream = grad.data && stream_gradient(rows, vocab, grad.dtype);
   // per row: the block sums, and the exps for the one-exp gradient
   RowScratch<EntropyBlock, 0> blocks(rows, vocab, threads, size_t(nb));
   RowScratch<float, 1> exps(rows, vocab, threads, one_exp ? size_t(vocab) : 0);
@@ -551,7 +555,7 @@ double entropy_forward(const void* logits, DType dtype, int64_t rows, int64_t vo
       const bool live = bp.s > 0.0 || bp.s != bp.s;
       const float cb = live ? float(-double(up) * double(inv_temperature) * std::exp(m - e.lse)) : 0.0f;
       const float kb = live ? float((m - e.lse) + e.H) : 0.0f;
-      fused(z + size_t(b0) * dtype_size(dtype), exps.of(r) + b0, g, n, inv_temperature, live ? float(m) : 0.0f, kb, cb);
+      fused(z + size_t(b0) * dtype_size(dtype), exps.of(r) + b0, g, n, inv_temperature, live ? float(m) : 0.0f, kb, cb, stream);
       return;
     }
     const float c = -float(double(up) * double(inv_temperature)), L = float(e.lse);
