@@ -64,9 +64,17 @@ struct InKernels {
   bool run_write(DType dt, DType gdt, const char* zr, int64_t off, int64_t n, float* e, const Kernels::Pending& w,
                  Piece* out) const {
     const void* z = zr + size_t(off) * dtype_size(dt);
+    if (smooth) {
+      // (a pending row with beta 0 is written by scale_store, as store() does)
+      const auto smw = k.partial_smooth_write[int(dt)][int(gdt)];
+      if (!smw || w.beta == 0.0f) return false;
+      const SmoothPartial sp = smw(z, n, s, this->w ? this->w + off : nullptr, e, w);
+      *out = {off, n, {sp.m, float(sp.s)}, sp.q, sp.wsum};
+      return true;
+    }
     const auto psw = s == 1.0f ? k.partial_store_write[int(dt)][int(gdt)] : nullptr;
     const auto psws = s == 1.0f ? nullptr : k.partial_store_write_scaled[int(dt)][int(gdt)];
-    if (smooth || (!psw && !psws)) return false;
+    if (!psw && !psws) return false;
     *out = {off, n, psw ? psw(z, n, e, w) : psws(z, n, e, w, s)};
     return true;
   }
@@ -223,7 +231,8 @@ class FusedRows {
   }
   Kernels::Pending pending(const Row& r, size_t i) const {
     const Piece& pc = r.pieces[i];
-    return {r.e.data() + pc.off, r.g + pc.off * dtype_size(gdt_), pc.n, r.c[i], stream_};
+    // (beta and the class weights at the piece: the smoothing path's pending write, scale_sub_store's)
+    return {r.e.data() + pc.off, r.g + pc.off * dtype_size(gdt_), pc.n, r.c[i], stream_, r.beta, k_.w ? k_.w + pc.off : nullptr};
   }
   void write_piece(const Row& r, size_t i) {
     const Kernels::Pending w = pending(r, i);

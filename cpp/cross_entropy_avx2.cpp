@@ -796,6 +796,7 @@ const Kernels kAvx2 = {
         {bce_block_avx2<DType::BF16, DType::F32>, bce_block_avx2<DType::BF16, DType::F16>, bce_block_avx2<DType::BF16, DType::BF16>},
     },
     {partial_probs_avx2<DType::F32>, partial_probs_avx2<DType::F16>, partial_probs_avx2<DType::BF16>},
+    {},  // partial_smooth_write: none, as partial_store_write (the caller writes the pending span)
 };
 
 }  // namespace

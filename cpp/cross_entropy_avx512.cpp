@@ -305,12 +305,27 @@ Partial partial_store_write_scaled_avx512(const void* z, int64_t n, float* e, co
   return partial_impl<D, true, DOut, true, true>(z, n, e, &w, s);
 }
 
+template <DType DOut>
+void scale_sub_store_avx512(const float* e, void* gv, int64_t n, float c, float beta, const float* w, bool stream);
+// scale_sub_store's elements one by one until g + j is aligned for a non-temporal store of 16 (or
+// j = n); returns that j.
+template <DType DOut>
+int64_t sub_store_head(const float* e, typename W<DOut>::T* g, int64_t n, float c, float beta, const float* w) {
+  int64_t j = 0;
+  for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j)
+    g[j] = Elem<DOut>::store(w ? std::fma(-beta, w[j], e[j] * c) : e[j] * c - beta);  // as the vectors
+  return j;
+}
+
 // Label smoothing's block (Kernels::partial_smooth): pass 1 the max of x = s·z (kept as floats
 // in L1 for 16-bit input, as partial_impl), pass 2 the exps with, per 16 elements, one more
 // subtraction (q −= d·w, d = x − m ≤ 0) and with weights one more add (wsum). Tails are masked:
 // their padding adds nothing to q or wsum.
-template <DType D, bool Store, int Mode, bool Scaled>
-SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const float* wt, float* e) {
+// With Write (Store, Modes 0 and 1: the fused smoothing path), the pending span pend goes out as
+// scale_sub_store would write it, 16 elements per 16 exps (as partial_impl's Write).
+template <DType D, bool Store, int Mode, bool Scaled, DType DOut = DType::F32, bool Write = false>
+SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const float* wt, float* e,
+                                  const Kernels::Pending* pend = nullptr) {
   // Mode 0: q = Σ (m − x_j); 1: q = Σ w_j·(m − x_j), wsum = Σ w_j; 2 (entropy): q = Σ e_j·(m − x_j),
   // with m − x_j capped at FLT_MAX so that a masked element (e_j = 0, x_j = −inf) adds 0
   // Mode 3 (probability targets): as 1 over the elements with w_j ≠ 0 only, and s as the entropy's
@@ -366,6 +381,7 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
   if (m != m || m == ninf) {
     if (Store)
       for (int64_t i = 0; i < n; ++i) e[i] = m != m ? nan : 0.0f;
+    if (Write) scale_sub_store_avx512<DOut>(pend->e, pend->g, pend->n, pend->c, pend->beta, pend->w, pend->stream);
     const float ws = weight_sum();
     return {m, m != m ? nan : 0.0, m != m ? nan : (ws > 0.0f ? std::numeric_limits<double>::infinity() : 0.0), double(ws)};
   }
@@ -375,8 +391,24 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
   DAcc qa, sa, wa;  // q; the entropy's and probabilities' s and the latter's wsum (the lse's s stays
                     // in fp32 lanes, as the plain kernels)
   const char* ahead = reinterpret_cast<const char*>(z + kBlock);
+  using TO = typename W<DOut>::T;
+  TO* const wg = Write ? static_cast<TO*>(pend->g) : nullptr;
+  const __m512 wc = _mm512_set1_ps(Write ? pend->c : 0.0f), wb = _mm512_set1_ps(Write ? pend->beta : 0.0f);
+  int64_t wj = 0, wend = 0;  // elements [wj, wend) of the span are written in the loop
+  if (Write) {
+    if (pend->stream) wj = sub_store_head<DOut>(pend->e, wg, pend->n, pend->c, pend->beta, pend->w);
+    wend = wj + std::min((pend->n - wj) / kLanes, n16 / kLanes) * kLanes;
+  }
   for (int64_t i = 0; i < n16; i += kLanes) {
     _mm_prefetch(ahead + i * int64_t(sizeof(T)), _MM_HINT_T1);
+    if (Write && wj < wend) {
+      // scale_sub_store's value for these 16: e·c − beta·w (w ≡ 1: − beta)
+      const __m512 ec = _mm512_mul_ps(_mm512_loadu_ps(pend->e + wj), wc);
+      const __m512 v = pend->w ? _mm512_fnmadd_ps(wb, _mm512_loadu_ps(pend->w + wj), ec) : _mm512_sub_ps(ec, wb);
+      if (pend->stream) W<DOut>::stream(wg + wj, v);
+      else W<DOut>::store(wg + wj, v);
+      wj += kLanes;
+    }
     const __m512 d = _mm512_sub_ps(src(i), mv);
     const __m512 x = exp16<Range::kUpTo0>(d);
     if (DS) sa.f = _mm512_add_ps(sa.f, x);
@@ -419,7 +451,22 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
     }
     if (Store) _mm512_mask_storeu_ps(e + n16, k, x);
   }
+  if (Write)  // the rest of the span; its sfence
+    scale_sub_store_avx512<DOut>(pend->e + wj, wg + wj, pend->n - wj, pend->c, pend->beta, pend->w ? pend->w + wj : nullptr,
+                                 pend->stream);
   return {m, DS ? sa.reduce() : double(reduce16(s)), qa.reduce(), Masked ? wa.reduce() : Weighted ? double(reduce16(ws)) : double(n)};
+}
+
+// partial_smooth with e, writing a pending span inside its exp loop (Kernels::partial_smooth_write).
+template <DType D, DType DOut>
+SmoothPartial partial_smooth_write_avx512(const void* z, int64_t n, float s, const float* w, float* e,
+                                          const Kernels::Pending& p) {
+  if (s == 1.0f) {
+    if (w) return partial_smooth_impl<D, true, 1, false, DOut, true>(z, n, s, w, e, &p);
+    return partial_smooth_impl<D, true, 0, false, DOut, true>(z, n, s, w, e, &p);
+  }
+  if (w) return partial_smooth_impl<D, true, 1, true, DOut, true>(z, n, s, w, e, &p);
+  return partial_smooth_impl<D, true, 0, true, DOut, true>(z, n, s, w, e, &p);
 }
 
 template <DType D>
@@ -803,6 +850,14 @@ const Kernels kAvx512 = {
         {bce_block_avx512<DType::BF16, DType::F32>, bce_block_avx512<DType::BF16, DType::F16>, bce_block_avx512<DType::BF16, DType::BF16>},
     },
     {partial_probs_avx512<DType::F32>, partial_probs_avx512<DType::F16>, partial_probs_avx512<DType::BF16>},
+    {
+        {partial_smooth_write_avx512<DType::F32, DType::F32>, partial_smooth_write_avx512<DType::F32, DType::F16>,
+         partial_smooth_write_avx512<DType::F32, DType::BF16>},
+        {partial_smooth_write_avx512<DType::F16, DType::F32>, partial_smooth_write_avx512<DType::F16, DType::F16>,
+         partial_smooth_write_avx512<DType::F16, DType::BF16>},
+        {partial_smooth_write_avx512<DType::BF16, DType::F32>, partial_smooth_write_avx512<DType::BF16, DType::F16>,
+         partial_smooth_write_avx512<DType::BF16, DType::BF16>},
+    },
 };
 
 }  // namespace

@@ -119,6 +119,7 @@ const Kernels kScalar = {
     {},  // klr_grad_store
     {},  // bce_block: none (the portable block loop, built for this ISA, gives the same bits)
     {},  // partial_probs: none
+    {},  // partial_smooth_write: none
 };
 
 }  // namespace

@@ -94,6 +94,10 @@ struct Kernels {
     int64_t n;
     float c;
     bool stream;
+    // partial_smooth_write only: the span is scale_sub_store's g = e·c − beta·w (w: (n,) class
+    // weights at the span, or nullptr for w ≡ 1)
+    float beta = 0.0f;
+    const float* w = nullptr;
   };
   Partial (*partial_store_write[3][3])(const void* z, int64_t n, float* e, const Pending& w);
   // partial, partial_store and partial_store_write of x = s·z (each product rounded to fp32, then
@@ -139,6 +143,11 @@ struct Kernels {
   // Soft CE from probabilities q (f32): partial_smooth with w = q, q's sum taken over the elements
   // with q_j ≠ 0 only (so a masked x_j = −inf with q_j = 0 adds 0), and s in double per chunk.
   SmoothPartial (*partial_probs[3])(const void* z, int64_t n, float s, const float* q, float* e);
+  // partial_smooth (with e) with, inside its exp loop, scale_sub_store of a pending span w
+  // (w.beta, w.w): label smoothing's fused path, as partial_store_write is the plain one's. Bitwise
+  // partial_smooth(z, n, s, wt, e) followed by scale_sub_store(w.e, w.g, w.n, w.c, w.beta, w.w,
+  // w.stream). [input dtype][gradient dtype]; nullptr where an ISA has none.
+  SmoothPartial (*partial_smooth_write[3][3])(const void* z, int64_t n, float s, const float* wt, float* e, const Pending& w);
 };
 
 // Kernels chosen for this CPU (CPUID at first call; FUSEDCE_ISA=scalar|avx2|avx512 overrides).

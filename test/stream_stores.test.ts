@@ -1,9 +1,11 @@
 // Fused gradients past 8 MiB are written with non-temporal stores (an aligned middle, the head one
-// by one), in the soft family and the entropy as in the plain path. The values must not depend on
-// how they were stored: each row of a large call (streaming, into an output misaligned by one
-// element) must have the bits of the same row computed alone (a small call, ordinary stores).
+// by one), in the soft family, the entropy and label smoothing as in the plain path; with label
+// smoothing a row's gradient is also written inside the next row's exp loop. The values must not
+// depend on how or when they were stored: each row of a large call (streaming, into an output
+// misaligned by one element) must have the bits of the same row computed alone (a small call,
+// ordinary stores).
 import { describe, expect, it } from 'vitest';
-import { type Logits, entropyForward, klDivergenceForward, logits, softCrossEntropyForward } from 'fusedce';
+import { type Logits, crossEntropyForward, entropyForward, klDivergenceForward, logits, softCrossEntropyForward } from 'fusedce';
 import { makeLogits, randomLogits, testRng } from './reference.mjs';
 
 const bits = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
@@ -39,6 +41,22 @@ describe('streamed gradient stores give the bits of ordinary ones', () => {
       }
     });
   }
+
+  it('label smoothing (± class weights, logit scale): each row of a many-row call has the bits of the row alone', () => {
+    // the many-row fused path writes a row's gradient inside the next row's exp loop (AVX-512), and
+    // past 8 MiB with non-temporal stores; a one-row call writes it after its own pass
+    const targets = Int32Array.from({ length: rows }, (_, i) => (i === 5 ? -100 : Math.floor(r() * vocab)));
+    const weight = Float32Array.from({ length: vocab }, () => 2 * r() - 0.4);
+    for (const o of [{ labelSmoothing: 0.1 }, { labelSmoothing: 0.2, weight, logitScale: 0.8 }]) {
+      for (const threads of [1, 2]) {
+        const big = crossEntropyForward(z, targets, { ...o, reduction: 'none', withGrad: true, out: outOf(), threads }).grad!;
+        for (const i of [0, 5, 6, rows - 1]) {
+          const one = crossEntropyForward(row(z, i), targets.subarray(i, i + 1), { ...o, reduction: 'none', withGrad: true }).grad!;
+          expect(bits(row(big, i).data).equals(bits(one.data)), `row ${i}, threads ${threads}`).toBe(true);
+        }
+      }
+    }
+  });
 
   it('in place (the gradient over the logits it reads): KL reverse and entropyForward', () => {
     for (const [name, f] of [cases[3]!, cases[4]!]) {
