@@ -394,6 +394,21 @@ SmoothPartial partial_entropy_avx2(const void* z, int64_t n, float s, float* e) 
 }
 
 // The entropy's gradient from pass 1's exps, bitwise the AVX-512 kernel (scalar tail, same roundings).
+// Writes g[0, n) as val(j) for 8 elements at j and one(j) for one (the same roundings): with
+// stream, the elements one by one until g + j is aligned, then the aligned middle with
+// non-temporal stores and an sfence (as scale_store); the rest with ordinary stores.
+template <DType DOut, class Val, class One>
+void store_span(typename V<DOut>::T* g, int64_t n, bool stream, Val&& val, One&& one) {
+  int64_t j = 0;
+  if (stream) {
+    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % V<DOut>::kAlign; ++j) g[j] = one(j);
+    for (; j + 8 <= n; j += 8) V<DOut>::stream(g + j, val(j));
+    _mm_sfence();
+  }
+  for (; j + 8 <= n; j += 8) V<DOut>::store(g + j, val(j));
+  for (; j < n; ++j) g[j] = one(j);
+}
+
 template <DType DIn, DType DOut>
 void entropy_grad_store_avx2(const void* zv, const float* e, void* gv, int64_t n, float s, float m, float k, float c,
                              bool stream) {
@@ -412,14 +427,7 @@ void entropy_grad_store_avx2(const void* zv, const float* e, void* gv, int64_t n
     const float pe = e[j] * c, v = pe * ((x - m) + k);
     return Elem<DOut>::store(pe != 0.0f ? v : 0.0f);
   };
-  int64_t j = 0;
-  if (stream) {  // the aligned middle with non-temporal stores, as scale_store
-    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % V<DOut>::kAlign; ++j) g[j] = one(j);
-    for (; j + 8 <= n; j += 8) V<DOut>::stream(g + j, val(j));
-    _mm_sfence();
-  }
-  for (; j + 8 <= n; j += 8) V<DOut>::store(g + j, val(j));
-  for (; j < n; ++j) g[j] = one(j);
+  store_span<DOut>(g, n, stream, val, one);
 }
 
 // A block pair (Kernels::partial_pair), bitwise the AVX-512 kernel: both blocks widened (and
@@ -507,14 +515,7 @@ void pair_grad_store_avx2(const float* ex, const float* ey, void* gv, int64_t n,
   auto* g = static_cast<typename V<DOut>::T*>(gv);
   const __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
   const auto val = [&](int64_t j) { return _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(ex + j), av), _mm256_mul_ps(_mm256_loadu_ps(ey + j), bv)); };
-  int64_t j = 0;
-  if (stream) {  // the aligned middle with non-temporal stores, as scale_store
-    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % V<DOut>::kAlign; ++j) g[j] = Elem<DOut>::store(ex[j] * a - ey[j] * b);
-    for (; j + 8 <= n; j += 8) V<DOut>::stream(g + j, val(j));
-    _mm_sfence();
-  }
-  for (; j + 8 <= n; j += 8) V<DOut>::store(g + j, val(j));
-  for (; j < n; ++j) g[j] = Elem<DOut>::store(ex[j] * a - ey[j] * b);
+  store_span<DOut>(g, n, stream, val, [&](int64_t j) { return Elem<DOut>::store(ex[j] * a - ey[j] * b); });
 }
 
 // KL reverse's gradient, bitwise the AVX-512 kernel (scalar tail, the same roundings).
@@ -539,14 +540,7 @@ void klr_grad_store_avx2(const void* zv, const void* uv, const float* ex, void* 
     const float pe = c * ex[j], v = pe * (((x - mx) - (y - my)) + k);
     return Elem<DOut>::store(pe != 0.0f ? v : 0.0f);
   };
-  int64_t j = 0;
-  if (stream) {  // the aligned middle with non-temporal stores, as scale_store
-    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % V<DOut>::kAlign; ++j) g[j] = one(j);
-    for (; j + 8 <= n; j += 8) V<DOut>::stream(g + j, val(j));
-    _mm_sfence();
-  }
-  for (; j + 8 <= n; j += 8) V<DOut>::store(g + j, val(j));
-  for (; j < n; ++j) g[j] = one(j);
+  store_span<DOut>(g, n, stream, val, one);
 }
 
 template <DType D>

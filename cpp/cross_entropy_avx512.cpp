@@ -487,6 +487,21 @@ SmoothPartial partial_entropy_avx512(const void* z, int64_t n, float s, float* e
 
 // The entropy's gradient from pass 1's exps (Kernels::entropy_grad_store):
 //   g_j = c·e_j·((s·z_j − m) + k), 0 where e_j = 0. z_j is loaded before g_j is stored (in place).
+// Writes g[0, n) as part(j, k): the values of the k ≤ 16 elements at j, as a vector (masked loads
+// past k). With stream, the elements one by one until g + j is aligned, then the aligned middle
+// with non-temporal stores and an sfence (as scale_store); the rest with ordinary stores.
+template <DType DOut, class Part>
+void store_span(typename W<DOut>::T* g, int64_t n, bool stream, Part&& part) {
+  int64_t j = 0;
+  if (stream) {
+    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j) W<DOut>::store_tail(g + j, part(j, 1), 1);
+    for (; j + kLanes <= n; j += kLanes) W<DOut>::stream(g + j, part(j, kLanes));
+    _mm_sfence();
+  }
+  for (; j + kLanes <= n; j += kLanes) W<DOut>::store(g + j, part(j, kLanes));
+  if (j < n) W<DOut>::store_tail(g + j, part(j, n - j), n - j);
+}
+
 template <DType DIn, DType DOut>
 void entropy_grad_store_avx512(const void* zv, const float* e, void* gv, int64_t n, float s, float m, float k, float c,
                                bool stream) {
@@ -499,20 +514,10 @@ void entropy_grad_store_avx512(const void* zv, const float* e, void* gv, int64_t
     const __m512 v = _mm512_mul_ps(pe, _mm512_add_ps(_mm512_sub_ps(x, mv), kv));
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(pe, _mm512_setzero_ps(), _CMP_NEQ_UQ), v);
   };
-  int64_t j = 0;
-  if (stream) {  // the aligned middle with non-temporal stores, as scale_store
-    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j) {
-      const __mmask16 t = first(1);
-      W<DOut>::store_tail(g + j, val(W<DIn>::load_tail(z + j, 1), _mm512_maskz_loadu_ps(t, e + j)), 1);
-    }
-    for (; j + kLanes <= n; j += kLanes) W<DOut>::stream(g + j, val(W<DIn>::load(z + j), _mm512_loadu_ps(e + j)));
-    _mm_sfence();
-  }
-  for (; j + kLanes <= n; j += kLanes) W<DOut>::store(g + j, val(W<DIn>::load(z + j), _mm512_loadu_ps(e + j)));
-  if (j < n) {
-    const __mmask16 t = first(n - j);
-    W<DOut>::store_tail(g + j, val(W<DIn>::load_tail(z + j, n - j), _mm512_maskz_loadu_ps(t, e + j)), n - j);
-  }
+  store_span<DOut>(g, n, stream, [&](int64_t j, int64_t cnt) {
+    if (cnt == kLanes) return val(W<DIn>::load(z + j), _mm512_loadu_ps(e + j));
+    return val(W<DIn>::load_tail(z + j, cnt), _mm512_maskz_loadu_ps(first(cnt), e + j));
+  });
 }
 
 // A block pair of x = s·z and y = s·u (Kernels::partial_pair): pass 1 the two maxima; pass 2 loads
@@ -607,19 +612,10 @@ template <DType DOut>
 void pair_grad_store_avx512(const float* ex, const float* ey, void* gv, int64_t n, float a, float b, bool stream) {
   auto* g = static_cast<typename W<DOut>::T*>(gv);
   const __m512 av = _mm512_set1_ps(a), bv = _mm512_set1_ps(b);
-  const auto val = [&](int64_t j) { return _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(ex + j), av), _mm512_mul_ps(_mm512_loadu_ps(ey + j), bv)); };
-  int64_t j = 0;
-  if (stream) {  // the aligned middle with non-temporal stores, as scale_store
-    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j) g[j] = Elem<DOut>::store(ex[j] * a - ey[j] * b);
-    for (; j + kLanes <= n; j += kLanes) W<DOut>::stream(g + j, val(j));
-    _mm_sfence();
-  }
-  for (; j + kLanes <= n; j += kLanes)
-    W<DOut>::store(g + j, val(j));
-  if (j < n) {
-    const __mmask16 k = first(n - j);
-    W<DOut>::store_tail(g + j, _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, ex + j), av), _mm512_mul_ps(_mm512_maskz_loadu_ps(k, ey + j), bv)), n - j);
-  }
+  store_span<DOut>(g, n, stream, [&](int64_t j, int64_t cnt) {
+    const __mmask16 k = cnt == kLanes ? __mmask16(0xffff) : first(cnt);
+    return _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, ex + j), av), _mm512_mul_ps(_mm512_maskz_loadu_ps(k, ey + j), bv));
+  });
 }
 
 // KL reverse's gradient (Kernels::klr_grad_store); z_j and u_j are loaded before g_j is stored.
@@ -637,18 +633,10 @@ void klr_grad_store_avx512(const void* zv, const void* uv, const float* ex, void
     const __m512 v = _mm512_mul_ps(pe, _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(x, mxv), _mm512_sub_ps(y, myv)), kv));
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(pe, _mm512_setzero_ps(), _CMP_NEQ_UQ), v);
   };
-  int64_t j = 0;
-  if (stream) {  // the aligned middle with non-temporal stores, as scale_store
-    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j)
-      W<DOut>::store_tail(g + j, val(W<DZ>::load_tail(z + j, 1), W<DU>::load_tail(u + j, 1), _mm512_maskz_loadu_ps(first(1), ex + j)), 1);
-    for (; j + kLanes <= n; j += kLanes) W<DOut>::stream(g + j, val(W<DZ>::load(z + j), W<DU>::load(u + j), _mm512_loadu_ps(ex + j)));
-    _mm_sfence();
-  }
-  for (; j + kLanes <= n; j += kLanes) W<DOut>::store(g + j, val(W<DZ>::load(z + j), W<DU>::load(u + j), _mm512_loadu_ps(ex + j)));
-  if (j < n) {
-    const __mmask16 t = first(n - j);
-    W<DOut>::store_tail(g + j, val(W<DZ>::load_tail(z + j, n - j), W<DU>::load_tail(u + j, n - j), _mm512_maskz_loadu_ps(t, ex + j)), n - j);
-  }
+  store_span<DOut>(g, n, stream, [&](int64_t j, int64_t cnt) {
+    if (cnt == kLanes) return val(W<DZ>::load(z + j), W<DU>::load(u + j), _mm512_loadu_ps(ex + j));
+    return val(W<DZ>::load_tail(z + j, cnt), W<DU>::load_tail(u + j, cnt), _mm512_maskz_loadu_ps(first(cnt), ex + j));
+  });
 }
 
 // Binary CE's block (Kernels::bce_block): binary_cross_entropy.cpp's element math with FMAs
