@@ -26,9 +26,11 @@ describe('async', () => {
   }
 
   it('does not block the event loop: timers fire while a large call runs', async () => {
-    // ~100M elements with the gradient: far longer than the 2 ms timer on any kernel set. The
-    // data only has to be valid logits, so it is made cheaply.
-    const [rows, vocab] = [768, 128256];
+    // ~130M elements with the gradient, softcap and the statistics (the general loops, ~3× the
+    // plain fused pass), on at most 2 threads: ~50 ms on the fastest machine seen (a 2-vCPU Zen 5
+    // VM, where the plain fused pass over 768 rows took only 14–22 ms), far longer than the 2 ms
+    // timer. The data only has to be valid logits, so it is made cheaply.
+    const [rows, vocab] = [1024, 128256];
     const x = new Float32Array(rows * vocab);
     for (let i = 0; i < x.length; i++) x[i] = ((i * 2654435761) % 1000) / 100;
     const z = logits(x, rows, vocab);
@@ -36,7 +38,7 @@ describe('async', () => {
     let ticks = 0;
     const timer = setInterval(() => ticks++, 2);
     const t0 = performance.now();
-    const res = await crossEntropyForwardAsync(z, targets, { withGrad: true, inPlace: true });
+    const res = await crossEntropyForwardAsync(z, targets, { withGrad: true, inPlace: true, softcap: 30, stats: true, threads: 2 });
     const ms = performance.now() - t0;
     clearInterval(timer);
     expect(Number.isFinite(res.loss)).toBe(true);
