@@ -393,7 +393,6 @@ SmoothPartial partial_entropy_avx2(const void* z, int64_t n, float s, float* e) 
   return e ? partial_smooth_impl<D, true, 2, true>(z, n, s, nullptr, e) : partial_smooth_impl<D, false, 2, true>(z, n, s, nullptr, e);
 }
 
-// The entropy's gradient from pass 1's exps, bitwise the AVX-512 kernel (scalar tail, same roundings).
 // Writes g[0, n) as val(j) for 8 elements at j and one(j) for one (the same roundings): with
 // stream, the elements one by one until g + j is aligned, then the aligned middle with
 // non-temporal stores and an sfence (as scale_store); the rest with ordinary stores.
@@ -409,6 +408,7 @@ void store_span(typename V<DOut>::T* g, int64_t n, bool stream, Val&& val, One&&
   for (; j < n; ++j) g[j] = one(j);
 }
 
+// The entropy's gradient from pass 1's exps, bitwise the AVX-512 kernel (scalar tail, same roundings).
 template <DType DIn, DType DOut>
 void entropy_grad_store_avx2(const void* zv, const float* e, void* gv, int64_t n, float s, float m, float k, float c,
                              bool stream) {

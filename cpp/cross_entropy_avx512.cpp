@@ -305,8 +305,6 @@ Partial partial_store_write_scaled_avx512(const void* z, int64_t n, float* e, co
   return partial_impl<D, true, DOut, true, true>(z, n, e, &w, s);
 }
 
-template <DType DOut>
-void scale_sub_store_avx512(const float* e, void* gv, int64_t n, float c, float beta, const float* w, bool stream);
 // scale_sub_store's elements one by one until g + j is aligned for a non-temporal store of 16 (or
 // j = n); returns that j.
 template <DType DOut>
@@ -315,6 +313,31 @@ int64_t sub_store_head(const float* e, typename W<DOut>::T* g, int64_t n, float 
   for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j)
     g[j] = Elem<DOut>::store(w ? std::fma(-beta, w[j], e[j] * c) : e[j] * c - beta);  // as the vectors
   return j;
+}
+
+// g = e·c − beta·w (w nullptr: − beta), as scale_store (stream: non-temporal middle).
+template <DType DOut>
+void scale_sub_store_avx512(const float* e, void* gv, int64_t n, float c, float beta, const float* w, bool stream) {
+  using TO = typename W<DOut>::T;
+  TO* g = static_cast<TO*>(gv);
+  const __m512 cv = _mm512_set1_ps(c), bv = _mm512_set1_ps(beta);
+  const auto val = [&](int64_t j) {
+    return w ? _mm512_fnmadd_ps(bv, _mm512_loadu_ps(w + j), _mm512_mul_ps(_mm512_loadu_ps(e + j), cv))
+             : _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(e + j), cv), bv);
+  };
+  int64_t j = 0;
+  if (stream) {
+    j = sub_store_head<DOut>(e, g, n, c, beta, w);
+    for (; j + kLanes <= n; j += kLanes) W<DOut>::stream(g + j, val(j));
+    _mm_sfence();
+  }
+  for (; j + kLanes <= n; j += kLanes) W<DOut>::store(g + j, val(j));
+  if (j < n) {
+    const __mmask16 k = first(n - j);
+    const __m512 ev = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, e + j), cv);
+    const __m512 v = w ? _mm512_fnmadd_ps(bv, _mm512_maskz_loadu_ps(k, w + j), ev) : _mm512_sub_ps(ev, bv);
+    W<DOut>::store_tail(g + j, v, n - j);
+  }
 }
 
 // Label smoothing's block (Kernels::partial_smooth): pass 1 the max of x = s·z (kept as floats
@@ -711,32 +734,6 @@ template <DType D>
 SmoothPartial partial_probs_avx512(const void* z, int64_t n, float s, const float* q, float* e) {
   if (s == 1.0f) return e ? partial_smooth_impl<D, true, 3, false>(z, n, s, q, e) : partial_smooth_impl<D, false, 3, false>(z, n, s, q, e);
   return e ? partial_smooth_impl<D, true, 3, true>(z, n, s, q, e) : partial_smooth_impl<D, false, 3, true>(z, n, s, q, e);
-}
-
-// g = e·c − beta·w (w nullptr: − beta), as scale_store (stream: non-temporal middle).
-template <DType DOut>
-void scale_sub_store_avx512(const float* e, void* gv, int64_t n, float c, float beta, const float* w, bool stream) {
-  using TO = typename W<DOut>::T;
-  TO* g = static_cast<TO*>(gv);
-  const __m512 cv = _mm512_set1_ps(c), bv = _mm512_set1_ps(beta);
-  const auto val = [&](int64_t j) {
-    return w ? _mm512_fnmadd_ps(bv, _mm512_loadu_ps(w + j), _mm512_mul_ps(_mm512_loadu_ps(e + j), cv))
-             : _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(e + j), cv), bv);
-  };
-  int64_t j = 0;
-  if (stream) {
-    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % W<DOut>::kAlign; ++j)
-      g[j] = Elem<DOut>::store(w ? std::fma(-beta, w[j], e[j] * c) : e[j] * c - beta);  // as the vectors
-    for (; j + kLanes <= n; j += kLanes) W<DOut>::stream(g + j, val(j));
-    _mm_sfence();
-  }
-  for (; j + kLanes <= n; j += kLanes) W<DOut>::store(g + j, val(j));
-  if (j < n) {
-    const __mmask16 k = first(n - j);
-    const __m512 ev = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, e + j), cv);
-    const __m512 v = w ? _mm512_fnmadd_ps(bv, _mm512_maskz_loadu_ps(k, w + j), ev) : _mm512_sub_ps(ev, bv);
-    W<DOut>::store_tail(g + j, v, n - j);
-  }
 }
 
 // g = exp(z − lse) · scale; returns Σ exp(z − lse) in the 16 lanes. Each 16 are loaded before
