@@ -732,6 +732,132 @@ void exp_avx2(const float* x, float* y, int64_t n) {
   }
 }
 
+// tanh u by its series, |u| < 0.55: loss_rows.cpp's tanh_series, FMA for FMA.
+inline __m256 tanh_series8(__m256 u) {
+  const __m256 v2 = _mm256_mul_ps(u, u);
+  __m256 p = _mm256_set1_ps(5.9002744094558595e-4f);
+  p = _mm256_fmadd_ps(p, v2, _mm256_set1_ps(-1.4558343870513183e-3f));
+  p = _mm256_fmadd_ps(p, v2, _mm256_set1_ps(3.5921280365724810e-3f));
+  p = _mm256_fmadd_ps(p, v2, _mm256_set1_ps(-8.8632355299021966e-3f));
+  p = _mm256_fmadd_ps(p, v2, _mm256_set1_ps(2.1869488536155203e-2f));
+  p = _mm256_fmadd_ps(p, v2, _mm256_set1_ps(-5.3968253968253968e-2f));
+  p = _mm256_fmadd_ps(p, v2, _mm256_set1_ps(1.3333333333333333e-1f));
+  p = _mm256_fmadd_ps(p, v2, _mm256_set1_ps(-3.3333333333333333e-1f));
+  return _mm256_fmadd_ps(_mm256_mul_ps(u, v2), p, u);
+}
+
+// Softcap's block (Kernels::partial_softcap). Pass 1 widens z, takes u = (z·s)·(1/c), notes any
+// |u| ≥ 0.55 (or NaN: the compare is unordered-true), and keeps x = tanh(u)·c in L1 (and d), with
+// the max; pass 2 is partial_impl's on x (the same 16 lanes: acc0 = lanes 0–7, acc1 = 8–15). One
+// loop where the general path has four (widen; u and its range check; the series; partial's two),
+// so the block is read from L1 twice instead of six times. A tail's padding lanes are kept out of
+// the range check and set to −inf in x.
+template <DType D, bool Scaled>
+CapPartial partial_softcap_impl(const void* zv, int64_t n, float s, float c, float* e, float* d) {
+  using T = typename V<D>::T;
+  const T* z = static_cast<const T*>(zv);
+  const int64_t n16 = n & ~int64_t(kLanes - 1);
+  Tail<D> tail(z + n16, n - n16);
+  alignas(32) float x[kBlock];
+  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity()), sv = _mm256_set1_ps(s),
+               iv = _mm256_set1_ps(1.0f / c), cv = _mm256_set1_ps(c), lim = _mm256_set1_ps(0.55f),
+               one = _mm256_set1_ps(1.0f), absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256 far = _mm256_setzero_ps(), m0 = ninf, m1 = ninf;
+  // 8 elements at p, x[j..j+8) and d[j..) from them; of the 8, the first `valid` are real
+  const auto step = [&](const T* p, int64_t j, int64_t valid, __m256& mm) {
+    const __m256 zx = V<D>::load(p);
+    const __m256 u = _mm256_mul_ps(Scaled ? _mm256_mul_ps(zx, sv) : zx, iv);
+    __m256 out = _mm256_cmp_ps(_mm256_and_ps(u, absm), lim, _CMP_NLT_UQ);
+    const __m256 th = tanh_series8(u);
+    __m256 xv = _mm256_mul_ps(th, cv);
+    const __m256 dv = _mm256_mul_ps(_mm256_sub_ps(one, _mm256_mul_ps(th, th)), sv);
+    if (valid >= 8) {
+      if (d) _mm256_storeu_ps(d + j, dv);
+    } else {
+      const __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(std::max<int64_t>(valid, 0))), lane);
+      out = _mm256_and_ps(out, _mm256_castsi256_ps(in));
+      xv = _mm256_blendv_ps(ninf, xv, _mm256_castsi256_ps(in));
+      if (d) _mm256_maskstore_ps(d + j, in, dv);
+    }
+    far = _mm256_or_ps(far, out);
+    _mm256_store_ps(x + j, xv);
+    mm = _mm256_max_ps(mm, xv);
+  };
+  const char* ahead = reinterpret_cast<const char*>(z + kBlock);
+  for (int64_t j = 0; j < n16; j += kLanes) {
+    _mm_prefetch(ahead + j * int64_t(sizeof(T)), _MM_HINT_T1);
+    step(z + j, j, 8, m0);
+    step(z + j + 8, j + 8, 8, m1);
+  }
+  if (n > n16) {  // x keeps the −inf padding: n16 + 16 ≤ kBlock
+    step(tail.buf, n16, n - n16, m0);
+    step(tail.buf + 8, n16 + 8, n - n16 - 8, m1);
+  }
+  if (_mm256_movemask_ps(far)) return {0.0f, 0.0f, true};
+  // every x is finite here (|x| < 0.55·c)
+  const float m = hmax(_mm256_max_ps(m0, m1));
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  const auto sum_step = [&](int64_t j, float* dst) {
+    const __m256 e0 = exp_ps(_mm256_sub_ps(_mm256_load_ps(x + j), mv));
+    const __m256 e1 = exp_ps(_mm256_sub_ps(_mm256_load_ps(x + j + 8), mv));
+    s0 = _mm256_add_ps(s0, e0);
+    s1 = _mm256_add_ps(s1, e1);
+    if (dst) {
+      _mm256_storeu_ps(dst, e0);
+      _mm256_storeu_ps(dst + 8, e1);
+    }
+  };
+  for (int64_t j = 0; j < n16; j += kLanes) sum_step(j, e ? e + j : nullptr);
+  if (n > n16) {
+    alignas(32) float out[kLanes];
+    sum_step(n16, out);
+    if (e) std::memcpy(e + n16, out, size_t(n - n16) * sizeof(float));
+  }
+  return {m, reduce16(s0, s1), false};
+}
+
+}  // namespace
+
+// These two are the AVX-512 table's as well (cross_entropy_avx512.cpp), so they have external
+// linkage; a 512-bit version of them is not written yet.
+template <DType D>
+CapPartial partial_softcap_avx2(const void* z, int64_t n, float s, float c, float* e, float* d) {
+  return s == 1.0f ? partial_softcap_impl<D, false>(z, n, s, c, e, d) : partial_softcap_impl<D, true>(z, n, s, c, e, d);
+}
+
+// The options' gradient store (Kernels::scale_sub_mul_store): g = (fma(−β, w, e·c) or e·c − β)·d
+// (d nullptr: no product), by store_span; the scalar head and tail round as the vectors.
+template <DType DOut>
+void scale_sub_mul_store_avx2(const float* e, const float* d, void* gv, int64_t n, float c, float beta, const float* w,
+                              bool stream) {
+  auto* g = static_cast<typename V<DOut>::T*>(gv);
+  const __m256 cv = _mm256_set1_ps(c), bv = _mm256_set1_ps(beta);
+  const auto val = [&](int64_t j) {
+    const __m256 ec = _mm256_mul_ps(_mm256_loadu_ps(e + j), cv);
+    const __m256 v = w ? _mm256_fnmadd_ps(bv, _mm256_loadu_ps(w + j), ec) : _mm256_sub_ps(ec, bv);
+    return d ? _mm256_mul_ps(v, _mm256_loadu_ps(d + j)) : v;
+  };
+  const auto one = [&](int64_t j) {
+    const float v = w ? std::fma(-beta, w[j], e[j] * c) : e[j] * c - beta;
+    return Elem<DOut>::store(d ? v * d[j] : v);
+  };
+  store_span<DOut>(g, n, stream, val, one);
+}
+
+template CapPartial partial_softcap_avx2<DType::F32>(const void*, int64_t, float, float, float*, float*);
+template CapPartial partial_softcap_avx2<DType::F16>(const void*, int64_t, float, float, float*, float*);
+template CapPartial partial_softcap_avx2<DType::BF16>(const void*, int64_t, float, float, float*, float*);
+template void scale_sub_mul_store_avx2<DType::F32>(const float*, const float*, void*, int64_t, float, float,
+                                                   const float*, bool);
+template void scale_sub_mul_store_avx2<DType::F16>(const float*, const float*, void*, int64_t, float, float,
+                                                   const float*, bool);
+template void scale_sub_mul_store_avx2<DType::BF16>(const float*, const float*, void*, int64_t, float, float,
+                                                    const float*, bool);
+
+namespace {
+
 const Kernels kAvx2 = {
     "avx2",
     {partial_avx2<DType::F32>, partial_avx2<DType::F16>, partial_avx2<DType::BF16>},
@@ -791,6 +917,8 @@ const Kernels kAvx2 = {
     },
     {partial_probs_avx2<DType::F32>, partial_probs_avx2<DType::F16>, partial_probs_avx2<DType::BF16>},
     {},  // partial_smooth_write: none, as partial_store_write (the caller writes the pending span)
+    {partial_softcap_avx2<DType::F32>, partial_softcap_avx2<DType::F16>, partial_softcap_avx2<DType::BF16>},
+    {scale_sub_mul_store_avx2<DType::F32>, scale_sub_mul_store_avx2<DType::F16>, scale_sub_mul_store_avx2<DType::BF16>},
 };
 
 }  // namespace

@@ -29,6 +29,15 @@
 #include "fusedce.h"
 
 namespace fusedce {
+
+// Softcap's block and the options' gradient store, AVX2 + FMA (cross_entropy_avx2.cpp): this table
+// takes them as they are (the same bits as the rest of this table's results).
+template <DType D>
+CapPartial partial_softcap_avx2(const void* z, int64_t n, float s, float c, float* e, float* d);
+template <DType DOut>
+void scale_sub_mul_store_avx2(const float* e, const float* d, void* g, int64_t n, float c, float beta, const float* w,
+                              bool stream);
+
 namespace {
 
 // exp(x) for 16 floats: see exp_ps in cross_entropy_avx2.cpp for the reduction and polynomial
@@ -843,6 +852,9 @@ const Kernels kAvx512 = {
         {partial_smooth_write_avx512<DType::BF16, DType::F32>, partial_smooth_write_avx512<DType::BF16, DType::F16>,
          partial_smooth_write_avx512<DType::BF16, DType::BF16>},
     },
+    // AVX2's (above): no 512-bit version of these yet
+    {partial_softcap_avx2<DType::F32>, partial_softcap_avx2<DType::F16>, partial_softcap_avx2<DType::BF16>},
+    {scale_sub_mul_store_avx2<DType::F32>, scale_sub_mul_store_avx2<DType::F16>, scale_sub_mul_store_avx2<DType::BF16>},
 };
 
 }  // namespace

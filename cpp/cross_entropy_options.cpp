@@ -87,12 +87,23 @@ RowOut row_forward_opt(const Kernels& k, const char* z, DType dt, int64_t vocab,
   const float* w = o.weight;
   pcs.clear();
   Fold f;
+  // softcap without smoothing or statistics (which read x afterwards): the ISA's one-loop block,
+  // the general loops below only for a block it does not take (some |s·z/c| ≥ 0.55)
+  const auto capk = !Smooth && !Stats && tf.c > 0.0f ? k.partial_softcap[int(dt)] : nullptr;
   for_each_piece(vocab, t, [&](int64_t off, int64_t n) {
+    float* const e = e_row ? e_row + off : buf.b;
+    if (capk) {
+      const CapPartial cp = capk(z + size_t(off) * esz, n, tf.s, tf.c, e_row ? e : nullptr, d_row ? d_row + off : nullptr);
+      if (!cp.far) {
+        f.add(cp.m, double(cp.s));
+        pcs.push_back(OptPiece{cp.m, double(cp.s), 0.0, 0.0, 0.0, off, n});
+        return;
+      }
+    }
     widen(z + size_t(off) * esz, dt, n, x);
     tf.apply(k, x, n, buf.c, d_row ? d_row + off : nullptr);
     // (m_b, S_b) by the ISA's fused block kernel (fp32 lanes, as the plain path); with Stats or a
     // scratch row also e_j = exp(x_j − m_b), for the entropy's T_b and the fused gradient
-    float* const e = e_row ? e_row + off : buf.b;
     const Partial p = Stats || e_row ? k.partial_store[int(DType::F32)](x, n, e) : k.partial[int(DType::F32)](x, n);
     OptPiece pc{p.m, double(p.s), 0.0, 0.0, 0.0, off, n};
     if (Smooth) pc.W = w ? lane_sum(n, [&](int64_t j) { return w[off + j]; }) : double(n);
@@ -181,17 +192,16 @@ struct GradRow {
     target = beta * (o.weight_total - wt) + gamma;
     bf = float(beta);
   }
-  // v[j] = (c·e[j] − β·w_{off+j})·d[j] (d nullptr: 1), narrowed into g's piece at off; c·e[j] is
-  // A·p_j. v may be e.   e, d, v: (n,) fp32; g: (V,) of gdt
-  void store(const float* e, float c, const float* d, int64_t off, int64_t n, float* v, char* g, DType gdt) const {
-    if (w && bf != 0.0f) {
-      for (int64_t j = 0; j < n; ++j) v[j] = c * e[j] - bf * w[off + j];
-    } else {
-      for (int64_t j = 0; j < n; ++j) v[j] = c * e[j] - bf;
-    }
-    if (d)
-      for (int64_t j = 0; j < n; ++j) v[j] *= d[j];
-    narrow(v, gdt, n, g + size_t(off) * dtype_size(gdt));
+  // v[j] = (c·e[j] − β·w_{off+j})·d[j] (d nullptr: 1; the first product and difference one FMA
+  // with weights), narrowed into g's piece at off; c·e[j] is A·p_j. By the ISA's store where it has
+  // one (stream: non-temporal stores), else through v, which may be e.
+  //   e, d, v: (n,) fp32; g: (V,) of gdt
+  void store(const Kernels& k, const float* e, float c, const float* d, int64_t off, int64_t n, float* v, char* g,
+             DType gdt, bool stream) const {
+    const float* wp = w && bf != 0.0f ? w + off : nullptr;
+    char* gp = g + size_t(off) * dtype_size(gdt);
+    if (const auto st = k.scale_sub_mul_store[int(gdt)]) st(e, d, gp, n, c, bf, wp, stream);
+    else sub_mul_store_block(e, d, wp, n, c, bf, v, gdt, gp);
   }
   // g_t = A·p_t − (A − target), from others = Σ_{j≠t} p_j (p_t = 1 − others, no cancellation when
   // p_t → 1), or, given p_t < 0.5, from p_t itself: the separate backward's p_j all carry the fp32
@@ -209,7 +219,7 @@ struct GradRow {
 // buffer before its gradient is stored).
 //   z: (V,) of dt; g: (V,) of gdt; t in [0, V)
 void row_grad_opt(const Kernels& k, const char* z, DType dt, char* g, DType gdt, int64_t vocab, int64_t t,
-                  float lse, double a, double b, const CeOptions& o, const Transform& tf) {
+                  float lse, double a, double b, const CeOptions& o, const Transform& tf, bool stream) {
   BlockBuffers& buf = block_buffers();
   float *x = buf.a, *e = buf.b, *d = buf.c, *scratch = buf.d;
   const size_t esz = dtype_size(dt);
@@ -223,7 +233,7 @@ void row_grad_opt(const Kernels& k, const char* z, DType dt, char* g, DType gdt,
     widen(z + size_t(off) * esz, dt, n, x);
     tf.apply(k, x, n, scratch, ident ? nullptr : d);
     others += double(k.grad[int(DType::F32)][int(DType::F32)](x, e, n, lse, 1.0f));  // e = p, Σ p in fp32 lanes
-    gr.store(e, Af, ident ? nullptr : d, off, n, e, g, gdt);
+    gr.store(k, e, Af, ident ? nullptr : d, off, n, e, g, gdt, stream);
   });
   gr.store_target(g, gdt, t, others, dt_t, std::exp(double(xt) - double(lse)));
 }
@@ -233,15 +243,16 @@ void row_grad_opt(const Kernels& k, const char* z, DType dt, char* g, DType gdt,
 // accurate than (and not bitwise) the separate backward, which starts from the fp32 lse. z is not
 // read here (in place is safe).
 //   e_row, d_row: (V,) from pass 1 (d_row nullptr: d ≡ 1); g: (V,) of gdt
-void row_grad_fused(const std::vector<OptPiece>& pcs, const float* e_row, const float* d_row, char* g, DType gdt,
-                    int64_t vocab, int64_t t, double lse, double nll, float d_t, double a, double b, const CeOptions& o) {
+void row_grad_fused(const Kernels& k, const std::vector<OptPiece>& pcs, const float* e_row, const float* d_row, char* g,
+                    DType gdt, int64_t vocab, int64_t t, double lse, double nll, float d_t, double a, double b,
+                    const CeOptions& o, bool stream) {
   float* v = block_buffers().a;
   const GradRow gr(o, vocab, t, lse, a, b, nll);
   double others = 0.0;
   for (const OptPiece& pc : pcs) {
     const double cb = std::exp(double(pc.m) - lse);  // 0 for a masked piece, NaN for a NaN row
     others += pc.S * cb;
-    gr.store(e_row + pc.off, float(gr.A * cb), d_row ? d_row + pc.off : nullptr, pc.off, pc.n, v, g, gdt);
+    gr.store(k, e_row + pc.off, float(gr.A * cb), d_row ? d_row + pc.off : nullptr, pc.off, pc.n, v, g, gdt, stream);
   }
   gr.store_target(g, gdt, t, others, d_t);
 }
@@ -260,6 +271,7 @@ ForwardOptTotals forward_opt(const Kernels& k, const ForwardOptArgs& a) {
   const size_t zrow = size_t(b.vocab) * dtype_size(b.dtype), grow = size_t(b.vocab) * dtype_size(grad.dtype);
   const auto* zb = static_cast<const char*>(b.logits);
   auto* gb = static_cast<char*>(grad.data);
+  const bool stream = gb && stream_gradient(b.rows, b.vocab, grad.dtype);
   CountedRows<2> parts(b.rows);  // (ce_i, zl_i)
   for_each_row(b.rows, b.vocab, b.threads, [&](int64_t r) {
     thread_local std::vector<OptPiece> pcs;
@@ -302,10 +314,11 @@ ForwardOptTotals forward_opt(const Kernels& k, const ForwardOptArgs& a) {
       if (g) {
         const double up = upstream(grad, r);
         if (fused)
-          row_grad_fused(pcs, e_row.data(), dr, g, grad.dtype, b.vocab, t, ro.lse, ro.nll, d_t, up * a.norm.ce, up * a.norm.z,
-                         a.opt);
+          row_grad_fused(k, pcs, e_row.data(), dr, g, grad.dtype, b.vocab, t, ro.lse, ro.nll, d_t, up * a.norm.ce,
+                         up * a.norm.z, a.opt, stream);
         else
-          row_grad_opt(k, z, b.dtype, g, grad.dtype, b.vocab, t, a.base.lse[r], up * a.norm.ce, up * a.norm.z, a.opt, tf);
+          row_grad_opt(k, z, b.dtype, g, grad.dtype, b.vocab, t, a.base.lse[r], up * a.norm.ce, up * a.norm.z, a.opt, tf,
+                       stream);
       }
     }
   });
@@ -331,6 +344,7 @@ void cross_entropy_backward_opt(const BackwardArgs& a, const CeOptions& opt, CeN
   const size_t zrow = size_t(b.vocab) * dtype_size(b.dtype), grow = size_t(b.vocab) * dtype_size(a.grad.dtype);
   const auto* zb = static_cast<const char*>(b.logits);
   auto* gb = static_cast<char*>(a.grad.data);
+  const bool stream = stream_gradient(b.rows, b.vocab, a.grad.dtype);
   for_each_row(b.rows, b.vocab, b.threads, [&](int64_t r) {
     const int32_t t = b.targets[r];
     char* g = gb + size_t(r) * grow;
@@ -340,7 +354,7 @@ void cross_entropy_backward_opt(const BackwardArgs& a, const CeOptions& opt, CeN
     }
     const double up = upstream(a.grad, r);
     row_grad_opt(k, zb + size_t(r) * zrow, b.dtype, g, a.grad.dtype, b.vocab, t, a.lse[r], up * norm.ce, up * norm.z,
-                 opt, tf);
+                 opt, tf, stream);
   });
 }
 

@@ -120,6 +120,8 @@ const Kernels kScalar = {
     {},  // bce_block: none (the portable block loop, built for this ISA, gives the same bits)
     {},  // partial_probs: none
     {},  // partial_smooth_write: none
+    {},  // partial_softcap: none
+    {},  // scale_sub_mul_store: none
 };
 
 }  // namespace

@@ -64,6 +64,13 @@ struct PairPartial {
   double sy, c;
 };
 
+// A softcapped block's partial (Kernels::partial_softcap); far: the block has an element the
+// kernel does not take (|u| ≥ 0.55 or NaN), and m and s are not set.
+struct CapPartial {
+  float m, s;
+  bool far;
+};
+
 // One ISA's kernels. Pointers are to the first element of a contiguous range.
 struct Kernels {
   const char* name;  // "scalar" | "avx2" | "avx512"
@@ -148,6 +155,17 @@ struct Kernels {
   // partial_smooth(z, n, s, wt, e) followed by scale_sub_store(w.e, w.g, w.n, w.c, w.beta, w.w,
   // w.stream). [input dtype][gradient dtype]; nullptr where an ISA has none.
   SmoothPartial (*partial_smooth_write[3][3])(const void* z, int64_t n, float s, const float* wt, float* e, const Pending& w);
+  // Softcap's block (cross_entropy_options.cpp): x = c·tanh(u), u = (z·s)·(1/c) (s = 1: z·(1/c)),
+  // tanh by its series alone (loss_rows.cpp, tanh_series, the same FMAs), then partial's (m, Σ
+  // exp(x − m)) of x in the F32 kernel's order; with e, also the exps, and with d, d[j] = (1 −
+  // tanh²)·s. Bitwise scale_softcap_block followed by partial(_store)[F32]. The series holds for
+  // |u| < 0.55: a block with any other element (or a NaN) comes back far (e and d partly written),
+  // and the caller takes the general loops. nullptr where an ISA has none.
+  CapPartial (*partial_softcap[3])(const void* z, int64_t n, float s, float c, float* e, float* d);
+  // The options' gradient store [gradient dtype]: g[j] = (w ? fma(−β, w[j], e[j]·c) : e[j]·c − β)
+  // ·(d ? d[j] : 1), stream as scale_store's. nullptr: loss_rows.h's sub_mul_store_block (same bits).
+  void (*scale_sub_mul_store[3])(const float* e, const float* d, void* g, int64_t n, float c, float beta, const float* w,
+                                 bool stream);
 };
 
 // Kernels chosen for this CPU (CPUID at first call; FUSEDCE_ISA=scalar|avx2|avx512 overrides).

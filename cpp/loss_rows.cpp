@@ -98,22 +98,24 @@ FUSEDCE_CLONES void narrow_block(const float* __restrict v, DType dt, int64_t n,
   }
 }
 
-// tanh u = u + u³·P(u²) for |u| < 0.55, P's coefficients the series' (−1/3, 2/15, −17/315, …);
-// inlined into each clone that calls it.
+// tanh u = u + u³·P(u²) for |u| < 0.55, P's coefficients the series' (−1/3, 2/15, −17/315, …),
+// by Horner with fused multiply-adds: the AVX-512 softcap block (partial_softcap) runs these same
+// FMAs, so every path gives the same bits. Inlined into each clone that calls it (the FMA clones:
+// one vfmadd each; the baseline's fmaf rounds the same).
 static inline float tanh_series(float vs) {
   const float v2 = vs * vs;
   float p = 5.9002744094558595e-4f;
-  p = p * v2 - 1.4558343870513183e-3f;
-  p = p * v2 + 3.5921280365724810e-3f;
-  p = p * v2 - 8.8632355299021966e-3f;
-  p = p * v2 + 2.1869488536155203e-2f;
-  p = p * v2 - 5.3968253968253968e-2f;
-  p = p * v2 + 1.3333333333333333e-1f;
-  p = p * v2 - 3.3333333333333333e-1f;
-  return vs + vs * v2 * p;
+  p = std::fma(p, v2, -1.4558343870513183e-3f);
+  p = std::fma(p, v2, 3.5921280365724810e-3f);
+  p = std::fma(p, v2, -8.8632355299021966e-3f);
+  p = std::fma(p, v2, 2.1869488536155203e-2f);
+  p = std::fma(p, v2, -5.3968253968253968e-2f);
+  p = std::fma(p, v2, 1.3333333333333333e-1f);
+  p = std::fma(p, v2, -3.3333333333333333e-1f);
+  return std::fma(vs * v2, p, vs);
 }
 
-FUSEDCE_CLONES void scale_softcap_block(const Kernels& k, float* x, int64_t n, float s, float c, float* t, float* d) {
+FUSEDCE_CLONES_FMA void scale_softcap_block(const Kernels& k, float* x, int64_t n, float s, float c, float* t, float* d) {
   if (c > 0.0f) {
     const float inv = 1.0f / c;
     // u = (s·x)/c in one pass, noting whether any |u| reaches 0.55 (NaN counts)
@@ -163,7 +165,21 @@ FUSEDCE_CLONES void scale_softcap_block(const Kernels& k, float* x, int64_t n, f
 //   |u| ≥ 0.55:  sign(u)·(1 − E)/(1 + E), E = exp(−2|u|) ≤ 1/3 by the ISA's exp: no cancellation
 // With sech2, also sech2[j] = 1 − tanh²(u[j]) (the derivative), without cancellation.
 // u and y may be the same buffer.
-FUSEDCE_CLONES void tanh_block(const Kernels& k, const float* u, int64_t n, float* y, float* t, float* sech2) {
+// The options' gradient store (cross_entropy_options.cpp, GradRow::store) where the ISA has no
+// Kernels::scale_sub_mul_store: the same FMA and products, so the same bits.
+FUSEDCE_CLONES_FMA void sub_mul_store_block(const float* e, const float* d, const float* w, int64_t n, float c,
+                                            float beta, float* v, DType gdt, void* g) {
+  if (w) {
+    for (int64_t j = 0; j < n; ++j) v[j] = std::fma(-beta, w[j], e[j] * c);
+  } else {
+    for (int64_t j = 0; j < n; ++j) v[j] = e[j] * c - beta;
+  }
+  if (d)
+    for (int64_t j = 0; j < n; ++j) v[j] *= d[j];
+  narrow(v, gdt, n, g);
+}
+
+FUSEDCE_CLONES_FMA void tanh_block(const Kernels& k, const float* u, int64_t n, float* y, float* t, float* sech2) {
   for (int64_t j = 0; j < n; ++j) t[j] = -2.0f * std::fabs(u[j]);
   k.exp(t, t, n);
   // Both branches are computed and one is selected (a blend: no control flow, so it vectorises).

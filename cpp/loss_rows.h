@@ -43,6 +43,12 @@ inline void widen(const void* z, DType dt, int64_t n, float* x) {
 // without softcap); vectorised (cpp/loss_rows.cpp).   x, d: (n,) fp32;  t: (n,) scratch
 void scale_softcap_block(const Kernels& k, float* x, int64_t n, float s, float c, float* t, float* d);
 
+// g[j] = (w ? fma(−β, w[j], e[j]·c) : e[j]·c − β)·(d ? d[j] : 1), converted to gdt, for j in [0, n):
+// the options' gradient store, bitwise Kernels::scale_sub_mul_store (cpp/loss_rows.cpp).
+//   e, d, w: (n,) fp32 (d, w may be nullptr);  v: (n,) fp32 scratch, may be e;  g: (n,) of gdt
+void sub_mul_store_block(const float* e, const float* d, const float* w, int64_t n, float c, float beta, float* v,
+                         DType gdt, void* g);
+
 // g[j] = v[j] converted to dt, for j in [0, n), vectorised (cpp/loss_rows.cpp).   v: (n,) fp32;  g: (n,) of dt
 void narrow_block(const float* v, DType dt, int64_t n, void* g);
 inline void narrow(const float* v, DType dt, int64_t n, void* g) {
