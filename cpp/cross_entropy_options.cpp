@@ -225,7 +225,15 @@ void row_grad_opt(const Kernels& k, const char* z, DType dt, char* g, DType gdt,
   const size_t esz = dtype_size(dt);
   float dt_t;
   const float xt = load_x(k, z, dt, t, tf, &dt_t);
-  const GradRow gr(o, vocab, t, double(lse), a, b, double(lse) - double(xt));
+  double nll = double(lse) - double(xt);
+  // Focal near p_t = 1: the factor κ(nll) amplifies an error in nll by about γ/nll, and the fp32
+  // lse carries one of |lse|·2⁻²⁴, so where γ/nll > 1 the row's lse is taken again in double, by
+  // the forward's own pass (one more exp per element; the same nll as the fused gradient's).
+  if (o.focal_gamma > 0.0f && nll < double(o.focal_gamma)) {
+    thread_local std::vector<OptPiece> pcs;
+    nll = row_forward_opt<false, false>(k, z, dt, vocab, t, o, tf, pcs).nll;
+  }
+  const GradRow gr(o, vocab, t, double(lse), a, b, nll);
   const float Af = float(gr.A);
   double others = 0.0;
   const bool ident = tf.identity();

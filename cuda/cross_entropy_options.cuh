@@ -269,9 +269,44 @@ __global__ void __launch_bounds__(256, 1) opt_rows_kernel(OptParams Q) {  // lau
     const double wt = o.w ? double(o.w[t]) : 1.0;
     __syncthreads();  // every thread has read z_t before thread 0 may write g_t (in place)
 
+    // pass 1 over j ≠ t: the row's (m, s) and the options' sums, merged over the block (every
+    // thread gets the result)
+    auto pass1 = [&]() -> OS {
+      OS st{kNegInf, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, kNoIndex};
+      for (int64_t j = tid; j < sp.head; j += T) {
+        const float x[1] = {j == t ? kNegInf : transform<Cap>(load_one<DT>(z, j), o, nullptr)};
+        const float w[1] = {j == t ? 0.0f : (o.w ? o.w[j] : 1.0f)};
+        accumulate_opt<Smooth, Stats, 1>(st, x, w, j);
+      }
+      for (int64_t i = tid; i < sp.nvec; i += T) {
+        const int64_t j0 = sp.head + i * VN;
+        Vec<DT> x = widen<DT>(MODE == kFused ? load16_cached(z + j0 * Elem<DT>::kSize) : load16(z + j0 * Elem<DT>::kSize));
+        float w[VN];
+        if (Smooth) load_w<VN>(o.w, j0, w);
+FCE_UNROLL
+        for (int k = 0; k < VN; ++k) x.v[k] = transform<Cap>(x.v[k], o, nullptr);
+        if (uint64_t(t - j0) < uint64_t(VN)) x.v[t - j0] = kNegInf, w[t - j0] = 0.0f;
+        accumulate_opt<Smooth, Stats, VN>(st, x.v, w, j0);
+      }
+      for (int64_t j = sp.tail + tid; j < V; j += T) {
+        const float x[1] = {j == t ? kNegInf : transform<Cap>(load_one<DT>(z, j), o, nullptr)};
+        const float w[1] = {j == t ? 0.0f : (o.w ? o.w[j] : 1.0f)};
+        accumulate_opt<Smooth, Stats, 1>(st, x, w, j);
+      }
+      return block_merge_opt<Smooth, Stats>(st, smem);
+    };
+
     if (MODE == kBackward) {
       const float lse = P.lse[r];
-      const OptGrad G = opt_grad(Q, r, wt, double(lse), double(lse) - double(xt));
+      double nll = double(lse) - double(xt);
+      // Focal near p_t = 1 (as the CPU's row_grad_opt): κ(nll) amplifies an error in nll by about
+      // γ/nll and the fp32 lse carries |lse|·2⁻²⁴, so where γ/nll > 1 the row's lse is taken again
+      // in double by pass 1 (every thread takes the branch: lse and x_t are the row's)
+      if (o.gamma > 0.0f && nll < double(o.gamma)) {
+        const OS st = pass1();
+        nll = finish_row(MS{st.m, st.s}, xt).loss;
+      }
+      const OptGrad G = opt_grad(Q, r, wt, double(lse), nll);
       const float Af = float(G.A), bf = float(G.beta);
       float others = 0.0f;
       auto elem = [&](float zj, int64_t j, float wj) -> float {
@@ -304,28 +339,7 @@ FCE_UNROLL
     }
 
     // ---- pass 1 over j ≠ t ----
-    OS st{kNegInf, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, kNoIndex};
-    for (int64_t j = tid; j < sp.head; j += T) {
-      const float x[1] = {j == t ? kNegInf : transform<Cap>(load_one<DT>(z, j), o, nullptr)};
-      const float w[1] = {j == t ? 0.0f : (o.w ? o.w[j] : 1.0f)};
-      accumulate_opt<Smooth, Stats, 1>(st, x, w, j);
-    }
-    for (int64_t i = tid; i < sp.nvec; i += T) {
-      const int64_t j0 = sp.head + i * VN;
-      Vec<DT> x = widen<DT>(MODE == kFused ? load16_cached(z + j0 * Elem<DT>::kSize) : load16(z + j0 * Elem<DT>::kSize));
-      float w[VN];
-      if (Smooth) load_w<VN>(o.w, j0, w);
-FCE_UNROLL
-      for (int k = 0; k < VN; ++k) x.v[k] = transform<Cap>(x.v[k], o, nullptr);
-      if (uint64_t(t - j0) < uint64_t(VN)) x.v[t - j0] = kNegInf, w[t - j0] = 0.0f;
-      accumulate_opt<Smooth, Stats, VN>(st, x.v, w, j0);
-    }
-    for (int64_t j = sp.tail + tid; j < V; j += T) {
-      const float x[1] = {j == t ? kNegInf : transform<Cap>(load_one<DT>(z, j), o, nullptr)};
-      const float w[1] = {j == t ? 0.0f : (o.w ? o.w[j] : 1.0f)};
-      accumulate_opt<Smooth, Stats, 1>(st, x, w, j);
-    }
-    st = block_merge_opt<Smooth, Stats>(st, smem);
+    OS st = pass1();
 
     // ---- the row's lse, loss and gradient constants (thread 0, double) ----
     if (tid == 0) {

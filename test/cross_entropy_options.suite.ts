@@ -4,7 +4,7 @@
 // (cross_entropy_options_cuda.test.ts, on a GPU or the emulation).
 import { describe, expect, it } from 'vitest';
 import { type DType, crossEntropyBackward, crossEntropyForward, crossEntropyForwardAsync, logits } from 'fusedce';
-import { makeLogits, randomLogits, randomTargets, testRng, toFloat32 } from './reference.mjs';
+import { makeLogits, normal, randomLogits, randomTargets, testRng, toFloat32 } from './reference.mjs';
 import { refCrossEntropy, worstRatio } from './loss_reference.mjs';
 
 // Shapes, each for a reason:
@@ -153,6 +153,36 @@ describe(`cross-entropy options: edge cases (${label})`, () => {
       const j = i * vocab + targets[i]!;
       expect(Math.abs(back[j]! - ref.grad[j]!), `backward, row ${i}`).toBeLessThanOrEqual(4e-6 * Math.abs(ref.grad[j]!));
       expect(Math.abs(fused[j]! - ref.grad[j]!), `fused, row ${i}`).toBeLessThanOrEqual(4e-6 * Math.abs(ref.grad[j]!));
+    }
+  });
+
+  it('the separate backward of focal loss near p_t = 1 agrees with the fused one (the row lse taken again in double)', () => {
+    // κ(nll) amplifies an error in nll = lse − x_t by about γ/nll, and the saved fp32 lse carries
+    // |lse|·2⁻²⁴ (here |lse| ≈ 35): from it alone, the rows below would be off by up to ~1e-4
+    const r = testRng('focal near one');
+    const rows = 4, vocab = 4099;
+    const x = Float32Array.from({ length: rows * vocab }, () => 25 + 2 * normal(r));
+    const targets = Int32Array.from({ length: rows }, () => Math.floor(r() * vocab));
+    for (let i = 0; i < rows; i++) {
+      let s = 0;
+      for (let j = 0; j < vocab; j++) if (j !== targets[i]) s += Math.exp(x[i * vocab + j]!);
+      x[i * vocab + targets[i]!] = Math.log(s) + [6, 4, 2, 0][i]!;  // nll ≈ 0.0025, 0.018, 0.13, 0.69
+    }
+    const z = logits(x, rows, vocab);
+    for (const o of [{ focalGamma: 2 }, { focalGamma: 0.5, logitScale: 1.5 }]) {
+      const ref = refCrossEntropy(x, rows, vocab, targets, { ...o, reduction: 'sum' });
+      const out = crossEntropyForward(z, targets, { ...o, reduction: 'sum', withGrad: true, gradDtype: 'f32' });
+      const back = toFloat32(crossEntropyBackward(z, targets, out.lse, { ...o, reduction: 'sum', gradDtype: 'f32' }));
+      const fused = toFloat32(out.grad!);
+      // each element relative to itself: 2e-6, plus the fp32 rounding of its exponent argument
+      // x − lse that every fp32 kernel carries (gradTol's term), |x| up to argMax
+      let argMax = 0;
+      for (const v of x) argMax = Math.max(argMax, Math.abs(v * (o.logitScale ?? 1)));
+      for (let i = 0; i < rows * vocab; i++) {
+        const tol = (2e-6 + argMax * 2 ** -22) * Math.abs(ref.grad[i]!) + 1e-30;
+        expect(Math.abs(back[i]! - ref.grad[i]!), `backward, γ ${o.focalGamma}, element ${i}`).toBeLessThanOrEqual(tol);
+        expect(Math.abs(fused[i]! - ref.grad[i]!), `fused, γ ${o.focalGamma}, element ${i}`).toBeLessThanOrEqual(tol);
+      }
     }
   });
 
