@@ -38,8 +38,10 @@ namespace {
 // exp_ps on M vectors at once, each lane the same bits as exp_ps alone: one range test (and so one
 // branch) covers all M, so that the M dependency chains interleave. A caller whose own chain is
 // long (binary CE's exp, division and series: ~120 cycles an 8-vector) is latency-bound on one.
+// Always inlined: GCC left it out of line in some callers (label smoothing with class weights: a
+// call per 8 elements, with the loop's vectors spilled around it, half that kernel's time).
 template <int M>
-inline void exp_ps_n(__m256 (&v)[M]) {
+__attribute__((always_inline)) inline void exp_ps_n(__m256 (&v)[M]) {
   using namespace expk;
   const __m256 lo = _mm256_set1_ps(kLo), hi = _mm256_set1_ps(kHi);
   const __m256 shifter = _mm256_set1_ps(kShifter);
@@ -77,7 +79,7 @@ inline void exp_ps_n(__m256 (&v)[M]) {
     v[u] = _mm256_mul_ps(_mm256_mul_ps(p[u], s1), s2);
   }
 }
-inline __m256 exp_ps(__m256 x) {
+__attribute__((always_inline)) inline __m256 exp_ps(__m256 x) {
   __m256 v[1] = {x};
   exp_ps_n<1>(v);
   return v[0];
@@ -367,6 +369,8 @@ SmoothPartial partial_smooth_impl(const void* zv, int64_t n, float sc, const flo
   const char* ahead = reinterpret_cast<const char*>(z + kBlock);
   for (int64_t j = 0; j < n16; j += kLanes) {
     _mm_prefetch(ahead + j * int64_t(sizeof(T)), _MM_HINT_T1);
+    // and the weights' next block (a line per step), which leave L2 between rows at large vocabularies
+    if (Weighted) _mm_prefetch(reinterpret_cast<const char*>(wt + kBlock + j), _MM_HINT_T1);
     step(z + j, j, kLanes, Store ? e + j : nullptr);
   }
   if (nt) {
