@@ -183,7 +183,8 @@ if (args.json) console.log(JSON.stringify(report, null, 2));
 else console.log(lines.join('\n'));
 if (args.out) {
   mkdirSync(args.out, { recursive: true });
-  const base = path.join(args.out, `loss-family-${report.date.slice(0, 10)}`);
+  // one file per kernel set (avx512, avx2, scalar): their ratios are not comparable
+  const base = path.join(args.out, `loss-family-${report.date.slice(0, 10)}-${report.machine.backend}`);
   writeFileSync(`${base}.json`, JSON.stringify(report, null, 2) + '\n');
   writeFileSync(`${base}.md`, lines.join('\n') + '\n');
   console.error(`wrote ${base}.{json,md}`);
