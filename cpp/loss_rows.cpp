@@ -99,8 +99,8 @@ FUSEDCE_CLONES void narrow_block(const float* __restrict v, DType dt, int64_t n,
 }
 
 // tanh u = u + u³·P(u²) for |u| < 0.55, P's coefficients the series' (−1/3, 2/15, −17/315, …),
-// by Horner with fused multiply-adds: the AVX-512 softcap block (partial_softcap) runs these same
-// FMAs, so every path gives the same bits. Inlined into each clone that calls it (the FMA clones:
+// by Horner with fused multiply-adds: the softcap block kernel (partial_softcap, in
+// cross_entropy_avx2.cpp) runs these same FMAs, so every path gives the same bits. Inlined into each clone that calls it (the FMA clones:
 // one vfmadd each; the baseline's fmaf rounds the same).
 static inline float tanh_series(float vs) {
   const float v2 = vs * vs;
