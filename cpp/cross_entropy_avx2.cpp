@@ -657,25 +657,34 @@ double bce_block_avx2(const void* x, const float* y, const float* pw, const floa
   return !pw && !w ? bce_block_for<DIn, DOut, true>(x, y, pw, w, n, l, g, gscale) : bce_block_for<DIn, DOut, false>(x, y, pw, w, n, l, g, gscale);
 }
 
-// g = e·c − beta·w (w nullptr: − beta), as scale_store; the scalar head and tail round as the vectors.
+}  // namespace
+
+// The options' gradient store (Kernels::scale_sub_mul_store): g = (fma(−β, w, e·c) or e·c − β)·d
+// (d nullptr: no product), by store_span; the scalar head and tail round as the vectors. External:
+// the AVX-512 table takes it too (cross_entropy_avx512.cpp).
 template <DType DOut>
-void scale_sub_store_avx2(const float* e, void* gv, int64_t n, float c, float beta, const float* w, bool stream) {
-  using TO = typename V<DOut>::T;
-  TO* g = static_cast<TO*>(gv);
+void scale_sub_mul_store_avx2(const float* e, const float* d, void* gv, int64_t n, float c, float beta, const float* w,
+                              bool stream) {
+  auto* g = static_cast<typename V<DOut>::T*>(gv);
   const __m256 cv = _mm256_set1_ps(c), bv = _mm256_set1_ps(beta);
   const auto val = [&](int64_t j) {
     const __m256 ec = _mm256_mul_ps(_mm256_loadu_ps(e + j), cv);
-    return w ? _mm256_fnmadd_ps(bv, _mm256_loadu_ps(w + j), ec) : _mm256_sub_ps(ec, bv);
+    const __m256 v = w ? _mm256_fnmadd_ps(bv, _mm256_loadu_ps(w + j), ec) : _mm256_sub_ps(ec, bv);
+    return d ? _mm256_mul_ps(v, _mm256_loadu_ps(d + j)) : v;
   };
-  const auto one = [&](int64_t j) { return w ? std::fma(-beta, w[j], e[j] * c) : e[j] * c - beta; };
-  int64_t j = 0;
-  if (stream) {
-    for (; j < n && reinterpret_cast<uintptr_t>(g + j) % V<DOut>::kAlign; ++j) g[j] = Elem<DOut>::store(one(j));
-    for (; j + 8 <= n; j += 8) V<DOut>::stream(g + j, val(j));
-    _mm_sfence();
-  }
-  for (; j + 8 <= n; j += 8) V<DOut>::store(g + j, val(j));
-  for (; j < n; ++j) g[j] = Elem<DOut>::store(one(j));
+  const auto one = [&](int64_t j) {
+    const float v = w ? std::fma(-beta, w[j], e[j] * c) : e[j] * c - beta;
+    return Elem<DOut>::store(d ? v * d[j] : v);
+  };
+  store_span<DOut>(g, n, stream, val, one);
+}
+
+namespace {
+
+// g = e·c − beta·w (w nullptr: − beta): the store above without d.
+template <DType DOut>
+void scale_sub_store_avx2(const float* e, void* g, int64_t n, float c, float beta, const float* w, bool stream) {
+  scale_sub_mul_store_avx2<DOut>(e, nullptr, g, n, c, beta, w, stream);
 }
 
 // g = e · c. With stream, the aligned middle is written with non-temporal stores: a large
@@ -824,30 +833,11 @@ CapPartial partial_softcap_impl(const void* zv, int64_t n, float s, float c, flo
 
 }  // namespace
 
-// These two are the AVX-512 table's as well (cross_entropy_avx512.cpp), so they have external
-// linkage; a 512-bit version of them is not written yet.
+// The AVX-512 table's as well (cross_entropy_avx512.cpp), so it has external linkage, as
+// scale_sub_mul_store_avx2 above; a 512-bit version of either is not written yet.
 template <DType D>
 CapPartial partial_softcap_avx2(const void* z, int64_t n, float s, float c, float* e, float* d) {
   return s == 1.0f ? partial_softcap_impl<D, false>(z, n, s, c, e, d) : partial_softcap_impl<D, true>(z, n, s, c, e, d);
-}
-
-// The options' gradient store (Kernels::scale_sub_mul_store): g = (fma(−β, w, e·c) or e·c − β)·d
-// (d nullptr: no product), by store_span; the scalar head and tail round as the vectors.
-template <DType DOut>
-void scale_sub_mul_store_avx2(const float* e, const float* d, void* gv, int64_t n, float c, float beta, const float* w,
-                              bool stream) {
-  auto* g = static_cast<typename V<DOut>::T*>(gv);
-  const __m256 cv = _mm256_set1_ps(c), bv = _mm256_set1_ps(beta);
-  const auto val = [&](int64_t j) {
-    const __m256 ec = _mm256_mul_ps(_mm256_loadu_ps(e + j), cv);
-    const __m256 v = w ? _mm256_fnmadd_ps(bv, _mm256_loadu_ps(w + j), ec) : _mm256_sub_ps(ec, bv);
-    return d ? _mm256_mul_ps(v, _mm256_loadu_ps(d + j)) : v;
-  };
-  const auto one = [&](int64_t j) {
-    const float v = w ? std::fma(-beta, w[j], e[j] * c) : e[j] * c - beta;
-    return Elem<DOut>::store(d ? v * d[j] : v);
-  };
-  store_span<DOut>(g, n, stream, val, one);
 }
 
 template CapPartial partial_softcap_avx2<DType::F32>(const void*, int64_t, float, float, float*, float*);

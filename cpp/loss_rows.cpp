@@ -100,8 +100,8 @@ FUSEDCE_CLONES void narrow_block(const float* __restrict v, DType dt, int64_t n,
 
 // tanh u = u + u³·P(u²) for |u| < 0.55, P's coefficients the series' (−1/3, 2/15, −17/315, …),
 // by Horner with fused multiply-adds: the softcap block kernel (partial_softcap, in
-// cross_entropy_avx2.cpp) runs these same FMAs, so every path gives the same bits. Inlined into each clone that calls it (the FMA clones:
-// one vfmadd each; the baseline's fmaf rounds the same).
+// cross_entropy_avx2.cpp) runs these same FMAs, so every path gives the same bits. Inlined into
+// each clone that calls it (the FMA clones: one vfmadd each; the baseline's fmaf rounds the same).
 static inline float tanh_series(float vs) {
   const float v2 = vs * vs;
   float p = 5.9002744094558595e-4f;
@@ -160,11 +160,6 @@ FUSEDCE_CLONES_FMA void scale_softcap_block(const Kernels& k, float* x, int64_t 
   }
 }
 
-// y[j] = tanh(u[j]) for j in [0, n), ≤ 3 ulp, vectorisable; t: (n,) scratch.
-//   |u| < 0.55:  the odd Taylor series to u¹⁷ (the next term is < 3e-9 relative there)
-//   |u| ≥ 0.55:  sign(u)·(1 − E)/(1 + E), E = exp(−2|u|) ≤ 1/3 by the ISA's exp: no cancellation
-// With sech2, also sech2[j] = 1 − tanh²(u[j]) (the derivative), without cancellation.
-// u and y may be the same buffer.
 // The options' gradient store (cross_entropy_options.cpp, GradRow::store) where the ISA has no
 // Kernels::scale_sub_mul_store: the same FMA and products, so the same bits.
 FUSEDCE_CLONES_FMA void sub_mul_store_block(const float* e, const float* d, const float* w, int64_t n, float c,
@@ -179,6 +174,11 @@ FUSEDCE_CLONES_FMA void sub_mul_store_block(const float* e, const float* d, cons
   narrow(v, gdt, n, g);
 }
 
+// y[j] = tanh(u[j]) for j in [0, n), ≤ 3 ulp, vectorisable; t: (n,) scratch.
+//   |u| < 0.55:  the odd Taylor series to u¹⁷ (the next term is < 3e-9 relative there)
+//   |u| ≥ 0.55:  sign(u)·(1 − E)/(1 + E), E = exp(−2|u|) ≤ 1/3 by the ISA's exp: no cancellation
+// With sech2, also sech2[j] = 1 − tanh²(u[j]) (the derivative), without cancellation.
+// u and y may be the same buffer.
 FUSEDCE_CLONES_FMA void tanh_block(const Kernels& k, const float* u, int64_t n, float* y, float* t, float* sech2) {
   for (int64_t j = 0; j < n; ++j) t[j] = -2.0f * std::fabs(u[j]);
   k.exp(t, t, n);
